@@ -1,0 +1,202 @@
+"""Configuration: one frozen, typed object, read once and passed in.
+
+Values come from four layers, each overriding the one before:
+
+    defaults  <  config file (YAML)  <  AGGREGATOR_<SECTION>__<KEY> env vars  <  CLI flags
+
+Environment values are read as YAML scalars, so `AGGREGATOR_FEEDS__MAX_ENTRIES=20`
+is a number and `AGGREGATOR_SEEDS__EXTENSIONS='[.md]'` a list. Every error
+names the key, where the value came from, and the value itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aggregator.errors import ConfigError
+from aggregator.scan import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
+from aggregator.text import printable
+from aggregator.urls import InvalidURL, http_url
+
+ENV_PREFIX = "AGGREGATOR_"
+ENV_CONFIG = "AGGREGATOR_CONFIG"
+"""Names the config file when `--config` is not given."""
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080/"
+DEFAULT_MAX_ENTRIES = 50
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SeedsConfig(_Section):
+    dir: Path = Path("seeds")
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    max_file_bytes: int = Field(DEFAULT_MAX_FILE_BYTES, gt=0)
+
+    @field_validator("extensions")
+    @classmethod
+    def _dotted(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        exts = tuple(e.strip().lower() for e in value)
+        bad = [e for e in exts if not e.startswith(".") or len(e) < 2 or "/" in e]
+        if bad:
+            raise ValueError(f"extensions look like '.md'; got {bad[0]!r}")
+        return exts
+
+
+class OutputConfig(_Section):
+    dir: Path = Path("public")
+
+
+class SiteConfig(_Section):
+    title: str = Field("aggregator", min_length=1, max_length=200)
+    public_url: str = DEFAULT_PUBLIC_URL
+    """Where the output directory is served; feed self links and ids are built from it."""
+    author: str = Field("aggregator", min_length=1, max_length=200)
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        try:
+            url = http_url(value)
+        except InvalidURL as exc:
+            raise ValueError(f"expected an absolute http(s) URL ({exc})") from None
+        if "?" in url or "#" in url:
+            raise ValueError("expected a URL without query or fragment")
+        return url if url.endswith("/") else url + "/"
+
+
+class FeedsConfig(_Section):
+    max_entries: int = Field(DEFAULT_MAX_ENTRIES, ge=1, le=1000)
+    min_quality: float = Field(0, ge=0, le=100)
+    max_age_days: int = Field(0, ge=0)
+    """0 keeps articles of any age."""
+    require_published: bool = False
+    max_related: int = Field(5, ge=0, le=20)
+
+
+class TopicsConfig(_Section):
+    aliases: dict[str, str] = Field(default_factory=dict)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+class BuildConfig(_Section):
+    workers: int = Field(0, ge=0, le=64)
+    """Processes that parse seeds; 0 means one per CPU."""
+
+
+class Config(_Section):
+    seeds: SeedsConfig = SeedsConfig()
+    output: OutputConfig = OutputConfig()
+    site: SiteConfig = SiteConfig()
+    feeds: FeedsConfig = FeedsConfig()
+    topics: TopicsConfig = TopicsConfig()
+    build: BuildConfig = BuildConfig()
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read the config file (if any), apply env vars and `overrides` ("section.key": value)."""
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get(ENV_CONFIG):
+        path = Path(environ[ENV_CONFIG])
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), _read_file(path)))
+    layers.append(("environment", _from_environ(environ)))
+    flags: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            flags.setdefault(section, {})[key] = value
+    layers.append(("command line", flags))
+
+    merged: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for name, layer in layers:
+        _merge(merged, layer, origin, name)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        try:
+            value = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        except yaml.YAMLError:
+            value = raw
+        data.setdefault(section, {})[key] = raw if value is None else value
+    return data
+
+
+def _merge(
+    into: dict[str, Any], layer: Mapping[str, Any], origin: dict[tuple[str, ...], str], name: str
+) -> None:
+    """Overlay `layer` on `into`, section by section, remembering where each key came from."""
+    for section, values in layer.items():
+        if not isinstance(values, dict):
+            into[section] = values
+            origin[(str(section),)] = name
+            continue
+        target = into.get(section)
+        if not isinstance(target, dict):
+            target = into[section] = {}
+        for key, value in values.items():
+            target[key] = value
+            origin[(str(section), str(key))] = name
+
+
+def _describe(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc)
+        source = next(
+            (origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), "default"
+        )
+        if source == "environment":
+            source = ENV_PREFIX + "__".join(loc[:2]).upper()
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        value = printable(repr(error.get("input")), 80)
+        lines.append(f"{source}: {key}: {message} (got {value})")
+    return "; ".join(lines)

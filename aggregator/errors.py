@@ -1,0 +1,28 @@
+"""The one exception root of the project.
+
+    AggregatorError            anything the project raises on purpose
+    ├── ConfigError            a config file or override that cannot be used
+    └── SeedDirError           the seed directory cannot be read at all
+    └── OutputError            the output directory cannot be written
+
+Each error carries the file path (or key) it is about, and its message says
+what is wrong in one line, so the CLI can print it as it is.
+"""
+
+from __future__ import annotations
+
+
+class AggregatorError(Exception):
+    """Root of every error the project raises on purpose."""
+
+
+class ConfigError(AggregatorError):
+    """The configuration cannot be used; the message names the key and value."""
+
+
+class SeedDirError(AggregatorError):
+    """The seed directory is missing or unreadable."""
+
+
+class OutputError(AggregatorError):
+    """The output directory, or a file in it, cannot be written."""

@@ -1,0 +1,117 @@
+"""The output directory: atomic, write-if-changed files, and nothing outside it.
+
+A file is replaced only when its bytes differ, through a temp file in the same
+directory that is fsynced and renamed into place; a reader (or the HTTP
+server) sees the old file or the new one, never half of one, and an unchanged
+file keeps its mtime and so its ETag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from aggregator.errors import OutputError
+
+TEMP_PREFIX = ".tmp-"
+_STALE_TEMP_SECONDS = 600
+
+
+class OutputDir:
+    """The directory the feeds are written to and served from."""
+
+    def __init__(self, root: Path) -> None:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self.root = root.resolve(strict=True)
+        except OSError as exc:
+            raise OutputError(f"{root}: cannot create the output directory ({exc.strerror})") from None
+        self._mode = 0o666 & ~_umask()
+
+    def path(self, relative: str) -> Path:
+        """The absolute path of `relative`, refused when it would leave the directory."""
+        target = (self.root / relative).resolve()
+        if not target.is_relative_to(self.root) or target == self.root:
+            raise OutputError(f"{relative!r}: refusing to write outside {self.root}")
+        return target
+
+    def write(self, relative: str, data: bytes) -> bool:
+        """Put `data` at `relative` unless it is already there; True when the file changed."""
+        target = self.path(relative)
+        try:
+            if target.read_bytes() == data:
+                return False
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot read ({exc.strerror})") from None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fchmod(handle.fileno(), self._mode)
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
+        return True
+
+    def prune(self, folder: str, suffix: str, keep: set[str]) -> list[str]:
+        """Remove files ending in `suffix` under `folder` that are not in `keep`.
+
+        Also clears temp files left by an interrupted write. Returns the
+        relative paths removed.
+        """
+        directory = self.path(folder)
+        removed: list[str] = []
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return removed
+        except OSError as exc:
+            raise OutputError(f"{directory}: cannot list ({exc.strerror})") from None
+        now = time.time()
+        for entry in entries:
+            relative = f"{folder}/{entry.name}"
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            stale_temp = entry.name.startswith(TEMP_PREFIX) and (
+                now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_SECONDS
+            )
+            if stale_temp or (entry.name.endswith(suffix) and relative not in keep):
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise OutputError(f"{entry.path}: cannot remove ({exc.strerror})") from None
+                if not stale_temp:
+                    removed.append(relative)
+        if removed:
+            _fsync_dir(directory)
+        return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

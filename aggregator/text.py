@@ -1,0 +1,50 @@
+"""Text cleaning at the boundary: what may reach XML, HTML and log lines.
+
+Pure functions. Everything a seed says passes through `clean_text` (or
+`clean_line`) before it is stored in a record, so no later stage ever sees a
+character that XML 1.0 forbids.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# XML 1.0 forbids C0 controls other than tab, LF and CR, lone surrogates and
+# U+FFFE/U+FFFF; C1 controls and DEL are allowed but "discouraged" and make
+# validators and several readers complain, so they go too.
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_SPACE_RUN = re.compile(r"\s+")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\u2028\u2029]")
+
+
+def strip_invalid_xml(text: str) -> str:
+    """Remove every character XML 1.0 forbids (or discourages)."""
+    return _INVALID_XML.sub("", text)
+
+
+def clean_text(text: str) -> str:
+    """NFC-normalize, drop XML-invalid characters, trim the ends."""
+    return strip_invalid_xml(unicodedata.normalize("NFC", text)).strip()
+
+
+def clean_line(text: str) -> str:
+    """`clean_text`, with every run of white space (newlines too) made one space."""
+    return _SPACE_RUN.sub(" ", clean_text(text))
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut `text` to at most `limit` characters, at a word end where one is near."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)]
+    space = cut.rfind(" ")
+    if space >= limit * 0.8:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """A one-line, escaped rendering of untrusted text for messages and logs."""
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", shown)

@@ -1,0 +1,87 @@
+"""URLs from seeds: which ones may become links, and the identity of an article.
+
+Pure functions. A link in a feed is only ever an absolute http(s) URL with a
+host; `javascript:`, `data:`, relative and malformed URLs are refused here,
+once, so no renderer has to think about them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MAX_URL_LENGTH = 4096
+_SCHEMES = frozenset({"http", "https"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f<>\"\\^`{|}]")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$")
+
+
+class InvalidURL(ValueError):
+    """The text is not an absolute http(s) URL that may be linked to."""
+
+
+def http_url(value: str) -> str:
+    """Return `value`, trimmed, when it is an absolute http(s) URL; raise otherwise."""
+    url = value.strip()
+    if not url:
+        raise InvalidURL("empty URL")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidURL(f"URL is {len(url)} characters, over {MAX_URL_LENGTH}")
+    if _FORBIDDEN.search(url):
+        raise InvalidURL("URL contains white space, control or unsafe characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"malformed URL ({exc})") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        raise InvalidURL("not an absolute http(s) URL")
+    host = parts.hostname
+    if not host:
+        raise InvalidURL("URL has no host")
+    if port == 0:
+        raise InvalidURL("URL has port 0")
+    return url
+
+
+def normalize_url(url: str) -> str:
+    """The form of an article URL that decides its identity.
+
+    Lower-case scheme and host, no default port, no fragment, no `utm_*`
+    tracking parameters, and `/` for an empty path. The rules are part of the
+    entry ids readers have stored: change them and every entry is new again.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    if parts.username is not None:
+        userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "")
+        netloc = f"{userinfo}@{netloc}"
+    query = parts.query
+    if "utm_" in query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, v) for k, v in pairs if not k.lower().startswith("utm_")])
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+
+
+def entry_id(url: str) -> str:
+    """The Atom id of the article at `url`: a name-based UUID of its normalized form."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, normalize_url(url))}"
+
+
+def hostname(value: str) -> str:
+    """Return `value` as a lower-case ASCII host name (IDNA for unicode); raise otherwise."""
+    name = value.strip().lower().rstrip(".")
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidURL("not a valid host name") from None
+    if not _HOSTNAME.match(ascii_name) or "." not in ascii_name:
+        raise InvalidURL("not a valid host name")
+    return ascii_name
