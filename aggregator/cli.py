@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AggregatorError as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
         return 1
-    print_report(report, config.output.dir)
+    print_report(report, config.seeds.dir, config.output.dir)
     return 1 if args.strict and report.rejected else 0
 
 
@@ -89,25 +89,30 @@ def _progress_bar() -> Progress | None:
     return update
 
 
-def print_report(report: BuildReport, out: Path) -> None:
-    """Warnings to stderr, one line each; the summary to stdout."""
+def print_report(report: BuildReport, seeds: Path, out: Path) -> None:
+    """Warnings to stderr, one line each; the summary, with every rejected file, to stdout."""
+
+    def name(source: str) -> str:
+        return printable(str(seeds / source))
+
     for source, warning in report.warnings:
-        print(f"{printable(source)}: warning: {warning}", file=sys.stderr)
+        print(f"{name(source)}: warning: {warning}", file=sys.stderr)
     for problem in report.scan_problems:
-        print(f"{problem} (stale feeds were kept)", file=sys.stderr)
+        print(f"{seeds}/{problem} (feeds of missing seeds were kept)", file=sys.stderr)
     print(
-        f"seeds: {report.files} files, {report.articles} articles, {len(report.rejected)} rejected, "
-        f"{len(report.duplicates)} duplicates merged, {report.filtered} filtered out"
+        f"seeds: {report.files} files, {report.articles} articles, "
+        f"{len(report.rejected)} rejected, {len(report.duplicates)} duplicates merged, "
+        f"{report.filtered} filtered out"
     )
     print(
         f"feeds: {report.topics} topics; {len(report.written)} files written, "
         f"{report.unchanged} unchanged, {len(report.removed)} removed in {out}/"
     )
     for dup in report.duplicates[:MAX_LISTED]:
-        print(f"  duplicate: {printable(dup.source)} is the same article as {printable(dup.kept)}")
+        print(f"  duplicate: {name(dup.source)} is the same article as {name(dup.kept)}")
     if report.rejected:
         print(f"rejected ({len(report.rejected)}):")
         for source, reason in report.rejected[:MAX_LISTED]:
-            print(f"  {printable(source)}: {reason}")
+            print(f"  {name(source)}: {reason}")
         if len(report.rejected) > MAX_LISTED:
             print(f"  … and {len(report.rejected) - MAX_LISTED} more")

@@ -176,6 +176,7 @@ def _merge(
             into[section] = values
             origin[(str(section),)] = name
             continue
+        origin[(str(section),)] = name
         target = into.get(section)
         if not isinstance(target, dict):
             target = into[section] = {}

@@ -28,7 +28,9 @@ class OutputDir:
             root.mkdir(parents=True, exist_ok=True)
             self.root = root.resolve(strict=True)
         except OSError as exc:
-            raise OutputError(f"{root}: cannot create the output directory ({exc.strerror})") from None
+            raise OutputError(
+                f"{root}: cannot create the output directory ({exc.strerror})"
+            ) from None
         self._mode = 0o666 & ~_umask()
 
     def path(self, relative: str) -> Path:

@@ -108,4 +108,5 @@ def render_opml(catalog: Catalog, site: SiteConfig) -> bytes:
             htmlUrl=site.public_url,
         )
     ET.indent(root)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "utf-8", xml_declaration=False) + b"\n"
+    xml: bytes = ET.tostring(root, "utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + xml + b"\n"

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -24,10 +24,13 @@ from aggregator.model import Article, Image, Provider, Related, SeedResult
 from aggregator.text import clean_line, printable, truncate
 from aggregator.urls import InvalidURL, hostname, http_url
 
-SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    _Base = yaml.SafeLoader
+else:  # the C loader (libyaml) when PyYAML was built with it
+    _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class SeedLoader(SafeLoader):
+class SeedLoader(_Base):
     """The safe loader, with YAML timestamps kept as text.
 
     Dates are validated where they are read (`parse_datetime`), so a bad date
@@ -35,7 +38,9 @@ class SeedLoader(SafeLoader):
     """
 
 
-SeedLoader.add_constructor("tag:yaml.org,2002:timestamp", SafeLoader.construct_yaml_str)
+SeedLoader.add_constructor(  # type: ignore[type-var]  # the stubs mistype the loader
+    "tag:yaml.org,2002:timestamp", SeedLoader.construct_yaml_str
+)
 
 MAX_TITLE_CHARS = 300
 MAX_EXCERPT_CHARS = 2000
@@ -112,7 +117,9 @@ def load_yaml(text: str) -> object:
     except RecursionError:
         raise _Rejected("front matter is nested too deeply") from None
     except (ValueError, OverflowError) as exc:
-        raise _Rejected(f"front matter has a value that cannot be read: {printable(str(exc))}") from None
+        raise _Rejected(
+            f"front matter has a value that cannot be read: {printable(str(exc))}"
+        ) from None
 
 
 def parse_seed(data: bytes, source: str) -> SeedResult:
@@ -326,7 +333,9 @@ def _images(value: object, where: str, warn: Warn) -> tuple[Image, ...]:
                 warn(f"{here}.url: missing")
             continue
         images.append(
-            Image(url, _dimension(item, "width", here, warn), _dimension(item, "height", here, warn))
+            Image(
+                url, _dimension(item, "width", here, warn), _dimension(item, "height", here, warn)
+            )
         )
     return tuple(images)
 

@@ -60,7 +60,9 @@ class Catalog:
         return self.feeds[1:]
 
 
-def merge_duplicates(articles: Iterable[Article]) -> tuple[dict[str, list[Article]], list[Duplicate]]:
+def merge_duplicates(
+    articles: Iterable[Article],
+) -> tuple[dict[str, list[Article]], list[Duplicate]]:
     """Group copies of one article (same normalized URL) and put the one to use first.
 
     The copy from the seed whose path sorts first is used, whatever order the
@@ -82,9 +84,7 @@ def passes_filters(article: Article, feeds: FeedsConfig, now: datetime) -> bool:
         return False
     if feeds.require_published and article.is_published is not True:
         return False
-    return not (
-        feeds.max_age_days and article.published < now - timedelta(days=feeds.max_age_days)
-    )
+    return not (feeds.max_age_days and article.published < now - timedelta(days=feeds.max_age_days))
 
 
 def newest_first(entry: Entry) -> tuple[float, str]:

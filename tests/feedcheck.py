@@ -1,0 +1,65 @@
+"""What every feed we write must be: checked the way a validator and a reader would."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import feedparser
+from lxml import etree
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+SCHEMA = Path(__file__).parent / "data" / "atom.rng"
+
+
+@cache
+def atom_schema() -> etree.RelaxNG:
+    """RFC 4287's RELAX NG grammar (tests/data/atom.rnc, converted to atom.rng)."""
+    return etree.RelaxNG(etree.parse(str(SCHEMA)))
+
+
+def check_feed(data: bytes) -> etree._Element:
+    """Assert `data` is a valid Atom feed readers will take; return its root element.
+
+    RELAX NG validity; feedparser parses it without complaint; entry ids are
+    unique; entries are newest first; each entry has exactly one alternate
+    link; the feed has a self link, an author and an `updated` that is its
+    newest entry's.
+    """
+    root = etree.fromstring(data)
+    schema = atom_schema()
+    assert schema.validate(root), str(schema.error_log)
+
+    parsed = feedparser.parse(data)
+    assert parsed.bozo == 0, repr(parsed.get("bozo_exception"))
+
+    entries = root.findall(f"{ATOM}entry")
+    ids = [e.findtext(f"{ATOM}id") for e in entries]
+    assert len(ids) == len(set(ids)), "entry ids repeat"
+    updated = [datetime.fromisoformat(e.findtext(f"{ATOM}updated") or "") for e in entries]
+    assert updated == sorted(updated, reverse=True), "entries are not newest first"
+    for entry in entries:
+        alternates = [
+            link
+            for link in entry.findall(f"{ATOM}link")
+            if link.get("rel", "alternate") == "alternate"
+        ]
+        assert len(alternates) == 1, f"{len(alternates)} alternate links in an entry"
+        href = alternates[0].get("href", "")
+        assert href.startswith(("http://", "https://")), href
+    selfs = [link for link in root.findall(f"{ATOM}link") if link.get("rel") == "self"]
+    assert len(selfs) == 1
+    assert root.find(f"{ATOM}author/{ATOM}name") is not None
+    if updated:
+        feed_updated = datetime.fromisoformat(root.findtext(f"{ATOM}updated") or "")
+        assert feed_updated == updated[0]
+    return root
+
+
+def entry_titles(root: etree._Element) -> list[str]:
+    return [e.findtext(f"{ATOM}title") or "" for e in root.findall(f"{ATOM}entry")]
+
+
+def entry_ids(root: etree._Element) -> list[str]:
+    return [e.findtext(f"{ATOM}id") or "" for e in root.findall(f"{ATOM}entry")]

@@ -1,0 +1,76 @@
+"""The `aggregator` command as a user runs it: a real subprocess, real directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from aggregator import __version__
+from tests.conftest import seed_text
+from tests.feedcheck import check_feed
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    version = run("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == f"aggregator {__version__}"
+    help_ = run("build", "--help", cwd=tmp_path)
+    assert help_.returncode == 0
+    for flag in ("--config", "--seeds", "--out", "--strict"):
+        assert flag in help_.stdout
+
+
+def test_build_summarises_and_strict_fails_on_a_rejected_seed(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "ok.md").write_text(seed_text(title="Fine"))
+    (seeds / "broken.md").write_text("---\ntitle: [\n---\n")
+    plain = run("build", "--seeds", "seeds", "--out", "out", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "2 files, 1 articles, 1 rejected" in plain.stdout
+    assert "broken.md: front matter is not valid YAML" in plain.stdout
+    check_feed((tmp_path / "out" / "feeds" / "ai.atom").read_bytes())
+    strict = run("build", "--seeds", "seeds", "--out", "out", "--strict", cwd=tmp_path)
+    assert strict.returncode == 1
+    assert "0 files written" in strict.stdout or "files written" in strict.stdout
+
+
+def test_config_errors_name_the_key_and_the_value(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("feeds:\n  max_entries: -3\n")
+    bad_file = run("build", "--config", str(config), cwd=tmp_path)
+    assert bad_file.returncode == 2
+    assert "feeds.max_entries" in bad_file.stderr and "-3" in bad_file.stderr
+    assert str(config) in bad_file.stderr
+    bad_env = run("build", cwd=tmp_path, env={"AGGREGATOR_FEEDS__MAX_ENTRIES": "lots"})
+    assert bad_env.returncode == 2
+    assert "AGGREGATOR_FEEDS__MAX_ENTRIES" in bad_env.stderr and "lots" in bad_env.stderr
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("feeds:\n  max_entires: 10\n")
+    unknown = run("build", "--config", str(typo), cwd=tmp_path)
+    assert unknown.returncode == 2 and "feeds.max_entires: unknown setting" in unknown.stderr
+
+
+def test_a_missing_seed_directory_is_an_error_and_leaves_the_output_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "feeds"
+    out.mkdir(parents=True)
+    (out / "keep.atom").write_text("last good")
+    result = run("build", "--seeds", "nowhere", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nowhere: cannot read the seed directory" in result.stderr
+    assert (out / "keep.atom").read_text() == "last good"

@@ -1,0 +1,72 @@
+"""Rendering: any text a seed can hold gives a valid feed; related links stay related."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aggregator.config import FeedsConfig, SiteConfig
+from aggregator.model import Article, Image, Provider, Related
+from aggregator.output import OutputDir
+from aggregator.parse import parse_seed
+from aggregator.plan import plan_feeds
+from aggregator.render import feed_path, render_atom
+from aggregator.topics import TopicRules
+from tests.conftest import NOW, seed_text
+from tests.feedcheck import ATOM, check_feed
+
+SITE = SiteConfig()
+
+
+def article(**fields: object) -> Article:
+    base: dict[str, object] = {
+        "source": "a.md",
+        "title": "T",
+        "published": datetime(2024, 1, 1, tzinfo=UTC),
+        "original_url": "https://a.example/1",
+        "web_url": None,
+        "topics": ("AI",),
+    }
+    base.update(fields)
+    return Article(**base)  # type: ignore[arg-type]
+
+
+def test_related_links_are_rel_related_and_the_entry_has_one_alternate() -> None:
+    art = article(
+        related=tuple(Related(f"R{n}", f"https://r.example/{n}") for n in range(8)),
+        images=(Image("https://i.example/1.jpg", 640, 480), Image("https://i.example/2.jpg")),
+        provider=Provider("Wire", "wire.example"),
+        excerpt="Excerpt",
+    )
+    catalog = plan_feeds([art], FeedsConfig(), TopicRules.build(), NOW)
+    root = check_feed(render_atom(catalog.feeds[0], SITE, max_related=5))
+    entry = root.find(f"{ATOM}entry")
+    assert entry is not None
+    rels = [link.get("rel") for link in entry.findall(f"{ATOM}link")]
+    assert rels.count("related") == 5 and rels.count(None) + rels.count("alternate") == 1
+    media = "{http://search.yahoo.com/mrss/}"
+    assert len(entry.findall(f"{media}content")) == 2
+    assert entry.find(f"{media}thumbnail") is not None
+    assert entry.findtext(f"{ATOM}author/{ATOM}uri") == "https://wire.example/"
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(title=st.text(min_size=1), excerpt=st.text(), topics=st.lists(st.text(), max_size=4))
+def test_any_unicode_in_a_seed_gives_valid_feeds_inside_the_output_dir(
+    tmp_path: Path, title: str, excerpt: str, topics: list[str]
+) -> None:
+    data = seed_text(title=title, excerpt=excerpt, topics=topics).encode("utf-8", "surrogatepass")
+    result = parse_seed(data, "h.md")
+    if result.article is None:
+        assert result.error is not None
+        return
+    catalog = plan_feeds([result.article], FeedsConfig(), TopicRules.build(), NOW)
+    out = OutputDir(tmp_path / "out")
+    for plan in catalog.feeds:
+        check_feed(render_atom(plan, SITE, 5))
+        assert out.path(feed_path(plan.slug)).parent == out.root / "feeds"

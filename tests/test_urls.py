@@ -1,0 +1,66 @@
+"""Which URLs may become links, and the ids derived from them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggregator.text import clean_line, strip_invalid_xml
+from aggregator.urls import InvalidURL, entry_id, http_url, normalize_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        "/relative/path",
+        "//no-scheme.example/x",
+        "ftp://files.example/x",
+        "https://",
+        "https://exa mple.com/",
+        "https://example.com/\x00",
+        "https://example.com:99999/",
+        "http://[::1/",
+        "https://example.com/" + "a" * 5000,
+    ],
+)
+def test_unusable_urls_are_refused(url: str) -> None:
+    with pytest.raises(InvalidURL):
+        http_url(url)
+
+
+def test_http_urls_pass_trimmed() -> None:
+    assert http_url("  https://example.com/a?b=c  ") == "https://example.com/a?b=c"
+    assert http_url("http://bücher.example/straße") == "http://bücher.example/straße"
+
+
+def test_normalization_merges_spellings_of_one_article() -> None:
+    same = [
+        "https://Example.COM/news/1",
+        "https://example.com:443/news/1#comments",
+        "https://example.com/news/1?utm_source=x&utm_medium=y",
+    ]
+    assert {normalize_url(u) for u in same} == {"https://example.com/news/1"}
+    assert len({entry_id(u) for u in same}) == 1
+    assert normalize_url("http://example.com") == "http://example.com/"
+    assert normalize_url("https://example.com/a?id=2&utm_x=1") == "https://example.com/a?id=2"
+    assert entry_id("https://example.com/a") != entry_id("https://example.com/b")
+
+
+def test_entry_ids_are_fixed_for_good() -> None:
+    # Readers store these; a change in the rules would re-deliver every article.
+    expected = "urn:uuid:a172a150-0769-56d6-b156-1be1e94e354e"
+    assert entry_id("https://www.jurist.org/news/x/") == expected
+    assert entry_id("HTTPS://WWW.JURIST.ORG:443/news/x/?utm_campaign=c#top") == expected
+
+
+@given(st.text())
+def test_cleaned_text_has_no_xml_invalid_characters(text: str) -> None:
+    for cleaned in (strip_invalid_xml(text), clean_line(text)):
+        for char in cleaned:
+            code = ord(char)
+            assert code in (0x9, 0xA, 0xD) or 0x20 <= code < 0x7F or code > 0x9F
+            assert not 0xD800 <= code <= 0xDFFF and code not in (0xFFFE, 0xFFFF)
