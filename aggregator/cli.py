@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import __version__
-from aggregator.build import BuildReport, Progress, build
 from aggregator.config import load_config
 from aggregator.errors import AggregatorError, ConfigError
+from aggregator.pipeline import BuildReport, Progress, build
 from aggregator.text import printable
 
 PROGRESS_MIN_FILES = 500
@@ -45,6 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     build_cmd.add_argument("--seeds", type=Path, metavar="DIR", help="seed directory")
     build_cmd.add_argument("--out", type=Path, metavar="DIR", help="output directory")
+    build_cmd.add_argument("--state", type=Path, metavar="PATH", help="state file (SQLite)")
     build_cmd.add_argument(
         "--strict", action="store_true", help="exit 1 when any seed file was rejected"
     )
@@ -55,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         config = load_config(
-            args.config, overrides={"seeds.dir": args.seeds, "output.dir": args.out}
+            args.config,
+            overrides={"seeds.dir": args.seeds, "output.dir": args.out, "state.path": args.state},
         )
     except ConfigError as exc:
         print(f"aggregator: config error: {exc}", file=sys.stderr)
@@ -95,21 +97,22 @@ def print_report(report: BuildReport, seeds: Path, out: Path) -> None:
     def name(source: str) -> str:
         return printable(str(seeds / source))
 
-    for source, warning in report.warnings:
+    scanned, rendered = report.scan, report.render
+    for source, warning in scanned.warnings:
         print(f"{name(source)}: warning: {warning}", file=sys.stderr)
-    for problem in report.scan_problems:
-        print(f"{seeds}/{problem} (feeds of missing seeds were kept)", file=sys.stderr)
+    for problem in scanned.problems:
+        print(f"{seeds}/{problem} (feeds of seeds there were kept)", file=sys.stderr)
     print(
-        f"seeds: {report.files} files, {report.articles} articles, "
-        f"{len(report.rejected)} rejected, {len(report.duplicates)} duplicates merged, "
-        f"{report.filtered} filtered out"
+        f"seeds: {scanned.files} files ({scanned.parsed} read, {scanned.removed} gone), "
+        f"{report.articles} articles, {len(report.rejected)} rejected, "
+        f"{len(report.duplicates)} duplicates merged"
     )
     print(
-        f"feeds: {report.topics} topics; {len(report.written)} files written, "
-        f"{report.unchanged} unchanged, {len(report.removed)} removed in {out}/"
+        f"feeds: {report.topics} topics; {len(rendered.written)} files written, "
+        f"{rendered.unchanged} unchanged, {len(rendered.removed)} removed in {out}/"
     )
-    for dup in report.duplicates[:MAX_LISTED]:
-        print(f"  duplicate: {name(dup.source)} is the same article as {name(dup.kept)}")
+    for source, kept in report.duplicates[:MAX_LISTED]:
+        print(f"  duplicate: {name(source)} is the same article as {name(kept)}")
     if report.rejected:
         print(f"rejected ({len(report.rejected)}):")
         for source, reason in report.rejected[:MAX_LISTED]:

@@ -88,6 +88,10 @@ class TopicsConfig(_Section):
     exclude: tuple[str, ...] = ()
 
 
+class StateConfig(_Section):
+    path: Path = Path("state/aggregator.sqlite3")
+
+
 class BuildConfig(_Section):
     workers: int = Field(0, ge=0, le=64)
     """Processes that parse seeds; 0 means one per CPU."""
@@ -99,6 +103,7 @@ class Config(_Section):
     site: SiteConfig = SiteConfig()
     feeds: FeedsConfig = FeedsConfig()
     topics: TopicsConfig = TopicsConfig()
+    state: StateConfig = StateConfig()
     build: BuildConfig = BuildConfig()
 
 

@@ -2,8 +2,9 @@
 
     AggregatorError            anything the project raises on purpose
     ├── ConfigError            a config file or override that cannot be used
-    └── SeedDirError           the seed directory cannot be read at all
-    └── OutputError            the output directory cannot be written
+    ├── SeedDirError           the seed directory cannot be read at all
+    ├── OutputError            the output directory cannot be written
+    └── StateError             the state file cannot be opened or used
 
 Each error carries the file path (or key) it is about, and its message says
 what is wrong in one line, so the CLI can print it as it is.
@@ -26,3 +27,7 @@ class SeedDirError(AggregatorError):
 
 class OutputError(AggregatorError):
     """The output directory, or a file in it, cannot be written."""
+
+
+class StateError(AggregatorError):
+    """The state file is unusable (not SQLite, from a newer version, unwritable)."""

@@ -7,12 +7,13 @@ the page needs JavaScript or another host.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime
 from html import escape
 
 from aggregator.config import SiteConfig
-from aggregator.plan import Catalog, FeedPlan
+from aggregator.plan import FeedSummary
 from aggregator.render import ATOM_TYPE, feed_path, feed_title
 from aggregator.text import strip_invalid_xml
 
@@ -32,8 +33,8 @@ th,td{border-color:#333}}
 """.strip()
 
 
-def _name(plan: FeedPlan) -> str:
-    return plan.topic.name if plan.topic else "All topics"
+def _name(feed: FeedSummary) -> str:
+    return feed.topic.name if feed.topic else "All topics"
 
 
 def _date(moment: datetime | None) -> str:
@@ -43,20 +44,20 @@ def _date(moment: datetime | None) -> str:
     return f'<td class=u><time datetime="{iso}">{moment:%Y-%m-%d %H:%M} UTC</time></td>'
 
 
-def render_index(catalog: Catalog, site: SiteConfig) -> bytes:
+def render_index(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
     """The home page: every feed with its entry count, last update and autodiscovery link."""
     title = escape(strip_invalid_xml(site.title))
     head_links = "\n".join(
-        f'<link rel="alternate" type="{ATOM_TYPE}" title="{escape(feed_title(site, p))}" '
+        f'<link rel="alternate" type="{ATOM_TYPE}" title="{escape(feed_title(site, p.topic))}" '
         f'href="{escape(feed_path(p.slug))}">'
-        for p in catalog.feeds
+        for p in feeds
     )
     rows = "\n".join(
         f"<tr><td>{escape(_name(p))}</td><td class=n>{p.total}</td>{_date(p.updated)}"
         f'<td><a href="{escape(feed_path(p.slug))}" type="{ATOM_TYPE}">Atom feed</a></td></tr>'
-        for p in catalog.feeds
+        for p in feeds
     )
-    topics = len(catalog.topics)
+    topics = sum(1 for feed in feeds if feed.topic is not None)
     page = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -87,23 +88,23 @@ your feed reader, or import <a href="{OPML_PATH}" type="text/x-opml">all feeds a
     return page.encode("utf-8")
 
 
-def render_opml(catalog: Catalog, site: SiteConfig) -> bytes:
+def render_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
     """OPML 2.0 listing every topic feed, so a reader can subscribe to all in one step."""
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
     ET.SubElement(head, "title").text = f"{strip_invalid_xml(site.title)}: topic feeds"
-    newest = catalog.feeds[0].updated if catalog.feeds else None
+    newest = max((f.updated for f in feeds if f.updated), default=None)
     if newest is not None:
         ET.SubElement(head, "dateModified").text = format_datetime(newest, usegmt=True)
     ET.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
     body = ET.SubElement(root, "body")
-    for plan in catalog.feeds:
+    for plan in feeds:
         ET.SubElement(
             body,
             "outline",
             type="rss",
             text=_name(plan),
-            title=feed_title(site, plan),
+            title=feed_title(site, plan.topic),
             xmlUrl=site.public_url + feed_path(plan.slug),
             htmlUrl=site.public_url,
         )

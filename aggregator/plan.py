@@ -1,20 +1,25 @@
-"""Which entries go into which feed, in what order: pure decisions.
+"""What goes into a feed and how it is dated: pure decisions.
 
-Articles in, a `Catalog` out: duplicates merged into one entry, filters
-applied, topics resolved, each feed's entries newest first and capped. Takes
-`now` as an argument (for `max_age_days`) and reads no clock, file or config
-file, so the same input always plans the same feeds.
+The state store selects and orders entries; the rules it applies and the
+values it compares live here, as functions of data and `now`:
+
+- which topic each spelling belongs to, its display name and slug (`topic_catalog`);
+- what a reader sees of an entry, as a hash (`fingerprint`), and when that
+  makes the entry `updated` (`ledger_update`);
+- which articles the feed filters let through (`FeedFilter`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aggregator.config import FeedsConfig
-from aggregator.model import Article
-from aggregator.topics import ALL_SLUG, Topic, TopicRules, assign_slugs, display_names
+from aggregator.model import Article, SeedRecord, article_to_json
+from aggregator.topics import Topic, TopicRules, assign_slugs, display_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,121 +31,125 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class FeedPlan:
+class FeedSummary:
+    """One feed as the index page and OPML list it."""
+
     slug: str
     topic: Topic | None
     """None for the feed of all articles."""
-    entries: tuple[Entry, ...]
-    """Newest first, at most `feeds.max_entries`."""
     total: int
-    """Entries the topic has before the cap."""
+    """Entries the feed has before `feeds.max_entries` caps it."""
+    updated: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPlan:
+    slug: str
+    topic: Topic | None
+    entries: tuple[Entry, ...]
+    """Newest published first, at most `feeds.max_entries`."""
+    total: int
 
     @property
     def updated(self) -> datetime | None:
-        return self.entries[0].updated if self.entries else None
+        """The feed's `updated`: its newest entry `updated` (never the build time)."""
+        return max((e.updated for e in self.entries), default=None)
+
+    def summary(self) -> FeedSummary:
+        return FeedSummary(self.slug, self.topic, self.total, self.updated)
+
+
+def to_micros(moment: datetime) -> int:
+    """A UTC datetime as integer microseconds since the epoch: the stored, sortable form."""
+    delta = moment - datetime(1970, 1, 1, tzinfo=moment.tzinfo)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)
-class Duplicate:
-    source: str
-    kept: str
-    """The seed whose copy of the same article is used instead."""
+class FeedFilter:
+    min_quality: float
+    published_after_us: int | None
+    require_published: bool
 
+    @classmethod
+    def of(cls, feeds: FeedsConfig, now: datetime) -> FeedFilter:
+        cutoff = to_micros(now - timedelta(days=feeds.max_age_days)) if feeds.max_age_days else None
+        return cls(feeds.min_quality, cutoff, feeds.require_published)
 
-@dataclass(frozen=True, slots=True)
-class Catalog:
-    feeds: tuple[FeedPlan, ...]
-    """The `all` feed first, then one per topic, by slug."""
-    duplicates: tuple[Duplicate, ...] = ()
-    filtered: int = 0
-    """Articles left out by `min_quality`, `max_age_days` or `require_published`."""
-
-    @property
-    def topics(self) -> tuple[FeedPlan, ...]:
-        return self.feeds[1:]
-
-
-def merge_duplicates(
-    articles: Iterable[Article],
-) -> tuple[dict[str, list[Article]], list[Duplicate]]:
-    """Group copies of one article (same normalized URL) and put the one to use first.
-
-    The copy from the seed whose path sorts first is used, whatever order the
-    seeds were read in.
-    """
-    groups: dict[str, list[Article]] = {}
-    for article in articles:
-        groups.setdefault(article.id, []).append(article)
-    duplicates: list[Duplicate] = []
-    for copies in groups.values():
-        if len(copies) > 1:
-            copies.sort(key=lambda a: a.source)
-            duplicates.extend(Duplicate(c.source, copies[0].source) for c in copies[1:])
-    return groups, duplicates
-
-
-def passes_filters(article: Article, feeds: FeedsConfig, now: datetime) -> bool:
-    if feeds.min_quality > 0 and (article.quality or 0) < feeds.min_quality:
-        return False
-    if feeds.require_published and article.is_published is not True:
-        return False
-    return not (feeds.max_age_days and article.published < now - timedelta(days=feeds.max_age_days))
-
-
-def newest_first(entry: Entry) -> tuple[float, str]:
-    return (-entry.updated.timestamp(), entry.id)
-
-
-def plan_feeds(
-    articles: Iterable[Article],
-    feeds: FeedsConfig,
-    rules: TopicRules,
-    now: datetime,
-    updated: Mapping[str, datetime] | None = None,
-) -> Catalog:
-    """Plan every feed. `updated` maps entry ids to their last change (default: published)."""
-    groups, duplicates = merge_duplicates(articles)
-    kept: list[tuple[str, list[Article]]] = []
-    filtered = 0
-    for entry_id, copies in groups.items():
-        if passes_filters(copies[0], feeds, now):
-            kept.append((entry_id, copies))
-        else:
-            filtered += 1
-
-    spellings: list[tuple[str, str]] = []
-    entry_keys: dict[str, list[str]] = {}
-    for entry_id, copies in kept:
-        keys: list[str] = []
-        for copy in copies:
-            for name in copy.topics:
-                resolved = rules.resolve(name)
-                if resolved is not None:
-                    spellings.append(resolved)
-                    if resolved[0] not in keys:
-                        keys.append(resolved[0])
-        entry_keys[entry_id] = keys
-    topics = assign_slugs(display_names(spellings, rules))
-
-    entries = [
-        Entry(
-            id=entry_id,
-            article=copies[0],
-            topics=tuple(sorted((topics[k] for k in entry_keys[entry_id]), key=lambda t: t.name)),
-            updated=(updated or {}).get(entry_id, copies[0].published),
+    def passes(self, article: Article) -> bool:
+        if self.min_quality > 0 and (article.quality or 0) < self.min_quality:
+            return False
+        if self.require_published and article.is_published is not True:
+            return False
+        return self.published_after_us is None or to_micros(article.published) >= (
+            self.published_after_us
         )
-        for entry_id, copies in kept
-    ]
-    entries.sort(key=newest_first)
-    by_topic: dict[str, list[Entry]] = {}
-    for entry in entries:
-        for topic in entry.topics:
-            by_topic.setdefault(topic.key, []).append(entry)
 
-    cap = feeds.max_entries
-    plans = [FeedPlan(ALL_SLUG, None, tuple(entries[:cap]), len(entries))]
-    for topic in sorted(topics.values(), key=lambda t: t.slug):
-        members = by_topic.get(topic.key, [])
-        if members:
-            plans.append(FeedPlan(topic.slug, topic, tuple(members[:cap]), len(members)))
-    return Catalog(tuple(plans), tuple(duplicates), filtered)
+
+def topic_catalog(spellings: Iterable[tuple[str, int]], rules: TopicRules) -> dict[str, Topic]:
+    """Every topic, by key, from the spellings seeds use and how often."""
+    resolved: list[tuple[str, str, int]] = []
+    for spelling, count in spellings:
+        hit = rules.resolve(spelling)
+        if hit is not None:
+            resolved.append((hit[0], hit[1], count))
+    return assign_slugs(display_names(resolved, rules))
+
+
+def shown_hash(article: Article) -> str:
+    """A hash of what a reader sees of an article, apart from its topics."""
+    shown = [
+        article.title,
+        article.excerpt,
+        article.url,
+        [article.provider.name, article.provider.domain] if article.provider else None,
+        [[i.url, i.width, i.height] for i in article.images],
+        [[r.title, r.url] for r in article.related],
+        article.published.isoformat(),
+    ]
+    data = json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def fingerprint(shown: str, topic_keys: Iterable[str]) -> str:
+    """The ledger's content hash of an entry: what readers see, categories included.
+
+    An entry's `updated` moves when, and only when, this changes.
+    """
+    data = "\x1f".join([shown, *sorted(topic_keys)]).encode("utf-8")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def to_record(article: Article) -> SeedRecord:
+    """The stored form of an article, with the columns feeds filter and sort on."""
+    return SeedRecord(
+        entry_id=article.id,
+        article_json=article_to_json(article),
+        topics=article.topics,
+        published_us=to_micros(article.published),
+        quality=article.quality,
+        is_published=article.is_published,
+        shown=shown_hash(article),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    content_hash: str
+    first_seen: datetime
+    updated: datetime
+
+
+def ledger_update(
+    previous: LedgerRow | None, content_hash: str, published: datetime, now: datetime
+) -> LedgerRow:
+    """The ledger row of an entry after seeing its content (hash) at `now`.
+
+    A new entry is `updated` when it was published; afterwards `updated` moves
+    to the moment a change was seen, and only when what readers see changed.
+    """
+    if previous is None:
+        return LedgerRow(content_hash, now, published)
+    if previous.content_hash == content_hash:
+        return previous
+    return LedgerRow(content_hash, previous.first_seen, max(now, previous.updated))

@@ -21,6 +21,7 @@ from feedgen.util import xml_elem
 from aggregator.config import SiteConfig
 from aggregator.plan import Entry, FeedPlan
 from aggregator.text import strip_invalid_xml
+from aggregator.topics import Topic
 
 ATOM_TYPE = "application/atom+xml"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -38,8 +39,8 @@ def feed_id(public_url: str, topic_key: str | None) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
 
 
-def feed_title(site: SiteConfig, plan: FeedPlan) -> str:
-    name = plan.topic.name if plan.topic else "all topics"
+def feed_title(site: SiteConfig, topic: Topic | None) -> str:
+    name = topic.name if topic else "all topics"
     return f"{strip_invalid_xml(site.title)}: {name}"
 
 
@@ -68,7 +69,7 @@ def render_atom(plan: FeedPlan, site: SiteConfig, max_related: int) -> bytes:
     fg.load_extension("media", atom=True, rss=True)
     fg.register_extension("related", _RelatedLinksFeed, _RelatedLinks, atom=True, rss=False)
     fg.id(feed_id(site.public_url, plan.topic.key if plan.topic else None))
-    fg.title(feed_title(site, plan))
+    fg.title(feed_title(site, plan.topic))
     about = plan.topic.name if plan.topic else "every topic"
     fg.subtitle(f"Articles on {about}, newest first")
     fg.author({"name": strip_invalid_xml(site.author)})

@@ -8,10 +8,11 @@ parser.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aggregator.errors import SeedDirError
@@ -152,7 +153,11 @@ def read_seed(file: SeedFile, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SeedRe
         os.close(fd)
     if len(data) > max_bytes:
         return _refused(file, f"file is over the {max_bytes}-byte limit")
-    return parse_seed(data, file.source)
+    return replace(parse_seed(data, file.source), digest=content_digest(data))
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _refused(file: SeedFile, reason: str) -> SeedResult:

@@ -79,15 +79,17 @@ class TopicRules:
         return key, spelling
 
 
-def display_names(spellings: Iterable[tuple[str, str]], rules: TopicRules) -> dict[str, str]:
+def display_names(spellings: Iterable[tuple[str, str, int]], rules: TopicRules) -> dict[str, str]:
     """Pick one display name per key: an alias target as configured, else the commonest spelling.
+
+    `spellings` holds (key, spelling, how many seeds use it).
 
     Ties go to the spelling that sorts first, so the choice does not depend on
     the order the seeds were read in.
     """
     counts: dict[str, Counter[str]] = {}
-    for key, spelling in spellings:
-        counts.setdefault(key, Counter())[spelling] += 1
+    for key, spelling, count in spellings:
+        counts.setdefault(key, Counter())[spelling] += count
     targets = {topic_key(v): v for v in rules.aliases.values()}
     names: dict[str, str] = {}
     for key, counter in counts.items():

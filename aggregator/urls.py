@@ -15,6 +15,13 @@ MAX_URL_LENGTH = 4096
 _SCHEMES = frozenset({"http", "https"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f<>\"\\^`{|}]")
+# The common shape, checked without a full parse: scheme, a plain host name, an
+# optional port, then only characters that need no escaping in XML attributes.
+_PLAIN = re.compile(
+    r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:[/?#][^\x00-\x20\x7f-\x9f<>\"\\^`{|}]*)?",
+    re.IGNORECASE,
+)
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$"
 )
@@ -27,6 +34,9 @@ class InvalidURL(ValueError):
 def http_url(value: str) -> str:
     """Return `value`, trimmed, when it is an absolute http(s) URL; raise otherwise."""
     url = value.strip()
+    plain = _PLAIN.fullmatch(url)
+    if plain and len(url) <= MAX_URL_LENGTH and 0 < int(plain["port"] or 80) < 65536:
+        return url
     if not url:
         raise InvalidURL("empty URL")
     if len(url) > MAX_URL_LENGTH:

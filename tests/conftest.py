@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from aggregator.build import BuildReport, build
 from aggregator.config import Config, load_config
+from aggregator.pipeline import BuildReport, build
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 """The clock every test build runs at."""
@@ -43,6 +43,7 @@ class Site:
     def __init__(self, root: Path) -> None:
         self.seeds = root / "seeds"
         self.out = root / "public"
+        self.state = root / "state" / "aggregator.sqlite3"
         self.seeds.mkdir(parents=True)
 
     def add(self, name: str, content: str | bytes | None = None, **fields: Any) -> Path:
@@ -57,7 +58,12 @@ class Site:
         return path
 
     def config(self, **overrides: Any) -> Config:
-        flat = {"seeds.dir": self.seeds, "output.dir": self.out, "build.workers": 1}
+        flat = {
+            "seeds.dir": self.seeds,
+            "output.dir": self.out,
+            "state.path": self.state,
+            "build.workers": 1,
+        }
         flat.update(overrides)
         return load_config(None, overrides=flat, environ={})
 

@@ -23,7 +23,7 @@ def check_feed(data: bytes) -> etree._Element:
     """Assert `data` is a valid Atom feed readers will take; return its root element.
 
     RELAX NG validity; feedparser parses it without complaint; entry ids are
-    unique; entries are newest first; each entry has exactly one alternate
+    unique; entries are newest published first; each entry has exactly one alternate
     link; the feed has a self link, an author and an `updated` that is its
     newest entry's.
     """
@@ -37,8 +37,10 @@ def check_feed(data: bytes) -> etree._Element:
     entries = root.findall(f"{ATOM}entry")
     ids = [e.findtext(f"{ATOM}id") for e in entries]
     assert len(ids) == len(set(ids)), "entry ids repeat"
+    published = [datetime.fromisoformat(e.findtext(f"{ATOM}published") or "") for e in entries]
+    assert published == sorted(published, reverse=True), "entries are not newest first"
     updated = [datetime.fromisoformat(e.findtext(f"{ATOM}updated") or "") for e in entries]
-    assert updated == sorted(updated, reverse=True), "entries are not newest first"
+    assert all(u >= p for u, p in zip(updated, published, strict=True)), "updated before published"
     for entry in entries:
         alternates = [
             link
@@ -53,7 +55,7 @@ def check_feed(data: bytes) -> etree._Element:
     assert root.find(f"{ATOM}author/{ATOM}name") is not None
     if updated:
         feed_updated = datetime.fromisoformat(root.findtext(f"{ATOM}updated") or "")
-        assert feed_updated == updated[0]
+        assert feed_updated == max(updated), "feed updated is not its newest entry's"
     return root
 
 

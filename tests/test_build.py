@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from aggregator.build import BuildReport
 from tests.conftest import Site, seed_text
 from tests.feedcheck import ATOM, check_feed, entry_ids, entry_titles
 
@@ -29,10 +28,6 @@ def add_good(site: Site) -> None:
             webUrl=None,
             publishedDateTime=f"2024-0{n + 1}-01T00:00:00Z",
         )
-
-
-def messages(report: BuildReport) -> list[str]:
-    return [f"{s}: {r}" for s, r in report.rejected] + [f"{s}: {w}" for s, w in report.warnings]
 
 
 def check_all_feeds(site: Site) -> dict[str, list[str]]:
@@ -103,7 +98,7 @@ def test_wrong_types_in_every_optional_field_cost_only_those_fields(site: Site) 
     )
     report = site.build()
     assert report.rejected == []
-    odd_warnings = [w for s, w in report.warnings if s == "odd.md"]
+    odd_warnings = [w for s, w in report.scan.warnings if s == "odd.md"]
     for field in (
         "excerpt",
         "provider",
@@ -170,7 +165,8 @@ def test_hostile_topic_names_stay_inside_the_output_directory(site: Site) -> Non
     report = site.build()
     assert report.rejected == []
     outside = {p for p in site.out.parent.rglob("*") if not p.is_relative_to(site.out)}
-    assert outside == {site.seeds, *site.seeds.rglob("*")}
+    state = site.state.parent
+    assert outside == {site.seeds, *site.seeds.rglob("*"), state, *state.rglob("*")}
     feeds = sorted(p.name for p in (site.out / "feeds").iterdir())
     assert "all.atom" in feeds
     for name in feeds:
@@ -187,7 +183,7 @@ def test_the_same_article_in_two_files_is_one_entry_with_the_same_id_everywhere(
         "b.md", title="Second copy", topics=["Robotics"], originalUrl="https://SAME.example/story#x"
     )
     report = site.build()
-    assert [(d.source, d.kept) for d in report.duplicates] == [("b.md", "a.md")]
+    assert report.duplicates == [("b.md", "a.md")]
     ids = {slug: entry_ids(check_feed(site.feed(slug))) for slug in ("all", "ai", "robotics")}
     assert ids["all"] == ids["ai"] == ids["robotics"] and len(ids["all"]) == 1
     assert entry_titles(check_feed(site.feed("robotics"))) == ["First copy"]
@@ -196,11 +192,12 @@ def test_the_same_article_in_two_files_is_one_entry_with_the_same_id_everywhere(
 def test_two_builds_in_a_row_rewrite_nothing(site: Site) -> None:
     add_good(site)
     first = site.build()
-    assert first.written
+    assert first.render.written
     stamps = {p: p.stat().st_mtime_ns for p in site.out.rglob("*") if p.is_file()}
     second = site.build()
-    assert second.written == [] and second.removed == []
-    assert second.unchanged == len(first.written)
+    assert second.scan.parsed == 0
+    assert second.render.written == [] and second.render.removed == []
+    assert second.render.unchanged == len(first.render.written)
     assert {p: p.stat().st_mtime_ns for p in site.out.rglob("*") if p.is_file()} == stamps
 
 
@@ -220,7 +217,7 @@ def test_same_input_gives_byte_identical_output_in_any_order_and_any_worker_coun
                 publishedDateTime=f"2024-01-{1 + n % 28:02d}T{n % 24:02d}:00:00Z",
             )
         report = site.build(**{"build.workers": workers})
-        assert report.articles == 240
+        assert (report.scan.files, report.articles) == (240, 230)
         outputs.append(
             {p.relative_to(site.out): p.read_bytes() for p in site.out.rglob("*") if p.is_file()}
         )
@@ -233,7 +230,7 @@ def test_feeds_of_topics_that_disappeared_are_removed(site: Site) -> None:
     assert (site.out / "feeds" / "energy.atom").exists()
     (site.seeds / "deep" / "good-3.md").unlink()
     report = site.build()
-    assert report.removed == ["feeds/energy.atom"]
+    assert report.render.removed == ["feeds/energy.atom"]
     assert not (site.out / "feeds" / "energy.atom").exists()
 
 
@@ -282,10 +279,9 @@ def test_filters_leave_out_low_quality_old_and_unpublished_articles(site: Site) 
         publishedDateTime="2026-10-20T00:00:00Z",
         published=False,
     )
-    report = site.build(
+    site.build(
         **{"feeds.min_quality": 50, "feeds.max_age_days": 30, "feeds.require_published": True}
     )
-    assert report.filtered == 3
     assert entry_titles(check_feed(site.feed("all"))) == ["Keep"]
     site.build()
     assert len(entry_titles(check_feed(site.feed("all")))) == 4
@@ -303,7 +299,7 @@ def test_scan_skips_hidden_backup_foreign_and_special_files(site: Site, tmp_path
     (site.seeds / "loop").symlink_to(site.seeds)
     os.mkfifo(site.seeds / "pipe.md")
     report = site.build()
-    assert report.files == 2  # real.md and link-in.md
+    assert report.scan.files == 2  # real.md and link-in.md
     assert report.rejected == []
     assert entry_titles(check_feed(site.feed("all"))) == ["Real"]
 

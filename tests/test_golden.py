@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-from aggregator.build import build
 from aggregator.config import load_config
+from aggregator.pipeline import build
 from tests.conftest import NOW
 from tests.feedcheck import check_feed
 
@@ -22,11 +22,15 @@ GOLDEN = Path(__file__).parent / "golden" / "bundled"
 def test_bundled_seeds_match_the_golden_output(tmp_path: Path) -> None:
     config = load_config(
         ROOT / "config" / "aggregator.yaml",
-        overrides={"seeds.dir": ROOT / "seeds", "output.dir": tmp_path / "out"},
+        overrides={
+            "seeds.dir": ROOT / "seeds",
+            "output.dir": tmp_path / "out",
+            "state.path": tmp_path / "state.sqlite3",
+        },
         environ={},
     )
     report = build(config, NOW)
-    assert report.rejected == [] and report.warnings == []
+    assert report.rejected == [] and report.scan.warnings == []
     produced = {
         p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
         for p in sorted((tmp_path / "out").rglob("*"))

@@ -26,11 +26,12 @@ def slugs_for(*names: str) -> dict[str, str]:
 
 def test_spellings_merge_case_insensitively_with_a_stable_display_name() -> None:
     rules = TopicRules.build()
-    spellings = [rules.resolve(n) for n in ["AI", " ai ", "Ai", "AI", "machine  learning"]]
-    names = display_names([s for s in spellings if s], rules)
+    seen = ["AI", " ai ", "Ai", "AI", "machine  learning"]
+    spellings = [(*hit, 1) for hit in map(rules.resolve, seen) if hit]
+    names = display_names(spellings, rules)
     assert names == {"ai": "AI", "machine learning": "machine learning"}
     # Order of reading does not change the choice.
-    assert display_names(reversed([s for s in spellings if s]), rules) == names
+    assert display_names(reversed(spellings), rules) == names
 
 
 def test_aliases_map_to_the_configured_name_and_filters_apply_after_them() -> None:

@@ -1,0 +1,252 @@
+"""The pipeline: seeds directory → state → feeds directory. Shared by `build` and the daemon.
+
+    scan (stat only) → read + parse what changed (worker processes)
+        → store (SQLite) → refresh entries and ledger → render affected feeds
+        → write-if-changed
+
+Work is proportional to change: a scan with nothing changed costs a
+directory walk and a `stat` per file; one changed seed re-renders only the
+topics it was and is in (and `all`, the index and the OPML).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from itertools import islice
+
+from aggregator.config import Config
+from aggregator.model import LoadedSeed
+from aggregator.output import OutputDir
+from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml
+from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, to_record, topic_catalog
+from aggregator.render import feed_path, render_atom
+from aggregator.scan import SeedFile, read_seed, scan
+from aggregator.state import Store
+from aggregator.topics import ALL_SLUG, Topic, TopicRules
+
+Progress = Callable[[int, int], None]
+"""Called with (files read so far, files to read)."""
+
+PARALLEL_THRESHOLD = 200
+"""Below this many files to read, parsing in this process beats starting workers."""
+BATCH = 1000
+"""Parsed seeds stored per transaction."""
+
+
+@dataclass
+class ScanReport:
+    files: int = 0
+    parsed: int = 0
+    removed: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    """Files rejected in this scan (each is reported once per change of the file)."""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Parts of the seed directory that could not be read; nothing there counts as deleted."""
+    topics: set[str] = field(default_factory=set)
+    entries_changed: int = 0
+
+
+@dataclass
+class RenderReport:
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+
+
+def load_seed(file: SeedFile, max_bytes: int) -> LoadedSeed:
+    """Read, parse and prepare one seed for the state store (runs in a worker process)."""
+    result = read_seed(file, max_bytes)
+    record = to_record(result.article) if result.article is not None else None
+    return LoadedSeed(result.source, result.digest, record, result.error, result.warnings)
+
+
+def load_seeds(
+    files: Sequence[SeedFile], max_bytes: int, workers: int, progress: Progress | None = None
+) -> Iterator[LoadedSeed]:
+    """`load_seed` for every file, in worker processes when there are many; results in order."""
+    reader = partial(load_seed, max_bytes=max_bytes)
+    workers = workers or os.cpu_count() or 1
+    total = len(files)
+    if workers == 1 or total < PARALLEL_THRESHOLD:
+        yield from _counted(map(reader, files), total, progress)
+        return
+    chunk = max(1, min(256, total // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from _counted(pool.map(reader, files, chunksize=chunk), total, progress)
+
+
+def _counted(
+    results: Iterator[LoadedSeed], total: int, progress: Progress | None
+) -> Iterator[LoadedSeed]:
+    for done, result in enumerate(results, 1):
+        if progress is not None and (done % 100 == 0 or done == total):
+            progress(done, total)
+        yield result
+
+
+class Pipeline:
+    """Keeps the output directory in step with the seed directory, through the state store."""
+
+    def __init__(self, config: Config, store: Store, out: OutputDir) -> None:
+        self.store = store
+        self.out = out
+        self.config = config
+        self.rules = _rules(config)
+        self._catalog: dict[str, Topic] | None = None
+        self._summaries: dict[str, FeedSummary] = {}
+        self._complete = True
+
+    def reconfigure(self, config: Config, now: datetime) -> None:
+        """Use a new config; the next `render` redoes every feed."""
+        rules = _rules(config)
+        if rules != self.rules:
+            self.rules = rules
+            self.store.retopic(rules, now)
+        self.config = config
+        self._catalog = None
+
+    def scan(self, now: datetime, progress: Progress | None = None) -> ScanReport:
+        """Find changed seed files, parse them, and bring the state up to date.
+
+        Raises `SeedDirError` when the seed directory itself cannot be read;
+        then nothing in the state changes.
+        """
+        seeds = self.config.seeds
+        found = scan(seeds.dir, seeds.extensions)
+        report = ScanReport(files=len(found.files), problems=list(found.problems))
+        self._complete = found.complete
+        known = self.store.seed_stats()
+        changed = [f for f in found.files if known.get(f.source) != (f.size, f.mtime_ns)]
+        if found.complete:
+            present = {f.source for f in found.files}
+            gone = [source for source in known if source not in present]
+            self.store.forget_seeds(gone)
+            report.removed = len(gone)
+        digests = self.store.digests([f.source for f in changed if f.source in known])
+        results = load_seeds(changed, seeds.max_file_bytes, self.config.build.workers, progress)
+        touched: list[SeedFile] = []
+        pairs = zip(changed, results, strict=True)
+        while batch := list(islice(pairs, BATCH)):
+            fresh = []
+            for file, result in batch:
+                if result.digest and digests.get(file.source) == result.digest:
+                    touched.append(file)  # same bytes, new mtime: nothing to parse again
+                    continue
+                fresh.append((file, result))
+                report.warnings.extend((result.source, w) for w in result.warnings)
+                if result.error is not None:
+                    report.rejected.append((result.source, result.error))
+            report.parsed += len(fresh)
+            self.store.store_seeds(fresh)
+        self.store.touch(touched)
+        applied = self.store.refresh(self.rules, now)
+        report.topics = applied.topics
+        report.entries_changed = applied.entries_changed
+        return report
+
+    def render(self, now: datetime, topics: set[str] | None = None) -> RenderReport:
+        """Re-render `all`, the given topics (None: every topic), the index and the OPML."""
+        catalog = topic_catalog(self.store.spelling_counts(), self.rules)
+        feeds = self.config.feeds
+        if catalog != self._catalog or feeds.max_age_days:
+            topics = None  # names or slugs moved, or entries age out: redo everything
+        flt = FeedFilter.of(feeds, now)
+        targets: list[Topic | None] = [None]
+        targets += [t for t in catalog.values() if topics is None or t.key in topics]
+        if topics is None:
+            self._summaries = {}
+        else:
+            live = {t.slug for t in catalog.values()} | {ALL_SLUG}
+            self._summaries = {s: v for s, v in self._summaries.items() if s in live}
+        report = RenderReport()
+        for topic in targets:
+            slug = topic.slug if topic else ALL_SLUG
+            stored, total = self.store.feed_page(
+                topic.key if topic else None, flt, feeds.max_entries
+            )
+            if topic is not None and total == 0:
+                self._summaries.pop(slug, None)
+                continue
+            entries = tuple(
+                Entry(
+                    e.id,
+                    e.article,
+                    tuple(
+                        sorted(
+                            (catalog[k] for k in e.topic_keys if k in catalog), key=lambda t: t.name
+                        )
+                    ),
+                    e.updated,
+                )
+                for e in stored
+            )
+            plan = FeedPlan(slug, topic, entries, total)
+            self._write(
+                feed_path(slug), render_atom(plan, self.config.site, feeds.max_related), report
+            )
+            self._summaries[slug] = plan.summary()
+        self._catalog = catalog
+        summaries = sorted(self._summaries.values(), key=lambda s: (s.topic is not None, s.slug))
+        self._write(INDEX_PATH, render_index(summaries, self.config.site), report)
+        self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
+        if self._complete:
+            keep = {feed_path(slug) for slug in self._summaries}
+            report.removed = self.out.prune("feeds", ".atom", keep)
+        return report
+
+    def feed_paths(self) -> list[str]:
+        """The feeds the last render left in the output directory."""
+        return sorted(feed_path(slug) for slug in self._summaries)
+
+    def _write(self, relative: str, data: bytes, report: RenderReport) -> None:
+        if self.out.write(relative, data):
+            report.written.append(relative)
+        else:
+            report.unchanged += 1
+
+
+def _rules(config: Config) -> TopicRules:
+    topics = config.topics
+    return TopicRules.build(topics.aliases, topics.include, topics.exclude)
+
+
+@dataclass
+class BuildReport:
+    scan: ScanReport
+    render: RenderReport
+    articles: int
+    topics: int
+    rejected: list[tuple[str, str]]
+    """Every seed whose current content is rejected (this build or an earlier one)."""
+    duplicates: list[tuple[str, str]]
+    """(seed, seed whose copy of the same article is used instead)."""
+
+
+def build(config: Config, now: datetime, progress: Progress | None = None) -> BuildReport:
+    """Bring the output directory up to date once. The composition root of `aggregator build`.
+
+    Raises `SeedDirError`, `OutputError` or `StateError` when a directory or the
+    state file is unusable; the output directory is then left as it was.
+    """
+    out = OutputDir(config.output.dir)
+    store = Store(config.state.path)
+    try:
+        pipeline = Pipeline(config, store, out)
+        scanned = pipeline.scan(now, progress)
+        rendered = pipeline.render(now)
+        return BuildReport(
+            scan=scanned,
+            render=rendered,
+            articles=store.counts().entries,
+            topics=sum(1 for path in pipeline.feed_paths() if path != feed_path(ALL_SLUG)),
+            rejected=store.rejected(),
+            duplicates=store.duplicates(),
+        )
+    finally:
+        store.close()

@@ -1,0 +1,475 @@
+"""The state store: one SQLite file that remembers seeds, entries and their ledger.
+
+sqlite3 stays inside this module. What is stored:
+
+    seeds         one row per seed file: size, mtime, content digest, the last
+                  good parsed record, the current error (if any)
+    seed_topics   the topic spellings each seed uses
+    entries       one row per article (duplicates merged): the copy used, the
+                  columns the feed filters and ordering need
+    dirty         entries whose seeds changed and that `refresh` has yet to
+                  bring up to date (written in the same transaction as the
+                  seeds, so a crash in between loses nothing)
+    entry_topics  which topics (by key) each entry is in
+    ledger        per entry id: hash of what readers see, first seen, updated;
+                  kept when the entry goes away, so a returning entry keeps its dates
+
+A seed that was good and becomes invalid keeps its last good record (and its
+entry) until it is fixed or deleted: a half-saved edit does not pull an
+article out of every reader's feed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aggregator.errors import StateError
+from aggregator.model import Article, LoadedSeed, article_from_json
+from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, to_micros
+from aggregator.scan import SeedFile
+from aggregator.topics import TopicRules
+
+SCHEMA_VERSION = 1
+_CHUNK = 500
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE seeds (
+        source       TEXT PRIMARY KEY,
+        size         INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        digest       TEXT NOT NULL,
+        error        TEXT,
+        warnings     TEXT NOT NULL DEFAULT '[]',
+        entry_id     TEXT,
+        article      TEXT,
+        published_us INTEGER,
+        quality      REAL,
+        is_published INTEGER,
+        shown        TEXT
+    );
+    CREATE INDEX seeds_entry ON seeds(entry_id) WHERE entry_id IS NOT NULL;
+    CREATE TABLE seed_topics (
+        source   TEXT NOT NULL,
+        spelling TEXT NOT NULL,
+        PRIMARY KEY (source, spelling)
+    ) WITHOUT ROWID;
+    CREATE TABLE entries (
+        entry_id     TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        published_us INTEGER NOT NULL,
+        quality      REAL,
+        is_published INTEGER
+    );
+    CREATE INDEX entries_order ON entries(published_us DESC, entry_id);
+    CREATE TABLE entry_topics (
+        key      TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        PRIMARY KEY (key, entry_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX entry_topics_entry ON entry_topics(entry_id);
+    CREATE TABLE ledger (
+        entry_id      TEXT PRIMARY KEY,
+        content_hash  TEXT NOT NULL,
+        first_seen_us INTEGER NOT NULL,
+        updated_us    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE dirty (entry_id TEXT PRIMARY KEY) WITHOUT ROWID;
+    """,
+}
+
+_FILTER = """
+    (:min_quality <= 0 OR COALESCE(e.quality, 0) >= :min_quality)
+    AND (:require_published = 0 OR e.is_published = 1)
+    AND (:after IS NULL OR e.published_us >= :after)
+"""
+
+
+def from_micros(value: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+
+
+@dataclass
+class Applied:
+    """What one `apply` changed."""
+
+    topics: set[str] = field(default_factory=set)
+    """Keys of the topics whose feeds may have changed."""
+    entries_changed: int = 0
+    """Entries added, removed or changed (in content, topics or filter fields)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    id: str
+    article: Article
+    topic_keys: tuple[str, ...]
+    updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    seeds: int
+    entries: int
+    rejected: int
+
+
+class Store:
+    """The state file. Every method is one transaction; a lock serializes threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"{self.path}: cannot use the state file ({exc})") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path}: state file is from a newer aggregator (schema {version}, "
+                f"this one knows {SCHEMA_VERSION})"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._transaction():
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {target}")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- seeds ---------------------------------------------------------------
+
+    def seed_stats(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of every known seed file, by source."""
+        with self._lock:
+            rows = self._db.execute("SELECT source, size, mtime_ns FROM seeds")
+            return {source: (size, mtime) for source, size, mtime in rows}
+
+    def digests(self, sources: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self._lock:
+            for chunk in _chunks(sources):
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT source, digest FROM seeds WHERE source IN ({marks})",
+                    chunk,
+                )
+                found.update(rows)
+        return found
+
+    def touch(self, files: Iterable[SeedFile]) -> None:
+        """Record new size/mtime for files whose bytes did not change."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE seeds SET size = ?, mtime_ns = ? WHERE source = ?",
+                [(f.size, f.mtime_ns, f.source) for f in files],
+            )
+
+    def store_seeds(self, batch: Sequence[tuple[SeedFile, LoadedSeed]]) -> None:
+        """Record read seed files; their entries become due for `refresh`."""
+        sources = [file.source for file, _ in batch]
+        with self._transaction() as db:
+            dirty: set[str] = set()
+            for chunk in _chunks(sources):
+                marks = ",".join("?" * len(chunk))
+                dirty.update(
+                    row[0]
+                    for row in db.execute(
+                        f"SELECT entry_id FROM seeds WHERE source IN ({marks})"
+                        " AND entry_id IS NOT NULL",
+                        chunk,
+                    )
+                )
+            good = [(f, s.record, s) for f, s in batch if s.record is not None]
+            bad = [(f, s) for f, s in batch if s.record is None]
+            # A rejected seed keeps its last good record (if any) and gets the error.
+            db.executemany(
+                "INSERT INTO seeds (source, size, mtime_ns, digest, error, warnings)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET"
+                " size = excluded.size, mtime_ns = excluded.mtime_ns,"
+                " digest = excluded.digest, error = excluded.error,"
+                " warnings = excluded.warnings",
+                [
+                    (f.source, f.size, f.mtime_ns, s.digest, s.error, _json_list(s.warnings))
+                    for f, s in bad
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO seeds VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        f.source,
+                        f.size,
+                        f.mtime_ns,
+                        s.digest,
+                        _json_list(s.warnings),
+                        r.entry_id,
+                        r.article_json,
+                        r.published_us,
+                        r.quality,
+                        None if r.is_published is None else int(r.is_published),
+                        r.shown,
+                    )
+                    for f, r, s in good
+                ],
+            )
+            db.executemany(
+                "DELETE FROM seed_topics WHERE source = ?", [(f.source,) for f, _, _ in good]
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO seed_topics (source, spelling) VALUES (?, ?)",
+                [(f.source, name) for f, r, _ in good for name in r.topics],
+            )
+            dirty.update(r.entry_id for _, r, _ in good)
+            db.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(i,) for i in dirty])
+
+    def forget_seeds(self, sources: Iterable[str]) -> None:
+        """Forget deleted seed files; their entries become due for `refresh`."""
+        with self._transaction() as db:
+            for source in sources:
+                db.execute(
+                    "INSERT OR IGNORE INTO dirty SELECT entry_id FROM seeds"
+                    " WHERE source = ? AND entry_id IS NOT NULL",
+                    (source,),
+                )
+                db.execute("DELETE FROM seeds WHERE source = ?", (source,))
+                db.execute("DELETE FROM seed_topics WHERE source = ?", (source,))
+
+    def refresh(self, rules: TopicRules, now: datetime) -> Applied:
+        """Bring every entry whose seeds changed up to date: copy used, topics, ledger."""
+        applied = Applied()
+        with self._transaction() as db:
+            ids = [row[0] for row in db.execute("SELECT entry_id FROM dirty ORDER BY entry_id")]
+            self._refresh(db, ids, rules, now, applied)
+            db.execute("DELETE FROM dirty")
+        return applied
+
+    def retopic(self, rules: TopicRules, now: datetime) -> Applied:
+        """Re-resolve every entry's topics (after the topic rules changed)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries")
+        return self.refresh(rules, now)
+
+    def _refresh(
+        self,
+        db: sqlite3.Connection,
+        entry_ids: Sequence[str],
+        rules: TopicRules,
+        now: datetime,
+        applied: Applied,
+    ) -> None:
+        resolved: dict[str, str | None] = {}
+
+        def key_of(spelling: str) -> str | None:
+            if spelling not in resolved:
+                hit = rules.resolve(spelling)
+                resolved[spelling] = hit[0] if hit else None
+            return resolved[spelling]
+
+        for chunk in _chunks(entry_ids):
+            marks = ",".join("?" * len(chunk))
+            copies: dict[str, tuple[str, int, float | None, int | None, str]] = {}
+            for entry_id, source, published_us, quality, flag, shown in db.execute(
+                "SELECT entry_id, source, published_us, quality, is_published, shown"
+                f" FROM seeds WHERE entry_id IN ({marks}) ORDER BY entry_id, source DESC",
+                chunk,
+            ):
+                # Sources come in descending order: the copy that stays is the first by path.
+                copies[entry_id] = (source, published_us, quality, flag, shown)
+            spellings: dict[str, set[str]] = {}
+            for entry_id, spelling in db.execute(
+                "SELECT s.entry_id, t.spelling FROM seed_topics t JOIN seeds s"
+                f" ON s.source = t.source WHERE s.entry_id IN ({marks})",
+                chunk,
+            ):
+                key = key_of(spelling)
+                if key:
+                    spellings.setdefault(entry_id, set()).add(key)
+            old_rows = {
+                row[0]: row[1:]
+                for row in db.execute(
+                    "SELECT entry_id, source, published_us, quality, is_published"
+                    f" FROM entries WHERE entry_id IN ({marks})",
+                    chunk,
+                )
+            }
+            old_keys: dict[str, set[str]] = {}
+            for key, entry_id in db.execute(
+                f"SELECT key, entry_id FROM entry_topics WHERE entry_id IN ({marks})", chunk
+            ):
+                old_keys.setdefault(entry_id, set()).add(key)
+            ledger = {
+                row[0]: LedgerRow(row[1], from_micros(row[2]), from_micros(row[3]))
+                for row in db.execute(
+                    "SELECT entry_id, content_hash, first_seen_us, updated_us"
+                    f" FROM ledger WHERE entry_id IN ({marks})",
+                    chunk,
+                )
+            }
+            for entry_id in chunk:
+                before_keys = old_keys.get(entry_id, set())
+                if entry_id not in copies:
+                    if entry_id in old_rows:
+                        db.execute("DELETE FROM entries WHERE entry_id = ?", (entry_id,))
+                        db.execute("DELETE FROM entry_topics WHERE entry_id = ?", (entry_id,))
+                        applied.entries_changed += 1
+                        applied.topics |= before_keys
+                    continue
+                source, published_us, quality, flag, shown = copies[entry_id]
+                keys = spellings.get(entry_id, set())
+                previous = ledger.get(entry_id)
+                row = ledger_update(
+                    previous, fingerprint(shown, keys), from_micros(published_us), now
+                )
+                if row != previous:
+                    db.execute(
+                        "INSERT OR REPLACE INTO ledger VALUES (?, ?, ?, ?)",
+                        (
+                            entry_id,
+                            row.content_hash,
+                            to_micros(row.first_seen),
+                            to_micros(row.updated),
+                        ),
+                    )
+                columns = (source, published_us, quality, flag)
+                if row == previous and old_rows.get(entry_id) == columns and keys == before_keys:
+                    continue
+                db.execute(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", (entry_id, *columns)
+                )
+                if keys != before_keys:
+                    db.execute("DELETE FROM entry_topics WHERE entry_id = ?", (entry_id,))
+                    db.executemany(
+                        "INSERT INTO entry_topics (key, entry_id) VALUES (?, ?)",
+                        [(key, entry_id) for key in sorted(keys)],
+                    )
+                applied.entries_changed += 1
+                applied.topics |= before_keys | keys
+
+    # -- what the feeds show ---------------------------------------------------
+
+    def spelling_counts(self) -> list[tuple[str, int]]:
+        """Every topic spelling in use, with how many seeds use it."""
+        with self._lock:
+            return list(
+                self._db.execute("SELECT spelling, COUNT(*) FROM seed_topics GROUP BY spelling")
+            )
+
+    def topic_keys(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT DISTINCT key FROM entry_topics")}
+
+    def feed_page(
+        self, key: str | None, flt: FeedFilter, limit: int
+    ) -> tuple[list[StoredEntry], int]:
+        """The newest `limit` entries of a topic (None: of all topics) and how many there are."""
+        params = {
+            "key": key,
+            "min_quality": flt.min_quality,
+            "require_published": int(flt.require_published),
+            "after": flt.published_after_us,
+            "limit": limit,
+        }
+        source = (
+            "entries e"
+            if key is None
+            else ("entry_topics t JOIN entries e ON e.entry_id = t.entry_id")
+        )
+        where = _FILTER if key is None else f"t.key = :key AND {_FILTER}"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT e.entry_id, s.article, l.updated_us FROM {source}"
+                " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
+                f" WHERE {where}"
+                " ORDER BY e.published_us DESC, e.entry_id LIMIT :limit",
+                params,
+            ).fetchall()
+            (total,) = self._db.execute(
+                f"SELECT COUNT(*) FROM {source} WHERE {where}",
+                params,
+            ).fetchone()
+            keys: dict[str, list[str]] = {}
+            ids = [row[0] for row in rows]
+            if ids:
+                marks = ",".join("?" * len(ids))
+                for topic_key, entry_id in self._db.execute(
+                    f"SELECT key, entry_id FROM entry_topics WHERE entry_id IN ({marks})",
+                    ids,
+                ):
+                    keys.setdefault(entry_id, []).append(topic_key)
+        entries = [
+            StoredEntry(
+                entry_id,
+                article_from_json(text),
+                tuple(sorted(keys.get(entry_id, []))),
+                from_micros(updated),
+            )
+            for entry_id, text, updated in rows
+        ]
+        return entries, total
+
+    def counts(self) -> Counts:
+        with self._lock:
+            (seeds, rejected) = self._db.execute(
+                "SELECT COUNT(*), COUNT(error) FROM seeds"
+            ).fetchone()
+            (entries,) = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()
+        return Counts(seeds, entries, rejected)
+
+    def rejected(self) -> list[tuple[str, str]]:
+        """Every seed whose current content is rejected, with the reason."""
+        with self._lock:
+            return list(
+                self._db.execute(
+                    "SELECT source, error FROM seeds WHERE error IS NOT NULL ORDER BY source"
+                )
+            )
+
+    def duplicates(self) -> list[tuple[str, str]]:
+        """(source, source of the copy used instead) for every duplicate seed."""
+        with self._lock:
+            return list(
+                self._db.execute(
+                    "SELECT s.source, e.source FROM seeds s JOIN entries e"
+                    " ON e.entry_id = s.entry_id WHERE s.source != e.source ORDER BY s.source"
+                )
+            )
+
+
+def _json_list(items: Sequence[str]) -> str:
+    return json.dumps(list(items), ensure_ascii=False)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
