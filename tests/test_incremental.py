@@ -1,0 +1,143 @@
+"""Builds on a kept state: work follows change, and `updated` moves only on a real change."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import StateError
+from aggregator.state import Store
+from tests.conftest import NOW, Site
+from tests.feedcheck import ATOM, check_feed, entry_titles
+
+LATER = NOW + timedelta(hours=5)
+
+
+def entries_by_title(data: bytes) -> dict[str, dict[str, str]]:
+    root = check_feed(data)
+    return {
+        e.findtext(f"{ATOM}title") or "": {
+            "id": e.findtext(f"{ATOM}id") or "",
+            "updated": e.findtext(f"{ATOM}updated") or "",
+            "summary": e.findtext(f"{ATOM}summary") or "",
+        }
+        for e in root.findall(f"{ATOM}entry")
+    }
+
+
+def mtimes(site: Site) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in site.out.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def built(site: Site) -> Site:
+    site.add("ai.md", title="AI story", topics=["AI"], originalUrl="https://i.example/ai")
+    site.add("space.md", title="Space story", topics=["Space"], originalUrl="https://i.example/sp")
+    site.add("both.md", title="Both", topics=["AI", "Space"], originalUrl="https://i.example/b")
+    site.build()
+    return site
+
+
+def test_an_edited_excerpt_moves_that_entry_updated_and_nothing_else(built: Site) -> None:
+    before = mtimes(built)
+    old = entries_by_title(built.feed("all"))
+    built.add(
+        "ai.md",
+        title="AI story",
+        topics=["AI"],
+        originalUrl="https://i.example/ai",
+        excerpt="A corrected excerpt.",
+    )
+    report = built.build(now=LATER)
+    assert report.scan.parsed == 1
+    new = entries_by_title(built.feed("all"))
+    assert new["AI story"]["summary"] == "A corrected excerpt."
+    assert new["AI story"]["updated"] == LATER.isoformat()
+    assert new["AI story"]["id"] == old["AI story"]["id"]
+    assert {t: e for t, e in new.items() if t != "AI story"} == {
+        t: e for t, e in old.items() if t != "AI story"
+    }
+    changed = {p.name for p, m in mtimes(built).items() if before.get(p) != m}
+    assert changed == {"all.atom", "ai.atom", "index.html", "feeds.opml"}
+
+
+def test_a_restart_with_nothing_changed_parses_nothing_and_rewrites_nothing(built: Site) -> None:
+    before = mtimes(built)
+    report = built.build(now=LATER)
+    assert report.scan.parsed == 0 and report.render.written == []
+    assert mtimes(built) == before
+
+
+def test_a_touched_but_unchanged_file_is_not_parsed_again(built: Site) -> None:
+    path = built.seeds / "ai.md"
+    path.write_bytes(path.read_bytes())
+    report = built.build(now=LATER)
+    assert report.scan.parsed == 0
+    assert entries_by_title(built.feed("ai"))["AI story"]["updated"] != LATER.isoformat()
+
+
+def test_a_seed_that_turns_invalid_keeps_its_last_good_entry_until_fixed(built: Site) -> None:
+    built.add("ai.md", "---\ntitle: [half saved\n")
+    report = built.build(now=LATER)
+    assert [s for s, _ in report.scan.rejected] == ["ai.md"]
+    assert [s for s, _ in report.rejected] == ["ai.md"]
+    assert "AI story" in entry_titles(check_feed(built.feed("ai")))
+    again = built.build(now=LATER)
+    assert again.scan.rejected == [] and [s for s, _ in again.rejected] == ["ai.md"]
+    built.add("ai.md", title="AI story", topics=["AI"], originalUrl="https://i.example/ai")
+    fixed = built.build(now=LATER)
+    assert fixed.rejected == []
+
+
+def test_a_deleted_seed_leaves_every_feed_and_an_empty_topic_goes(built: Site) -> None:
+    (built.seeds / "space.md").unlink()
+    (built.seeds / "both.md").unlink()
+    report = built.build(now=LATER)
+    assert report.scan.removed == 2
+    assert entry_titles(check_feed(built.feed("all"))) == ["AI story"]
+    assert not (built.out / "feeds" / "space.atom").exists()
+
+
+def test_removing_the_used_copy_of_a_duplicate_falls_back_to_the_other(site: Site) -> None:
+    site.add("a.md", title="Copy A", originalUrl="https://d.example/x")
+    site.add("b.md", title="Copy B", originalUrl="https://d.example/x")
+    site.build()
+    assert entry_titles(check_feed(site.feed("all"))) == ["Copy A"]
+    (site.seeds / "a.md").unlink()
+    site.build(now=LATER)
+    assert entry_titles(check_feed(site.feed("all"))) == ["Copy B"]
+
+
+def test_a_returning_article_keeps_its_dates(built: Site) -> None:
+    original = (built.seeds / "ai.md").read_bytes()
+    first = entries_by_title(built.feed("all"))["AI story"]
+    (built.seeds / "ai.md").unlink()
+    built.build(now=LATER)
+    (built.seeds / "ai.md").write_bytes(original)
+    built.build(now=LATER + timedelta(hours=1))
+    assert entries_by_title(built.feed("all"))["AI story"] == first
+
+
+def test_work_left_by_an_interrupted_scan_is_finished_by_the_next(site: Site) -> None:
+    site.add("a.md", title="Stored, never refreshed", originalUrl="https://c.example/a")
+    site.build()
+    with sqlite3.connect(site.state) as db:  # as if killed between storing and refreshing
+        db.execute("DELETE FROM entries")
+        db.execute("INSERT INTO dirty SELECT entry_id FROM seeds")
+    site.build(now=LATER)
+    assert entry_titles(check_feed(site.feed("all"))) == ["Stored, never refreshed"]
+
+
+def test_a_state_file_from_a_newer_version_or_not_sqlite_is_refused(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.sqlite3"
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 999")
+    with pytest.raises(StateError, match="newer"):
+        Store(newer)
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match=str(junk)):
+        Store(junk)
