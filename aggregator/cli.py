@@ -1,20 +1,28 @@
 """The `aggregator` command line: parse arguments, run a command, print its summary.
 
-Exit status: 0 on success; 1 when the seed or output directory is unusable,
-or with `--strict` when a seed was rejected; 2 for usage and config errors.
+    aggregator build         bring the feeds up to date once
+    aggregator run           the service: scheduled rescans, served feeds
+    aggregator healthcheck   ask a running service for /healthz
+
+Exit status: 0 on success; 1 when a directory or the state file is unusable,
+with `--strict` when a seed is rejected, or when the health check fails; 2 for
+usage and config errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aggregator import __version__
-from aggregator.config import load_config
+from aggregator.config import Config, load_config
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import BuildReport, Progress, build
 from aggregator.text import printable
@@ -22,6 +30,18 @@ from aggregator.text import printable
 PROGRESS_MIN_FILES = 500
 """A progress bar appears (on a terminal) for seed directories at least this large."""
 MAX_LISTED = 20
+
+
+def _common(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="config file (YAML); default: $AGGREGATOR_CONFIG, else built-in defaults",
+    )
+    command.add_argument("--seeds", type=Path, metavar="DIR", help="seed directory")
+    command.add_argument("--out", type=Path, metavar="DIR", help="output directory")
+    command.add_argument("--state", type=Path, metavar="PATH", help="state file (SQLite)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -34,34 +54,65 @@ def make_parser() -> argparse.ArgumentParser:
 
     build_cmd = commands.add_parser(
         "build",
-        help="build every feed once and exit",
-        description="Read every seed document and write the feeds, index.html and feeds.opml.",
+        help="bring the feeds up to date once and exit",
+        description="Read new and changed seed documents and write the feeds, index.html "
+        "and feeds.opml.",
     )
+    _common(build_cmd)
     build_cmd.add_argument(
-        "--config",
-        type=Path,
-        metavar="PATH",
-        help="config file (YAML); default: $AGGREGATOR_CONFIG, else built-in defaults",
+        "--strict", action="store_true", help="exit 1 when any seed file is rejected"
     )
-    build_cmd.add_argument("--seeds", type=Path, metavar="DIR", help="seed directory")
-    build_cmd.add_argument("--out", type=Path, metavar="DIR", help="output directory")
-    build_cmd.add_argument("--state", type=Path, metavar="PATH", help="state file (SQLite)")
-    build_cmd.add_argument(
-        "--strict", action="store_true", help="exit 1 when any seed file was rejected"
+
+    run_cmd = commands.add_parser(
+        "run",
+        help="run the service: rescan on a schedule and serve the feeds",
+        description="Rescan the seed directory every scan.interval seconds, keep the feeds "
+        "up to date and serve them over HTTP. SIGTERM/SIGINT stop it, SIGHUP reloads the config.",
     )
+    _common(run_cmd)
+    run_cmd.add_argument("--host", metavar="HOST", help="address to listen on")
+    run_cmd.add_argument("--port", type=int, metavar="PORT", help="port to listen on")
+
+    health_cmd = commands.add_parser(
+        "healthcheck",
+        help="ask a running service whether it is healthy (exit 0 when it is)",
+        description="GET /healthz of the service configured by --config (or --url).",
+    )
+    health_cmd.add_argument("--config", type=Path, metavar="PATH", help="config file (YAML)")
+    health_cmd.add_argument("--url", metavar="URL", help="the health URL to ask")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    overrides = {
+        "seeds.dir": getattr(args, "seeds", None),
+        "output.dir": getattr(args, "out", None),
+        "state.path": getattr(args, "state", None),
+        "server.host": getattr(args, "host", None),
+        "server.port": getattr(args, "port", None),
+    }
+
+    def load() -> Config:
+        return load_config(args.config, overrides=overrides)
+
     try:
-        config = load_config(
-            args.config,
-            overrides={"seeds.dir": args.seeds, "output.dir": args.out, "state.path": args.state},
-        )
+        config = load()
     except ConfigError as exc:
         print(f"aggregator: config error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "healthcheck":
+        return healthcheck(args.url or _health_url(config))
+    if args.command == "run":
+        from aggregator import logs
+        from aggregator.daemon import Service
+
+        logs.configure(config.logging.format, config.logging.level)
+        try:
+            return Service(load).run()
+        except AggregatorError as exc:
+            print(f"aggregator: {exc}", file=sys.stderr)
+            return 1
     try:
         report = build(config, datetime.now(UTC), _progress_bar())
     except AggregatorError as exc:
@@ -69,6 +120,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print_report(report, config.seeds.dir, config.output.dir)
     return 1 if args.strict and report.rejected else 0
+
+
+def _health_url(config: Config) -> str:
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: ask locally
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}/healthz"
+
+
+def healthcheck(url: str) -> int:
+    """Print the service's health status; 0 when it answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own URL
+            body = json.loads(response.read() or b"{}")
+            print(f"{body.get('status', 'ok')}: {url}")
+            return 0
+    except urllib.error.HTTPError as exc:
+        try:
+            status = json.loads(exc.read() or b"{}").get("status", exc.code)
+        except ValueError:
+            status = exc.code
+        print(f"unhealthy ({status}): {url}", file=sys.stderr)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"unreachable: {url} ({exc})", file=sys.stderr)
+    return 1
 
 
 def _progress_bar() -> Progress | None:

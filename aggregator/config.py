@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -88,6 +88,28 @@ class TopicsConfig(_Section):
     exclude: tuple[str, ...] = ()
 
 
+class ScanConfig(_Section):
+    interval: float = Field(60, gt=0, le=86400)
+    """Seconds between rescans of the seed directory."""
+    jitter: float = Field(2, ge=0, le=3600)
+    """Up to this many seconds are added to each interval, at random."""
+    watch: bool = False
+    """Also rescan on file-system events, so a new seed is served within about a second."""
+
+
+class ServerConfig(_Section):
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=1, le=65535)
+    cache_max_age: int | None = Field(None, ge=0)
+    """Cache-Control max-age of served files; default: the scan interval."""
+
+
+class LoggingConfig(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
 class StateConfig(_Section):
     path: Path = Path("state/aggregator.sqlite3")
 
@@ -105,6 +127,16 @@ class Config(_Section):
     topics: TopicsConfig = TopicsConfig()
     state: StateConfig = StateConfig()
     build: BuildConfig = BuildConfig()
+    scan: ScanConfig = ScanConfig()
+    server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def cache_max_age(self) -> int:
+        """Seconds readers and proxies may cache a served file: the scan interval by default."""
+        if self.server.cache_max_age is not None:
+            return self.server.cache_max_age
+        return max(1, round(self.scan.interval))
 
 
 def load_config(

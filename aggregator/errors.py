@@ -4,7 +4,8 @@
     ├── ConfigError            a config file or override that cannot be used
     ├── SeedDirError           the seed directory cannot be read at all
     ├── OutputError            the output directory cannot be written
-    └── StateError             the state file cannot be opened or used
+    ├── StateError             the state file cannot be opened or used
+    └── Interrupted            work gave way to a shutdown (not a failure)
 
 Each error carries the file path (or key) it is about, and its message says
 what is wrong in one line, so the CLI can print it as it is.
@@ -31,3 +32,7 @@ class OutputError(AggregatorError):
 
 class StateError(AggregatorError):
     """The state file is unusable (not SQLite, from a newer version, unwritable)."""
+
+
+class Interrupted(AggregatorError):
+    """A scan or render gave way to a shutdown; its open transaction was rolled back."""

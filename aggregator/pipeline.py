@@ -20,6 +20,7 @@ from functools import partial
 from itertools import islice
 
 from aggregator.config import Config
+from aggregator.errors import Interrupted
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml
@@ -36,6 +37,12 @@ PARALLEL_THRESHOLD = 200
 """Below this many files to read, parsing in this process beats starting workers."""
 BATCH = 1000
 """Parsed seeds stored per transaction."""
+
+StopCheck = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -77,8 +84,11 @@ def load_seeds(
         yield from _counted(map(reader, files), total, progress)
         return
     chunk = max(1, min(256, total // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
         yield from _counted(pool.map(reader, files, chunksize=chunk), total, progress)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _counted(
@@ -111,11 +121,14 @@ class Pipeline:
         self.config = config
         self._catalog = None
 
-    def scan(self, now: datetime, progress: Progress | None = None) -> ScanReport:
+    def scan(
+        self, now: datetime, progress: Progress | None = None, should_stop: StopCheck = _never
+    ) -> ScanReport:
         """Find changed seed files, parse them, and bring the state up to date.
 
         Raises `SeedDirError` when the seed directory itself cannot be read;
-        then nothing in the state changes.
+        then nothing in the state changes. Raises `Interrupted` when
+        `should_stop` turns true; the next scan picks up where this one stopped.
         """
         seeds = self.config.seeds
         found = scan(seeds.dir, seeds.extensions)
@@ -133,6 +146,8 @@ class Pipeline:
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
         while batch := list(islice(pairs, BATCH)):
+            if should_stop():
+                raise Interrupted
             fresh = []
             for file, result in batch:
                 if result.digest and digests.get(file.source) == result.digest:
@@ -145,12 +160,14 @@ class Pipeline:
             report.parsed += len(fresh)
             self.store.store_seeds(fresh)
         self.store.touch(touched)
-        applied = self.store.refresh(self.rules, now)
+        applied = self.store.refresh(self.rules, now, should_stop)
         report.topics = applied.topics
         report.entries_changed = applied.entries_changed
         return report
 
-    def render(self, now: datetime, topics: set[str] | None = None) -> RenderReport:
+    def render(
+        self, now: datetime, topics: set[str] | None = None, should_stop: StopCheck = _never
+    ) -> RenderReport:
         """Re-render `all`, the given topics (None: every topic), the index and the OPML."""
         catalog = topic_catalog(self.store.spelling_counts(), self.rules)
         feeds = self.config.feeds
@@ -166,6 +183,9 @@ class Pipeline:
             self._summaries = {s: v for s, v in self._summaries.items() if s in live}
         report = RenderReport()
         for topic in targets:
+            if should_stop():
+                self._catalog = None  # the next render starts over
+                raise Interrupted
             slug = topic.slug if topic else ALL_SLUG
             stored, total = self.store.feed_page(
                 topic.key if topic else None, flt, feeds.max_entries

@@ -25,12 +25,12 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aggregator.errors import StateError
+from aggregator.errors import Interrupted, StateError
 from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, to_micros
 from aggregator.scan import SeedFile
@@ -265,12 +265,18 @@ class Store:
                 db.execute("DELETE FROM seeds WHERE source = ?", (source,))
                 db.execute("DELETE FROM seed_topics WHERE source = ?", (source,))
 
-    def refresh(self, rules: TopicRules, now: datetime) -> Applied:
-        """Bring every entry whose seeds changed up to date: copy used, topics, ledger."""
+    def refresh(
+        self, rules: TopicRules, now: datetime, should_stop: Callable[[], bool] = lambda: False
+    ) -> Applied:
+        """Bring every entry whose seeds changed up to date: copy used, topics, ledger.
+
+        One transaction: when `should_stop` turns true it is rolled back and
+        `Interrupted` raised, and the entries stay due for the next call.
+        """
         applied = Applied()
         with self._transaction() as db:
             ids = [row[0] for row in db.execute("SELECT entry_id FROM dirty ORDER BY entry_id")]
-            self._refresh(db, ids, rules, now, applied)
+            self._refresh(db, ids, rules, now, applied, should_stop)
             db.execute("DELETE FROM dirty")
         return applied
 
@@ -287,6 +293,7 @@ class Store:
         rules: TopicRules,
         now: datetime,
         applied: Applied,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         resolved: dict[str, str | None] = {}
 
@@ -297,6 +304,8 @@ class Store:
             return resolved[spelling]
 
         for chunk in _chunks(entry_ids):
+            if should_stop():
+                raise Interrupted
             marks = ",".join("?" * len(chunk))
             copies: dict[str, tuple[str, int, float | None, int | None, str]] = {}
             for entry_id, source, published_us, quality, flag, shown in db.execute(

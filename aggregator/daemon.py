@@ -1,0 +1,340 @@
+"""`aggregator run`: the service. The composition root of the daemon.
+
+    main thread (asyncio)       uvicorn serving the output directory; signals
+    scheduler thread (APS 3.x)  the rescan job: scan → store → render → write
+    watcher thread (optional)   file-system events ask for a rescan now
+
+The scheduler only ticks; what changed is decided by the pipeline from the
+state file. Signals are handled here and nowhere else:
+
+    SIGTERM, SIGINT   stop taking work, let the write in progress finish, exit 0
+    SIGHUP            reload the config; an invalid one is reported and the old kept
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from aggregator import __version__, logs
+from aggregator.config import Config
+from aggregator.errors import AggregatorError, ConfigError, Interrupted
+from aggregator.metrics import Metrics
+from aggregator.output import OutputDir
+from aggregator.pipeline import Pipeline
+from aggregator.server import App, HttpServer, StaticFiles
+from aggregator.state import Store
+
+log = logging.getLogger("aggregator")
+RESCAN = "rescan"
+STOP_TIMEOUT = 8.0
+"""Seconds a shutdown waits for the job in progress (SIGTERM must end within 10 s)."""
+
+
+@dataclass
+class Status:
+    """What /healthz reports; written by the scan job, read by the server."""
+
+    started: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
+    last_scan: dict[str, Any] | None = None
+    last_build: dict[str, Any] | None = None
+    last_error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def report(self) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            ok = self.last_scan is not None and bool(self.last_scan["ok"])
+            state = "ok" if ok else ("starting" if self.last_scan is None else "error")
+            body = {
+                "status": state,
+                "version": __version__,
+                "started": self.started,
+                "last_scan": self.last_scan,
+                "last_build": self.last_build,
+                "last_error": self.last_error,
+                **self.counts,
+            }
+        return (200 if ok else 503), body
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+ConfigLoader = Callable[[], Config]
+
+
+class Service:
+    """The running service. `run()` blocks until SIGTERM/SIGINT (or `request_stop()`)."""
+
+    def __init__(self, load_config: ConfigLoader) -> None:
+        self._load_config = load_config
+        self.config = load_config()
+        self.status = Status()
+        self.metrics = Metrics()
+        self._stopping = threading.Event()
+        self._rescan_again = threading.Event()
+        self._pending_config: Config | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._server: HttpServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: threading.Thread | None = None
+        self.store = Store(self.config.state.path)
+        self.out = OutputDir(self.config.output.dir)
+        self.pipeline = Pipeline(self.config, self.store, self.out)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; 0 after a clean stop, 1 when the server could not start."""
+        code = 0
+        try:
+            asyncio.run(self._main())
+        except SystemExit:  # uvicorn exits when it cannot listen; it logged why
+            code = 1
+            self._stopping.set()
+            if self._scheduler is not None:
+                self._scheduler.shutdown(wait=True)
+        finally:
+            self.store.close()
+        log.info("stopped")
+        return code
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self.request_stop)
+        self._loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        config = self.config
+        log.info(
+            "starting aggregator %s: seeds %s, output %s, state %s, rescan every %gs%s",
+            __version__,
+            config.seeds.dir,
+            config.output.dir,
+            config.state.path,
+            config.scan.interval,
+            " and on file changes" if config.scan.watch else "",
+        )
+        self._scheduler = self._start_scheduler()
+        if config.scan.watch:
+            self._start_watcher()
+        serving: asyncio.Task[None] | None = None
+        if config.server.enabled:
+            files = StaticFiles(self.out.root, lambda: self.config.cache_max_age)
+            app = App(files, self.status.report, self.metrics)
+            self._server = HttpServer(app, config.server.host, config.server.port)
+            serving = asyncio.create_task(self._server.serve())
+            log.info(
+                "serving %s at http://%s:%d/", self.out.root, config.server.host, config.server.port
+            )
+        stop = asyncio.create_task(asyncio.to_thread(self._stopping.wait))
+        waiting: set[asyncio.Task[Any]] = {stop} | ({serving} if serving else set())
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if serving in done and not self._stopping.is_set():
+            error = serving.exception()
+            log.error("the HTTP server stopped: %s", error or "could not listen")
+            self._stopping.set()
+        await self._shutdown(serving)
+
+    def request_stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: finishing the write in progress")
+        self._stopping.set()
+
+    async def _shutdown(self, serving: asyncio.Task[None] | None) -> None:
+        scheduler = self._scheduler
+        if scheduler is not None:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(scheduler.shutdown, True), STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("the job in progress did not finish in %gs", STOP_TIMEOUT)
+        if self._server is not None and serving is not None:
+            self._server.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(serving, 2.0)
+
+    # -- configuration -----------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """SIGHUP: read the config again; apply it at the start of the next scan."""
+        try:
+            config = self._load_config()
+        except ConfigError as exc:
+            log.error("config reload failed, keeping the running config: %s", exc)
+            return
+        logs.configure(config.logging.format, config.logging.level)
+        old = self.config
+        if (config.server.host, config.server.port) != (old.server.host, old.server.port):
+            log.warning("server.host/port changed: restart the service to listen there")
+        self._pending_config = config
+        if self._scheduler is not None and config.scan != old.scan:
+            self._scheduler.reschedule_job(
+                RESCAN, trigger="interval", seconds=config.scan.interval, jitter=config.scan.jitter
+            )
+        log.info("config reloaded")
+        self.rescan_now()
+
+    # -- jobs ----------------------------------------------------------------------
+
+    def _start_scheduler(self) -> BackgroundScheduler:
+        scan = self.config.scan
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(30, int(scan.interval)),
+            },
+            timezone=UTC,
+        )
+        scheduler.add_job(
+            self._rescan_job,
+            "interval",
+            id=RESCAN,
+            seconds=scan.interval,
+            jitter=scan.jitter,
+            next_run_time=datetime.now(UTC),  # the first scan and build happen at start-up
+        )
+        scheduler.start()
+        return scheduler
+
+    def rescan_now(self) -> None:
+        """Ask for a rescan as soon as possible (after the one running, if any)."""
+        self._rescan_again.set()
+        if self._scheduler is not None and not self._stopping.is_set():
+            self._scheduler.modify_job(RESCAN, next_run_time=datetime.now(UTC))
+
+    def _rescan_job(self) -> None:
+        while not self._stopping.is_set():
+            self._rescan_again.clear()
+            self.scan_once()
+            if not self._rescan_again.is_set():
+                return
+
+    def scan_once(self) -> None:
+        """One rescan and the rendering it calls for; failures go to the log and /healthz."""
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        full = False
+        if self._pending_config is not None:
+            self.config, self._pending_config = self._pending_config, None
+            self.pipeline.reconfigure(self.config, now)
+            full = True
+        stopping = self._stopping.is_set
+        try:
+            scanned = self.pipeline.scan(now, should_stop=stopping)
+            for source, reason in scanned.rejected:
+                log.warning("%s: rejected: %s", logs.name_of(source), reason)
+            for source, warning in scanned.warnings:
+                log.info("%s: %s", logs.name_of(source), warning)
+            for problem in scanned.problems:
+                log.error("seed directory: %s (its seeds are kept as they were)", problem)
+            first = self.status.last_build is None
+            rendered = None
+            if first or full or scanned.entries_changed or self.config.feeds.max_age_days:
+                topics = None if first or full else scanned.topics
+                rendered = self.pipeline.render(now, topics, should_stop=stopping)
+        except Interrupted:
+            log.info("scan interrupted by shutdown")
+            return
+        except AggregatorError as exc:
+            self._failed(now, started, str(exc))
+            return
+        except Exception as exc:
+            log.exception("scan failed")
+            self._failed(now, started, f"{type(exc).__name__}: {exc}")
+            return
+        self._succeeded(now, started, scanned, rendered)
+
+    def _succeeded(self, now: datetime, started: float, scanned: Any, rendered: Any) -> None:
+        took = time.monotonic() - started
+        counts = self.store.counts()
+        topics = max(0, len(self.pipeline.feed_paths()) - 1)
+        m = self.metrics
+        m.scans.labels("ok").inc()
+        m.scan_seconds.observe(took)
+        m.seeds.set(counts.seeds)
+        m.seeds_rejected.set(counts.rejected)
+        m.articles.set(counts.entries)
+        m.topics.set(topics)
+        with self.status.lock:
+            self.status.last_scan = {
+                "at": _iso(now),
+                "ok": True,
+                "seconds": round(took, 3),
+                "files": scanned.files,
+                "parsed": scanned.parsed,
+                "removed": scanned.removed,
+                "problems": scanned.problems,
+            }
+            if rendered is not None:
+                m.files_written.inc(len(rendered.written))
+                self.status.last_build = {
+                    "at": _iso(now),
+                    "written": len(rendered.written),
+                    "unchanged": rendered.unchanged,
+                    "removed": len(rendered.removed),
+                }
+            self.status.counts = {
+                "seeds": counts.seeds,
+                "articles": counts.entries,
+                "topics": topics,
+                "rejected": counts.rejected,
+            }
+        if scanned.parsed or scanned.removed or (rendered and rendered.written):
+            log.info(
+                "scan: %d files, %d read, %d gone; %d files written in %.2fs",
+                scanned.files,
+                scanned.parsed,
+                scanned.removed,
+                len(rendered.written) if rendered else 0,
+                took,
+            )
+
+    def _failed(self, now: datetime, started: float, error: str) -> None:
+        log.error("scan failed: %s (the last good feeds are still served)", error)
+        self.metrics.scans.labels("error").inc()
+        with self.status.lock:
+            self.status.last_scan = {
+                "at": _iso(now),
+                "ok": False,
+                "seconds": round(time.monotonic() - started, 3),
+                "error": error,
+            }
+            self.status.last_error = error
+
+    # -- file-system events ------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        self._watcher = threading.Thread(target=self._watch, name="seed-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        from watchfiles import watch
+
+        while not self._stopping.is_set():
+            directory = self.config.seeds.dir
+            try:
+                for _changes in watch(
+                    directory,
+                    stop_event=self._stopping,
+                    debounce=100,
+                    step=20,
+                    raise_interrupt=False,
+                ):
+                    self.rescan_now()
+            except (OSError, RuntimeError) as exc:
+                log.warning("cannot watch %s (%s); rescanning every interval", directory, exc)
+                self._stopping.wait(self.config.scan.interval)

@@ -1,0 +1,281 @@
+"""Serving the output directory over HTTP: an ASGI app, run by uvicorn.
+
+uvicorn stays inside this module. The app serves only regular files below
+the output directory, from memory: each file is read (and gzipped) once per
+version, and a `stat` per request tells when a version is new, so answers
+cost no disk reads and conditional requests cost next to nothing.
+
+    GET/HEAD /            index.html
+    GET/HEAD /<path>      a file of the output directory (no listings)
+    GET      /healthz     JSON status; 503 until a scan succeeded, or after one failed
+    GET      /metrics     Prometheus text format
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import stat
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from aggregator.metrics import Metrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CONTENT_TYPES = {
+    ".atom": "application/atom+xml; charset=utf-8",
+    ".rss": "application/rss+xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",
+    ".opml": "text/x-opml; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+_COMPRESSIBLE = {".atom", ".rss", ".json", ".opml", ".html", ".xml", ".css", ".txt"}
+_MAX_FILE_BYTES = 64 * 1024 * 1024
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src https:"),
+]
+
+
+def safe_relative(url_path: str) -> str | None:
+    """The file a URL path names, relative to the served directory; None when refused.
+
+    Pure. Refuses `..`, `.`, hidden names (temp files are hidden), NUL and
+    backslashes, whatever their spelling once decoded; empty segments (`//`)
+    are ignored; a path ending in `/` means its `index.html`.
+    """
+    if "\x00" in url_path or "\\" in url_path:
+        return None
+    parts = [p for p in url_path.split("/") if p]
+    if any(p.startswith(".") for p in parts):
+        return None
+    if not parts or url_path.endswith("/"):
+        parts.append("index.html")
+    return "/".join(parts)
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding value allows gzip (RFC 9110 §12.5.3)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = params.strip().lower()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match with the weak comparison RFC 9110 §13.1.2 asks for."""
+    if header.strip() == "*":
+        return True
+    bare = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == bare for tag in header.split(","))
+
+
+def not_modified_since(header: str, mtime: int) -> bool:
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since.tzinfo is None:
+        return False
+    return mtime <= since.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    body: bytes
+    etag: str
+    headers: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    version: tuple[int, int, int]
+    mtime: int
+    plain: Representation
+    gzipped: Representation | None
+
+
+class StaticFiles:
+    """Regular files below `root`, read once per version and kept in memory."""
+
+    def __init__(self, root: Path, max_age: Callable[[], int]) -> None:
+        self.root = root.resolve()
+        self.max_age = max_age
+        self._cache: dict[str, CachedFile] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url_path: str) -> CachedFile | None:
+        relative = safe_relative(url_path)
+        if relative is None:
+            return None
+        full = os.path.join(self.root, relative)
+        try:
+            info = os.stat(full)
+        except (OSError, ValueError):
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_FILE_BYTES:
+            return None
+        version = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = self._cache.get(relative)
+        if cached is not None and cached.version == version:
+            return cached
+        if not Path(os.path.realpath(full)).is_relative_to(self.root):
+            return None  # a symbolic link out of the directory
+        try:
+            with open(full, "rb") as handle:
+                body = handle.read(_MAX_FILE_BYTES + 1)
+        except OSError:
+            return None
+        cached = self._load(relative, body, version, int(info.st_mtime))
+        with self._lock:
+            self._cache[relative] = cached
+        return cached
+
+    def _load(
+        self, relative: str, body: bytes, version: tuple[int, int, int], mtime: int
+    ) -> CachedFile:
+        suffix = os.path.splitext(relative)[1].lower()
+        content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        tag = hashlib.blake2b(body, digest_size=12).hexdigest()
+        common = [
+            (b"last-modified", formatdate(mtime, usegmt=True).encode()),
+            (b"cache-control", f"public, max-age={self.max_age()}".encode()),
+            (b"content-type", content_type.encode()),
+            *_SECURITY_HEADERS,
+        ]
+        gzipped = None
+        if suffix in _COMPRESSIBLE:
+            common.append((b"vary", b"Accept-Encoding"))
+            packed = gzip.compress(body, compresslevel=6, mtime=0)
+            if len(packed) < len(body):
+                gzipped = _representation(
+                    packed, f'"{tag}-gz"', [*common, (b"content-encoding", b"gzip")]
+                )
+        plain = _representation(body, f'"{tag}"', common)
+        return CachedFile(version, mtime, plain, gzipped)
+
+
+def _representation(body: bytes, etag: str, headers: list[tuple[bytes, bytes]]) -> Representation:
+    return Representation(body, etag, [(b"etag", etag.encode()), *headers])
+
+
+Health = Callable[[], tuple[int, dict[str, Any]]]
+
+
+class App:
+    """The ASGI application: static files, /healthz and /metrics."""
+
+    def __init__(self, files: StaticFiles, health: Health, metrics: Metrics) -> None:
+        self.files = files
+        self.health = health
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        path: str = scope["path"]
+        if method not in ("GET", "HEAD"):
+            await self._send(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")], method)
+            return
+        if path == "/healthz":
+            status, report = self.health()
+            body = json.dumps(report, indent=2).encode() + b"\n"
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+            await self._send(send, status, body, headers, method)
+            return
+        if path == "/metrics":
+            headers = [(b"content-type", self.metrics.content_type.encode())]
+            await self._send(send, 200, self.metrics.exposition(), headers, method)
+            return
+        found = self.files.get(path)
+        if found is None:
+            headers = [(b"content-type", b"text/plain; charset=utf-8")]
+            await self._send(send, 404, b"not found\n", headers, method)
+            return
+        request = _headers(scope)
+        rep = found.plain
+        if found.gzipped is not None and accepts_gzip(request.get("accept-encoding", "")):
+            rep = found.gzipped
+        inm = request.get("if-none-match")
+        ims = request.get("if-modified-since")
+        if (inm is not None and etag_matches(inm, rep.etag)) or (
+            inm is None and ims is not None and not_modified_since(ims, found.mtime)
+        ):
+            await self._send(send, 304, b"", rep.headers, "HEAD")
+            return
+        await self._send(send, 200, rep.body, rep.headers, method)
+
+    async def _send(
+        self,
+        send: Send,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        method: str,
+    ) -> None:
+        self.metrics.request(status)
+        length = [(b"content-length", str(len(body)).encode())] if status != 304 else []
+        await send({"type": "http.response.start", "status": status, "headers": headers + length})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the daemon owns the signal handlers
+
+
+class HttpServer:
+    """uvicorn serving `App` on host:port, stopped by `stop()`."""
+
+    def __init__(self, app: App, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            proxy_headers=False,
+        )
+        self._server = _Server(config)
+
+    async def serve(self) -> None:
+        await self._server.serve()
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
