@@ -51,6 +51,8 @@ class Status:
     last_build: dict[str, Any] | None = None
     last_error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    scans: int = 0
+    """Scans finished since start-up, successful or not."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def report(self) -> tuple[int, dict[str, Any]]:
@@ -64,6 +66,7 @@ class Status:
                 "last_scan": self.last_scan,
                 "last_build": self.last_build,
                 "last_error": self.last_error,
+                "scans": self.scans,
                 **self.counts,
             }
         return (200 if ok else 503), body
@@ -270,6 +273,7 @@ class Service:
         m.articles.set(counts.entries)
         m.topics.set(topics)
         with self.status.lock:
+            self.status.scans += 1
             self.status.last_scan = {
                 "at": _iso(now),
                 "ok": True,
@@ -307,6 +311,7 @@ class Service:
         log.error("scan failed: %s (the last good feeds are still served)", error)
         self.metrics.scans.labels("error").inc()
         with self.status.lock:
+            self.status.scans += 1
             self.status.last_scan = {
                 "at": _iso(now),
                 "ok": False,

@@ -67,7 +67,7 @@ class Site:
         flat.update(overrides)
         return load_config(None, overrides=flat, environ={})
 
-    def build(self, now: datetime = NOW, **overrides: Any) -> BuildReport:
+    def build(self, *, now: datetime = NOW, **overrides: Any) -> BuildReport:
         return build(self.config(**overrides), now)
 
     def feed(self, slug: str) -> bytes:

@@ -1,0 +1,121 @@
+"""A real `aggregator run` in a subprocess, on temp dirs and a free port, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RunningService:
+    """Start, query, signal and stop one service process."""
+
+    def __init__(self, root: Path, **settings: Any) -> None:
+        self.root = root
+        self.seeds = root / "seeds"
+        self.out = root / "public"
+        self.state = root / "state" / "aggregator.sqlite3"
+        self.config_path = root / "aggregator.yaml"
+        self.log_path = root / "service.log"
+        self.port = free_port()
+        self.seeds.mkdir(parents=True, exist_ok=True)
+        self.settings: dict[str, dict[str, Any]] = {
+            "seeds": {"dir": str(self.seeds)},
+            "output": {"dir": str(self.out)},
+            "state": {"path": str(self.state)},
+            "site": {"public_url": f"http://127.0.0.1:{self.port}/"},
+            "scan": {"interval": 1, "jitter": 0},
+            "server": {"port": self.port},
+            "build": {"workers": 1},
+        }
+        for section, values in settings.items():
+            self.settings.setdefault(section, {}).update(values)
+        self.write_config()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.settings))
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> RunningService:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "run", "--config", str(self.config_path)],
+            cwd=self.root,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, **headers: str) -> httpx.Response:
+        return httpx.get(self.base + path, headers=headers, timeout=5)
+
+    def wait_healthy(self, timeout: float = 20) -> dict[str, Any]:
+        return self.wait_for(lambda h: h.get("status") == "ok", timeout)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        response = self.get("/healthz")
+        body: dict[str, Any] = response.json()
+        return response.status_code, body
+
+    def wait_for(self, check: Any, timeout: float = 20) -> dict[str, Any]:
+        """Poll /healthz until `check(body)` holds."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"service exited {self.process.returncode}:\n{self.log()}")
+            try:
+                _, last = self.health()
+                if check(last):
+                    return last
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; last health {last}\n{self.log()}")
+
+    def wait_next_scan(self, timeout: float = 20) -> dict[str, Any]:
+        """Wait until a scan that started after this call has finished."""
+        _, now = self.health()
+        target = now["scans"] + 2  # the one running now may have started before the call
+        return self.wait_for(lambda h: h["scans"] >= target, timeout)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 10) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)

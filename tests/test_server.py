@@ -1,0 +1,178 @@
+"""The HTTP server against real requests: paths, methods, conditionals and gzip."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import http.client
+import os
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aggregator.metrics import Metrics
+from aggregator.server import App, HttpServer, StaticFiles, accepts_gzip, safe_relative
+from tests.service import free_port
+
+FEED = b"<?xml version='1.0' encoding='UTF-8'?>\n<feed>" + b"<entry/>" * 200 + b"</feed>\n"
+
+
+class Served:
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.base = f"http://127.0.0.1:{port}"
+        self.port = port
+
+    def raw(self, method: str, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+        """A request with the path sent exactly as given (no client-side normalizing)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for name, value in headers.items():
+                conn.putheader(name.replace("_", "-"), value)
+            conn.endheaders()
+            response = conn.getresponse()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                response.read(),
+            )
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    root = tmp_path / "public"
+    (root / "feeds").mkdir(parents=True)
+    (root / "feeds" / "ai.atom").write_bytes(FEED)
+    (root / "index.html").write_text("<!doctype html><title>home</title>")
+    (root / "feeds" / ".tmp-half").write_text("partial")
+    (tmp_path / "secret.txt").write_text("TOP SECRET")
+    (root / "link.txt").symlink_to(tmp_path / "secret.txt")
+    app = App(StaticFiles(root, lambda: 60), lambda: (200, {"status": "ok"}), Metrics())
+    port = free_port()
+    server = HttpServer(app, "127.0.0.1", port)
+    thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield Served(root, port)
+    server.stop()
+    thread.join(5)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/.%2e/secret.txt",
+        "/feeds/../../secret.txt",
+        "/feeds/%2e%2e/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "/feeds/..%5c..%5csecret.txt",
+        "/feeds\\..\\..\\secret.txt",
+        "//secret.txt",
+        "/%2fsecret.txt",
+        "/link.txt",
+        "/feeds/.tmp-half",
+        "/feeds/",
+        "/feeds",
+        "/%00",
+        "/index.html%00.atom",
+    ],
+)
+def test_nothing_outside_the_directory_or_hidden_is_served(served: Served, path: str) -> None:
+    status, _, body = served.raw("GET", path)
+    assert status in (400, 404), (path, status)
+    assert b"SECRET" not in body and b"partial" not in body
+
+
+def test_get_and_head_agree_and_head_has_no_body(served: Served) -> None:
+    get = httpx.get(served.base + "/feeds/ai.atom")
+    head = httpx.head(served.base + "/feeds/ai.atom")
+    assert get.status_code == head.status_code == 200
+    assert get.content == FEED and head.content == b""
+    for name in ("etag", "last-modified", "content-type", "content-length", "cache-control"):
+        assert get.headers[name] == head.headers[name]
+    assert get.headers["content-type"] == "application/atom+xml; charset=utf-8"
+    assert get.headers["cache-control"] == "public, max-age=60"
+    assert get.headers["etag"].startswith('"')  # strong
+    assert httpx.get(served.base + "/").text.startswith("<!doctype html>")
+
+
+def test_gzip_when_asked_with_its_own_etag(served: Served) -> None:
+    status, headers, body = served.raw("GET", "/feeds/ai.atom", Accept_Encoding="gzip, br")
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body) == FEED and "accept-encoding" in headers["vary"].lower()
+    _, plain, plain_body = served.raw("GET", "/feeds/ai.atom", Accept_Encoding="gzip;q=0")
+    assert plain_body == FEED and "content-encoding" not in plain
+    assert plain["etag"] != headers["etag"]
+    not_modified = served.raw(
+        "GET", "/feeds/ai.atom", Accept_Encoding="gzip", If_None_Match=headers["etag"]
+    )
+    assert not_modified[0] == 304
+
+
+def test_conditional_requests_follow_rfc_9110(served: Served) -> None:
+    url = served.base + "/feeds/ai.atom"
+    first = httpx.get(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    mtime = (served.root / "feeds" / "ai.atom").stat().st_mtime
+
+    def status(**headers: str) -> int:
+        return httpx.get(
+            url, headers={k.replace("_", "-"): v for k, v in headers.items()}
+        ).status_code
+
+    assert status(If_None_Match=etag) == 304
+    assert status(If_None_Match=f"W/{etag}") == 304  # weak comparison for GET
+    assert status(If_None_Match=f'"other", {etag}') == 304
+    assert status(If_None_Match="*") == 304
+    assert status(If_None_Match='"other"') == 200
+    assert status(If_Modified_Since=modified) == 304
+    assert status(If_Modified_Since=formatdate(mtime + 3600, usegmt=True)) == 304
+    assert status(If_Modified_Since=formatdate(mtime - 3600, usegmt=True)) == 200
+    assert status(If_Modified_Since="not a date") == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110 §13.1.3).
+    assert status(If_None_Match='"other"', If_Modified_Since=modified) == 200
+    response = httpx.get(url, headers={"If-None-Match": etag})
+    assert response.content == b"" and response.headers["etag"] == etag
+    head = httpx.head(url, headers={"If-None-Match": etag})
+    assert head.status_code == 304
+
+
+def test_a_rewritten_file_is_served_at_once_with_a_new_etag(served: Served) -> None:
+    url = served.base + "/feeds/ai.atom"
+    old = httpx.get(url).headers["etag"]
+    path = served.root / "feeds" / "ai.atom"
+    path.write_bytes(FEED.replace(b"<entry/>", b"<entry></entry>", 1))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
+    fresh = httpx.get(url, headers={"If-None-Match": old})
+    assert fresh.status_code == 200 and fresh.headers["etag"] != old
+    assert b"<entry></entry>" in fresh.content
+
+
+def test_other_methods_are_refused(served: Served) -> None:
+    for method in ("POST", "PUT", "DELETE"):
+        response = httpx.request(method, served.base + "/feeds/ai.atom")
+        assert response.status_code == 405 and response.headers["allow"] == "GET, HEAD"
+
+
+def test_path_rules_and_accept_encoding_parsing() -> None:
+    assert safe_relative("/") == "index.html"
+    assert safe_relative("/feeds//ai.atom") == "feeds/ai.atom"
+    assert safe_relative("/topics/") == "topics/index.html"
+    for bad in ("/../x", "/a/../x", "/./x", "/.env", "/a\\b", "/a\x00"):
+        assert safe_relative(bad) is None
+    assert accepts_gzip("gzip") and accepts_gzip("br, gzip;q=0.5") and accepts_gzip("*")
+    assert not accepts_gzip("gzip;q=0") and not accepts_gzip("br") and not accepts_gzip("")

@@ -1,0 +1,199 @@
+"""`aggregator run` end to end: a real process, real HTTP, real signals, real files."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import seed_text
+from tests.feedcheck import ATOM, check_feed, entry_titles
+from tests.service import RunningService
+
+
+def summaries(data: bytes) -> dict[str, tuple[str, str, str]]:
+    """title → (id, updated, summary) of every entry."""
+    root = check_feed(data)
+    return {
+        e.findtext(f"{ATOM}title") or "": (
+            e.findtext(f"{ATOM}id") or "",
+            e.findtext(f"{ATOM}updated") or "",
+            e.findtext(f"{ATOM}summary") or "",
+        )
+        for e in root.findall(f"{ATOM}entry")
+    }
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[RunningService]:
+    svc = RunningService(tmp_path)
+    (svc.seeds / "ai.md").write_text(
+        seed_text(title="AI one", topics=["AI"], originalUrl="https://s.example/1")
+    )
+    (svc.seeds / "space.md").write_text(
+        seed_text(title="Space one", topics=["Space"], originalUrl="https://s.example/2")
+    )
+    svc.start()
+    yield svc
+    if svc.process and svc.process.poll() is None:
+        svc.kill()
+
+
+def test_the_service_serves_and_follows_the_seed_directory(service: RunningService) -> None:
+    first = service.get("/feeds/ai.atom")
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "application/atom+xml; charset=utf-8"
+    assert entry_titles(check_feed(first.content)) == ["AI one"]
+    assert (
+        service.get("/feeds/ai.atom", **{"If-None-Match": first.headers["etag"]}).status_code == 304
+    )
+
+    # A new seed appears in its topic feeds.
+    (service.seeds / "ai2.md").write_text(
+        seed_text(
+            title="AI two",
+            topics=["AI"],
+            originalUrl="https://s.example/3",
+            publishedDateTime="2024-06-01T00:00:00Z",
+        )
+    )
+    service.wait_next_scan()
+    assert entry_titles(check_feed(service.get("/feeds/ai.atom").content)) == ["AI two", "AI one"]
+    space_etag = service.get("/feeds/space.atom").headers["etag"]
+
+    # An edited excerpt changes that entry and its updated, nothing else.
+    before = summaries(service.get("/feeds/all.atom").content)
+    (service.seeds / "ai.md").write_text(
+        seed_text(
+            title="AI one", topics=["AI"], originalUrl="https://s.example/1", excerpt="Corrected."
+        )
+    )
+    service.wait_next_scan()
+    after = summaries(service.get("/feeds/all.atom").content)
+    assert after["AI one"][0] == before["AI one"][0]
+    assert after["AI one"][2] == "Corrected."
+    assert after["AI one"][1] > before["AI one"][1]
+    assert {k: v for k, v in after.items() if k != "AI one"} == {
+        k: v for k, v in before.items() if k != "AI one"
+    }
+    unchanged = service.get("/feeds/space.atom", **{"If-None-Match": space_etag})
+    assert unchanged.status_code == 304
+
+    # A deleted seed disappears.
+    (service.seeds / "ai2.md").unlink()
+    service.wait_next_scan()
+    assert entry_titles(check_feed(service.get("/feeds/ai.atom").content)) == ["AI one"]
+
+    assert service.stop() == 0
+
+
+def test_a_restart_serves_the_same_bytes_and_rewrites_nothing(service: RunningService) -> None:
+    feeds = {
+        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in service.out.rglob("*") if p.is_file()
+    }
+    assert service.stop() == 0
+    service.start()
+    service.wait_next_scan()
+    after = {
+        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in service.out.rglob("*") if p.is_file()
+    }
+    assert after == feeds
+    _, health = service.health()
+    assert health["last_scan"]["parsed"] == 0
+    assert service.stop() == 0
+
+
+def test_sighup_applies_a_new_config_and_keeps_the_old_when_it_is_invalid(
+    service: RunningService,
+) -> None:
+    for n in range(3):
+        (service.seeds / f"more{n}.md").write_text(
+            seed_text(title=f"More {n}", topics=["AI"], originalUrl=f"https://s.example/m{n}")
+        )
+    service.wait_next_scan()
+    assert len(entry_titles(check_feed(service.get("/feeds/ai.atom").content))) == 4
+    service.settings["feeds"] = {"max_entries": 2}
+    service.write_config()
+    service.signal(signal.SIGHUP)
+    service.wait_next_scan()
+    assert len(entry_titles(check_feed(service.get("/feeds/ai.atom").content))) == 2
+
+    service.config_path.write_text("feeds:\n  max_entries: many\n")
+    service.signal(signal.SIGHUP)
+    service.wait_next_scan()
+    assert "config reload failed, keeping the running config" in service.log()
+    assert "feeds.max_entries" in service.log()
+    assert len(entry_titles(check_feed(service.get("/feeds/ai.atom").content))) == 2
+    assert service.stop() == 0
+
+
+def test_a_missing_seed_directory_is_an_error_and_the_last_feeds_stay(
+    service: RunningService,
+) -> None:
+    good = service.get("/feeds/ai.atom").content
+    moved = service.root / "moved-away"
+    shutil.move(service.seeds, moved)
+    service.wait_for(lambda h: h["status"] == "error")
+    status, health = service.health()
+    assert status == 503 and "cannot read the seed directory" in health["last_error"]
+    assert service.get("/feeds/ai.atom").content == good
+    assert (service.out / "feeds" / "space.atom").exists()
+    shutil.move(moved, service.seeds)
+    service.wait_healthy()
+    assert service.get("/feeds/ai.atom").content == good
+    assert service.stop() == 0
+
+
+def test_healthcheck_command_reports_the_service(service: RunningService) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "aggregator", "healthcheck", "--config", str(service.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert service.stop() == 0
+    down = subprocess.run(
+        [sys.executable, "-m", "aggregator", "healthcheck", "--config", str(service.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert down.returncode == 1 and "unreachable" in down.stderr
+
+
+def test_metrics_count_scans_and_requests(service: RunningService) -> None:
+    service.get("/feeds/ai.atom")
+    service.get("/nope")
+    text = service.get("/metrics").text
+    assert 'aggregator_scans_total{outcome="ok"}' in text
+    assert 'aggregator_http_requests_total{status="404"} 1.0' in text
+    assert "aggregator_seeds 2.0" in text
+    assert service.stop() == 0
+
+
+def test_watch_mode_serves_a_new_seed_within_about_a_second(tmp_path: Path) -> None:
+    svc = RunningService(tmp_path, scan={"interval": 3600, "watch": True})
+    try:
+        svc.start()
+        (svc.seeds / "new.md").write_text(seed_text(title="Fresh", topics=["Now"]))
+        began = time.monotonic()
+        while time.monotonic() - began < 5:
+            response = svc.get("/feeds/now.atom")
+            if response.status_code == 200:
+                break
+            time.sleep(0.02)
+        assert response.status_code == 200, svc.log()
+        assert entry_titles(check_feed(response.content)) == ["Fresh"]
+        assert svc.stop() == 0
+    finally:
+        if svc.process and svc.process.poll() is None:
+            svc.kill()
