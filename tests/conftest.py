@@ -67,8 +67,8 @@ class Site:
         flat.update(overrides)
         return load_config(None, overrides=flat, environ={})
 
-    def build(self, *, now: datetime = NOW, **overrides: Any) -> BuildReport:
-        return build(self.config(**overrides), now)
+    def build(self, now: datetime = NOW, overrides: dict[str, Any] | None = None) -> BuildReport:
+        return build(self.config(**(overrides or {})), now)
 
     def feed(self, slug: str) -> bytes:
         return (self.out / "feeds" / f"{slug}.atom").read_bytes()

@@ -216,7 +216,7 @@ def test_same_input_gives_byte_identical_output_in_any_order_and_any_worker_coun
                 topics=[f"Topic {n % 7}", "shared"],
                 publishedDateTime=f"2024-01-{1 + n % 28:02d}T{n % 24:02d}:00:00Z",
             )
-        report = site.build(**{"build.workers": workers})
+        report = site.build(overrides={"build.workers": workers})
         assert (report.scan.files, report.articles) == (240, 230)
         outputs.append(
             {p.relative_to(site.out): p.read_bytes() for p in site.out.rglob("*") if p.is_file()}
@@ -242,7 +242,7 @@ def test_feeds_are_newest_first_capped_and_dated_by_their_newest_entry(site: Sit
             originalUrl=f"https://d.example/{day}",
             publishedDateTime=f"2024-03-{day:02d}T08:00:00Z",
         )
-    site.build(**{"feeds.max_entries": 4})
+    site.build(overrides={"feeds.max_entries": 4})
     root = check_feed(site.feed("ai"))
     assert entry_titles(root) == ["Day 10", "Day 9", "Day 8", "Day 7"]
     assert root.findtext(f"{ATOM}updated") == "2024-03-10T08:00:00+00:00"
@@ -280,7 +280,11 @@ def test_filters_leave_out_low_quality_old_and_unpublished_articles(site: Site) 
         published=False,
     )
     site.build(
-        **{"feeds.min_quality": 50, "feeds.max_age_days": 30, "feeds.require_published": True}
+        overrides={
+            "feeds.min_quality": 50,
+            "feeds.max_age_days": 30,
+            "feeds.require_published": True,
+        }
     )
     assert entry_titles(check_feed(site.feed("all"))) == ["Keep"]
     site.build()
@@ -321,7 +325,7 @@ def test_index_and_opml_list_every_topic_feed(site: Site) -> None:
 
 def test_self_links_follow_the_configured_public_url(site: Site) -> None:
     add_good(site)
-    site.build(**{"site.public_url": "https://feeds.example.org/news"})
+    site.build(overrides={"site.public_url": "https://feeds.example.org/news"})
     root = check_feed(site.feed("energy"))
     self_link = next(x for x in root.findall(f"{ATOM}link") if x.get("rel") == "self")
     assert self_link.get("href") == "https://feeds.example.org/news/feeds/energy.atom"
