@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/aggregator.yaml
 
-.PHONY: install build test lint typecheck unit slow bench clean
+.PHONY: install run build test lint typecheck unit slow bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,11 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# Build the feeds once from seeds/ into public/.
+# The service on the bundled seeds/, serving the feeds at http://127.0.0.1:8080/.
+run: install
+	$(BIN)/aggregator run --config $(CONFIG)
+
+# Bring the feeds in public/ up to date once, and exit.
 build: install
 	$(BIN)/aggregator build --config $(CONFIG)
 
@@ -37,4 +41,4 @@ bench: install
 	$(BIN)/python bench/build_bench.py
 
 clean:
-	rm -rf $(VENV) public .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) public state .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -53,6 +53,8 @@ class SeedsConfig(_Section):
 
 class OutputConfig(_Section):
     dir: Path = Path("public")
+    gzip_sidecars: bool = False
+    """Also write `<file>.gz` beside each file, for nginx's gzip_static."""
 
 
 class SiteConfig(_Section):

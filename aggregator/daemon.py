@@ -95,7 +95,7 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: threading.Thread | None = None
         self.store = Store(self.config.state.path)
-        self.out = OutputDir(self.config.output.dir)
+        self.out = OutputDir(self.config.output.dir, self.config.output.gzip_sidecars)
         self.pipeline = Pipeline(self.config, self.store, self.out)
 
     # -- lifecycle -------------------------------------------------------------

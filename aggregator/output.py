@@ -9,6 +9,7 @@ file keeps its mtime and so its ETag.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import tempfile
 import time
@@ -20,10 +21,20 @@ TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_SECONDS = 600
 
 
-class OutputDir:
-    """The directory the feeds are written to and served from."""
+GZIP_SUFFIXES = (".atom", ".rss", ".json", ".opml", ".html", ".xml")
 
-    def __init__(self, root: Path) -> None:
+
+class OutputDir:
+    """The directory the feeds are written to and served from.
+
+    With `gzip_sidecars`, each text file also gets a `<name>.gz` beside it
+    (deterministic bytes), for servers such as nginx's `gzip_static`. Both
+    files are compared and written on their own, so a crash between the two
+    writes is repaired by the next write of the same content.
+    """
+
+    def __init__(self, root: Path, gzip_sidecars: bool = False) -> None:
+        self.gzip_sidecars = gzip_sidecars
         try:
             root.mkdir(parents=True, exist_ok=True)
             self.root = root.resolve(strict=True)
@@ -42,6 +53,11 @@ class OutputDir:
 
     def write(self, relative: str, data: bytes) -> bool:
         """Put `data` at `relative` unless it is already there; True when the file changed."""
+        if self.gzip_sidecars and relative.endswith(GZIP_SUFFIXES):
+            self._write(relative + ".gz", gzip.compress(data, compresslevel=9, mtime=0))
+        return self._write(relative, data)
+
+    def _write(self, relative: str, data: bytes) -> bool:
         target = self.path(relative)
         try:
             if target.read_bytes() == data:
@@ -91,7 +107,9 @@ class OutputDir:
             stale_temp = entry.name.startswith(TEMP_PREFIX) and (
                 now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_SECONDS
             )
-            if stale_temp or (entry.name.endswith(suffix) and relative not in keep):
+            unwanted = entry.name.endswith(suffix) and relative not in keep
+            orphan = entry.name.endswith(suffix + ".gz") and relative[:-3] not in keep
+            if stale_temp or unwanted or orphan:
                 try:
                     os.unlink(entry.path)
                 except FileNotFoundError:

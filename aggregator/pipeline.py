@@ -254,7 +254,7 @@ def build(config: Config, now: datetime, progress: Progress | None = None) -> Bu
     Raises `SeedDirError`, `OutputError` or `StateError` when a directory or the
     state file is unusable; the output directory is then left as it was.
     """
-    out = OutputDir(config.output.dir)
+    out = OutputDir(config.output.dir, config.output.gzip_sidecars)
     store = Store(config.state.path)
     try:
         pipeline = Pipeline(config, store, out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -329,3 +330,15 @@ def test_self_links_follow_the_configured_public_url(site: Site) -> None:
     root = check_feed(site.feed("energy"))
     self_link = next(x for x in root.findall(f"{ATOM}link") if x.get("rel") == "self")
     assert self_link.get("href") == "https://feeds.example.org/news/feeds/energy.atom"
+
+
+def test_gzip_sidecars_follow_their_files(site: Site) -> None:
+    add_good(site)
+    site.build(overrides={"output.gzip_sidecars": True})
+    for name in ("feeds/all.atom", "feeds/energy.atom", "index.html", "feeds.opml"):
+        plain = (site.out / name).read_bytes()
+        assert gzip.decompress((site.out / f"{name}.gz").read_bytes()) == plain
+    (site.seeds / "deep" / "good-3.md").unlink()
+    site.build(overrides={"output.gzip_sidecars": True})
+    assert not (site.out / "feeds" / "energy.atom.gz").exists()
+    assert gzip.decompress((site.out / "feeds" / "all.atom.gz").read_bytes()) == site.feed("all")
