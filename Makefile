@@ -38,7 +38,8 @@ slow: install
 	$(BIN)/pytest -m slow
 
 bench: install
-	$(BIN)/python bench/build_bench.py
+	$(BIN)/python -m bench.build_bench
+	$(BIN)/python -m bench.service_bench
 
 clean:
 	rm -rf $(VENV) public state .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -88,8 +89,11 @@ class Service:
         self.status = Status()
         self.metrics = Metrics()
         self._stopping = threading.Event()
-        self._rescan_again = threading.Event()
+        self._work = threading.Lock()
+        """Held by whichever scan runs: the rescan job or the watcher; never both."""
         self._pending_config: Config | None = None
+        self._render_all = True
+        """Render every feed at the next scan: at start-up, after a reload or a failure."""
         self._scheduler: BackgroundScheduler | None = None
         self._server: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -214,48 +218,52 @@ class Service:
         return scheduler
 
     def rescan_now(self) -> None:
-        """Ask for a rescan as soon as possible (after the one running, if any)."""
-        self._rescan_again.set()
+        """Ask for a full rescan as soon as possible (after the one running, if any)."""
         if self._scheduler is not None and not self._stopping.is_set():
             self._scheduler.modify_job(RESCAN, next_run_time=datetime.now(UTC))
 
     def _rescan_job(self) -> None:
-        while not self._stopping.is_set():
-            self._rescan_again.clear()
-            self.scan_once()
-            if not self._rescan_again.is_set():
-                return
+        with self._work:
+            if not self._stopping.is_set():
+                self.scan_once()
 
-    def scan_once(self) -> None:
-        """One rescan and the rendering it calls for; failures go to the log and /healthz."""
+    def scan_once(self, paths: set[str] | None = None) -> None:
+        """One rescan (of everything, or of `paths`) and the rendering it calls for.
+
+        Failures go to the log and /healthz; the next scan then renders every feed.
+        """
         started = time.monotonic()
         now = datetime.now(UTC)
-        full = False
         if self._pending_config is not None:
             self.config, self._pending_config = self._pending_config, None
             self.pipeline.reconfigure(self.config, now)
-            full = True
+            self._render_all = True
         stopping = self._stopping.is_set
         try:
-            scanned = self.pipeline.scan(now, should_stop=stopping)
+            if paths is None:
+                scanned = self.pipeline.scan(now, should_stop=stopping)
+            else:
+                scanned = self.pipeline.scan_paths(paths, now, should_stop=stopping)
             for source, reason in scanned.rejected:
                 log.warning("%s: rejected: %s", logs.name_of(source), reason)
             for source, warning in scanned.warnings:
                 log.info("%s: %s", logs.name_of(source), warning)
             for problem in scanned.problems:
                 log.error("seed directory: %s (its seeds are kept as they were)", problem)
-            first = self.status.last_build is None
             rendered = None
-            if first or full or scanned.entries_changed or self.config.feeds.max_age_days:
-                topics = None if first or full else scanned.topics
+            if self._render_all or scanned.entries_changed or self.config.feeds.max_age_days:
+                topics = None if self._render_all else scanned.topics
                 rendered = self.pipeline.render(now, topics, should_stop=stopping)
+                self._render_all = False
         except Interrupted:
             log.info("scan interrupted by shutdown")
             return
         except AggregatorError as exc:
+            self._render_all = True
             self._failed(now, started, str(exc))
             return
         except Exception as exc:
+            self._render_all = True
             log.exception("scan failed")
             self._failed(now, started, f"{type(exc).__name__}: {exc}")
             return
@@ -327,19 +335,30 @@ class Service:
         self._watcher.start()
 
     def _watch(self) -> None:
-        from watchfiles import watch
+        """Scan the paths file-system events name, as they come (the periodic rescan stays)."""
+        from watchfiles import Change, watch
 
         while not self._stopping.is_set():
             directory = self.config.seeds.dir
             try:
-                for _changes in watch(
+                for changes in watch(
                     directory,
                     stop_event=self._stopping,
-                    debounce=100,
-                    step=20,
+                    debounce=50,
+                    step=10,
                     raise_interrupt=False,
+                    ignore_permission_denied=True,
                 ):
-                    self.rescan_now()
+                    paths = {path for _, path in changes}
+                    folder_event = any(
+                        change != Change.modified and os.path.isdir(path)
+                        for change, path in changes
+                    )
+                    with self._work:
+                        if self._stopping.is_set():
+                            return
+                        # A folder moved in or out names no files: walk everything then.
+                        self.scan_once(None if folder_event else paths)
             except (OSError, RuntimeError) as exc:
                 log.warning("cannot watch %s (%s); rescanning every interval", directory, exc)
                 self._stopping.wait(self.config.scan.interval)

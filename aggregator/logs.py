@@ -28,9 +28,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class _OneLine(logging.Formatter):
+    """Text logs, one event a line: line breaks (tracebacks too) are escaped."""
+
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return text.replace("\n", "\\n") if record.exc_info is None else text
+        return super().format(record).replace("\n", "\\n")
 
 
 def configure(format: str = "text", level: str = "info") -> None:

@@ -11,8 +11,11 @@ topics it was and is in (and `all`, the index and the OPML).
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,11 +27,12 @@ from aggregator.errors import Interrupted
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml
-from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, to_record, topic_catalog
+from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, topic_catalog
 from aggregator.render import feed_path, render_atom
-from aggregator.scan import SeedFile, read_seed, scan
+from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.state import Store
 from aggregator.topics import ALL_SLUG, Topic, TopicRules
+from aggregator.worker import load_seed
 
 Progress = Callable[[int, int], None]
 """Called with (files read so far, files to read)."""
@@ -66,13 +70,6 @@ class RenderReport:
     removed: list[str] = field(default_factory=list)
 
 
-def load_seed(file: SeedFile, max_bytes: int) -> LoadedSeed:
-    """Read, parse and prepare one seed for the state store (runs in a worker process)."""
-    result = read_seed(file, max_bytes)
-    record = to_record(result.article) if result.article is not None else None
-    return LoadedSeed(result.source, result.digest, record, result.error, result.warnings)
-
-
 def load_seeds(
     files: Sequence[SeedFile], max_bytes: int, workers: int, progress: Progress | None = None
 ) -> Iterator[LoadedSeed]:
@@ -84,11 +81,28 @@ def load_seeds(
         yield from _counted(map(reader, files), total, progress)
         return
     chunk = max(1, min(256, total // (workers * 8)))
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
     try:
         yield from _counted(pool.map(reader, files, chunksize=chunk), total, progress)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """How to start parse workers.
+
+    A lone thread (the `build` command) forks: cheapest. The service, which has
+    threads and a large heap, starts workers from a fork server that imported
+    only `aggregator.worker`, so they stay small and inherit no threads.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if threading.active_count() == 1 and "fork" in methods:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["aggregator.worker"])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _counted(
@@ -111,6 +125,8 @@ class Pipeline:
         self._catalog: dict[str, Topic] | None = None
         self._summaries: dict[str, FeedSummary] = {}
         self._complete = True
+        self._known: dict[str, tuple[int, int]] | None = None
+        """(size, mtime_ns) of every stored seed, as the store has them; None: ask the store."""
 
     def reconfigure(self, config: Config, now: datetime) -> None:
         """Use a new config; the next `render` redoes every feed."""
@@ -120,11 +136,12 @@ class Pipeline:
             self.store.retopic(rules, now)
         self.config = config
         self._catalog = None
+        self._known = None
 
     def scan(
         self, now: datetime, progress: Progress | None = None, should_stop: StopCheck = _never
     ) -> ScanReport:
-        """Find changed seed files, parse them, and bring the state up to date.
+        """Walk the seed directory, parse what changed, and bring the state up to date.
 
         Raises `SeedDirError` when the seed directory itself cannot be read;
         then nothing in the state changes. Raises `Interrupted` when
@@ -132,16 +149,60 @@ class Pipeline:
         """
         seeds = self.config.seeds
         found = scan(seeds.dir, seeds.extensions)
-        report = ScanReport(files=len(found.files), problems=list(found.problems))
         self._complete = found.complete
-        known = self.store.seed_stats()
-        changed = [f for f in found.files if known.get(f.source) != (f.size, f.mtime_ns)]
-        if found.complete:
+        known = self._known_stats()
+        gone: list[str] = []
+        if found.complete:  # an unreadable folder must not look like deleted seeds
             present = {f.source for f in found.files}
             gone = [source for source in known if source not in present]
+        report = ScanReport(files=len(found.files), problems=list(found.problems))
+        return self._apply(found.files, gone, now, report, progress, should_stop)
+
+    def scan_paths(
+        self, paths: Iterable[str], now: datetime, should_stop: StopCheck = _never
+    ) -> ScanReport:
+        """Look at just these paths (from file-system events) and bring the state up to date."""
+        seeds = self.config.seeds
+        files, missing = check_paths(seeds.dir, paths, seeds.extensions)
+        known = self._known_stats()
+        gone = [source for source in missing if source in known]
+        folders = [
+            m + "/" for m in missing if m not in known and not m.rpartition("/")[2].startswith(".")
+        ]
+        if folders and any(source.startswith(tuple(folders)) for source in known):
+            return self.scan(now, should_stop=should_stop)  # a folder of seeds went away
+        report = ScanReport(
+            files=len(known) + sum(f.source not in known for f in files) - len(gone)
+        )
+        return self._apply(files, gone, now, report, None, should_stop)
+
+    def _known_stats(self) -> dict[str, tuple[int, int]]:
+        if self._known is None:
+            self._known = self.store.seed_stats()
+        return self._known
+
+    def _apply(
+        self,
+        files: Sequence[SeedFile],
+        gone: Sequence[str],
+        now: datetime,
+        report: ScanReport,
+        progress: Progress | None,
+        should_stop: StopCheck,
+    ) -> ScanReport:
+        known = self._known_stats()
+        self._known = None  # until this completes, the store is the truth
+        changed = sorted(
+            (f for f in files if known.get(f.source) != (f.size, f.mtime_ns)),
+            key=lambda f: f.source,
+        )
+        if gone:
             self.store.forget_seeds(gone)
-            report.removed = len(gone)
+            for source in gone:
+                known.pop(source, None)
+        report.removed = len(gone)
         digests = self.store.digests([f.source for f in changed if f.source in known])
+        seeds = self.config.seeds
         results = load_seeds(changed, seeds.max_file_bytes, self.config.build.workers, progress)
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
@@ -159,10 +220,13 @@ class Pipeline:
                     report.rejected.append((result.source, result.error))
             report.parsed += len(fresh)
             self.store.store_seeds(fresh)
-        self.store.touch(touched)
+            known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
+        if touched:
+            self.store.touch(touched)
         applied = self.store.refresh(self.rules, now, should_stop)
         report.topics = applied.topics
         report.entries_changed = applied.entries_changed
+        self._known = known
         return report
 
     def render(

@@ -16,10 +16,13 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from aggregator.config import FeedsConfig
 from aggregator.model import Article, SeedRecord, article_to_json
 from aggregator.topics import Topic, TopicRules, assign_slugs, display_names
+
+if TYPE_CHECKING:  # workers import this module; they need no config machinery
+    from aggregator.config import FeedsConfig
 
 
 @dataclass(frozen=True, slots=True)

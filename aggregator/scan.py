@@ -49,24 +49,16 @@ class ScanResult:
         return not self.problems
 
 
-def is_candidate(name: str, extensions: Iterable[str]) -> bool:
-    """Whether a directory entry's name looks like a seed document (pure)."""
+def is_candidate(name: str, extensions: tuple[str, ...]) -> bool:
+    """Whether a file name looks like a seed document (pure); `extensions` in lower case."""
     if name.startswith(".") or name.endswith(_BACKUP_SUFFIXES):
         return False
     if name.startswith("#") and name.endswith("#"):
         return False
-    lower = name.lower()
-    return any(lower.endswith(ext) for ext in extensions)
+    return name.lower().endswith(extensions)
 
 
-def scan(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> ScanResult:
-    """List the seed files below `root`, sorted by their relative path.
-
-    Hidden files and folders, editor backups, non-regular files and symbolic
-    links that lead outside `root` are skipped. Raises `SeedDirError` when
-    `root` itself cannot be read; problems below it are collected instead.
-    """
-    exts = tuple(e.lower() for e in extensions)
+def _real_root(root: Path) -> Path:
     try:
         real_root = root.resolve(strict=True)
         if not real_root.is_dir():
@@ -74,20 +66,29 @@ def scan(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> ScanResu
         os.scandir(real_root).close()
     except OSError as exc:
         raise SeedDirError(f"{root}: cannot read the seed directory ({exc.strerror})") from None
+    return real_root
+
+
+def scan(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> ScanResult:
+    """List the seed files below `root` (in no particular order).
+
+    Hidden files and folders, editor backups, non-regular files and symbolic
+    links that lead outside `root` are skipped. Raises `SeedDirError` when
+    `root` itself cannot be read; problems below it are collected instead.
+    """
+    exts = tuple(e.lower() for e in extensions)
+    real_root = _real_root(root)
     result = ScanResult()
     seen_dirs = {real_root}
     stack: list[tuple[str, str]] = [(str(real_root), "")]
     while stack:
         directory, prefix = stack.pop()
         try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name, reverse=True)
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
         except OSError as exc:
             result.problems.append(f"{printable(prefix or '.')}: cannot read ({exc.strerror})")
-            continue
-        for entry in entries:
-            _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
-    result.files.sort(key=lambda f: f.source)
     return result
 
 
@@ -101,36 +102,89 @@ def _visit(
     result: ScanResult,
 ) -> None:
     name = entry.name
-    source = prefix + name
     if name.startswith("."):
         result.skipped += 1
         return
+    source = prefix + name
     try:
-        is_link = entry.is_symlink()
-        info = entry.stat(follow_symlinks=True)
+        if not entry.is_symlink():
+            # The common case needs no system call but the stat of a candidate file.
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, source + "/"))
+            elif is_candidate(name, exts):
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode):
+                    result.files.append(
+                        SeedFile(entry.path, source, info.st_size, info.st_mtime_ns)
+                    )
+                    return
+                result.skipped += 1
+            else:
+                result.skipped += 1
+            return
+        target = Path(os.path.realpath(entry.path))
+        if not target.is_relative_to(real_root):
+            result.skipped += 1
+            return
+        info = os.stat(target)
     except OSError as exc:
         result.skipped += 1
         if not entry.is_symlink():
             result.problems.append(f"{printable(source)}: cannot stat ({exc.strerror})")
         return
-    path = entry.path
-    if is_link:
-        target = Path(os.path.realpath(path))
-        if not target.is_relative_to(real_root):
-            result.skipped += 1
-            return
-        path = str(target)
     if stat.S_ISDIR(info.st_mode):
-        real = Path(os.path.realpath(path))
-        if real in seen_dirs:
+        if target in seen_dirs:
             result.skipped += 1
             return
-        seen_dirs.add(real)
-        stack.append((path, source + "/"))
+        seen_dirs.add(target)
+        stack.append((str(target), source + "/"))
     elif stat.S_ISREG(info.st_mode) and is_candidate(name, exts):
-        result.files.append(SeedFile(path, source, info.st_size, info.st_mtime_ns))
+        result.files.append(SeedFile(str(target), source, info.st_size, info.st_mtime_ns))
     else:
         result.skipped += 1
+
+
+def check_paths(
+    root: Path, paths: Iterable[str], extensions: Iterable[str] = DEFAULT_EXTENSIONS
+) -> tuple[list[SeedFile], list[str]]:
+    """What became of some paths below `root` (from file-system events).
+
+    Returns the seed files among them as `scan` would list them, and the
+    relative paths that are no seed file (any more): gone, hidden, not a
+    candidate, or leading outside. A directory among the paths is not walked:
+    the caller asks for a full scan for that.
+    """
+    exts = tuple(e.lower() for e in extensions)
+    real_root = _real_root(root)
+    files: list[SeedFile] = []
+    gone: list[str] = []
+    for raw in paths:
+        try:
+            relative = Path(raw).relative_to(root) if Path(raw).is_absolute() else Path(raw)
+        except ValueError:
+            try:
+                relative = Path(raw).relative_to(real_root)
+            except ValueError:
+                continue
+        source = relative.as_posix()
+        parts = relative.parts
+        if not parts or ".." in parts:
+            continue
+        if any(part.startswith(".") for part in parts) or not is_candidate(parts[-1], exts):
+            gone.append(source)
+            continue
+        full = real_root.joinpath(*parts)
+        try:
+            target = Path(os.path.realpath(full))
+            info = os.stat(target)
+        except OSError:
+            gone.append(source)
+            continue
+        if not target.is_relative_to(real_root) or not stat.S_ISREG(info.st_mode):
+            gone.append(source)
+            continue
+        files.append(SeedFile(str(full), source, info.st_size, info.st_mtime_ns))
+    return files, gone
 
 
 def read_seed(file: SeedFile, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SeedResult:

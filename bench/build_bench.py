@@ -16,27 +16,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-MAKE_CORPUS = ROOT.parent / "shared" / "bench" / "make_corpus.py"
-
-
-def corpus(count: int) -> Path:
-    target = Path(tempfile.gettempdir()) / f"aggregator-corpus-{count}"
-    if not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        subprocess.run(
-            [sys.executable, str(MAKE_CORPUS), "--count", str(count), "--out", str(target)],
-            check=True,
-        )
-        (target / ".complete").touch()
-    return target
+from bench.common import AGGREGATOR, corpus
 
 
 def parse_only(seeds: Path) -> float:
@@ -54,7 +40,7 @@ def cold_build(seeds: Path, scratch: Path) -> float:
     out, state = scratch / "out", scratch / "state"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
-    command = [str(Path(sys.executable).parent / "aggregator"), "build", "--seeds", str(seeds)]
+    command = [AGGREGATOR, "build", "--seeds", str(seeds)]
     command += ["--out", str(out), "--state", str(state / "aggregator.sqlite3")]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

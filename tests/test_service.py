@@ -180,20 +180,67 @@ def test_metrics_count_scans_and_requests(service: RunningService) -> None:
     assert service.stop() == 0
 
 
-def test_watch_mode_serves_a_new_seed_within_about_a_second(tmp_path: Path) -> None:
+def wait_titles(svc: RunningService, path: str, expected: list[str], timeout: float = 5) -> float:
+    """Seconds until the served feed at `path` lists exactly `expected` (404 counts as [])."""
+    began = time.monotonic()
+    titles: list[str] = []
+    while time.monotonic() - began < timeout:
+        response = svc.get(path)
+        titles = entry_titles(check_feed(response.content)) if response.status_code == 200 else []
+        if titles == expected:
+            return time.monotonic() - began
+        time.sleep(0.02)
+    raise AssertionError(f"{path}: {titles} != {expected}\n{svc.log()}")
+
+
+def test_watch_mode_follows_new_edited_and_deleted_seeds_at_once(tmp_path: Path) -> None:
     svc = RunningService(tmp_path, scan={"interval": 3600, "watch": True})
     try:
         svc.start()
         (svc.seeds / "new.md").write_text(seed_text(title="Fresh", topics=["Now"]))
-        began = time.monotonic()
-        while time.monotonic() - began < 5:
-            response = svc.get("/feeds/now.atom")
-            if response.status_code == 200:
-                break
-            time.sleep(0.02)
-        assert response.status_code == 200, svc.log()
-        assert entry_titles(check_feed(response.content)) == ["Fresh"]
+        assert wait_titles(svc, "/feeds/now.atom", ["Fresh"]) < 2
+        (svc.seeds / "new.md").write_text(seed_text(title="Fresher", topics=["Now"]))
+        wait_titles(svc, "/feeds/now.atom", ["Fresher"])
+        folder = svc.seeds / "batch"
+        folder.mkdir()
+        for n in range(3):
+            (folder / f"{n}.md").write_text(
+                seed_text(
+                    title=f"Batch {n}",
+                    topics=["Batch"],
+                    originalUrl=f"https://w.example/{n}",
+                    publishedDateTime=f"2024-01-0{n + 1}T00:00:00Z",
+                )
+            )
+        wait_titles(svc, "/feeds/batch.atom", ["Batch 2", "Batch 1", "Batch 0"])
+        shutil.move(folder, tmp_path / "elsewhere")
+        wait_titles(svc, "/feeds/batch.atom", [])
+        (svc.seeds / "new.md").unlink()
+        wait_titles(svc, "/feeds/now.atom", [])
         assert svc.stop() == 0
     finally:
         if svc.process and svc.process.poll() is None:
             svc.kill()
+
+
+def test_after_a_failed_write_the_next_scan_writes_everything_again(
+    service: RunningService,
+) -> None:
+    feed = service.out / "feeds" / "ai.atom"
+    feed.unlink()
+    feed.mkdir()  # the write of ai.atom now fails
+    (service.seeds / "ai3.md").write_text(
+        seed_text(
+            title="AI three",
+            topics=["AI"],
+            originalUrl="https://s.example/ai3",
+            publishedDateTime="2025-01-01T00:00:00Z",
+        )
+    )
+    service.wait_for(lambda h: h["status"] == "error")
+    assert "ai.atom" in service.health()[1]["last_error"]
+    feed.rmdir()
+    service.wait_healthy()
+    service.wait_next_scan()
+    assert entry_titles(check_feed(service.get("/feeds/ai.atom").content)) == ["AI three", "AI one"]
+    assert service.stop() == 0
