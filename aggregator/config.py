@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aggregator.errors import ConfigError
 from aggregator.scan import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
@@ -59,13 +66,16 @@ class OutputConfig(_Section):
 
 class SiteConfig(_Section):
     title: str = Field("aggregator", min_length=1, max_length=200)
-    public_url: str = DEFAULT_PUBLIC_URL
-    """Where the output directory is served; feed self links and ids are built from it."""
+    public_url: str | None = None
+    """Where the output directory is served (self links, OPML, feed ids); None: the built-in
+    server's own address, http://<server.host>:<server.port>/."""
     author: str = Field("aggregator", min_length=1, max_length=200)
 
     @field_validator("public_url")
     @classmethod
-    def _absolute(cls, value: str) -> str:
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             url = http_url(value)
         except InvalidURL as exc:
@@ -73,6 +83,11 @@ class SiteConfig(_Section):
         if "?" in url or "#" in url:
             raise ValueError("expected a URL without query or fragment")
         return url if url.endswith("/") else url + "/"
+
+    @property
+    def base_url(self) -> str:
+        """`public_url` (which `Config` fills in from the server address when unset)."""
+        return self.public_url or DEFAULT_PUBLIC_URL
 
 
 class FeedsConfig(_Section):
@@ -133,12 +148,55 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _public_url_from_server(cls, data: Any) -> Any:
+        """An unset `site.public_url` is the built-in server's address."""
+        if not isinstance(data, dict):
+            return data
+        site, server = data.get("site"), data.get("server")
+        site = site if isinstance(site, dict) else {}
+        if site.get("public_url") is not None or (
+            "site" in data and not isinstance(data["site"], dict)
+        ):
+            return data
+        server = server if isinstance(server, dict) else {}
+        host = str(server.get("host", "127.0.0.1"))
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: name this host
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        url = f"http://{host}:{server.get('port', 8080)}/"
+        return {**data, "site": {**site, "public_url": url}}
+
+    @model_validator(mode="after")
+    def _separate_directories(self) -> Config:
+        _check_directories(self)
+        return self
+
     @property
     def cache_max_age(self) -> int:
         """Seconds readers and proxies may cache a served file: the scan interval by default."""
         if self.server.cache_max_age is not None:
             return self.server.cache_max_age
         return max(1, round(self.scan.interval))
+
+
+def _check_directories(config: Config) -> None:
+    """The output directory is served: it must not hold, or sit inside, seeds or state."""
+    seeds = config.seeds.dir.resolve()
+    out = config.output.dir.resolve()
+    state = config.state.path.resolve()
+    if out == seeds or out.is_relative_to(seeds) or seeds.is_relative_to(out):
+        raise ValueError(
+            f"output.dir ({config.output.dir}) and seeds.dir ({config.seeds.dir}) overlap: "
+            "the output is served, and seeds must not be"
+        )
+    if state.is_relative_to(out):
+        raise ValueError(
+            f"state.path ({config.state.path}) is inside output.dir ({config.output.dir}), "
+            "which is served"
+        )
 
 
 def load_config(
@@ -228,6 +286,9 @@ def _describe(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> st
     lines = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
+        if not loc:  # a rule across sections
+            lines.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
         key = ".".join(loc)
         source = next(
             (origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), "default"

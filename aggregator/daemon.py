@@ -97,6 +97,8 @@ class Service:
         self._scheduler: BackgroundScheduler | None = None
         self._server: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._files: StaticFiles | None = None
         self._watcher: threading.Thread | None = None
         self.store = Store(self.config.state.path)
         self.out = OutputDir(self.config.output.dir, self.config.output.gzip_sidecars)
@@ -106,21 +108,16 @@ class Service:
 
     def run(self) -> int:
         """Serve until stopped; 0 after a clean stop, 1 when the server could not start."""
-        code = 0
         try:
-            asyncio.run(self._main())
-        except SystemExit:  # uvicorn exits when it cannot listen; it logged why
-            code = 1
-            self._stopping.set()
-            if self._scheduler is not None:
-                self._scheduler.shutdown(wait=True)
+            code = asyncio.run(self._main())
         finally:
             self.store.close()
         log.info("stopped")
         return code
 
-    async def _main(self) -> None:
+    async def _main(self) -> int:
         self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self.request_stop)
         self._loop.add_signal_handler(signal.SIGHUP, self.request_reload)
@@ -134,39 +131,64 @@ class Service:
             config.scan.interval,
             " and on file changes" if config.scan.watch else "",
         )
-        self._scheduler = self._start_scheduler()
-        if config.scan.watch:
-            self._start_watcher()
-        serving: asyncio.Task[None] | None = None
+        serving: asyncio.Task[bool] | None = None
         if config.server.enabled:
-            files = StaticFiles(self.out.root, lambda: self.config.cache_max_age)
-            app = App(files, self.status.report, self.metrics)
+            self._files = StaticFiles(self.out.root, lambda: self.config.cache_max_age)
+            app = App(self._files, self.status.report, self.metrics)
             self._server = HttpServer(app, config.server.host, config.server.port)
-            serving = asyncio.create_task(self._server.serve())
+            serving = asyncio.create_task(self._serve())
+            while not self._server.started and not serving.done():
+                await asyncio.sleep(0.01)
+            if serving.done():  # it could not listen; uvicorn logged why
+                return 1
             log.info(
                 "serving %s at http://%s:%d/", self.out.root, config.server.host, config.server.port
             )
-        stop = asyncio.create_task(asyncio.to_thread(self._stopping.wait))
-        waiting: set[asyncio.Task[Any]] = {stop} | ({serving} if serving else set())
+        self._scheduler = self._start_scheduler()
+        if config.scan.watch:
+            self._start_watcher()
+        stopped = asyncio.create_task(self._stop_event.wait())
+        waiting: set[asyncio.Task[Any]] = {stopped} | ({serving} if serving else set())
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if serving in done and not self._stopping.is_set():
-            error = serving.exception()
-            log.error("the HTTP server stopped: %s", error or "could not listen")
-            self._stopping.set()
+        code = 0
+        if serving is not None and serving in done and not self._stopping.is_set():
+            log.error("the HTTP server stopped unexpectedly")
+            code = 1
+        self._stopping.set()
         await self._shutdown(serving)
+        return code
+
+    async def _serve(self) -> bool:
+        """Run the HTTP server; False when it could not start (uvicorn exits on bind errors)."""
+        assert self._server is not None
+        try:
+            await self._server.serve()
+        except SystemExit:
+            config = self.config.server
+            log.error("cannot listen on %s:%d", config.host, config.port)
+            return False
+        return True
 
     def request_stop(self) -> None:
+        """SIGTERM/SIGINT (or a test): stop taking work; the write in progress finishes."""
         if not self._stopping.is_set():
             log.info("stopping: finishing the write in progress")
         self._stopping.set()
+        if self._loop is not None and self._stop_event is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
 
-    async def _shutdown(self, serving: asyncio.Task[None] | None) -> None:
+    async def _shutdown(self, serving: asyncio.Task[bool] | None) -> None:
         scheduler = self._scheduler
         if scheduler is not None:
             try:
                 await asyncio.wait_for(asyncio.to_thread(scheduler.shutdown, True), STOP_TIMEOUT)
             except TimeoutError:
-                log.warning("the job in progress did not finish in %gs", STOP_TIMEOUT)
+                # Every write is atomic and the state file rolls back an open
+                # transaction, so leaving the job behind loses nothing.
+                log.warning("the job in progress did not finish in %gs; exiting", STOP_TIMEOUT)
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                os._exit(0)
         if self._server is not None and serving is not None:
             self._server.stop()
             with contextlib.suppress(TimeoutError):
@@ -251,6 +273,9 @@ class Service:
             for problem in scanned.problems:
                 log.error("seed directory: %s (its seeds are kept as they were)", problem)
             rendered = None
+            if not self._render_all and not self.pipeline.output_intact():
+                log.warning("files of the output directory went missing: writing them again")
+                self._render_all = True
             if self._render_all or scanned.entries_changed or self.config.feeds.max_age_days:
                 topics = None if self._render_all else scanned.topics
                 rendered = self.pipeline.render(now, topics, should_stop=stopping)

@@ -105,8 +105,8 @@ def render_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
             type="rss",
             text=_name(plan),
             title=feed_title(site, plan.topic),
-            xmlUrl=site.public_url + feed_path(plan.slug),
-            htmlUrl=site.public_url,
+            xmlUrl=site.base_url + feed_path(plan.slug),
+            htmlUrl=site.base_url,
         )
     ET.indent(root)
     xml: bytes = ET.tostring(root, "utf-8", xml_declaration=False)

@@ -23,7 +23,7 @@ from functools import partial
 from itertools import islice
 
 from aggregator.config import Config
-from aggregator.errors import Interrupted
+from aggregator.errors import Interrupted, SeedDirError
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml
@@ -125,6 +125,7 @@ class Pipeline:
         self._catalog: dict[str, Topic] | None = None
         self._summaries: dict[str, FeedSummary] = {}
         self._complete = True
+        self._refused: set[tuple[str, str]] = set()
         self._known: dict[str, tuple[int, int]] | None = None
         """(size, mtime_ns) of every stored seed, as the store has them; None: ask the store."""
 
@@ -151,11 +152,20 @@ class Pipeline:
         found = scan(seeds.dir, seeds.extensions)
         self._complete = found.complete
         known = self._known_stats()
+        if not found.files and not found.refused and known:
+            # An unmounted volume or a wrong path looks just like this.
+            raise SeedDirError(
+                f"{seeds.dir}: no seed files any more (the state knows {len(known)}); "
+                "the last feeds are kept. To start over on purpose, remove the state file."
+            )
         gone: list[str] = []
         if found.complete:  # an unreadable folder must not look like deleted seeds
             present = {f.source for f in found.files}
             gone = [source for source in known if source not in present]
         report = ScanReport(files=len(found.files), problems=list(found.problems))
+        fresh = [item for item in found.refused if item not in self._refused]
+        report.rejected.extend(fresh)  # reported once, as long as the name stays
+        self._refused = set(found.refused)
         return self._apply(found.files, gone, now, report, progress, should_stop)
 
     def scan_paths(
@@ -233,7 +243,11 @@ class Pipeline:
         self, now: datetime, topics: set[str] | None = None, should_stop: StopCheck = _never
     ) -> RenderReport:
         """Re-render `all`, the given topics (None: every topic), the index and the OPML."""
-        catalog = topic_catalog(self.store.spelling_counts(), self.rules)
+        slugs = self.store.topic_slugs()
+        catalog = topic_catalog(self.store.spelling_counts(), self.rules, slugs)
+        new_slugs = {t.key: t.slug for t in catalog.values() if t.key not in slugs}
+        if new_slugs:
+            self.store.keep_topic_slugs(new_slugs)
         feeds = self.config.feeds
         if catalog != self._catalog or feeds.max_age_days:
             topics = None  # names or slugs moved, or entries age out: redo everything
@@ -284,6 +298,16 @@ class Pipeline:
             report.removed = self.out.prune("feeds", ".atom", keep)
         return report
 
+    def output_intact(self) -> bool:
+        """Whether every file the last render wrote is still there (someone may delete them)."""
+        paths = [*self.feed_paths(), INDEX_PATH, OPML_PATH]
+        return all(self.out.path(p).is_file() for p in paths)
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        """Seed files the last full scan could not take as named (not in the state)."""
+        return sorted(self._refused)
+
     def feed_paths(self) -> list[str]:
         """The feeds the last render left in the output directory."""
         return sorted(feed_path(slug) for slug in self._summaries)
@@ -329,7 +353,7 @@ def build(config: Config, now: datetime, progress: Progress | None = None) -> Bu
             render=rendered,
             articles=store.counts().entries,
             topics=sum(1 for path in pipeline.feed_paths() if path != feed_path(ALL_SLUG)),
-            rejected=store.rejected(),
+            rejected=sorted(store.rejected() + pipeline.refused),
             duplicates=store.duplicates(),
         )
     finally:

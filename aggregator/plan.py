@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -89,14 +89,21 @@ class FeedFilter:
         )
 
 
-def topic_catalog(spellings: Iterable[tuple[str, int]], rules: TopicRules) -> dict[str, Topic]:
-    """Every topic, by key, from the spellings seeds use and how often."""
+def topic_catalog(
+    spellings: Iterable[tuple[str, int]],
+    rules: TopicRules,
+    slugs: Mapping[str, str] | None = None,
+) -> dict[str, Topic]:
+    """Every topic, by key, from the spellings seeds use and how often.
+
+    `slugs` holds the slugs assigned before (key → slug); topics keep them.
+    """
     resolved: list[tuple[str, str, int]] = []
     for spelling, count in spellings:
         hit = rules.resolve(spelling)
         if hit is not None:
             resolved.append((hit[0], hit[1], count))
-    return assign_slugs(display_names(resolved, rules))
+    return assign_slugs(display_names(resolved, rules), slugs)
 
 
 def shown_hash(article: Article) -> str:

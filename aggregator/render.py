@@ -68,13 +68,13 @@ def render_atom(plan: FeedPlan, site: SiteConfig, max_related: int) -> bytes:
     fg = FeedGenerator()
     fg.load_extension("media", atom=True, rss=True)
     fg.register_extension("related", _RelatedLinksFeed, _RelatedLinks, atom=True, rss=False)
-    fg.id(feed_id(site.public_url, plan.topic.key if plan.topic else None))
+    fg.id(feed_id(site.base_url, plan.topic.key if plan.topic else None))
     fg.title(feed_title(site, plan.topic))
     about = plan.topic.name if plan.topic else "every topic"
     fg.subtitle(f"Articles on {about}, newest first")
     fg.author({"name": strip_invalid_xml(site.author)})
-    fg.link(href=site.public_url + feed_path(plan.slug), rel="self", type=ATOM_TYPE)
-    fg.link(href=site.public_url, rel="alternate", type="text/html")
+    fg.link(href=site.base_url + feed_path(plan.slug), rel="self", type=ATOM_TYPE)
+    fg.link(href=site.base_url, rel="alternate", type="text/html")
     fg.generator("aggregator")
     fg.updated(plan.updated or EPOCH)
     for entry in plan.entries:

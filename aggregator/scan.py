@@ -42,6 +42,8 @@ class ScanResult:
     """One line per directory or entry that could not be read."""
     skipped: int = 0
     """Entries passed over on purpose: hidden, backups, other extensions, links outside."""
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """(name, reason) of seed files that cannot be taken as they are named."""
 
     @property
     def complete(self) -> bool:
@@ -106,6 +108,9 @@ def _visit(
         result.skipped += 1
         return
     source = prefix + name
+    if not _utf8(name):
+        result.refused.append((source, "the name is not valid UTF-8: rename the file"))
+        return
     try:
         if not entry.is_symlink():
             # The common case needs no system call but the stat of a candidate file.
@@ -144,6 +149,15 @@ def _visit(
         result.skipped += 1
 
 
+def _utf8(name: str) -> bool:
+    """Whether a file name decoded from bytes is real UTF-8 (no surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_paths(
     root: Path, paths: Iterable[str], extensions: Iterable[str] = DEFAULT_EXTENSIONS
 ) -> tuple[list[SeedFile], list[str]]:
@@ -168,8 +182,8 @@ def check_paths(
                 continue
         source = relative.as_posix()
         parts = relative.parts
-        if not parts or ".." in parts:
-            continue
+        if not parts or ".." in parts or not _utf8(source):
+            continue  # a badly named file waits for the periodic scan, which reports it
         if any(part.startswith(".") for part in parts) or not is_candidate(parts[-1], exts):
             gone.append(source)
             continue

@@ -183,6 +183,9 @@ def _representation(body: bytes, etag: str, headers: list[tuple[bytes, bytes]]) 
     return Representation(body, etag, [(b"etag", etag.encode()), *headers])
 
 
+_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"accept-encoding"})
+
+
 Health = Callable[[], tuple[int, dict[str, Any]]]
 
 
@@ -217,12 +220,16 @@ class App:
             headers = [(b"content-type", b"text/plain; charset=utf-8")]
             await self._send(send, 404, b"not found\n", headers, method)
             return
-        request = _headers(scope)
+        request = {
+            name: value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name.lower() in _CONDITIONAL
+        }
         rep = found.plain
-        if found.gzipped is not None and accepts_gzip(request.get("accept-encoding", "")):
+        if found.gzipped is not None and accepts_gzip(request.get(b"accept-encoding", "")):
             rep = found.gzipped
-        inm = request.get("if-none-match")
-        ims = request.get("if-modified-since")
+        inm = request.get(b"if-none-match")
+        ims = request.get(b"if-modified-since")
         if (inm is not None and etag_matches(inm, rep.etag)) or (
             inm is None and ims is not None and not_modified_since(ims, found.mtime)
         ):
@@ -242,10 +249,6 @@ class App:
         length = [(b"content-length", str(len(body)).encode())] if status != 304 else []
         await send({"type": "http.response.start", "status": status, "headers": headers + length})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 class _Server(uvicorn.Server):

@@ -7,6 +7,9 @@ sqlite3 stays inside this module. What is stored:
     seed_topics   the topic spellings each seed uses
     entries       one row per article (duplicates merged): the copy used, the
                   columns the feed filters and ordering need
+    topic_slugs   the file name each topic was given, kept for good so that no
+                  look-alike topic can ever take over a feed's URL
+    meta          settings the stored data depends on
     dirty         entries whose seeds changed and that `refresh` has yet to
                   bring up to date (written in the same transaction as the
                   seeds, so a crash in between loses nothing)
@@ -36,7 +39,7 @@ from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, t
 from aggregator.scan import SeedFile
 from aggregator.topics import TopicRules
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CHUNK = 500
 
 _MIGRATIONS: dict[int, str] = {
@@ -82,6 +85,16 @@ _MIGRATIONS: dict[int, str] = {
         updated_us    INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE dirty (entry_id TEXT PRIMARY KEY) WITHOUT ROWID;
+    """,
+    2: """
+    CREATE TABLE topic_slugs (
+        key  TEXT PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE
+    ) WITHOUT ROWID;
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -393,6 +406,16 @@ class Store:
             return list(
                 self._db.execute("SELECT spelling, COUNT(*) FROM seed_topics GROUP BY spelling")
             )
+
+    def topic_slugs(self) -> dict[str, str]:
+        """The slug every topic ever seen was given (key → slug)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT key, slug FROM topic_slugs"))
+
+    def keep_topic_slugs(self, slugs: dict[str, str]) -> None:
+        """Remember newly assigned slugs (existing ones never change)."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO topic_slugs VALUES (?, ?)", slugs.items())
 
     def topic_keys(self) -> set[str]:
         with self._lock:

@@ -119,27 +119,37 @@ def _suffix(key: str, length: int = 6) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
-def assign_slugs(names: Mapping[str, str]) -> dict[str, Topic]:
+def assign_slugs(
+    names: Mapping[str, str], existing: Mapping[str, str] | None = None
+) -> dict[str, Topic]:
     """A unique, safe slug for every topic key.
 
     A slug is `[a-z0-9-]`, at most 60 characters, never empty, never `all` or
-    a reserved device name. Keys whose slugs collide keep them apart with a
-    short suffix from a hash of the key; the key that sorts first among those
-    with a plain-ASCII name keeps the bare slug, so adding a look-alike topic
-    later does not move an existing feed.
+    a reserved device name. `existing` (key → slug, as assigned before) is
+    honored: a topic keeps its feed's file name for good, and no newcomer can
+    take it. New keys whose slugs collide, with each other or with a slug in
+    use, keep apart with a short suffix from a hash of the key; among
+    newcomers wanting the same free slug, the one with a plain-ASCII name that
+    sorts first gets it bare.
     """
+    existing = existing or {}
+    topics: dict[str, Topic] = {}
+    used = set(existing.values())
     wanted: dict[str, list[str]] = {}
     for key, name in names.items():
+        if key in existing:
+            topics[key] = Topic(key, name, existing[key])
+            continue
         slug = base_slug(name)
         if len(slug) > MAX_SLUG_LENGTH:
             slug = slug[:MAX_SLUG_LENGTH].rstrip("-") + "-" + _suffix(key)
         wanted.setdefault(slug, []).append(key)
-    topics: dict[str, Topic] = {}
-    used = set(wanted)
+    used |= set(wanted)
     for slug, keys in sorted(wanted.items()):
         keys.sort(key=lambda k: (not names[k].isascii(), k))
         for position, key in enumerate(keys):
-            if slug and slug not in _RESERVED and position == 0:
+            free = slug not in existing.values()
+            if slug and slug not in _RESERVED and position == 0 and free:
                 final = slug
             else:
                 final = f"{slug or 'topic'}-{_suffix(key)}"

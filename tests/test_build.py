@@ -342,3 +342,17 @@ def test_gzip_sidecars_follow_their_files(site: Site) -> None:
     site.build(overrides={"output.gzip_sidecars": True})
     assert not (site.out / "feeds" / "energy.atom.gz").exists()
     assert gzip.decompress((site.out / "feeds" / "all.atom.gz").read_bytes()) == site.feed("all")
+
+
+def test_a_file_name_that_is_not_utf8_is_rejected_by_name_and_the_rest_builds(
+    site: Site,
+) -> None:
+    add_good(site)
+    raw = os.fsencode(site.seeds) + b"/bad\xff\xfename.md"
+    with open(raw, "wb") as handle:
+        handle.write(seed_text(title="Badly named").encode())
+    report = site.build()
+    assert [(s.encode("utf-8", "surrogateescape"), r) for s, r in report.rejected] == [
+        (b"bad\xff\xfename.md", "the name is not valid UTF-8: rename the file")
+    ]
+    assert len(entry_titles(check_feed(site.feed("all")))) == len(GOOD)

@@ -59,3 +59,29 @@ def test_bad_config_files_say_where_and_what(tmp_path: Path, text: str, expected
 def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_the_public_url_follows_the_server_address_unless_set() -> None:
+    assert load_config(environ={}).site.public_url == "http://127.0.0.1:8080/"
+    moved = load_config(overrides={"server.port": 8099, "server.host": "0.0.0.0"}, environ={})
+    assert moved.site.public_url == "http://127.0.0.1:8099/"
+    fixed = load_config(
+        overrides={"server.port": 8099, "site.public_url": "https://f.example/"}, environ={}
+    )
+    assert fixed.site.public_url == "https://f.example/"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"seeds.dir": "x", "output.dir": "x"}, "overlap"),
+        ({"seeds.dir": "x", "output.dir": "x/public"}, "overlap"),
+        ({"seeds.dir": "x/seeds", "output.dir": "x"}, "overlap"),
+        ({"output.dir": "pub", "state.path": "pub/state.sqlite3"}, "is inside output.dir"),
+    ],
+)
+def test_the_served_directory_cannot_hold_seeds_or_state(
+    overrides: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(overrides={k: Path(v) for k, v in overrides.items()}, environ={})

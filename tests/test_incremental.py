@@ -141,3 +141,17 @@ def test_a_state_file_from_a_newer_version_or_not_sqlite_is_refused(tmp_path: Pa
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StateError, match=str(junk)):
         Store(junk)
+
+
+def test_a_look_alike_topic_never_takes_over_an_existing_feed(site: Site) -> None:
+    site.add("cpp.md", title="About C++", topics=["C++"], originalUrl="https://t.example/1")
+    site.build()
+    assert entry_titles(check_feed(site.feed("c-plus-plus"))) == ["About C++"]
+    site.add(
+        "cpp2.md", title="Look-alike", topics=["C Plus Plus"], originalUrl="https://t.example/2"
+    )
+    site.build(now=LATER)
+    assert entry_titles(check_feed(site.feed("c-plus-plus"))) == ["About C++"]
+    others = [slug for slug in site.feeds() if slug.startswith("c-plus-plus-")]
+    assert len(others) == 1
+    assert entry_titles(check_feed(site.feed(others[0]))) == ["Look-alike"]

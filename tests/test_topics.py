@@ -84,3 +84,14 @@ def test_any_names_give_unique_safe_slugs(names: list[str]) -> None:
     for slug in slugs:
         assert SLUG.match(slug), slug
         assert slug != ALL_SLUG
+
+
+def test_existing_slugs_are_kept_and_never_handed_to_a_newcomer() -> None:
+    names = {topic_key("C Plus Plus"): "C Plus Plus", topic_key("C++"): "C++"}
+    before = {topic_key("C++"): "c-plus-plus"}
+    topics = assign_slugs(names, before)
+    assert topics[topic_key("C++")].slug == "c-plus-plus"
+    assert topics[topic_key("C Plus Plus")].slug.startswith("c-plus-plus-")
+    # A topic that went away keeps its slug reserved.
+    again = assign_slugs({topic_key("c plus plus"): "c plus plus"}, before)
+    assert again[topic_key("c plus plus")].slug != "c-plus-plus"

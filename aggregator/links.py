@@ -1,0 +1,332 @@
+"""Link checking decisions: pure functions of what a check saw and `now`.
+
+    address_allowed     may the checker connect to this IP (SSRF rules)?
+    url_allowed         may the checker request this URL (scheme, port)?
+    classify            what one check says: alive, dead, unknown, blocked, suspect
+    advance             the stored state of a URL after a check (dead only when confirmed)
+    network_down        did most hosts of a run fail the same way (our network, not theirs)?
+    retry_after         a Retry-After header in seconds, capped
+
+Outcomes: `alive` (2xx, 304), `dead` (404, 410, a name that does not resolve,
+a refused connection; confirmed over `dead_after` consecutive failures spread
+over `dead_min_hours`), `unknown` (timeouts, 5xx, 401/403/429/999, TLS and
+protocol errors), `suspect` (alive, but redirected to the site's front page or
+a much shorter section path: the usual sign of a removed article), `blocked`
+(refused by the SSRF rules; never fetched). Only a confirmed `dead` changes a
+feed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+MAX_RETRY_AFTER = 3600.0
+
+
+class Outcome(StrEnum):
+    ALIVE = "alive"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
+    SUSPECT = "suspect"
+    BLOCKED = "blocked"
+
+
+class Failure(StrEnum):
+    """How a check that got no HTTP answer failed."""
+
+    DNS = "dns"  # the name does not resolve
+    REFUSED = "refused"  # connection refused
+    UNREACHABLE = "unreachable"  # no route, network unreachable
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    PROTOCOL = "protocol"  # reset, malformed answer, huge headers
+    REDIRECTS = "redirects"  # loop, or more than the allowed hops
+    BLOCKED = "blocked"  # refused by our rules: not fetched at all
+    INVALID = "invalid"  # not a URL we can request
+
+
+DEAD_CODES = frozenset({404, 410})
+DEAD_FAILURES = frozenset({Failure.DNS, Failure.REFUSED})
+PERMANENT_REDIRECTS = frozenset({301, 308})
+
+
+# -- where the checker may go -------------------------------------------------------
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries: mapped, compatible, 6to4, NAT64, Teredo."""
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def _public(ip: IPAddress) -> bool:
+    return ip.is_global and not ip.is_multicast and ip not in _CGNAT
+
+
+def address_allowed(ip: IPAddress, allow: Sequence[IPNetwork] = ()) -> bool:
+    """Whether the checker may connect to `ip`.
+
+    Refused: loopback, private, link-local, CGNAT, multicast, reserved,
+    unspecified and every other non-global address, also when an IPv6
+    address embeds one; unless a network in `allow` holds it.
+    """
+    if any(ip.version == net.version and ip in net for net in allow):
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner:
+            return all(address_allowed(v4, allow) for v4 in inner)
+    return _public(ip)
+
+
+def url_allowed(url: str, ports: Iterable[int]) -> str | None:
+    """None when the checker may request `url`; otherwise why not."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "malformed URL"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return f"scheme {scheme or '(none)'} is not checked"
+    if not parts.hostname:
+        return "no host"
+    port = port or (443 if scheme == "https" else 80)
+    if port not in set(ports):
+        return f"port {port} is not allowed"
+    return None
+
+
+# -- what one check says ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    url: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one check of one URL saw."""
+
+    url: str
+    status: int | None = None
+    """The last HTTP status received (None when no answer came)."""
+    failure: Failure | None = None
+    detail: str = ""
+    hops: tuple[Hop, ...] = ()
+    """Each redirect answer on the way, in order."""
+    final_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").lower()
+
+    @property
+    def permanent(self) -> bool:
+        """Every redirect on the way was permanent (301/308)."""
+        return bool(self.hops) and all(h.status in PERMANENT_REDIRECTS for h in self.hops)
+
+
+def is_suspect(original: str, final: str) -> bool:
+    """A redirect from an article to its site's front page or a much shorter section path."""
+    if original == final:
+        return False
+    before, after = urlsplit(original), urlsplit(final)
+    old_path = before.path.rstrip("/")
+    new_path = after.path.rstrip("/")
+    if not old_path:
+        return False  # the original was a front page itself
+    if not new_path:
+        return True
+    old_parts = [p for p in old_path.split("/") if p]
+    new_parts = [p for p in new_path.split("/") if p]
+    return len(new_parts) < len(old_parts) and len(new_path) * 2 <= len(old_path)
+
+
+def classify(attempt: Attempt) -> Outcome:
+    """The outcome of one check, before any confirmation over time."""
+    if attempt.failure is Failure.BLOCKED or attempt.failure is Failure.INVALID:
+        return Outcome.BLOCKED
+    status = attempt.status
+    if status is not None and (200 <= status < 300 or status == 304):
+        if attempt.final_url and is_suspect(attempt.url, attempt.final_url):
+            return Outcome.SUSPECT
+        return Outcome.ALIVE
+    if status in DEAD_CODES or attempt.failure in DEAD_FAILURES:
+        return Outcome.DEAD
+    return Outcome.UNKNOWN
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), at most an hour."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER)
+
+
+def network_down(attempts: Sequence[Attempt], min_hosts: int = 3, share: float = 0.8) -> bool:
+    """Whether most hosts of a run failed the same way: the fault is our network, not theirs.
+
+    Then nothing may be declared dead, or one outage would empty every feed.
+    """
+    by_host: dict[str, set[Failure | None]] = {}
+    for attempt in attempts:
+        if attempt.failure not in (Failure.BLOCKED, Failure.INVALID):
+            by_host.setdefault(attempt.host, set()).add(attempt.failure)
+    if len(by_host) < min_hosts:
+        return False
+    uniform = Counter(
+        next(iter(kinds)) for kinds in by_host.values() if len(kinds) == 1 and None not in kinds
+    )
+    network_kinds = (Failure.DNS, Failure.REFUSED, Failure.UNREACHABLE, Failure.TIMEOUT)
+    worst = max((uniform[k] for k in network_kinds), default=0)
+    return worst >= share * len(by_host)
+
+
+# -- the stored state of a URL ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    recheck_hours: float = 24
+    dead_after: int = 3
+    dead_min_hours: float = 48
+    unknown_retry_hours: float = 1
+    dead_recheck_hours: float = 24 * 7
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    url: str
+    status: Outcome
+    """The verdict feeds see: it only turns `dead` once confirmed."""
+    code: int | None = None
+    final_url: str | None = None
+    hops: tuple[Hop, ...] = ()
+    permanent: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    first_checked: datetime | None = None
+    last_checked: datetime | None = None
+    next_check: datetime | None = None
+    failures: int = 0
+    """Consecutive checks that said dead (unknowns neither count nor reset)."""
+    failing_since: datetime | None = None
+    unknown_streak: int = 0
+    last_error: str | None = None
+    history: tuple[tuple[str, str, int | None], ...] = field(default=())
+    """Recent checks: (time, outcome seen, status), newest last."""
+
+
+HISTORY = 10
+
+
+def _spread(url: str, hours: float) -> timedelta:
+    """A stable jitter of up to ±10% of `hours` per URL, so rechecks spread out."""
+    digest = int.from_bytes(hashlib.blake2b(url.encode(), digest_size=4).digest(), "big")
+    return timedelta(hours=hours * (0.9 + 0.2 * digest / 0xFFFFFFFF))
+
+
+def advance(
+    previous: LinkState | None,
+    attempt: Attempt,
+    now: datetime,
+    policy: Policy,
+    network_is_down: bool = False,
+) -> LinkState:
+    """The state of a URL after `attempt`. Transient failures never become a final verdict."""
+    seen = classify(attempt)
+    if network_is_down and seen is Outcome.DEAD and attempt.failure is not None:
+        seen = Outcome.UNKNOWN  # our outage, not theirs
+    base = previous or LinkState(attempt.url, Outcome.UNKNOWN, first_checked=now)
+    history = (*base.history, (now.isoformat(timespec="seconds"), seen.value, attempt.status))
+    state = replace(
+        base,
+        code=attempt.status,
+        last_checked=now,
+        first_checked=base.first_checked or now,
+        last_error=attempt.detail or None,
+        history=history[-HISTORY:],
+    )
+    if seen in (Outcome.ALIVE, Outcome.SUSPECT):
+        return replace(
+            state,
+            status=seen,
+            final_url=attempt.final_url,
+            hops=attempt.hops,
+            permanent=attempt.permanent,
+            etag=attempt.etag or (base.etag if attempt.status == 304 else None),
+            last_modified=attempt.last_modified
+            or (base.last_modified if attempt.status == 304 else None),
+            failures=0,
+            failing_since=None,
+            unknown_streak=0,
+            next_check=now + _spread(attempt.url, policy.recheck_hours),
+        )
+    if seen is Outcome.BLOCKED:
+        return replace(
+            state,
+            status=Outcome.BLOCKED,
+            next_check=now + _spread(attempt.url, policy.dead_recheck_hours),
+        )
+    if seen is Outcome.DEAD:
+        failures = base.failures + 1
+        since = base.failing_since or now
+        confirmed = failures >= policy.dead_after and now - since >= timedelta(
+            hours=policy.dead_min_hours
+        )
+        if confirmed:
+            wait = policy.dead_recheck_hours
+        else:  # spread the confirming checks over dead_min_hours
+            wait = policy.dead_min_hours / max(policy.dead_after - 1, 1)
+        return replace(
+            state,
+            status=Outcome.DEAD if confirmed or base.status is Outcome.DEAD else base.status,
+            final_url=attempt.final_url,
+            hops=attempt.hops,
+            failures=failures,
+            failing_since=since,
+            unknown_streak=0,
+            next_check=now + _spread(attempt.url, wait),
+        )
+    streak = base.unknown_streak + 1
+    wait = min(policy.unknown_retry_hours * 2 ** (streak - 1), policy.recheck_hours)
+    if attempt.retry_after is not None:
+        wait = max(wait, attempt.retry_after / 3600)
+    return replace(state, unknown_streak=streak, next_check=now + _spread(attempt.url, wait))
