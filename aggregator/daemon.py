@@ -92,6 +92,7 @@ class Service:
         self._work = threading.Lock()
         """Held by whichever scan runs: the rescan job or the watcher; never both."""
         self._pending_config: Config | None = None
+        self._pending_lock = threading.Lock()
         self._render_all = True
         """Render every feed at the next scan: at start-up, after a reload or a failure."""
         self._scheduler: BackgroundScheduler | None = None
@@ -205,9 +206,18 @@ class Service:
             return
         logs.configure(config.logging.format, config.logging.level)
         old = self.config
-        if (config.server.host, config.server.port) != (old.server.host, old.server.port):
-            log.warning("server.host/port changed: restart the service to listen there")
-        self._pending_config = config
+        for key, new_value, old_value in (
+            ("server", config.server, old.server),
+            ("output.dir", config.output.dir, old.output.dir),
+            ("state.path", config.state.path, old.state.path),
+            ("scan.watch", config.scan.watch, old.scan.watch),
+        ):
+            if new_value != old_value:
+                log.warning("%s changed: it takes effect when the service restarts", key)
+        if config.scan.watch and config.seeds.dir != old.seeds.dir:
+            log.warning("seeds.dir changed: file events follow it after a restart")
+        with self._pending_lock:
+            self._pending_config = config
         if self._scheduler is not None and config.scan != old.scan:
             self._scheduler.reschedule_job(
                 RESCAN, trigger="interval", seconds=config.scan.interval, jitter=config.scan.jitter
@@ -256,9 +266,13 @@ class Service:
         """
         started = time.monotonic()
         now = datetime.now(UTC)
-        if self._pending_config is not None:
-            self.config, self._pending_config = self._pending_config, None
-            self.pipeline.reconfigure(self.config, now)
+        with self._pending_lock:
+            pending, self._pending_config = self._pending_config, None
+        if pending is not None:
+            self.config = pending
+            self.pipeline.reconfigure(pending, now)
+            if self._files is not None:
+                self._files.clear()  # Cache-Control follows the new interval
             self._render_all = True
         stopping = self._stopping.is_set
         try:

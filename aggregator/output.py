@@ -53,8 +53,13 @@ class OutputDir:
 
     def write(self, relative: str, data: bytes) -> bool:
         """Put `data` at `relative` unless it is already there; True when the file changed."""
-        if self.gzip_sidecars and relative.endswith(GZIP_SUFFIXES):
-            self._write(relative + ".gz", gzip.compress(data, compresslevel=9, mtime=0))
+        if relative.endswith(GZIP_SUFFIXES):
+            sidecar = relative + ".gz"
+            if self.gzip_sidecars:
+                self._write(sidecar, gzip.compress(data, compresslevel=9, mtime=0))
+            else:  # left from when sidecars were on: it would go stale
+                with contextlib.suppress(FileNotFoundError):
+                    self.path(sidecar).unlink()
         return self._write(relative, data)
 
     def _write(self, relative: str, data: bytes) -> bool:

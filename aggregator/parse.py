@@ -38,13 +38,23 @@ class SeedLoader(_Base):
     """
 
 
+def _int_or_text(loader: SeedLoader, node: yaml.ScalarNode) -> object:
+    """An integer, or its text when Python will not convert it (over 4300 digits)."""
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
 SeedLoader.add_constructor(  # type: ignore[type-var]  # the stubs mistype the loader
     "tag:yaml.org,2002:timestamp", SeedLoader.construct_yaml_str
 )
+SeedLoader.add_constructor("tag:yaml.org,2002:int", _int_or_text)
 
 MAX_TITLE_CHARS = 300
 MAX_EXCERPT_CHARS = 2000
 MAX_TOPICS = 50
+MAX_TOPIC_CHARS = 100
 MAX_IMAGES = 10
 MAX_RELATED = 20
 
@@ -242,6 +252,9 @@ def _topics(value: object, warn: Warn) -> tuple[str, ...]:
             warn(f"topics[{index}]: expected a string, got {describe(item)}")
             continue
         name = clean_line(item)
+        if len(name) > MAX_TOPIC_CHARS:
+            warn(f"topics[{index}]: {len(name)} characters, cut to {MAX_TOPIC_CHARS}")
+            name = truncate(name, MAX_TOPIC_CHARS)
         if not name:
             warn(f"topics[{index}]: empty topic name")
         elif name not in names:

@@ -11,6 +11,7 @@ topics it was and is in (and `all`, the index and the OPML).
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import multiprocessing.context
 import os
@@ -39,6 +40,8 @@ Progress = Callable[[int, int], None]
 
 PARALLEL_THRESHOLD = 200
 """Below this many files to read, parsing in this process beats starting workers."""
+MAX_FEED_BYTES = 400_000
+"""A feed stays well under the 512 KB many readers stop at; extra entries give way."""
 BATCH = 1000
 """Parsed seeds stored per transaction."""
 
@@ -126,6 +129,7 @@ class Pipeline:
         self._summaries: dict[str, FeedSummary] = {}
         self._complete = True
         self._refused: set[tuple[str, str]] = set()
+        store.reread_rejected_if_changed(_seed_settings(config))
         self._known: dict[str, tuple[int, int]] | None = None
         """(size, mtime_ns) of every stored seed, as the store has them; None: ask the store."""
 
@@ -138,6 +142,7 @@ class Pipeline:
         self.config = config
         self._catalog = None
         self._known = None
+        self.store.reread_rejected_if_changed(_seed_settings(config))
 
     def scan(
         self, now: datetime, progress: Progress | None = None, should_stop: StopCheck = _never
@@ -285,9 +290,12 @@ class Pipeline:
                 for e in stored
             )
             plan = FeedPlan(slug, topic, entries, total)
-            self._write(
-                feed_path(slug), render_atom(plan, self.config.site, feeds.max_related), report
-            )
+            data = render_atom(plan, self.config.site, feeds.max_related)
+            while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
+                # Readers choke on huge feeds: keep fewer (oversized) entries instead.
+                plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
+                data = render_atom(plan, self.config.site, feeds.max_related)
+            self._write(feed_path(slug), data, report)
             self._summaries[slug] = plan.summary()
         self._catalog = catalog
         summaries = sorted(self._summaries.values(), key=lambda s: (s.topic is not None, s.slug))
@@ -317,6 +325,12 @@ class Pipeline:
             report.written.append(relative)
         else:
             report.unchanged += 1
+
+
+def _seed_settings(config: Config) -> str:
+    """The settings that decide whether a seed is rejected, as stored beside the seeds."""
+    seeds = config.seeds
+    return json.dumps([seeds.max_file_bytes, sorted(seeds.extensions)])
 
 
 def _rules(config: Config) -> TopicRules:

@@ -68,25 +68,36 @@ def to_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+FUTURE_TOLERANCE = timedelta(days=1)
+"""Articles dated further ahead wait until then: a typo'd 9999 must not top every feed."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeedFilter:
     min_quality: float
     published_after_us: int | None
     require_published: bool
+    published_before_us: int
 
     @classmethod
     def of(cls, feeds: FeedsConfig, now: datetime) -> FeedFilter:
         cutoff = to_micros(now - timedelta(days=feeds.max_age_days)) if feeds.max_age_days else None
-        return cls(feeds.min_quality, cutoff, feeds.require_published)
+        return cls(
+            feeds.min_quality,
+            cutoff,
+            feeds.require_published,
+            to_micros(now + FUTURE_TOLERANCE),
+        )
 
     def passes(self, article: Article) -> bool:
         if self.min_quality > 0 and (article.quality or 0) < self.min_quality:
             return False
         if self.require_published and article.is_published is not True:
             return False
-        return self.published_after_us is None or to_micros(article.published) >= (
-            self.published_after_us
-        )
+        moment = to_micros(article.published)
+        if moment > self.published_before_us:
+            return False
+        return self.published_after_us is None or moment >= self.published_after_us
 
 
 def topic_catalog(

@@ -136,6 +136,9 @@ class StaticFiles:
         try:
             info = os.stat(full)
         except (OSError, ValueError):
+            if relative in self._cache:
+                with self._lock:
+                    self._cache.pop(relative, None)
             return None
         if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_FILE_BYTES:
             return None
@@ -154,6 +157,11 @@ class StaticFiles:
         with self._lock:
             self._cache[relative] = cached
         return cached
+
+    def clear(self) -> None:
+        """Forget every cached file (after a config change)."""
+        with self._lock:
+            self._cache.clear()
 
     def _load(
         self, relative: str, body: bytes, version: tuple[int, int, int], mtime: int
@@ -260,7 +268,7 @@ class _Server(uvicorn.Server):
 class HttpServer:
     """uvicorn serving `App` on host:port, stopped by `stop()`."""
 
-    def __init__(self, app: App, host: str, port: int) -> None:
+    def __init__(self, app: App, host: str, port: int, max_connections: int = 1000) -> None:
         config = uvicorn.Config(
             app,
             host=host,
@@ -270,6 +278,8 @@ class HttpServer:
             log_config=None,
             server_header=False,
             proxy_headers=False,
+            limit_concurrency=max_connections,
+            timeout_keep_alive=5,
         )
         self._server = _Server(config)
 

@@ -102,6 +102,7 @@ _FILTER = """
     (:min_quality <= 0 OR COALESCE(e.quality, 0) >= :min_quality)
     AND (:require_published = 0 OR e.is_published = 1)
     AND (:after IS NULL OR e.published_us >= :after)
+    AND e.published_us <= :before
 """
 
 
@@ -144,7 +145,7 @@ class Store:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
@@ -171,26 +172,42 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors():
+            yield self._db
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"{self.path}: state file error ({exc}); if it is damaged, stop the service, "
+                "move the file away and start again to rebuild it from the seeds"
+            ) from None
 
     # -- seeds ---------------------------------------------------------------
 
     def seed_stats(self) -> dict[str, tuple[int, int]]:
         """(size, mtime_ns) of every known seed file, by source."""
-        with self._lock:
-            rows = self._db.execute("SELECT source, size, mtime_ns FROM seeds")
+        with self._reading() as db:
+            rows = db.execute("SELECT source, size, mtime_ns FROM seeds")
             return {source: (size, mtime) for source, size, mtime in rows}
 
     def digests(self, sources: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        with self._lock:
+        with self._reading():
             for chunk in _chunks(sources):
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
@@ -402,14 +419,27 @@ class Store:
 
     def spelling_counts(self) -> list[tuple[str, int]]:
         """Every topic spelling in use, with how many seeds use it."""
-        with self._lock:
+        with self._reading():
             return list(
                 self._db.execute("SELECT spelling, COUNT(*) FROM seed_topics GROUP BY spelling")
             )
 
+    def reread_rejected_if_changed(self, settings: str) -> bool:
+        """When the settings reading depends on changed, make rejected seeds due again.
+
+        (A seed rejected as too large must be read again once the limit is raised.)
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'seed_settings'").fetchone()
+            if row is not None and row[0] == settings:
+                return False
+            db.execute("UPDATE seeds SET mtime_ns = -1, digest = '' WHERE error IS NOT NULL")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('seed_settings', ?)", (settings,))
+            return row is not None
+
     def topic_slugs(self) -> dict[str, str]:
         """The slug every topic ever seen was given (key → slug)."""
-        with self._lock:
+        with self._reading():
             return dict(self._db.execute("SELECT key, slug FROM topic_slugs"))
 
     def keep_topic_slugs(self, slugs: dict[str, str]) -> None:
@@ -418,7 +448,7 @@ class Store:
             db.executemany("INSERT OR IGNORE INTO topic_slugs VALUES (?, ?)", slugs.items())
 
     def topic_keys(self) -> set[str]:
-        with self._lock:
+        with self._reading():
             return {row[0] for row in self._db.execute("SELECT DISTINCT key FROM entry_topics")}
 
     def feed_page(
@@ -430,6 +460,7 @@ class Store:
             "min_quality": flt.min_quality,
             "require_published": int(flt.require_published),
             "after": flt.published_after_us,
+            "before": flt.published_before_us,
             "limit": limit,
         }
         source = (
@@ -438,7 +469,7 @@ class Store:
             else ("entry_topics t JOIN entries e ON e.entry_id = t.entry_id")
         )
         where = _FILTER if key is None else f"t.key = :key AND {_FILTER}"
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT e.entry_id, s.article, l.updated_us FROM {source}"
                 " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
@@ -471,7 +502,7 @@ class Store:
         return entries, total
 
     def counts(self) -> Counts:
-        with self._lock:
+        with self._reading():
             (seeds, rejected) = self._db.execute(
                 "SELECT COUNT(*), COUNT(error) FROM seeds"
             ).fetchone()
@@ -480,7 +511,7 @@ class Store:
 
     def rejected(self) -> list[tuple[str, str]]:
         """Every seed whose current content is rejected, with the reason."""
-        with self._lock:
+        with self._reading():
             return list(
                 self._db.execute(
                     "SELECT source, error FROM seeds WHERE error IS NOT NULL ORDER BY source"
@@ -489,7 +520,7 @@ class Store:
 
     def duplicates(self) -> list[tuple[str, str]]:
         """(source, source of the copy used instead) for every duplicate seed."""
-        with self._lock:
+        with self._reading():
             return list(
                 self._db.execute(
                     "SELECT s.source, e.source FROM seeds s JOIN entries e"

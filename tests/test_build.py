@@ -356,3 +356,42 @@ def test_a_file_name_that_is_not_utf8_is_rejected_by_name_and_the_rest_builds(
         (b"bad\xff\xfename.md", "the name is not valid UTF-8: rename the file")
     ]
     assert len(entry_titles(check_feed(site.feed("all")))) == len(GOOD)
+
+
+def test_a_feed_of_oversized_entries_keeps_fewer_entries_not_megabytes(site: Site) -> None:
+    huge = "https://big.example/" + "p" * 3900
+    for n in range(40):
+        site.add(
+            f"big{n}.md",
+            title=f"Big {n} " + "t" * 280,
+            excerpt="e" * 2000,
+            originalUrl=f"{huge}{n}",
+            images=[{"url": f"{huge}/img{n}-{i}.jpg"} for i in range(10)],
+            related=[{"title": "r" * 290, "webUrl": f"{huge}/rel{n}-{i}"} for i in range(5)],
+        )
+    site.build()
+    data = site.feed("all")
+    assert 0 < len(data) <= 400_000
+    assert len(entry_titles(check_feed(data))) >= 1
+
+
+def test_turning_gzip_sidecars_off_removes_them(site: Site) -> None:
+    add_good(site)
+    site.build(overrides={"output.gzip_sidecars": True})
+    assert (site.out / "feeds" / "all.atom.gz").exists()
+    site.add("more.md", title="More", originalUrl="https://more.example/")
+    site.build()
+    assert not list(site.out.rglob("*.gz"))
+
+
+def test_a_seed_directory_that_empties_at_once_keeps_the_last_feeds(site: Site) -> None:
+    from aggregator.errors import SeedDirError
+
+    add_good(site)
+    site.build()
+    before = site.feeds()
+    for path in list(site.seeds.rglob("*.md")):
+        path.unlink()
+    with pytest.raises(SeedDirError, match="no seed files any more"):
+        site.build()
+    assert site.feeds() == before

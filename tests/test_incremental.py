@@ -155,3 +155,34 @@ def test_a_look_alike_topic_never_takes_over_an_existing_feed(site: Site) -> Non
     others = [slug for slug in site.feeds() if slug.startswith("c-plus-plus-")]
     assert len(others) == 1
     assert entry_titles(check_feed(site.feed(others[0]))) == ["Look-alike"]
+
+
+def test_raising_the_size_limit_reads_a_rejected_seed_again(site: Site) -> None:
+    big = site.add(
+        "big.md", title="Big one", originalUrl="https://t.example/big", excerpt="x" * 3000
+    )
+    size = big.stat().st_size
+    report = site.build(overrides={"seeds.max_file_bytes": size - 1})
+    assert [s for s, _ in report.rejected] == ["big.md"]
+    report = site.build(now=LATER, overrides={"seeds.max_file_bytes": size + 1})
+    assert report.rejected == [] and report.scan.parsed == 1
+    assert entry_titles(check_feed(site.feed("all"))) == ["Big one"]
+
+
+def test_far_future_dates_wait_instead_of_topping_every_feed(site: Site) -> None:
+    site.add(
+        "now.md",
+        title="Today",
+        originalUrl="https://t.example/now",
+        publishedDateTime="2026-10-31T00:00:00Z",
+    )
+    site.add(
+        "typo.md",
+        title="Typo",
+        originalUrl="https://t.example/typo",
+        publishedDateTime="9999-12-31T00:00:00Z",
+    )
+    site.build()
+    root = check_feed(site.feed("all"))
+    assert entry_titles(root) == ["Today"]
+    assert root.findtext(f"{ATOM}updated", "").startswith("2026-10-31")

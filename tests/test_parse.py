@@ -171,3 +171,18 @@ def test_the_secured_blob_never_reaches_messages() -> None:
     _, error, warnings = parse(seed_text(title=None, secured="TOPSECRETVALUE"))
     assert error is not None
     assert "TOPSECRETVALUE" not in error + "".join(warnings)
+
+
+def test_a_huge_integer_costs_only_its_field() -> None:
+    article, error, warnings = parse(
+        "---\ntitle: t\noriginalUrl: https://a.example/\npublishedDateTime: 2024-01-01\n"
+        f"heat: {'9' * 5000}\n---\n"
+    )
+    assert error is None and article is not None
+    assert any(w.startswith("heat: expected a number") for w in warnings)
+
+
+def test_long_topic_names_are_cut() -> None:
+    article, _, warnings = parse(seed_text(topics=["x" * 5000]))
+    assert len(article.topics[0]) <= 100  # type: ignore[attr-defined]
+    assert any("cut to 100" in w for w in warnings)

@@ -244,3 +244,34 @@ def test_after_a_failed_write_the_next_scan_writes_everything_again(
     service.wait_next_scan()
     assert entry_titles(check_feed(service.get("/feeds/ai.atom").content)) == ["AI three", "AI one"]
     assert service.stop() == 0
+
+
+def test_a_second_service_on_a_busy_port_exits_1_at_once(service: RunningService) -> None:
+    started = time.monotonic()
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "run",
+            "--config",
+            str(service.config_path),
+            "--state",
+            str(service.root / "other.sqlite3"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "cannot listen" in second.stderr
+    assert time.monotonic() - started < 10
+    assert service.stop() == 0
+
+
+def test_files_deleted_from_the_output_are_written_again(service: RunningService) -> None:
+    shutil.rmtree(service.out / "feeds")
+    service.wait_next_scan()
+    assert entry_titles(check_feed(service.get("/feeds/ai.atom").content)) == ["AI one"]
+    assert service.stop() == 0
