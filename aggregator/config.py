@@ -11,6 +11,7 @@ names the key, where the value came from, and the value itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,6 +123,48 @@ class ServerConfig(_Section):
     """Cache-Control max-age of served files; default: the scan interval."""
 
 
+class LinksConfig(_Section):
+    enabled: bool = True
+    """Check the articles' URLs over HTTP from the service."""
+    interval: float = Field(600, gt=0)
+    """Seconds between link-check runs of the service."""
+    budget: int = Field(2000, ge=1)
+    """URLs checked per run at most (new ones first, then the most overdue)."""
+    recheck_hours: float = Field(24, gt=0)
+    dead_after: int = Field(3, ge=1, le=100)
+    """Consecutive dead answers before a URL counts as dead ..."""
+    dead_min_hours: float = Field(48, ge=0)
+    """... spread over at least this many hours."""
+    on_dead: Literal["fallback", "drop", "keep"] = "fallback"
+    follow_permanent_redirects: bool = True
+    concurrency: int = Field(64, ge=1, le=1024)
+    per_host: int = Field(2, ge=1, le=64)
+    host_interval: float = Field(1.0, ge=0)
+    """Minimum seconds between two requests to one host."""
+    connect_timeout: float = Field(5, gt=0)
+    timeout: float = Field(15, gt=0)
+    """Seconds one whole check (all redirects, the body read) may take."""
+    max_body_bytes: int = Field(65536, ge=0)
+    max_redirects: int = Field(10, ge=0, le=50)
+    allowed_ports: tuple[int, ...] = (80, 443, 8080, 8443)
+    allow_networks: tuple[str, ...] = ()
+    """CIDRs the checker may reach although they are not public (intranets, tests)."""
+    proxy: str | None = None
+    """An HTTP(S) proxy for every check; environment proxies are never used."""
+    user_agent: str | None = None
+    """Default: aggregator/<version> (feed link checker; +<site.public_url>)."""
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network in CIDR form: {item!r}") from None
+        return value
+
+
 class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -147,6 +190,7 @@ class Config(_Section):
     scan: ScanConfig = ScanConfig()
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
+    links: LinksConfig = LinksConfig()
 
     @model_validator(mode="before")
     @classmethod

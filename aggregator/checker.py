@@ -1,0 +1,412 @@
+"""Checking URLs over HTTP, politely and safely (httpx and httpcore stay inside this module).
+
+Per URL: HEAD, then a GET whose body is read up to a bound when HEAD is
+refused or inconclusive; stored validators sent as conditional headers;
+redirects followed hop by hop (each hop checked against the rules); one
+deadline for the whole check.
+
+Politeness: at most `per_host` requests in flight to one host, `host_interval`
+seconds between two starts to it, `concurrency` in flight overall, and a host
+that answers 429/503 with Retry-After is left alone for that long. Each host
+has its own small connection pool (all sharing one SSL context), so neither
+one slow host nor one big pool holds up the others.
+
+Not a way in: the address actually connected to is checked, after DNS and on
+every hop, by the network backend that opens the socket, with no second
+lookup in between (`GuardedBackend`); environment proxies are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpcore
+import httpx
+
+from aggregator import __version__
+from aggregator.config import LinksConfig
+from aggregator.links import (
+    Attempt,
+    Failure,
+    Hop,
+    IPNetwork,
+    address_allowed,
+    retry_after,
+    url_allowed,
+)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""host, port → IP addresses (raises `NameNotResolved`)."""
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+HOLD_HOST_AT_MOST = 60.0
+"""A host asking for a longer pause (Retry-After) is skipped for the rest of the run."""
+
+
+class CheckError(Exception):
+    """A check failed before an HTTP answer; `failure` says how."""
+
+    failure = Failure.PROTOCOL
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NameNotResolved(CheckError):
+    failure = Failure.DNS
+
+
+class NameLookupFailed(CheckError):
+    """A temporary DNS failure: says nothing about the site."""
+
+    failure = Failure.UNREACHABLE
+
+
+class AddressBlocked(CheckError):
+    failure = Failure.BLOCKED
+
+
+class ConnectFailed(CheckError):
+    def __init__(self, detail: str, failure: Failure) -> None:
+        super().__init__(detail)
+        self.failure = failure
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Addresses of `host` from the system resolver, in its order."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)):
+            raise NameNotResolved(f"{host} does not resolve") from None
+        raise NameLookupFailed(f"cannot look up {host} ({exc.strerror})") from None
+    addresses: list[str] = []
+    for info in infos:
+        address = str(info[4][0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Opens TCP connections only to addresses the SSRF rules allow, resolving exactly once."""
+
+    def __init__(self, resolve: Resolver, allow: Sequence[IPNetwork]) -> None:
+        self._resolve = resolve
+        self._allow = tuple(allow)
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        bare = host.strip("[]")
+        try:
+            addresses = [str(ipaddress.ip_address(bare))]
+        except ValueError:
+            addresses = await self._resolve(bare, port)
+        allowed = [a for a in addresses if address_allowed(ipaddress.ip_address(a), self._allow)]
+        if not allowed:
+            shown = addresses[0] if addresses else "nothing"
+            raise AddressBlocked(f"{bare} is {shown}, not a public address")
+        failure: ConnectFailed | None = None
+        for address in allowed:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectTimeout:
+                raise
+            except httpcore.ConnectError as exc:
+                failure = _connect_failure(exc, address, port)
+        assert failure is not None
+        raise failure
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _errnos(exc: BaseException | None, depth: int = 0) -> list[int]:
+    """Every errno in an exception's causes (anyio wraps them in groups)."""
+    if exc is None or depth > 10:
+        return []
+    found = [exc.errno] if isinstance(exc, OSError) and exc.errno else []
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found += _errnos(inner, depth + 1)
+    return found + _errnos(exc.__cause__ or exc.__context__, depth + 1)
+
+
+def _connect_failure(exc: BaseException, address: str, port: int) -> ConnectFailed:
+    if errno.ECONNREFUSED in _errnos(exc):
+        return ConnectFailed(f"{address}:{port} refused the connection", Failure.REFUSED)
+    return ConnectFailed(f"cannot connect to {address}:{port} ({exc})", Failure.UNREACHABLE)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, with a connection pool that connects through `GuardedBackend`."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits, backend: GuardedBackend):
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False, retries=0)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One URL to check, with the validators stored from its last answer."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass
+class _Host:
+    slots: asyncio.Semaphore
+    next_start: float = 0.0
+    paused_until: float = 0.0
+    queue: list[Request] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    attempts: list[Attempt] = field(default_factory=list)
+    deferred: dict[str, float] = field(default_factory=dict)
+    """URL → seconds to wait: not checked, because its host asked for a pause."""
+
+
+class Checker:
+    """Checks batches of URLs. One instance per run; `run()` is the entry point."""
+
+    def __init__(
+        self,
+        config: LinksConfig,
+        user_agent: str,
+        resolve: Resolver = system_resolver,
+        progress: Callable[[Attempt], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.user_agent = user_agent
+        self.progress = progress
+        allow = [ipaddress.ip_network(n, strict=False) for n in config.allow_networks]
+        self._backend = GuardedBackend(resolve, allow)
+        self._ssl = ssl.create_default_context()
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._global = asyncio.Semaphore(config.concurrency)
+        self._timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
+
+    async def run(self, requests: Sequence[Request]) -> RunResult:
+        """Check every request; hosts run side by side, each at its own polite pace."""
+        hosts: dict[str, _Host] = {}
+        result = RunResult()
+        for request in requests:
+            try:
+                key = (urlsplit(request.url).hostname or "").lower()
+            except ValueError:
+                result.attempts.append(
+                    Attempt(request.url, failure=Failure.INVALID, detail="malformed URL")
+                )
+                continue
+            host = hosts.setdefault(key, _Host(asyncio.Semaphore(self.config.per_host)))
+            host.queue.append(request)
+        try:
+            workers = [
+                self._host_worker(host, result)
+                for host in hosts.values()
+                for _ in range(min(self.config.per_host, len(host.queue)))
+            ]
+            await asyncio.gather(*workers)
+        finally:
+            await asyncio.gather(*(c.aclose() for c in self._clients.values()))
+            self._clients.clear()
+        return result
+
+    async def _host_worker(self, host: _Host, result: RunResult) -> None:
+        loop = asyncio.get_running_loop()
+        while host.queue:
+            request = host.queue.pop(0)
+            now = loop.time()
+            if host.paused_until - now > HOLD_HOST_AT_MOST:
+                result.deferred[request.url] = host.paused_until - now
+                continue
+            start = max(now, host.next_start, host.paused_until)
+            host.next_start = start + self.config.host_interval
+            if start > now:
+                await asyncio.sleep(start - now)
+            async with self._global:
+                attempt = await self.check(request)
+            if attempt.status in (429, 503) and attempt.retry_after:
+                host.paused_until = max(host.paused_until, loop.time() + attempt.retry_after)
+            result.attempts.append(attempt)
+            if self.progress is not None:
+                self.progress(attempt)
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}".lower()
+        client = self._clients.get(key)
+        if client is None:
+            limits = httpx.Limits(
+                max_connections=self.config.per_host,
+                max_keepalive_connections=self.config.per_host,
+                keepalive_expiry=30,
+            )
+            if self.config.proxy:
+                transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
+                    verify=self._ssl, limits=limits, proxy=self.config.proxy, trust_env=False
+                )
+            else:
+                transport = _GuardedTransport(self._ssl, limits, self._backend)
+            client = httpx.AsyncClient(
+                transport=transport,
+                timeout=self._timeout,
+                follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": self.user_agent, "Accept": "*/*"},
+            )
+            self._clients[key] = client
+        return client
+
+    async def check(self, request: Request) -> Attempt:
+        """One URL, start to finish, within `timeout` seconds."""
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                return await self._follow(request)
+        except TimeoutError:
+            detail = f"no complete answer within {self.config.timeout:g} s"
+            return Attempt(request.url, failure=Failure.TIMEOUT, detail=detail)
+
+    async def _follow(self, request: Request) -> Attempt:
+        url, method = request.url, "HEAD"
+        hops: list[Hop] = []
+        seen = {url}
+        conditional: dict[str, str] = {}
+        if request.etag:
+            conditional["If-None-Match"] = request.etag
+        if request.last_modified:
+            conditional["If-Modified-Since"] = request.last_modified
+        while True:
+            refused = url_allowed(url, self.config.allowed_ports)
+            if refused is not None:
+                return Attempt(
+                    request.url, failure=Failure.BLOCKED, detail=refused, hops=tuple(hops)
+                )
+            try:
+                response = await self._exchange(method, url, conditional if not hops else {})
+            except CheckError as exc:
+                return Attempt(
+                    request.url, failure=exc.failure, detail=exc.detail, hops=tuple(hops)
+                )
+            status = response.status_code
+            location = response.headers.get("location")
+            if status in REDIRECTS and location:
+                hops.append(Hop(url, status))
+                try:
+                    url = urljoin(url, location.strip())
+                except ValueError:
+                    return Attempt(
+                        request.url, status, Failure.PROTOCOL, "bad Location", tuple(hops)
+                    )
+                if url in seen:
+                    return Attempt(
+                        request.url, status, Failure.REDIRECTS, "redirect loop", tuple(hops)
+                    )
+                if len(hops) > self.config.max_redirects:
+                    detail = f"more than {self.config.max_redirects} redirects"
+                    return Attempt(request.url, status, Failure.REDIRECTS, detail, tuple(hops))
+                seen.add(url)
+                continue
+            if method == "HEAD" and not (200 <= status < 300 or status == 304):
+                method = "GET"  # HEAD refused or inconclusive: ask properly
+                if status not in (429, 503):
+                    continue
+            headers = response.headers
+            return Attempt(
+                request.url,
+                status=status,
+                hops=tuple(hops),
+                final_url=url,
+                etag=headers.get("etag"),
+                last_modified=headers.get("last-modified"),
+                retry_after=retry_after(headers.get("retry-after"), datetime.now(UTC)),
+                detail="" if status < 400 else f"HTTP {status}",
+            )
+
+    async def _exchange(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
+        client = self._client(url)
+        try:
+            async with client.stream(method, url, headers=headers) as response:
+                if method == "GET":
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read >= self.config.max_body_bytes:
+                            break
+                return response
+        except CheckError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise ConnectFailed(f"timed out ({type(exc).__name__})", Failure.TIMEOUT) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise ConnectFailed(f"invalid URL ({exc})", Failure.INVALID) from None
+        except httpx.ConnectError as exc:
+            if _is_tls(exc):
+                raise ConnectFailed(f"TLS failed ({exc})", Failure.TLS) from None
+            raise ConnectFailed(f"cannot connect ({exc})", Failure.UNREACHABLE) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise ConnectFailed(f"{type(exc).__name__}: {exc}", Failure.PROTOCOL) from None
+
+
+def _is_tls(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def default_user_agent(public_url: str) -> str:
+    return f"aggregator/{__version__} (feed link checker; +{public_url})"
+
+
+def run_checks(
+    config: LinksConfig,
+    user_agent: str,
+    requests: Sequence[Request],
+    resolve: Resolver = system_resolver,
+    progress: Callable[[Attempt], None] | None = None,
+) -> RunResult:
+    """Check `requests` from synchronous code (a scheduler job, the CLI)."""
+
+    async def main() -> RunResult:
+        return await Checker(config, user_agent, resolve, progress).run(requests)
+
+    return asyncio.run(main())

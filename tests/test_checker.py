@@ -1,0 +1,234 @@
+"""The link checker against a real, misbehaving HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aggregator.checker import NameNotResolved, Request, run_checks, system_resolver
+from aggregator.config import LinksConfig
+from aggregator.links import Attempt, Failure, Outcome, classify
+from tests.hostile_http import HostileServer
+
+UA = "aggregator-tests (+http://127.0.0.1/)"
+
+
+@pytest.fixture
+def server() -> Iterator[HostileServer]:
+    with HostileServer() as running:
+        yield running
+
+
+def config(server: HostileServer, **overrides: Any) -> LinksConfig:
+    """Fast timeouts, the server's port allowed, and loopback open unless `open_loopback=False`."""
+    open_loopback = overrides.pop("open_loopback", True)
+    settings: dict[str, Any] = {
+        "allowed_ports": (80, 443, server.port),
+        "allow_networks": ("127.0.0.0/8",) if open_loopback else (),
+        "timeout": 3,
+        "connect_timeout": 2,
+        "host_interval": 0,
+    }
+    settings.update(overrides)
+    return LinksConfig.model_validate(settings)
+
+
+async def resolve_test_names(host: str, port: int) -> list[str]:
+    """`*.test` names of the tests; anything else through the system resolver."""
+    names = {
+        "intranet.test": ["10.1.2.3"],
+        "loop.test": ["127.0.0.1"],
+        "public.test": ["127.0.0.1"],
+    }
+    if host in names:
+        return names[host]
+    if host.endswith(".test"):
+        raise NameNotResolved(f"{host} does not resolve")
+    return await system_resolver(host, port)
+
+
+def check(server: HostileServer, path: str, **overrides: Any) -> Attempt:
+    result = run_checks(config(server, **overrides), UA, [Request(server.url(path))])
+    assert len(result.attempts) == 1
+    return result.attempts[0]
+
+
+def test_a_live_page_is_alive_with_head_only_and_an_honest_user_agent(
+    server: HostileServer,
+) -> None:
+    attempt = check(server, "/ok")
+    assert attempt.status == 200 and classify(attempt) is Outcome.ALIVE
+    assert [(m, p) for m, p, _ in server.requests] == [("HEAD", "/ok")]
+    assert server.requests[0][2]["User-Agent"] == UA
+
+
+def test_stored_validators_are_sent_and_304_is_alive(server: HostileServer) -> None:
+    result = run_checks(config(server), UA, [Request(server.url("/ok"), etag='"v1"')])
+    attempt = result.attempts[0]
+    assert attempt.status == 304 and classify(attempt) is Outcome.ALIVE
+    assert server.requests[0][2]["If-None-Match"] == '"v1"'
+
+
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_redirect_chains_are_followed_hop_by_hop(server: HostileServer, code: int) -> None:
+    attempt = check(server, f"/redirect/{code}/3")
+    assert attempt.status == 200 and attempt.final_url == server.url("/ok")
+    assert [h.status for h in attempt.hops] == [code] * 3
+    assert attempt.permanent is (code in (301, 308))
+
+
+def test_redirect_loops_and_long_chains_end(server: HostileServer) -> None:
+    assert check(server, "/loop").failure is Failure.REDIRECTS
+    long = check(server, "/redirect/302/15")
+    assert long.failure is Failure.REDIRECTS and len(long.hops) == 11
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (404, Outcome.DEAD),
+        (410, Outcome.DEAD),
+        (500, Outcome.UNKNOWN),
+        (401, Outcome.UNKNOWN),
+        (403, Outcome.UNKNOWN),
+        (999, Outcome.UNKNOWN),
+    ],
+)
+def test_status_codes_map_to_three_outcomes(
+    server: HostileServer, code: int, outcome: Outcome
+) -> None:
+    attempt = check(server, f"/status/{code}")
+    assert attempt.status == code and classify(attempt) is outcome
+    methods = [m for m, _, _ in server.requests]
+    assert methods == ["HEAD", "GET"]  # HEAD inconclusive, so GET
+
+
+def test_head_refused_falls_back_to_get(server: HostileServer) -> None:
+    attempt = check(server, "/head-405")
+    assert attempt.status == 200 and [m for m, _, _ in server.requests] == ["HEAD", "GET"]
+
+
+def test_retry_after_in_both_forms_is_read_and_capped(server: HostileServer) -> None:
+    seconds = check(server, "/retry-seconds")
+    assert seconds.status == 429 and seconds.retry_after == 120
+    date = check(server, "/retry-date")
+    assert date.status == 503 and date.retry_after is not None and 80 <= date.retry_after <= 91
+    assert classify(seconds) is Outcome.UNKNOWN and classify(date) is Outcome.UNKNOWN
+
+
+def test_a_front_page_redirect_is_suspect(server: HostileServer) -> None:
+    attempt = check(server, "/news/2024/05/a-long-article-slug-that-was-removed")
+    assert attempt.status == 200 and classify(attempt) is Outcome.SUSPECT
+
+
+@pytest.mark.parametrize("path", ["/silent", "/trickle"])
+def test_slow_servers_end_within_the_timeout(server: HostileServer, path: str) -> None:
+    started = time.monotonic()
+    attempt = check(server, path)
+    assert time.monotonic() - started < 3.5
+    assert attempt.failure is Failure.TIMEOUT and classify(attempt) is Outcome.UNKNOWN
+
+
+def test_an_endless_body_is_read_only_up_to_the_bound(server: HostileServer) -> None:
+    started = time.monotonic()
+    attempt = check(server, "/endless", max_body_bytes=65536)
+    assert attempt.status is not None and time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("path", ["/reset", "/huge-headers"])
+def test_broken_answers_are_unknown(server: HostileServer, path: str) -> None:
+    attempt = check(server, path)
+    assert attempt.failure is Failure.PROTOCOL and classify(attempt) is Outcome.UNKNOWN
+
+
+def test_a_refused_connection_and_an_unresolvable_name_are_dead_candidates(
+    server: HostileServer,
+) -> None:
+    closed = HostileServer()
+    port = closed.port
+    closed.server_close()
+    refused = run_checks(
+        config(server, allowed_ports=(port,)), UA, [Request(f"http://127.0.0.1:{port}/x")]
+    ).attempts[0]
+    assert refused.failure is Failure.REFUSED and classify(refused) is Outcome.DEAD
+    missing = run_checks(
+        config(server), UA, [Request(f"http://nowhere.test:{server.port}/")], resolve_test_names
+    ).attempts[0]
+    assert missing.failure is Failure.DNS and classify(missing) is Outcome.DEAD
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/ok",
+        "http://localhost:{port}/ok",
+        "http://loop.test:{port}/ok",
+        "http://intranet.test:{port}/ok",
+        "http://[::ffff:127.0.0.1]:{port}/ok",
+        "http://[::1]:{port}/ok",
+        "http://0.0.0.0:{port}/ok",
+        "http://public.test:{port}/to-loopback",
+    ],
+)
+def test_ssrf_the_server_receives_no_request(server: HostileServer, url: str) -> None:
+    target = url.format(port=server.port)
+    cfg = config(server, open_loopback=False)
+    attempt = run_checks(cfg, UA, [Request(target)], resolve_test_names).attempts[0]
+    assert attempt.failure is Failure.BLOCKED, attempt
+    assert classify(attempt) is Outcome.BLOCKED
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1/x",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://127.0.0.1:22/",
+        "http://[::1/",
+        "http://" + "a" * 70 + ".test/",
+        "http://bücher.test/",
+        "https://example.com/" + "p" * 10000,
+    ],
+)
+def test_odd_and_refused_urls_end_quickly_without_requests(server: HostileServer, url: str) -> None:
+    started = time.monotonic()
+    attempt = run_checks(config(server), UA, [Request(url)], resolve_test_names).attempts[0]
+    assert attempt.failure is not None and time.monotonic() - started < 3
+    assert server.requests == []
+
+
+def test_one_slow_host_does_not_hold_up_the_others(server: HostileServer) -> None:
+    requests = [Request(server.url("/silent", "127.0.0.1"))] + [
+        Request(server.url(f"/ok/{n}", f"127.0.0.{2 + n}")) for n in range(5)
+    ]
+    finished: dict[str, float] = {}
+    started = time.monotonic()
+
+    def progress(attempt: Attempt) -> None:
+        finished[attempt.url] = time.monotonic() - started
+
+    run_checks(config(server), UA, requests, progress=progress)
+    fast = [t for url, t in finished.items() if "/ok/" in url]
+    assert len(fast) == 5 and max(fast) < 1.5
+
+
+def test_per_host_spacing_and_retry_after_pause_the_host(server: HostileServer) -> None:
+    urls = [Request(server.url(f"/ok/{n}")) for n in range(3)]
+    started = time.monotonic()
+    run_checks(config(server, host_interval=0.5, per_host=2), UA, urls)
+    assert time.monotonic() - started >= 1.0  # three starts, 0.5 s apart
+    server.requests.clear()
+    paused = run_checks(config(server), UA, [Request(server.url("/retry-seconds")), *urls])
+    assert len(paused.deferred) + len(paused.attempts) == 4
+    assert len(paused.deferred) >= 1  # left alone after asking for 120 s
+
+
+def test_the_checker_needs_no_event_loop_of_its_own() -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
