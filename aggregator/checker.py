@@ -19,6 +19,7 @@ lookup in between (`GuardedBackend`); environment proxies are ignored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -39,6 +40,8 @@ from aggregator.links import (
     Failure,
     Hop,
     IPNetwork,
+    Request,
+    RunResult,
     address_allowed,
     retry_after,
     url_allowed,
@@ -178,28 +181,12 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One URL to check, with the validators stored from its last answer."""
-
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-
-
 @dataclass
 class _Host:
     slots: asyncio.Semaphore
     next_start: float = 0.0
     paused_until: float = 0.0
     queue: list[Request] = field(default_factory=list)
-
-
-@dataclass
-class RunResult:
-    attempts: list[Attempt] = field(default_factory=list)
-    deferred: dict[str, float] = field(default_factory=dict)
-    """URL → seconds to wait: not checked, because its host asked for a pause."""
 
 
 class Checker:
@@ -211,7 +198,9 @@ class Checker:
         user_agent: str,
         resolve: Resolver = system_resolver,
         progress: Callable[[Attempt], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
+        self.should_stop = should_stop
         self.config = config
         self.user_agent = user_agent
         self.progress = progress
@@ -238,11 +227,19 @@ class Checker:
             host.queue.append(request)
         try:
             workers = [
-                self._host_worker(host, result)
+                asyncio.create_task(self._host_worker(host, result))
                 for host in hosts.values()
                 for _ in range(min(self.config.per_host, len(host.queue)))
             ]
-            await asyncio.gather(*workers)
+            everything = asyncio.gather(*workers)
+            while not everything.done():
+                await asyncio.wait({everything}, timeout=0.2)
+                if self.should_stop() and not everything.done():
+                    everything.cancel()  # a shutdown: keep what is done, drop the rest
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await everything
+            if not everything.cancelled():
+                everything.result()
         finally:
             await asyncio.gather(*(c.aclose() for c in self._clients.values()))
             self._clients.clear()
@@ -403,10 +400,12 @@ def run_checks(
     requests: Sequence[Request],
     resolve: Resolver = system_resolver,
     progress: Callable[[Attempt], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
     """Check `requests` from synchronous code (a scheduler job, the CLI)."""
 
     async def main() -> RunResult:
-        return await Checker(config, user_agent, resolve, progress).run(requests)
+        checker = Checker(config, user_agent, resolve, progress, should_stop)
+        return await checker.run(requests)
 
     return asyncio.run(main())

@@ -73,6 +73,27 @@ def make_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--host", metavar="HOST", help="address to listen on")
     run_cmd.add_argument("--port", type=int, metavar="PORT", help="port to listen on")
 
+    links_cmd = commands.add_parser(
+        "links",
+        help="check the articles' URLs, or show what is known of one",
+        description="Link checking: `links check` checks URLs now, `links show URL` prints "
+        "the history of one URL.",
+    )
+    links_sub = links_cmd.add_subparsers(dest="links_command", metavar="ACTION", required=True)
+    check_cmd = links_sub.add_parser(
+        "check", help="check due URLs (or all) now and update the feeds"
+    )
+    _common(check_cmd)
+    which = check_cmd.add_mutually_exclusive_group()
+    which.add_argument("--due", action="store_true", help="only URLs that are due (default)")
+    which.add_argument("--all", action="store_true", help="every known URL")
+    check_cmd.add_argument("--limit", type=int, metavar="N", help="check at most N URLs")
+    check_cmd.add_argument("--format", choices=("table", "json"), default="table")
+    show_cmd = links_sub.add_parser("show", help="print what is known of one URL")
+    show_cmd.add_argument("url", metavar="URL")
+    show_cmd.add_argument("--config", type=Path, metavar="PATH", help="config file (YAML)")
+    show_cmd.add_argument("--state", type=Path, metavar="PATH", help="state file (SQLite)")
+
     health_cmd = commands.add_parser(
         "healthcheck",
         help="ask a running service whether it is healthy (exit 0 when it is)",
@@ -103,6 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "healthcheck":
         return healthcheck(args.url or _health_url(config))
+    if args.command == "links":
+        try:
+            if args.links_command == "show":
+                return show_link(config, args.url)
+            return check_links_command(config, args.all, args.limit, args.format)
+        except AggregatorError as exc:
+            print(f"aggregator: {exc}", file=sys.stderr)
+            return 1
     if args.command == "run":
         from aggregator import logs
         from aggregator.daemon import Service
@@ -120,6 +149,102 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print_report(report, config.seeds.dir, config.output.dir)
     return 1 if args.strict and report.rejected else 0
+
+
+def check_links_command(config: Config, everything: bool, limit: int | None, fmt: str) -> int:
+    """`links check`: check now, print each URL (table or JSON) and a summary."""
+    from aggregator.links import classify
+    from aggregator.pipeline import check_links
+
+    bar: Any = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="url", desc="checking links", leave=False)
+    result, report = check_links(
+        config, datetime.now(UTC), everything, limit, (lambda _: bar.update()) if bar else None
+    )
+    if bar is not None:
+        bar.close()
+    verdicts = {state.url: state for state in report.states}
+    rows = []
+    for attempt in result.attempts:
+        state = verdicts.get(attempt.url)
+        rows.append(
+            {
+                "url": attempt.url,
+                "outcome": classify(attempt).value,
+                "verdict": state.status.value if state else None,
+                "code": attempt.status,
+                "final_url": attempt.final_url,
+                "redirects": [[h.url, h.status] for h in attempt.hops],
+                "error": attempt.detail or None,
+                "host": attempt.host,
+            }
+        )
+    by_outcome: dict[str, int] = {}
+    by_host: dict[str, dict[str, int]] = {}
+    for row in rows:
+        outcome = str(row["outcome"])
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+        tally = by_host.setdefault(str(row["host"]), {})
+        tally[outcome] = tally.get(outcome, 0) + 1
+    if fmt == "json":
+        summary = {
+            "checked": rows,
+            "by_outcome": by_outcome,
+            "by_host": by_host,
+            "deferred": sorted(result.deferred),
+            "network_down": report.network_down,
+            "feeds_changed": report.changed,
+        }
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        code = row["code"] if row["code"] is not None else "-"
+        note = row["error"] or (f"→ {row['final_url']}" if row["redirects"] else "")
+        print(f"{row['outcome']:<8} {code!s:>4}  {printable(str(row['url']), 100)}  {note}")
+    print(
+        f"checked {len(rows)} URLs: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(by_outcome.items()))
+        + (f"; {len(result.deferred)} deferred (host asked to wait)" if result.deferred else "")
+    )
+    busiest = sorted(by_host.items(), key=lambda item: -sum(item[1].values()))[:10]
+    for name, counts in busiest:
+        print(f"  {name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if report.network_down:
+        print("most hosts failed the same way: the network looks down, nothing was declared dead")
+    print(f"{report.changed} URLs changed what the feeds show")
+    return 0
+
+
+def show_link(config: Config, url: str) -> int:
+    """`links show URL`: the stored state and recent history of one URL."""
+    from aggregator.pipeline import link_history
+
+    state = link_history(config, url)
+    if state is None:
+        print(f"aggregator: {printable(url)} has not been checked (or is not an article URL)")
+        return 1
+    print(f"{state.url}\n  verdict: {state.status.value}  (last status {state.code})")
+    if state.final_url and state.final_url != state.url:
+        kind = "permanent" if state.permanent else "temporary"
+        print(f"  redirects ({kind}): " + " → ".join(f"{h.url} [{h.status}]" for h in state.hops))
+        print(f"  final URL: {state.final_url}")
+    def when(moment: datetime | None) -> str:
+        return moment.isoformat(timespec="seconds") if moment else "-"
+
+    print(
+        f"  first checked {when(state.first_checked)}, last {when(state.last_checked)},"
+        f" next {when(state.next_check)}"
+    )
+    if state.failures:
+        print(f"  {state.failures} consecutive dead answers since {when(state.failing_since)}")
+    if state.last_error:
+        print(f"  last error: {state.last_error}")
+    for at, outcome, code in state.history:
+        print(f"  {at}  {outcome:<8} {code if code is not None else '-'}")
+    return 0
 
 
 def _health_url(config: Config) -> str:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -39,6 +39,7 @@ from aggregator.state import Store
 
 log = logging.getLogger("aggregator")
 RESCAN = "rescan"
+LINKS = "links"
 STOP_TIMEOUT = 8.0
 """Seconds a shutdown waits for the job in progress (SIGTERM must end within 10 s)."""
 
@@ -50,6 +51,7 @@ class Status:
     started: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
     last_scan: dict[str, Any] | None = None
     last_build: dict[str, Any] | None = None
+    last_links: dict[str, Any] | None = None
     last_error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     scans: int = 0
@@ -66,6 +68,7 @@ class Status:
                 "started": self.started,
                 "last_scan": self.last_scan,
                 "last_build": self.last_build,
+                "last_links": self.last_links,
                 "last_error": self.last_error,
                 "scans": self.scans,
                 **self.counts,
@@ -246,6 +249,15 @@ class Service:
             jitter=scan.jitter,
             next_run_time=datetime.now(UTC),  # the first scan and build happen at start-up
         )
+        if self.config.links.enabled:
+            scheduler.add_job(
+                self._links_job,
+                "interval",
+                id=LINKS,
+                seconds=self.config.links.interval,
+                jitter=min(30.0, self.config.links.interval / 10),
+                next_run_time=datetime.now(UTC) + timedelta(seconds=2),
+            )
         scheduler.start()
         return scheduler
 
@@ -258,6 +270,57 @@ class Service:
         with self._work:
             if not self._stopping.is_set():
                 self.scan_once()
+
+    def _links_job(self) -> None:
+        """Check the URLs that are due; re-render the topics whose entries changed."""
+        from aggregator.checker import default_user_agent, run_checks
+
+        config = self.config
+        if self._stopping.is_set() or not config.links.enabled:
+            return
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        try:
+            with self._work:
+                requests = self.pipeline.link_requests(now, config.links.budget)
+            if not requests:
+                return
+            agent = config.links.user_agent or default_user_agent(config.site.base_url)
+            result = run_checks(config.links, agent, requests, should_stop=self._stopping.is_set)
+            with self._work:
+                report = self.pipeline.apply_link_results(result, now)
+                if report.entries_changed and self.status.last_build is not None:
+                    self.pipeline.render(now, report.topics, should_stop=self._stopping.is_set)
+        except Interrupted:
+            return
+        except AggregatorError as exc:
+            log.error("link check failed: %s", exc)
+            return
+        except Exception:
+            log.exception("link check failed")
+            return
+        for state in report.states:
+            self.metrics.links_checked.labels(state.status.value).inc()
+        counts: dict[str, int] = {}
+        for state in report.states:
+            counts[state.status.value] = counts.get(state.status.value, 0) + 1
+        log.info(
+            "link check: %d URLs in %.1fs (%s)%s; %d changed what feeds show",
+            len(result.attempts),
+            time.monotonic() - started,
+            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+            "; network looks down, nothing declared dead" if report.network_down else "",
+            report.changed,
+        )
+        with self.status.lock:
+            self.status.last_links = {
+                "at": _iso(now),
+                "checked": len(result.attempts),
+                "deferred": len(result.deferred),
+                "verdicts": counts,
+                "network_down": report.network_down,
+                "changed": report.changed,
+            }
 
     def scan_once(self, paths: set[str] | None = None) -> None:
         """One rescan (of everything, or of `paths`) and the rendering it calls for.

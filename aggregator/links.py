@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -152,6 +153,24 @@ class Attempt:
     def permanent(self) -> bool:
         """Every redirect on the way was permanent (301/308)."""
         return bool(self.hops) and all(h.status in PERMANENT_REDIRECTS for h in self.hops)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One URL to check, with the validators stored from its last answer."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What one run of the checker gave."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    deferred: dict[str, float] = field(default_factory=dict)
+    """URL → seconds to wait: not checked, because its host asked for a pause."""
 
 
 def is_suspect(original: str, final: str) -> bool:
@@ -330,3 +349,108 @@ def advance(
     if attempt.retry_after is not None:
         wait = max(wait, attempt.retry_after / 3600)
     return replace(state, unknown_streak=streak, next_check=now + _spread(attempt.url, wait))
+
+
+# -- what a verdict does to an entry ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRules:
+    on_dead: str = "fallback"
+    """fallback | drop | keep"""
+    follow_permanent: bool = True
+
+
+DEFAULT_LINK_RULES = LinkRules()
+
+
+def effective_link(
+    original: str | None,
+    web: str | None,
+    states: Mapping[str, LinkState],
+    rules: LinkRules,
+) -> str | None:
+    """The link an entry shows, given what is known of its URLs; None: the entry leaves the feeds.
+
+    Only a confirmed `dead` changes anything: `fallback` swaps a dead
+    `originalUrl` for a `webUrl` not known dead and drops the entry when every
+    URL is dead; `drop` drops it when `originalUrl` is dead; `keep` only
+    records. A permanent redirect (301/308 all the way) may update the link.
+    """
+
+    def dead(url: str | None) -> bool:
+        state = states.get(url) if url else None
+        return state is not None and state.status is Outcome.DEAD
+
+    chosen = original or web
+    if chosen is None:
+        return None
+    if rules.on_dead == "drop" and original and dead(original):
+        return None
+    if rules.on_dead == "fallback":
+        urls = [u for u in (original, web) if u]
+        if all(dead(u) for u in urls):
+            return None
+        if dead(chosen):
+            chosen = next(u for u in urls if not dead(u))
+    state = states.get(chosen)
+    if (
+        rules.follow_permanent
+        and state is not None
+        and state.permanent
+        and state.status is Outcome.ALIVE
+        and state.final_url
+    ):
+        return state.final_url
+    return chosen
+
+
+def state_to_json(state: LinkState) -> str:
+    data = {
+        "status": state.status.value,
+        "code": state.code,
+        "final_url": state.final_url,
+        "hops": [[h.url, h.status] for h in state.hops],
+        "permanent": state.permanent,
+        "etag": state.etag,
+        "last_modified": state.last_modified,
+        "first_checked": _iso(state.first_checked),
+        "last_checked": _iso(state.last_checked),
+        "next_check": _iso(state.next_check),
+        "failures": state.failures,
+        "failing_since": _iso(state.failing_since),
+        "unknown_streak": state.unknown_streak,
+        "last_error": state.last_error,
+        "history": [list(h) for h in state.history],
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def state_from_json(url: str, text: str) -> LinkState:
+    data = json.loads(text)
+    return LinkState(
+        url=url,
+        status=Outcome(data["status"]),
+        code=data["code"],
+        final_url=data["final_url"],
+        hops=tuple(Hop(u, s) for u, s in data["hops"]),
+        permanent=data["permanent"],
+        etag=data["etag"],
+        last_modified=data["last_modified"],
+        first_checked=_moment(data["first_checked"]),
+        last_checked=_moment(data["last_checked"]),
+        next_check=_moment(data["next_check"]),
+        failures=data["failures"],
+        failing_since=_moment(data["failing_since"]),
+        unknown_streak=data["unknown_streak"],
+        last_error=data["last_error"],
+        history=tuple((t, o, c) for t, o, c in data["history"]),
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

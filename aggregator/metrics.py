@@ -32,6 +32,12 @@ class Metrics:
         self.files_written = Counter(
             "aggregator_files_written", "Files written to the output directory.", registry=r
         )
+        self.links_checked = Counter(
+            "aggregator_links_checked",
+            "URLs checked, by the verdict after the check.",
+            ["verdict"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "aggregator_http_requests", "HTTP requests answered, by status.", ["status"], registry=r
         )

@@ -140,6 +140,8 @@ class SeedRecord:
     is_published: bool | None
     shown: str
     """Hash of what readers see of the article (topics aside): see `plan.shown_hash`."""
+    original_url: str | None = None
+    web_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

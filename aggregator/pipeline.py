@@ -19,12 +19,22 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
 
 from aggregator.config import Config
 from aggregator.errors import Interrupted, SeedDirError
+from aggregator.links import (
+    Attempt,
+    LinkRules,
+    LinkState,
+    Policy,
+    Request,
+    RunResult,
+    advance,
+    network_down,
+)
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml
@@ -64,6 +74,17 @@ class ScanReport:
     """Parts of the seed directory that could not be read; nothing there counts as deleted."""
     topics: set[str] = field(default_factory=set)
     entries_changed: int = 0
+
+
+@dataclass
+class LinkReport:
+    states: list[LinkState]
+    """The state of every URL checked, after the check."""
+    changed: int
+    """URLs whose change feeds can see (confirmed dead, alive again, moved for good)."""
+    network_down: bool
+    topics: set[str]
+    entries_changed: int
 
 
 @dataclass
@@ -125,6 +146,7 @@ class Pipeline:
         self.out = out
         self.config = config
         self.rules = _rules(config)
+        self.link_rules = _link_rules(config)
         self._catalog: dict[str, Topic] | None = None
         self._summaries: dict[str, FeedSummary] = {}
         self._complete = True
@@ -135,10 +157,10 @@ class Pipeline:
 
     def reconfigure(self, config: Config, now: datetime) -> None:
         """Use a new config; the next `render` redoes every feed."""
-        rules = _rules(config)
-        if rules != self.rules:
-            self.rules = rules
-            self.store.retopic(rules, now)
+        rules, link_rules = _rules(config), _link_rules(config)
+        if (rules, link_rules) != (self.rules, self.link_rules):
+            self.rules, self.link_rules = rules, link_rules
+            self.store.retopic(rules, now, link_rules)
         self.config = config
         self._catalog = None
         self._known = None
@@ -238,7 +260,7 @@ class Pipeline:
             known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
         if touched:
             self.store.touch(touched)
-        applied = self.store.refresh(self.rules, now, should_stop)
+        applied = self.store.refresh(self.rules, now, should_stop, self.link_rules)
         report.topics = applied.topics
         report.entries_changed = applied.entries_changed
         self._known = known
@@ -286,6 +308,7 @@ class Pipeline:
                         )
                     ),
                     e.updated,
+                    e.link,
                 )
                 for e in stored
             )
@@ -305,6 +328,36 @@ class Pipeline:
             keep = {feed_path(slug) for slug in self._summaries}
             report.removed = self.out.prune("feeds", ".atom", keep)
         return report
+
+    # -- link checking ----------------------------------------------------------------
+
+    def link_requests(self, now: datetime, limit: int, everything: bool = False) -> list[Request]:
+        """What the link checker should look at now: new URLs first, then the most overdue."""
+        urls = self.store.due_links(now, limit, everything)
+        states = self.store.link_states(urls)
+        return [
+            Request(url, states[url].etag, states[url].last_modified)
+            if url in states
+            else Request(url)
+            for url in urls
+        ]
+
+    def apply_link_results(self, result: RunResult, now: datetime) -> LinkReport:
+        """Store what a checker run found; entries whose link changes are brought up to date."""
+        links = self.config.links
+        policy = Policy(
+            recheck_hours=links.recheck_hours,
+            dead_after=links.dead_after,
+            dead_min_hours=links.dead_min_hours,
+        )
+        before = self.store.link_states([a.url for a in result.attempts])
+        down = network_down(result.attempts)
+        states = [advance(before.get(a.url), a, now, policy, down) for a in result.attempts]
+        deferred = {url: now + timedelta(seconds=s) for url, s in result.deferred.items()}
+        changed = self.store.save_link_states(states, deferred)
+        applied = self.store.refresh(self.rules, now, link_rules=self.link_rules)
+        self.store.forget_unused_links()
+        return LinkReport(states, changed, down, applied.topics, applied.entries_changed)
 
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""
@@ -331,6 +384,11 @@ def _seed_settings(config: Config) -> str:
     """The settings that decide whether a seed is rejected, as stored beside the seeds."""
     seeds = config.seeds
     return json.dumps([seeds.max_file_bytes, sorted(seeds.extensions)])
+
+
+def _link_rules(config: Config) -> LinkRules:
+    links = config.links
+    return LinkRules(links.on_dead, links.follow_permanent_redirects)
 
 
 def _rules(config: Config) -> TopicRules:
@@ -370,5 +428,40 @@ def build(config: Config, now: datetime, progress: Progress | None = None) -> Bu
             rejected=sorted(store.rejected() + pipeline.refused),
             duplicates=store.duplicates(),
         )
+    finally:
+        store.close()
+
+
+def check_links(
+    config: Config,
+    now: datetime,
+    everything: bool = False,
+    limit: int | None = None,
+    progress: Callable[[Attempt], None] | None = None,
+) -> tuple[RunResult, LinkReport]:
+    """Check the articles' URLs once and update the feeds. The composition root of
+    `aggregator links check`."""
+    from aggregator.checker import default_user_agent, run_checks
+
+    out = OutputDir(config.output.dir, config.output.gzip_sidecars)
+    store = Store(config.state.path)
+    try:
+        pipeline = Pipeline(config, store, out)
+        pipeline.scan(now)
+        requests = pipeline.link_requests(now, limit or config.links.budget, everything)
+        agent = config.links.user_agent or default_user_agent(config.site.base_url)
+        result = run_checks(config.links, agent, requests, progress=progress)
+        report = pipeline.apply_link_results(result, now)
+        pipeline.render(now)
+        return result, report
+    finally:
+        store.close()
+
+
+def link_history(config: Config, url: str) -> LinkState | None:
+    """What is stored about one URL (for `aggregator links show`)."""
+    store = Store(config.state.path)
+    try:
+        return store.link_states([url]).get(url)
     finally:
         store.close()

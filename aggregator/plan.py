@@ -31,6 +31,12 @@ class Entry:
     article: Article
     topics: tuple[Topic, ...]
     updated: datetime
+    link: str | None = None
+    """The link to show when link checking chose another than the article's own."""
+
+    @property
+    def url(self) -> str:
+        return self.link or self.article.url
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +138,16 @@ def shown_hash(article: Article) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def fingerprint(shown: str, topic_keys: Iterable[str]) -> str:
+def fingerprint(shown: str, topic_keys: Iterable[str], link: str | None = None) -> str:
     """The ledger's content hash of an entry: what readers see, categories included.
 
+    `link` is the link shown when link checking replaced the article's own.
     An entry's `updated` moves when, and only when, this changes.
     """
-    data = "\x1f".join([shown, *sorted(topic_keys)]).encode("utf-8")
+    parts = [shown, *sorted(topic_keys)]
+    if link is not None:
+        parts.append("\x1elink:" + link)
+    data = "\x1f".join(parts).encode("utf-8")
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
@@ -151,6 +161,8 @@ def to_record(article: Article) -> SeedRecord:
         quality=article.quality,
         is_published=article.is_published,
         shown=shown_hash(article),
+        original_url=article.original_url,
+        web_url=article.web_url,
     )
 
 

@@ -88,7 +88,7 @@ def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
     fe = fg.add_entry(order="append")
     fe.id(entry.id)
     fe.title(article.title)
-    fe.link(href=article.url, rel="alternate")
+    fe.link(href=entry.url, rel="alternate")
     if article.excerpt:
         fe.summary(article.excerpt)
     if article.provider:

@@ -7,6 +7,8 @@ sqlite3 stays inside this module. What is stored:
     seed_topics   the topic spellings each seed uses
     entries       one row per article (duplicates merged): the copy used, the
                   columns the feed filters and ordering need
+    links         per article URL: the link checker's state (verdict, redirects,
+                  validators, history) and when it is due
     topic_slugs   the file name each topic was given, kept for good so that no
                   look-alike topic can ever take over a feed's URL
     meta          settings the stored data depends on
@@ -28,18 +30,29 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from aggregator.errors import Interrupted, StateError
+from aggregator.links import (
+    DEFAULT_LINK_RULES,
+    LinkRules,
+    LinkState,
+    Outcome,
+    effective_link,
+    state_from_json,
+    state_to_json,
+)
 from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, to_micros
 from aggregator.scan import SeedFile
 from aggregator.topics import TopicRules
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _CHUNK = 500
 
 _MIGRATIONS: dict[int, str] = {
@@ -96,6 +109,25 @@ _MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    3: """
+    ALTER TABLE seeds ADD COLUMN original_url TEXT;
+    ALTER TABLE seeds ADD COLUMN web_url TEXT;
+    ALTER TABLE entries ADD COLUMN original_url TEXT;
+    ALTER TABLE entries ADD COLUMN web_url TEXT;
+    ALTER TABLE entries ADD COLUMN link TEXT;
+    ALTER TABLE entries ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX entries_original ON entries(original_url);
+    CREATE INDEX entries_web ON entries(web_url);
+    CREATE TABLE links (
+        url           TEXT PRIMARY KEY,
+        host          TEXT NOT NULL,
+        checked       INTEGER NOT NULL DEFAULT 0,
+        next_check_us INTEGER NOT NULL DEFAULT 0,
+        state         TEXT
+    );
+    CREATE INDEX links_due ON links(checked, next_check_us);
+    UPDATE seeds SET mtime_ns = -1, digest = '';
+    """,
 }
 
 _FILTER = """
@@ -103,6 +135,7 @@ _FILTER = """
     AND (:require_published = 0 OR e.is_published = 1)
     AND (:after IS NULL OR e.published_us >= :after)
     AND e.published_us <= :before
+    AND e.hidden = 0
 """
 
 
@@ -126,6 +159,7 @@ class StoredEntry:
     article: Article
     topic_keys: tuple[str, ...]
     updated: datetime
+    link: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +289,9 @@ class Store:
                 ],
             )
             db.executemany(
-                "INSERT OR REPLACE INTO seeds VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO seeds (source, size, mtime_ns, digest, error, warnings,"
+                " entry_id, article, published_us, quality, is_published, shown, original_url,"
+                " web_url) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         f.source,
@@ -269,6 +305,8 @@ class Store:
                         r.quality,
                         None if r.is_published is None else int(r.is_published),
                         r.shown,
+                        r.original_url,
+                        r.web_url,
                     )
                     for f, r, s in good
                 ],
@@ -296,7 +334,11 @@ class Store:
                 db.execute("DELETE FROM seed_topics WHERE source = ?", (source,))
 
     def refresh(
-        self, rules: TopicRules, now: datetime, should_stop: Callable[[], bool] = lambda: False
+        self,
+        rules: TopicRules,
+        now: datetime,
+        should_stop: Callable[[], bool] = lambda: False,
+        link_rules: LinkRules = DEFAULT_LINK_RULES,
     ) -> Applied:
         """Bring every entry whose seeds changed up to date: copy used, topics, ledger.
 
@@ -306,15 +348,15 @@ class Store:
         applied = Applied()
         with self._transaction() as db:
             ids = [row[0] for row in db.execute("SELECT entry_id FROM dirty ORDER BY entry_id")]
-            self._refresh(db, ids, rules, now, applied, should_stop)
+            self._refresh(db, ids, rules, now, applied, should_stop, link_rules)
             db.execute("DELETE FROM dirty")
         return applied
 
-    def retopic(self, rules: TopicRules, now: datetime) -> Applied:
-        """Re-resolve every entry's topics (after the topic rules changed)."""
+    def retopic(self, rules: TopicRules, now: datetime, link_rules: LinkRules) -> Applied:
+        """Bring every entry up to date again (after topic or link rules changed)."""
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries")
-        return self.refresh(rules, now)
+        return self.refresh(rules, now, link_rules=link_rules)
 
     def _refresh(
         self,
@@ -324,6 +366,7 @@ class Store:
         now: datetime,
         applied: Applied,
         should_stop: Callable[[], bool] = lambda: False,
+        link_rules: LinkRules = DEFAULT_LINK_RULES,
     ) -> None:
         resolved: dict[str, str | None] = {}
 
@@ -337,14 +380,17 @@ class Store:
             if should_stop():
                 raise Interrupted
             marks = ",".join("?" * len(chunk))
-            copies: dict[str, tuple[str, int, float | None, int | None, str]] = {}
-            for entry_id, source, published_us, quality, flag, shown in db.execute(
-                "SELECT entry_id, source, published_us, quality, is_published, shown"
+            copies: dict[str, tuple[Any, ...]] = {}
+            for entry_id, *copy in db.execute(
+                "SELECT entry_id, source, published_us, quality, is_published, shown,"
+                " original_url, web_url"
                 f" FROM seeds WHERE entry_id IN ({marks}) ORDER BY entry_id, source DESC",
                 chunk,
             ):
                 # Sources come in descending order: the copy that stays is the first by path.
-                copies[entry_id] = (source, published_us, quality, flag, shown)
+                copies[entry_id] = tuple(copy)
+            urls = sorted({u for c in copies.values() for u in c[5:7] if u})
+            link_states = self._link_states(db, urls)
             spellings: dict[str, set[str]] = {}
             for entry_id, spelling in db.execute(
                 "SELECT s.entry_id, t.spelling FROM seed_topics t JOIN seeds s"
@@ -357,8 +403,8 @@ class Store:
             old_rows = {
                 row[0]: row[1:]
                 for row in db.execute(
-                    "SELECT entry_id, source, published_us, quality, is_published"
-                    f" FROM entries WHERE entry_id IN ({marks})",
+                    "SELECT entry_id, source, published_us, quality, is_published, original_url,"
+                    f" web_url, link, hidden FROM entries WHERE entry_id IN ({marks})",
                     chunk,
                 )
             }
@@ -384,11 +430,14 @@ class Store:
                         applied.entries_changed += 1
                         applied.topics |= before_keys
                     continue
-                source, published_us, quality, flag, shown = copies[entry_id]
+                source, published_us, quality, flag, shown, original, web = copies[entry_id]
                 keys = spellings.get(entry_id, set())
+                own = original or web
+                link = effective_link(original, web, link_states, link_rules)
+                shown_link = None if link in (None, own) else link
                 previous = ledger.get(entry_id)
                 row = ledger_update(
-                    previous, fingerprint(shown, keys), from_micros(published_us), now
+                    previous, fingerprint(shown, keys, shown_link), from_micros(published_us), now
                 )
                 if row != previous:
                     db.execute(
@@ -400,11 +449,27 @@ class Store:
                             to_micros(row.updated),
                         ),
                     )
-                columns = (source, published_us, quality, flag)
+                columns = (
+                    source,
+                    published_us,
+                    quality,
+                    flag,
+                    original,
+                    web,
+                    shown_link,
+                    int(link is None),
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO links (url, host) VALUES (?, ?)",
+                    [(u, _host(u)) for u in (original, web) if u],
+                )
                 if row == previous and old_rows.get(entry_id) == columns and keys == before_keys:
                     continue
                 db.execute(
-                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", (entry_id, *columns)
+                    "INSERT OR REPLACE INTO entries (entry_id, source, published_us, quality,"
+                    " is_published, original_url, web_url, link, hidden)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (entry_id, *columns),
                 )
                 if keys != before_keys:
                     db.execute("DELETE FROM entry_topics WHERE entry_id = ?", (entry_id,))
@@ -436,6 +501,88 @@ class Store:
             db.execute("UPDATE seeds SET mtime_ns = -1, digest = '' WHERE error IS NOT NULL")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('seed_settings', ?)", (settings,))
             return row is not None
+
+    # -- links -----------------------------------------------------------------------
+
+    def _link_states(self, db: sqlite3.Connection, urls: Sequence[str]) -> dict[str, LinkState]:
+        states: dict[str, LinkState] = {}
+        for chunk in _chunks(urls):
+            marks = ",".join("?" * len(chunk))
+            for url, text in db.execute(
+                f"SELECT url, state FROM links WHERE url IN ({marks}) AND state IS NOT NULL",
+                chunk,
+            ):
+                states[url] = state_from_json(url, text)
+        return states
+
+    def link_states(self, urls: Sequence[str]) -> dict[str, LinkState]:
+        with self._reading() as db:
+            return self._link_states(db, urls)
+
+    def due_links(self, now: datetime, limit: int, everything: bool = False) -> list[str]:
+        """URLs to check: never checked first, then the most overdue (all with `everything`)."""
+        where = "" if everything else "WHERE next_check_us <= :now"
+        with self._reading() as db:
+            rows = db.execute(
+                f"SELECT url FROM links {where} ORDER BY checked, next_check_us, url LIMIT :limit",
+                {"now": to_micros(now), "limit": limit},
+            )
+            return [row[0] for row in rows]
+
+    def save_link_states(
+        self, states: Sequence[LinkState], deferred: Mapping[str, datetime]
+    ) -> int:
+        """Store check results; entries whose shown link may change become due for `refresh`.
+
+        Returns how many URLs changed in a way feeds can see.
+        """
+        changed = 0
+        with self._transaction() as db:
+            old = self._link_states(db, [s.url for s in states])
+            for state in states:
+                assert state.next_check is not None
+                db.execute(
+                    "INSERT INTO links (url, host, checked, next_check_us, state)"
+                    " VALUES (?, ?, 1, ?, ?) ON CONFLICT (url) DO UPDATE SET checked = 1,"
+                    " next_check_us = excluded.next_check_us, state = excluded.state",
+                    (
+                        state.url,
+                        _host(state.url),
+                        to_micros(state.next_check),
+                        state_to_json(state),
+                    ),
+                )
+                if _feed_view(old.get(state.url)) != _feed_view(state):
+                    changed += 1
+                    db.execute(
+                        "INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries"
+                        " WHERE original_url = ? OR web_url = ?",
+                        (state.url, state.url),
+                    )
+            db.executemany(
+                "UPDATE links SET next_check_us = ? WHERE url = ?",
+                [(to_micros(when), url) for url, when in deferred.items()],
+            )
+        return changed
+
+    def forget_unused_links(self) -> int:
+        """Drop link rows no entry refers to any more."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM links WHERE url NOT IN (SELECT original_url FROM entries"
+                " WHERE original_url IS NOT NULL UNION SELECT web_url FROM entries"
+                " WHERE web_url IS NOT NULL)"
+            )
+            return cursor.rowcount
+
+    def link_counts(self) -> dict[str, int]:
+        """URLs by verdict ('new' for never checked)."""
+        counts: dict[str, int] = {}
+        with self._reading() as db:
+            for text in db.execute("SELECT state FROM links"):
+                status = json.loads(text[0])["status"] if text[0] else "new"
+                counts[status] = counts.get(status, 0) + 1
+        return counts
 
     def topic_slugs(self) -> dict[str, str]:
         """The slug every topic ever seen was given (key → slug)."""
@@ -471,7 +618,7 @@ class Store:
         where = _FILTER if key is None else f"t.key = :key AND {_FILTER}"
         with self._reading():
             rows = self._db.execute(
-                f"SELECT e.entry_id, s.article, l.updated_us FROM {source}"
+                f"SELECT e.entry_id, s.article, l.updated_us, e.link FROM {source}"
                 " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
                 f" WHERE {where}"
                 " ORDER BY e.published_us DESC, e.entry_id LIMIT :limit",
@@ -496,8 +643,9 @@ class Store:
                 article_from_json(text),
                 tuple(sorted(keys.get(entry_id, []))),
                 from_micros(updated),
+                link,
             )
-            for entry_id, text, updated in rows
+            for entry_id, text, updated, link in rows
         ]
         return entries, total
 
@@ -527,6 +675,21 @@ class Store:
                     " ON e.entry_id = s.entry_id WHERE s.source != e.source ORDER BY s.source"
                 )
             )
+
+
+def _feed_view(state: LinkState | None) -> tuple[object, ...]:
+    """What of a URL's state can change a feed: confirmed death, a permanent new home."""
+    if state is None:
+        return (False, None)
+    moved = state.final_url if state.permanent and state.status is Outcome.ALIVE else None
+    return (state.status is Outcome.DEAD, moved)
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def _json_list(items: Sequence[str]) -> str:

@@ -55,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
             _, _, code, left = path.split("/")[:4]
             target = "/ok" if int(left) <= 1 else f"/redirect/{code}/{int(left) - 1}"
             self._send(int(code), Location=target)
+        elif path.startswith("/moved/"):
+            self._send(301, Location="/ok/" + path.removeprefix("/moved/"))
         elif path.startswith("/loop"):
             self._send(302, Location="/loop")
         elif path.startswith("/news/"):
