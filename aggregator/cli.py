@@ -231,6 +231,7 @@ def show_link(config: Config, url: str) -> int:
         kind = "permanent" if state.permanent else "temporary"
         print(f"  redirects ({kind}): " + " → ".join(f"{h.url} [{h.status}]" for h in state.hops))
         print(f"  final URL: {state.final_url}")
+
     def when(moment: datetime | None) -> str:
         return moment.isoformat(timespec="seconds") if moment else "-"
 

@@ -152,15 +152,17 @@ class Pipeline:
         self._complete = True
         self._refused: set[tuple[str, str]] = set()
         store.reread_rejected_if_changed(_seed_settings(config))
+        if store.settings_changed("entry_rules", _entry_rules(config)):
+            store.mark_all_dirty()  # topic or link rules changed: the next scan redoes entries
         self._known: dict[str, tuple[int, int]] | None = None
         """(size, mtime_ns) of every stored seed, as the store has them; None: ask the store."""
 
     def reconfigure(self, config: Config, now: datetime) -> None:
         """Use a new config; the next `render` redoes every feed."""
-        rules, link_rules = _rules(config), _link_rules(config)
-        if (rules, link_rules) != (self.rules, self.link_rules):
-            self.rules, self.link_rules = rules, link_rules
-            self.store.retopic(rules, now, link_rules)
+        self.rules, self.link_rules = _rules(config), _link_rules(config)
+        if self.store.settings_changed("entry_rules", _entry_rules(config)):
+            self.store.mark_all_dirty()
+            self.store.refresh(self.rules, now, link_rules=self.link_rules)
         self.config = config
         self._catalog = None
         self._known = None
@@ -384,6 +386,20 @@ def _seed_settings(config: Config) -> str:
     """The settings that decide whether a seed is rejected, as stored beside the seeds."""
     seeds = config.seeds
     return json.dumps([seeds.max_file_bytes, sorted(seeds.extensions)])
+
+
+def _entry_rules(config: Config) -> str:
+    """The settings every entry's topics and link depend on, as stored beside them."""
+    topics, links = config.topics, config.links
+    return json.dumps(
+        [
+            sorted((k, v) for k, v in topics.aliases.items()),
+            sorted(topics.include),
+            sorted(topics.exclude),
+            links.on_dead,
+            links.follow_permanent_redirects,
+        ]
+    )
 
 
 def _link_rules(config: Config) -> LinkRules:

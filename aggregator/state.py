@@ -352,11 +352,10 @@ class Store:
             db.execute("DELETE FROM dirty")
         return applied
 
-    def retopic(self, rules: TopicRules, now: datetime, link_rules: LinkRules) -> Applied:
-        """Bring every entry up to date again (after topic or link rules changed)."""
+    def mark_all_dirty(self) -> None:
+        """Make every entry due for `refresh` (after topic or link rules changed)."""
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries")
-        return self.refresh(rules, now, link_rules=link_rules)
 
     def _refresh(
         self,
@@ -488,6 +487,15 @@ class Store:
             return list(
                 self._db.execute("SELECT spelling, COUNT(*) FROM seed_topics GROUP BY spelling")
             )
+
+    def settings_changed(self, name: str, value: str) -> bool:
+        """Record `value` under `name`; True when a different value was recorded before."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+            if row is not None and row[0] == value:
+                return False
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+            return row is not None
 
     def reread_rejected_if_changed(self, settings: str) -> bool:
         """When the settings reading depends on changed, make rejected seeds due again.

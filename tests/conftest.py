@@ -41,6 +41,7 @@ class Site:
     """A seed directory and an output directory, and a way to build one into the other."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.seeds = root / "seeds"
         self.out = root / "public"
         self.state = root / "state" / "aggregator.sqlite3"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.checker import NameNotResolved, Request, run_checks, system_resolver
+from aggregator.checker import NameNotResolved, run_checks, system_resolver
 from aggregator.config import LinksConfig
-from aggregator.links import Attempt, Failure, Outcome, classify
+from aggregator.links import Attempt, Failure, Outcome, Request, classify
 from tests.hostile_http import HostileServer
 
 UA = "aggregator-tests (+http://127.0.0.1/)"

@@ -186,3 +186,12 @@ def test_far_future_dates_wait_instead_of_topping_every_feed(site: Site) -> None
     root = check_feed(site.feed("all"))
     assert entry_titles(root) == ["Today"]
     assert root.findtext(f"{ATOM}updated", "").startswith("2026-10-31")
+
+
+def test_changed_topic_aliases_apply_to_stored_entries_at_the_next_build(site: Site) -> None:
+    site.add("ki.md", title="KI story", topics=["KI"], originalUrl="https://t.example/ki")
+    site.build()
+    assert "ki" in site.feeds()
+    site.build(now=LATER, overrides={"topics.aliases": {"KI": "AI"}})
+    assert "ki" not in site.feeds()
+    assert entry_titles(check_feed(site.feed("ai"))) == ["KI story"]

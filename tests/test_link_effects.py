@@ -1,0 +1,177 @@
+"""What link verdicts do to the feeds, through `aggregator links check` against a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from aggregator.pipeline import check_links
+from tests.conftest import NOW, Site
+from tests.feedcheck import ATOM, check_feed
+from tests.hostile_http import HostileServer
+
+
+@pytest.fixture
+def server() -> Iterator[HostileServer]:
+    with HostileServer() as running:
+        yield running
+
+
+def links(server: HostileServer, **extra: Any) -> dict[str, Any]:
+    settings = {
+        "links.allow_networks": ("127.0.0.0/8",),
+        "links.allowed_ports": (server.port,),
+        "links.host_interval": 0,
+        "links.dead_after": 2,
+        "links.dead_min_hours": 1,
+        "links.timeout": 3,
+    }
+    settings.update({f"links.{k}": v for k, v in extra.items()})
+    return settings
+
+
+def shown(site: Site) -> dict[str, tuple[str, str]]:
+    """title → (alternate link, updated) in the all feed."""
+    root = check_feed(site.feed("all"))
+    result = {}
+    for entry in root.findall(f"{ATOM}entry"):
+        link = next(
+            x.get("href", "")
+            for x in entry.findall(f"{ATOM}link")
+            if x.get("rel", "alternate") == "alternate"
+        )
+        result[entry.findtext(f"{ATOM}title") or ""] = (
+            link,
+            entry.findtext(f"{ATOM}updated") or "",
+        )
+    return result
+
+
+def add(site: Site, server: HostileServer, name: str, original: str, web: str | None) -> None:
+    site.add(
+        f"{name}.md",
+        title=name,
+        originalUrl=server.url(original),
+        webUrl=server.url(web) if web else None,
+    )
+
+
+def run(site: Site, server: HostileServer, hours: float = 0, **extra: Any) -> None:
+    config = site.config(**links(server, **extra))
+    check_links(config, NOW + timedelta(hours=hours), everything=True)
+
+
+def test_confirmed_dead_falls_back_then_leaves_and_unknown_changes_nothing(
+    site: Site, server: HostileServer
+) -> None:
+    add(site, server, "fallback", "/status/404", "/ok/web")
+    add(site, server, "gone", "/status/410", None)
+    add(site, server, "flaky", "/status/503", None)
+    add(site, server, "fine", "/ok/fine", None)
+    site.build()
+    before = shown(site)
+    run(site, server, 0)
+    assert shown(site) == before  # one dead answer is not a verdict
+    run(site, server, 2)  # the second, an hour and more later: confirmed
+    after = shown(site)
+    assert after["fallback"][0] == server.url("/ok/web")
+    assert after["fallback"][1] > before["fallback"][1]  # its link changed: updated moves
+    assert "gone" not in after  # every URL dead: the entry leaves
+    assert after["flaky"] == before["flaky"] and after["fine"] == before["fine"]
+
+
+def test_drop_and_keep_modes(site: Site, server: HostileServer) -> None:
+    add(site, server, "dead-original", "/status/404", "/ok/web")
+    site.build()
+    for hours in (0, 2):
+        run(site, server, hours, on_dead="keep")
+    assert shown(site)["dead-original"][0] == server.url("/status/404")
+    run(site, server, 4, on_dead="drop")
+    assert "dead-original" not in shown(site)
+
+
+def test_a_permanent_redirect_updates_the_link_and_the_id_stays(
+    site: Site, server: HostileServer
+) -> None:
+    add(site, server, "moved", "/moved/story-about-things", None)
+    site.build()
+    entry_id = check_feed(site.feed("all")).findtext(f"{ATOM}entry/{ATOM}id")
+    run(site, server, 0)
+    assert shown(site)["moved"][0] == server.url("/ok/story-about-things")
+    assert check_feed(site.feed("all")).findtext(f"{ATOM}entry/{ATOM}id") == entry_id
+    run(site, server, 1, follow_permanent_redirects=False)
+    assert shown(site)["moved"][0] == server.url("/moved/story-about-things")
+
+
+def test_links_check_json_lists_every_url_and_show_prints_its_history(
+    site: Site, server: HostileServer
+) -> None:
+    add(site, server, "a", "/ok/a", "/status/404")
+    add(site, server, "b", "/retry-seconds", None)
+    config = site.root / "c.yaml"
+    config.write_text(
+        "links:\n"
+        f"  allow_networks: [127.0.0.0/8]\n  allowed_ports: [{server.port}]\n"
+        "  host_interval: 0\n  timeout: 3\n"
+    )
+    common = [
+        "--config",
+        str(config),
+        "--seeds",
+        str(site.seeds),
+        "--out",
+        str(site.out),
+        "--state",
+        str(site.state),
+    ]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "links",
+            "check",
+            "--all",
+            "--format",
+            "json",
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    urls = {row["url"]: row["outcome"] for row in report["checked"]}
+    assert urls == {
+        server.url("/ok/a"): "alive",
+        server.url("/status/404"): "dead",
+        server.url("/retry-seconds"): "unknown",
+    }
+    assert report["by_host"]["127.0.0.1"] == {"alive": 1, "dead": 1, "unknown": 1}
+    show = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "links",
+            "show",
+            server.url("/status/404"),
+            "--config",
+            str(config),
+            "--state",
+            str(site.state),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert show.returncode == 0 and "verdict: unknown" in show.stdout and "dead" in show.stdout
