@@ -275,3 +275,59 @@ def test_files_deleted_from_the_output_are_written_again(service: RunningService
     service.wait_next_scan()
     assert entry_titles(check_feed(service.get("/feeds/ai.atom").content)) == ["AI one"]
     assert service.stop() == 0
+
+
+def test_the_service_checks_links_and_a_dead_original_gives_way(tmp_path: Path) -> None:
+    from tests.hostile_http import HostileServer
+
+    with HostileServer() as target:
+        svc = RunningService(
+            tmp_path,
+            links={
+                "interval": 1,
+                "allow_networks": ["127.0.0.0/8"],
+                "allowed_ports": [target.port],
+                "host_interval": 0,
+                "dead_after": 1,
+                "dead_min_hours": 0,
+                "timeout": 3,
+            },
+        )
+        (svc.seeds / "a.md").write_text(
+            seed_text(
+                title="Moved on",
+                topics=["AI"],
+                originalUrl=target.url("/status/404"),
+                webUrl=target.url("/ok/a"),
+            )
+        )
+        (svc.seeds / "b.md").write_text(
+            seed_text(
+                title="Silent",
+                topics=["AI"],
+                originalUrl=target.url("/silent"),
+                publishedDateTime="2023-01-01T00:00:00Z",
+            )
+        )
+        try:
+            svc.start()
+            deadline = time.monotonic() + 20
+            link = ""
+            while time.monotonic() < deadline:
+                root = check_feed(svc.get("/feeds/ai.atom").content)
+                first = root.find(f"{ATOM}entry/{ATOM}link")
+                link = first.get("href", "") if first is not None else ""
+                if link == target.url("/ok/a"):
+                    break
+                time.sleep(0.2)
+            assert link == target.url("/ok/a"), svc.log()
+            _, health = svc.health()
+            assert health["last_links"]["checked"] >= 1
+            assert 'aggregator_links_checked_total{verdict="dead"}' in svc.get("/metrics").text
+            # A stop while a check waits on a silent server still ends in time.
+            started = time.monotonic()
+            assert svc.stop() == 0
+            assert time.monotonic() - started < 10
+        finally:
+            if svc.process and svc.process.poll() is None:
+                svc.kill()
