@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import heapq
 import ipaddress
+import itertools
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -181,6 +183,40 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
+class _Slots:
+    """A counting semaphore whose waiters are served by priority (lowest first).
+
+    Requests of the hosts with the most URLs left go first, so a run does not
+    end with a long tail of one or two busy hosts working alone.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed a slot while being cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
+
+
 @dataclass
 class _Host:
     slots: asyncio.Semaphore
@@ -208,7 +244,7 @@ class Checker:
         self._backend = GuardedBackend(resolve, allow)
         self._ssl = ssl.create_default_context()
         self._clients: dict[str, httpx.AsyncClient] = {}
-        self._global = asyncio.Semaphore(config.concurrency)
+        self._global = _Slots(config.concurrency)
         self._timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
 
     async def run(self, requests: Sequence[Request]) -> RunResult:
@@ -257,8 +293,11 @@ class Checker:
             host.next_start = start + self.config.host_interval
             if start > now:
                 await asyncio.sleep(start - now)
-            async with self._global:
+            await self._global.acquire(-len(host.queue))
+            try:
                 attempt = await self.check(request)
+            finally:
+                self._global.release()
             if attempt.status in (429, 503) and attempt.retry_after:
                 host.paused_until = max(host.paused_until, loop.time() + attempt.retry_after)
             result.attempts.append(attempt)
@@ -360,12 +399,13 @@ class Checker:
         client = self._client(url)
         try:
             async with client.stream(method, url, headers=headers) as response:
-                if method == "GET":
-                    read = 0
-                    async for chunk in response.aiter_raw():
-                        read += len(chunk)
-                        if read >= self.config.max_body_bytes:
-                            break
+                # Reading to the end (empty for HEAD) lets the connection be reused;
+                # past the bound, leaving early closes it.
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read >= self.config.max_body_bytes:
+                        break
                 return response
         except CheckError:
             raise
