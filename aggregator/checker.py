@@ -19,8 +19,10 @@ lookup in between (`GuardedBackend`); environment proxies are ignored.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -48,13 +50,12 @@ from aggregator.links import (
     retry_after,
     url_allowed,
 )
+from aggregator.urls import http_url
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """host, port → IP addresses (raises `NameNotResolved`)."""
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-HOLD_HOST_AT_MOST = 60.0
-"""A host asking for a longer pause (Retry-After) is skipped for the rest of the run."""
 
 
 class CheckError(Exception):
@@ -81,16 +82,27 @@ class AddressBlocked(CheckError):
     failure = Failure.BLOCKED
 
 
+class InvalidHost(CheckError):
+    failure = Failure.INVALID
+
+
 class ConnectFailed(CheckError):
     def __init__(self, detail: str, failure: Failure) -> None:
         super().__init__(detail)
         self.failure = failure
 
 
+_DNS_THREADS = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="links-dns")
+"""Lookups block a thread each: enough of them that slow names cannot starve the rest."""
+
+
 async def system_resolver(host: str, port: int) -> list[str]:
     """Addresses of `host` from the system resolver, in its order."""
+    lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().run_in_executor(_DNS_THREADS, lookup)
+    except UnicodeError:
+        raise InvalidHost(f"{host} is not a valid host name") from None
     except socket.gaierror as exc:
         if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)):
             raise NameNotResolved(f"{host} does not resolve") from None
@@ -107,8 +119,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to addresses the SSRF rules allow, resolving exactly once."""
 
     def __init__(self, resolve: Resolver, allow: Sequence[IPNetwork]) -> None:
-        self._resolve = resolve
-        self._allow = tuple(allow)
+        self.resolve = resolve
+        self.allow = tuple(allow)
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -123,13 +135,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         try:
             addresses = [str(ipaddress.ip_address(bare))]
         except ValueError:
-            addresses = await self._resolve(bare, port)
-        allowed = [a for a in addresses if address_allowed(ipaddress.ip_address(a), self._allow)]
+            addresses = await self.resolve(bare, port)
+        allowed = [a for a in addresses if address_allowed(ipaddress.ip_address(a), self.allow)]
         if not allowed:
             shown = addresses[0] if addresses else "nothing"
             raise AddressBlocked(f"{bare} is {shown}, not a public address")
         failure: ConnectFailed | None = None
-        for address in allowed:
+        timed_out: httpcore.ConnectTimeout | None = None
+        for address in allowed:  # a dead address (say, a broken IPv6) must not hide a live one
             try:
                 return await self._inner.connect_tcp(
                     address,
@@ -138,10 +151,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                     local_address=local_address,
                     socket_options=socket_options,
                 )
-            except httpcore.ConnectTimeout:
-                raise
+            except httpcore.ConnectTimeout as exc:
+                timed_out = exc
             except httpcore.ConnectError as exc:
                 failure = _connect_failure(exc, address, port)
+        if timed_out is not None:
+            raise timed_out
         assert failure is not None
         raise failure
 
@@ -219,7 +234,8 @@ class _Slots:
 
 @dataclass
 class _Host:
-    slots: asyncio.Semaphore
+    name: str
+    workers: int = 0
     next_start: float = 0.0
     paused_until: float = 0.0
     queue: list[Request] = field(default_factory=list)
@@ -244,6 +260,7 @@ class Checker:
         self._backend = GuardedBackend(resolve, allow)
         self._ssl = ssl.create_default_context()
         self._transports: dict[str, httpx.AsyncBaseTransport] = {}
+        self._planned: set[str] = set()
         self._global = _Slots(config.concurrency)
         self._timeouts = httpx.Timeout(config.timeout, connect=config.connect_timeout).as_dict()
         self._headers = {"User-Agent": user_agent, "Accept": "*/*"}
@@ -260,22 +277,27 @@ class Checker:
                     Attempt(request.url, failure=Failure.INVALID, detail="malformed URL")
                 )
                 continue
-            host = hosts.setdefault(key, _Host(asyncio.Semaphore(self.config.per_host)))
+            host = hosts.setdefault(key, _Host(key))
             host.queue.append(request)
         try:
-            workers = [
-                asyncio.create_task(self._host_worker(host, result))
-                for host in hosts.values()
-                for _ in range(min(self.config.per_host, len(host.queue)))
-            ]
+            self._planned = set(hosts)
+            workers = []
+            for host in hosts.values():
+                host.workers = min(self.config.per_host, len(host.queue))
+                workers += [
+                    asyncio.create_task(self._host_worker(host, result))
+                    for _ in range(host.workers)
+                ]
             everything = asyncio.gather(*workers)
+            stopped = False
             while not everything.done():
                 await asyncio.wait({everything}, timeout=0.2)
                 if self.should_stop() and not everything.done():
                     everything.cancel()  # a shutdown: keep what is done, drop the rest
+                    stopped = True
                     with contextlib.suppress(asyncio.CancelledError):
                         await everything
-            if not everything.cancelled():
+            if not stopped:
                 everything.result()
         finally:
             await asyncio.gather(*(t.aclose() for t in self._transports.values()))
@@ -287,10 +309,11 @@ class Checker:
         while host.queue:
             request = host.queue.pop(0)
             now = loop.time()
-            if host.paused_until - now > HOLD_HOST_AT_MOST:
+            if host.paused_until > now:
+                # The host asked for a pause: the rest of its URLs wait for a later run.
                 result.deferred[request.url] = host.paused_until - now
                 continue
-            start = max(now, host.next_start, host.paused_until)
+            start = max(now, host.next_start)
             host.next_start = start + self.config.host_interval
             if start > now:
                 await asyncio.sleep(start - now)
@@ -304,6 +327,18 @@ class Checker:
             result.attempts.append(attempt)
             if self.progress is not None:
                 self.progress(attempt)
+            if attempt.hops:  # pools opened for redirect targets of other hosts go at once
+                await self._close_pools(lambda name: name not in self._planned)
+        host.workers -= 1
+        if host.workers == 0:  # the host is done: let its connections go
+            await self._close_pools(lambda name: name == host.name)
+
+    async def _close_pools(self, which: Callable[[str], bool]) -> None:
+        """Close the pools of the hosts `which` picks, so open connections stay bounded."""
+        keys = [k for k in self._transports if which(_host_of(k))]
+        for key in keys:
+            transport = self._transports.pop(key)
+            await transport.aclose()
 
     def _transport(self, url: str) -> httpx.AsyncBaseTransport:
         """The small connection pool of one origin (all share one SSL context)."""
@@ -333,6 +368,9 @@ class Checker:
         except TimeoutError:
             detail = f"no complete answer within {self.config.timeout:g} s"
             return Attempt(request.url, failure=Failure.TIMEOUT, detail=detail)
+        except Exception as exc:  # noqa: BLE001 - one odd URL or answer must not end the run
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            return Attempt(request.url, failure=Failure.PROTOCOL, detail=detail)
 
     async def _follow(self, request: Request) -> Attempt:
         url, method = request.url, "HEAD"
@@ -360,11 +398,10 @@ class Checker:
             if status in REDIRECTS and location:
                 hops.append(Hop(url, status))
                 try:
-                    url = urljoin(url, location.strip())
-                except ValueError:
-                    return Attempt(
-                        request.url, status, Failure.PROTOCOL, "bad Location", tuple(hops)
-                    )
+                    url = http_url(urljoin(url, location.strip()))
+                except ValueError as exc:
+                    detail = f"unusable redirect ({exc})"
+                    return Attempt(request.url, status, Failure.PROTOCOL, detail, tuple(hops))
                 if url in seen:
                     return Attempt(
                         request.url, status, Failure.REDIRECTS, "redirect loop", tuple(hops)
@@ -384,11 +421,27 @@ class Checker:
                 status=status,
                 hops=tuple(hops),
                 final_url=url,
-                etag=headers.get("etag"),
-                last_modified=headers.get("last-modified"),
+                etag=_validator(headers.get("etag")),
+                last_modified=_validator(headers.get("last-modified")),
                 retry_after=retry_after(headers.get("retry-after"), datetime.now(UTC)),
                 detail="" if status < 400 else f"HTTP {status}",
             )
+
+    async def _refused_behind_proxy(self, url: str) -> str | None:
+        """With a proxy the proxy connects; still refuse what resolves to a non-public address."""
+        host = (urlsplit(url).hostname or "").strip("[]")
+        try:
+            addresses = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                addresses = await self._backend.resolve(host, 80)
+            except CheckError:
+                return None  # the proxy may know names we do not
+        if not all(
+            address_allowed(ipaddress.ip_address(a), self._backend.allow) for a in addresses
+        ):
+            return f"{host} is a non-public address"
+        return None
 
     async def _exchange(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
         """One request straight through the origin's transport.
@@ -429,6 +482,17 @@ class Checker:
             raise ConnectFailed(f"cannot connect ({exc})", Failure.UNREACHABLE) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise ConnectFailed(f"{type(exc).__name__}: {exc}", Failure.PROTOCOL) from None
+
+
+def _validator(value: str | None) -> str | None:
+    """An ETag or Last-Modified worth sending back: short, printable ASCII."""
+    if value and len(value) <= 256 and value.isascii() and value.isprintable():
+        return value
+    return None
+
+
+def _host_of(origin: str) -> str:
+    return (urlsplit(origin).hostname or "").lower()
 
 
 def _is_tls(exc: BaseException) -> bool:

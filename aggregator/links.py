@@ -32,7 +32,18 @@ from urllib.parse import urlsplit
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"),)
+_NEVER_V6 = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "64:ff9b:1::/48",  # local-use NAT64: its layout varies, so its target cannot be known
+        "2001::/32",  # Teredo tunnels
+        "fec0::/10",  # site-local (deprecated, still routed in places)
+        "::ffff:0:0:0/96",  # IPv4-translated
+        "3fff::/20",  # documentation
+        "5f00::/16",  # segment routing
+    )
+)
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 MAX_RETRY_AFTER = 3600.0
@@ -96,9 +107,14 @@ def address_allowed(ip: IPAddress, allow: Sequence[IPNetwork] = ()) -> bool:
     if any(ip.version == net.version and ip in net for net in allow):
         return True
     if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _NEVER_V6):
+            return False
         inner = embedded_ipv4(ip)
         if inner:
-            return all(address_allowed(v4, allow) for v4 in inner)
+            if not all(address_allowed(v4, allow) for v4 in inner):
+                return False
+            opened = all(any(v4 in n for n in allow if n.version == 4) for v4 in inner)
+            return opened or _public(ip)
     return _public(ip)
 
 
@@ -114,7 +130,8 @@ def url_allowed(url: str, ports: Iterable[int]) -> str | None:
         return f"scheme {scheme or '(none)'} is not checked"
     if not parts.hostname:
         return "no host"
-    port = port or (443 if scheme == "https" else 80)
+    if port is None:
+        port = 443 if scheme == "https" else 80
     if port not in set(ports):
         return f"port {port} is not allowed"
     return None
@@ -208,7 +225,7 @@ def retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdecimal():
         return min(float(text), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(text)

@@ -11,6 +11,8 @@ import re
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from aggregator.text import strip_invalid_xml
+
 MAX_URL_LENGTH = 4096
 _SCHEMES = frozenset({"http", "https"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -34,6 +36,8 @@ class InvalidURL(ValueError):
 def http_url(value: str) -> str:
     """Return `value`, trimmed, when it is an absolute http(s) URL; raise otherwise."""
     url = value.strip()
+    if strip_invalid_xml(url) != url:
+        raise InvalidURL("URL contains characters XML forbids")
     plain = _PLAIN.fullmatch(url)
     if plain and len(url) <= MAX_URL_LENGTH and 0 < int(plain["port"] or 80) < 65536:
         return url

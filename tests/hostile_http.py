@@ -57,6 +57,19 @@ class Handler(BaseHTTPRequestHandler):
             self._send(int(code), Location=target)
         elif path.startswith("/moved/"):
             self._send(301, Location="/ok/" + path.removeprefix("/moved/"))
+        elif path.startswith("/odd-etag"):
+            self.send_response(200)
+            self.send_header("ETag", '"caf\xe9"')
+            self.send_header("Retry-After", "\xb2")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path.startswith("/to-emoji"):
+            self._send(302, Location="http://xn--ls8h.la/")
+        elif path.startswith("/to-bad-chars"):
+            self.send_response(301)
+            self.send_header("Location", "/new\xef\xbf\xbe")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif path.startswith("/loop"):
             self._send(302, Location="/loop")
         elif path.startswith("/news/"):

@@ -232,3 +232,50 @@ def test_per_host_spacing_and_retry_after_pause_the_host(server: HostileServer) 
 def test_the_checker_needs_no_event_loop_of_its_own() -> None:
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()
+
+
+@pytest.mark.parametrize("path", ["/to-emoji", "/to-bad-chars", "/odd-etag"])
+def test_odd_answers_cost_one_url_not_the_run(server: HostileServer, path: str) -> None:
+    urls = [Request(server.url(path)), Request(server.url("/ok/after"))]
+    result = run_checks(config(server), UA, urls, resolve_test_names)
+    by_url = {a.url: a for a in result.attempts}
+    assert by_url[server.url("/ok/after")].status == 200
+    odd = by_url[server.url(path)]
+    assert odd.etag is None and odd.final_url != server.url("/new\ufffe")
+
+
+def test_a_stop_keeps_the_checks_already_done(server: HostileServer) -> None:
+    started = time.monotonic()
+    urls = [Request(server.url(f"/ok/{n}")) for n in range(5)]
+    urls.append(Request(server.url("/silent")))
+    result = run_checks(
+        config(server, timeout=10, per_host=6),
+        UA,
+        urls,
+        should_stop=lambda: time.monotonic() - started > 1.5,
+    )
+    assert time.monotonic() - started < 4
+    assert len([a for a in result.attempts if a.status == 200]) == 5
+
+
+def test_a_dead_first_address_does_not_hide_a_live_one(server: HostileServer) -> None:
+    closed = HostileServer()
+    dead_port = closed.port
+    closed.server_close()
+
+    async def two_addresses(host: str, port: int) -> list[str]:
+        return ["127.0.0.9", "127.0.0.1"] if host == "two.test" else []
+
+    attempt = run_checks(
+        config(server), UA, [Request(f"http://two.test:{server.port}/ok")], two_addresses
+    ).attempts[0]
+    assert attempt.status == 200
+    assert dead_port != server.port
+
+
+def test_behind_a_proxy_non_public_targets_are_still_refused(server: HostileServer) -> None:
+    cfg = config(server, open_loopback=False, proxy=f"http://127.0.0.1:{server.port}")
+    for url in ("http://127.0.0.1/admin", "http://169.254.169.254/latest/", "http://loop.test/"):
+        attempt = run_checks(cfg, UA, [Request(url)], resolve_test_names).attempts[0]
+        assert attempt.failure is Failure.BLOCKED, attempt
+    assert server.requests == []  # the proxy was never asked
