@@ -383,6 +383,8 @@ class Checker:
             conditional["If-Modified-Since"] = request.last_modified
         while True:
             refused = url_allowed(url, self.config.allowed_ports)
+            if refused is None and self.config.proxy:
+                refused = await self._refused_behind_proxy(url)
             if refused is not None:
                 return Attempt(
                     request.url, failure=Failure.BLOCKED, detail=refused, hops=tuple(hops)
