@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -138,10 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logs.configure(config.logging.format, config.logging.level)
         try:
-            return Service(load).run()
+            code = Service(load).run()
         except AggregatorError as exc:
             print(f"aggregator: {exc}", file=sys.stderr)
             return 1
+        # Everything is closed and flushed; do not wait at exit for threads stuck in
+        # a system call (a DNS lookup of the link checker can take tens of seconds).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     try:
         report = build(config, datetime.now(UTC), _progress_bar())
     except AggregatorError as exc:
