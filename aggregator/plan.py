@@ -95,16 +95,6 @@ class FeedFilter:
             to_micros(now + FUTURE_TOLERANCE),
         )
 
-    def passes(self, article: Article) -> bool:
-        if self.min_quality > 0 and (article.quality or 0) < self.min_quality:
-            return False
-        if self.require_published and article.is_published is not True:
-            return False
-        moment = to_micros(article.published)
-        if moment > self.published_before_us:
-            return False
-        return self.published_after_us is None or moment >= self.published_after_us
-
 
 def topic_catalog(
     spellings: Iterable[tuple[str, int]],

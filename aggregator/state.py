@@ -583,15 +583,6 @@ class Store:
             )
             return cursor.rowcount
 
-    def link_counts(self) -> dict[str, int]:
-        """URLs by verdict ('new' for never checked)."""
-        counts: dict[str, int] = {}
-        with self._reading() as db:
-            for text in db.execute("SELECT state FROM links"):
-                status = json.loads(text[0])["status"] if text[0] else "new"
-                counts[status] = counts.get(status, 0) + 1
-        return counts
-
     def topic_slugs(self) -> dict[str, str]:
         """The slug every topic ever seen was given (key → slug)."""
         with self._reading():
@@ -601,10 +592,6 @@ class Store:
         """Remember newly assigned slugs (existing ones never change)."""
         with self._transaction() as db:
             db.executemany("INSERT OR IGNORE INTO topic_slugs VALUES (?, ?)", slugs.items())
-
-    def topic_keys(self) -> set[str]:
-        with self._reading():
-            return {row[0] for row in self._db.execute("SELECT DISTINCT key FROM entry_topics")}
 
     def feed_page(
         self, key: str | None, flt: FeedFilter, limit: int
