@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/aggregator.yaml
 
-.PHONY: install run build test lint typecheck unit slow bench clean
+.PHONY: install run build test lint typecheck unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,6 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest
-
-slow: install
-	$(BIN)/pytest -m slow
 
 bench: install
 	$(BIN)/python -m bench.build_bench
