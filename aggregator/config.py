@@ -98,6 +98,15 @@ class FeedsConfig(_Section):
     """0 keeps articles of any age."""
     require_published: bool = False
     max_related: int = Field(5, ge=0, le=20)
+    formats: tuple[Literal["atom", "json", "rss"], ...] = ("atom",)
+    """Atom always; JSON Feed 1.1 and RSS 2.0 beside it on request."""
+
+    @field_validator("formats")
+    @classmethod
+    def _with_atom(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "atom" not in value:
+            raise ValueError("atom is always written: list it with the others")
+        return tuple(dict.fromkeys(value))
 
 
 class TopicsConfig(_Section):

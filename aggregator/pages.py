@@ -14,7 +14,7 @@ from html import escape
 
 from aggregator.config import SiteConfig
 from aggregator.plan import FeedSummary
-from aggregator.render import ATOM_TYPE, feed_path, feed_title
+from aggregator.render import FORMATS, feed_path, feed_title
 from aggregator.text import strip_invalid_xml
 
 INDEX_PATH = "index.html"
@@ -44,17 +44,28 @@ def _date(moment: datetime | None) -> str:
     return f'<td class=u><time datetime="{iso}">{moment:%Y-%m-%d %H:%M} UTC</time></td>'
 
 
-def render_index(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
-    """The home page: every feed with its entry count, last update and autodiscovery link."""
+_LABELS = {"atom": "Atom feed", "json": "JSON Feed", "rss": "RSS"}
+
+
+def render_index(
+    feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = ("atom",)
+) -> bytes:
+    """The home page: every feed with its entry count, last update and autodiscovery links."""
     title = escape(strip_invalid_xml(site.title))
     head_links = "\n".join(
-        f'<link rel="alternate" type="{ATOM_TYPE}" title="{escape(feed_title(site, p.topic))}" '
-        f'href="{escape(feed_path(p.slug))}">'
+        f'<link rel="alternate" type="{FORMATS[fmt][1]}" '
+        f'title="{escape(feed_title(site, p.topic))}" href="{escape(feed_path(p.slug, fmt))}">'
         for p in feeds
+        for fmt in formats
     )
     rows = "\n".join(
-        f"<tr><td>{escape(_name(p))}</td><td class=n>{p.total}</td>{_date(p.updated)}"
-        f'<td><a href="{escape(feed_path(p.slug))}" type="{ATOM_TYPE}">Atom feed</a></td></tr>'
+        f"<tr><td>{escape(_name(p))}</td><td class=n>{p.total}</td>{_date(p.updated)}<td>"
+        + " · ".join(
+            f'<a href="{escape(feed_path(p.slug, fmt))}" type="{FORMATS[fmt][1]}">'
+            f"{_LABELS[fmt]}</a>"
+            for fmt in formats
+        )
+        + "</td></tr>"
         for p in feeds
     )
     topics = sum(1 for feed in feeds if feed.topic is not None)

@@ -25,6 +25,7 @@ from itertools import islice
 
 from aggregator.config import Config
 from aggregator.errors import Interrupted, SeedDirError
+from aggregator.jsonfeed import render_json
 from aggregator.links import (
     Attempt,
     LinkRules,
@@ -39,7 +40,7 @@ from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml
 from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, topic_catalog
-from aggregator.render import feed_path, render_atom
+from aggregator.render import FORMATS, feed_path, render_atom, render_rss
 from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.state import Store
 from aggregator.topics import ALL_SLUG, Topic, TopicRules
@@ -321,14 +322,24 @@ class Pipeline:
                 plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
                 data = render_atom(plan, self.config.site, feeds.max_related)
             self._write(feed_path(slug), data, report)
+            # The other formats carry the same entries, in the same order.
+            if "json" in feeds.formats:
+                json_feed = render_json(plan, self.config.site, feeds.max_related)
+                self._write(feed_path(slug, "json"), json_feed, report)
+            if "rss" in feeds.formats:
+                ttl = max(1, self.config.cache_max_age // 60)
+                rss = render_rss(plan, self.config.site, feeds.max_related, ttl)
+                self._write(feed_path(slug, "rss"), rss, report)
             self._summaries[slug] = plan.summary()
         self._catalog = catalog
         summaries = sorted(self._summaries.values(), key=lambda s: (s.topic is not None, s.slug))
-        self._write(INDEX_PATH, render_index(summaries, self.config.site), report)
+        self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
         self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
         if self._complete:
-            keep = {feed_path(slug) for slug in self._summaries}
-            report.removed = self.out.prune("feeds", ".atom", keep)
+            for fmt, (suffix, _) in FORMATS.items():
+                on = fmt in feeds.formats
+                keep = {feed_path(slug, fmt) for slug in self._summaries} if on else set()
+                report.removed += self.out.prune("feeds", suffix, keep)
         return report
 
     # -- link checking ----------------------------------------------------------------
@@ -363,7 +374,9 @@ class Pipeline:
 
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""
-        paths = [*self.feed_paths(), INDEX_PATH, OPML_PATH]
+        formats = self.config.feeds.formats
+        paths = [feed_path(s, f) for s in self._summaries for f in formats]
+        paths += [INDEX_PATH, OPML_PATH]
         return all(self.out.path(p).is_file() for p in paths)
 
     @property

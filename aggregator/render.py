@@ -24,13 +24,17 @@ from aggregator.text import strip_invalid_xml
 from aggregator.topics import Topic
 
 ATOM_TYPE = "application/atom+xml"
+RSS_TYPE = "application/rss+xml"
+JSON_TYPE = "application/feed+json"
+FORMATS = {"atom": (".atom", ATOM_TYPE), "json": (".json", JSON_TYPE), "rss": (".rss", RSS_TYPE)}
+"""format → (file suffix, media type)"""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """`updated` of a feed with no entries: stable, where the build time would not be."""
 
 
-def feed_path(slug: str) -> str:
+def feed_path(slug: str, fmt: str = "atom") -> str:
     """Where a feed lives, relative to the output directory."""
-    return f"feeds/{slug}.atom"
+    return f"feeds/{slug}{FORMATS[fmt][0]}"
 
 
 def feed_id(public_url: str, topic_key: str | None) -> str:
@@ -110,3 +114,37 @@ def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
             fe.media.thumbnail(dict(attrs))
         fe.media.content({**attrs, "medium": "image"})
     fe.related.links = [(r.url, r.title) for r in article.related[:max_related]]
+
+
+def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: int) -> bytes:
+    """The RSS 2.0 document of one feed: the same entries, ids (as guids) and order as Atom."""
+    fg = FeedGenerator()
+    fg.load_extension("media", atom=False, rss=True)
+    fg.title(feed_title(site, plan.topic))
+    fg.link(href=site.base_url, rel="alternate")
+    fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
+    about = plan.topic.name if plan.topic else "every topic"
+    fg.description(f"Articles on {about}, newest first")
+    fg.generator("aggregator")
+    fg.ttl(max(1, ttl_minutes))
+    fg.lastBuildDate(plan.updated or EPOCH)
+    for entry in plan.entries:
+        article = entry.article
+        fe = fg.add_entry(order="append")
+        fe.guid(entry.id, permalink=False)
+        fe.title(article.title)
+        fe.link(href=entry.url)
+        if article.excerpt:
+            fe.description(article.excerpt)
+        fe.category([{"term": t.name} for t in entry.topics])
+        fe.published(article.published)
+        if article.images:
+            image = article.images[0]
+            attrs = {"url": image.url, "group": None}
+            if image.width:
+                attrs["width"] = str(image.width)
+            if image.height:
+                attrs["height"] = str(image.height)
+            fe.media.thumbnail(attrs)
+    data: bytes = fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    return data

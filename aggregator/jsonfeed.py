@@ -1,0 +1,58 @@
+"""JSON Feed 1.1 (https://jsonfeed.org/version/1.1): a feed plan in, bytes out (pure).
+
+The same entries, ids and order as the Atom feed; `date_modified` is the
+ledger's `updated`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aggregator.config import SiteConfig
+from aggregator.plan import FeedPlan
+from aggregator.render import feed_path, feed_title
+from aggregator.text import strip_invalid_xml
+
+VERSION = "https://jsonfeed.org/version/1.1"
+
+
+def render_json(plan: FeedPlan, site: SiteConfig, max_related: int) -> bytes:
+    about = plan.topic.name if plan.topic else "every topic"
+    items: list[dict[str, Any]] = []
+    for entry in plan.entries:
+        article = entry.article
+        item: dict[str, Any] = {
+            "id": entry.id,
+            "url": entry.url,
+            "title": article.title,
+            "content_text": article.excerpt or article.title,
+            "date_published": article.published.isoformat(),
+            "date_modified": entry.updated.isoformat(),
+        }
+        if article.excerpt:
+            item["summary"] = article.excerpt
+        if article.images:
+            item["image"] = article.images[0].url
+        if article.provider:
+            author: dict[str, str] = {"name": article.provider.name}
+            if article.provider.domain:
+                author["url"] = f"https://{article.provider.domain}/"
+            item["authors"] = [author]
+        if entry.topics:
+            item["tags"] = [t.name for t in entry.topics]
+        if article.related and max_related:
+            item["_aggregator"] = {
+                "related": [{"title": r.title, "url": r.url} for r in article.related[:max_related]]
+            }
+        items.append(item)
+    feed = {
+        "version": VERSION,
+        "title": feed_title(site, plan.topic),
+        "home_page_url": site.base_url,
+        "feed_url": site.base_url + feed_path(plan.slug, "json"),
+        "description": f"Articles on {about}, newest first",
+        "authors": [{"name": strip_invalid_xml(site.author)}],
+        "items": items,
+    }
+    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")

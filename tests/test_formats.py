@@ -1,0 +1,67 @@
+"""JSON Feed 1.1 and RSS 2.0 beside Atom: the same entries, ids and order."""
+
+from __future__ import annotations
+
+import json
+
+import feedparser
+import pytest
+
+from aggregator.config import load_config
+from aggregator.errors import ConfigError
+from tests.conftest import Site
+from tests.feedcheck import check_feed, entry_ids
+
+ALL_FORMATS = {"feeds.formats": ("atom", "json", "rss")}
+
+
+def fill(site: Site) -> None:
+    for n in range(4):
+        site.add(
+            f"s{n}.md",
+            title=f"Story {n} <b>& more</b>",
+            topics=["AI", "Space"] if n % 2 else ["AI"],
+            originalUrl=f"https://f.example/{n}",
+            publishedDateTime=f"2024-0{n + 1}-01T00:00:00Z",
+            images=[{"url": f"https://i.example/{n}.jpg", "width": 100, "height": 50}],
+        )
+
+
+def test_every_format_carries_the_same_entries_in_the_same_order(site: Site) -> None:
+    fill(site)
+    site.build(overrides=ALL_FORMATS)
+    for slug in ("all", "ai", "space"):
+        atom_ids = entry_ids(check_feed(site.feed(slug)))
+        feed = json.loads((site.out / "feeds" / f"{slug}.json").read_bytes())
+        assert feed["version"] == "https://jsonfeed.org/version/1.1"
+        assert feed["feed_url"] == f"http://127.0.0.1:8080/feeds/{slug}.json"
+        assert [item["id"] for item in feed["items"]] == atom_ids
+        for item in feed["items"]:
+            assert item["content_text"] and item["url"].startswith("https://")
+            assert item["date_published"] and item["date_modified"]
+        rss = feedparser.parse((site.out / "feeds" / f"{slug}.rss").read_bytes())
+        assert rss.bozo == 0, rss.get("bozo_exception")
+        assert [e.id for e in rss.entries] == atom_ids
+        assert rss.feed.get("ttl") == "1"
+    index = (site.out / "index.html").read_text()
+    for suffix, media in (
+        (".atom", "application/atom+xml"),
+        (".json", "application/feed+json"),
+        (".rss", "application/rss+xml"),
+    ):
+        assert f'type="{media}" title="aggregator: AI" href="feeds/ai{suffix}"' in index
+
+
+def test_formats_turned_off_leave_no_stale_files(site: Site) -> None:
+    fill(site)
+    site.build(overrides=ALL_FORMATS)
+    assert (site.out / "feeds" / "ai.json").exists()
+    site.build()
+    assert not list((site.out / "feeds").glob("*.json"))
+    assert not list((site.out / "feeds").glob("*.rss"))
+    check_feed(site.feed("ai"))
+
+
+def test_atom_cannot_be_turned_off() -> None:
+    with pytest.raises(ConfigError, match="atom is always written"):
+        load_config(overrides={"feeds.formats": ("json",)}, environ={})
