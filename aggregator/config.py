@@ -174,6 +174,22 @@ class LinksConfig(_Section):
         return value
 
 
+class WebSubConfig(_Section):
+    hub: str | None = None
+    """A WebSub hub: feeds name it, and changed feeds are announced to it."""
+    retries: int = Field(3, ge=0, le=10)
+
+    @field_validator("hub")
+    @classmethod
+    def _hub_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return http_url(value)
+        except InvalidURL as exc:
+            raise ValueError(f"expected an absolute http(s) URL ({exc})") from None
+
+
 class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -200,6 +216,7 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
     links: LinksConfig = LinksConfig()
+    websub: WebSubConfig = WebSubConfig()
 
     @model_validator(mode="before")
     @classmethod

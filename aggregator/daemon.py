@@ -14,6 +14,7 @@ state file. Signals are handled here and nowhere else:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -103,6 +104,7 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._files: StaticFiles | None = None
+        self._pinger = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="websub")
         self._watcher: threading.Thread | None = None
         self.store = Store(self.config.state.path)
         self.out = OutputDir(self.config.output.dir, self.config.output.gzip_sidecars)
@@ -137,7 +139,7 @@ class Service:
         )
         serving: asyncio.Task[bool] | None = None
         if config.server.enabled:
-            self._files = StaticFiles(self.out.root, lambda: self.config.cache_max_age)
+            self._files = StaticFiles(self.out.root, lambda: self.config.cache_max_age, self._hub)
             app = App(self._files, self.status.report, self.metrics)
             self._server = HttpServer(app, config.server.host, config.server.port)
             serving = asyncio.create_task(self._serve())
@@ -173,6 +175,21 @@ class Service:
             return False
         return True
 
+    def _hub(self) -> tuple[str, str] | None:
+        hub = self.config.websub.hub
+        return (hub, self.config.site.base_url) if hub else None
+
+    def _announce(self, written: list[str]) -> None:
+        """Tell the WebSub hub about every feed whose bytes changed (in the background)."""
+        hub = self.config.websub.hub
+        feeds = [path for path in written if path.startswith("feeds/")]
+        if not hub or not feeds:
+            return
+        from aggregator.websub import publish
+
+        urls = [self.config.site.base_url + path for path in feeds]
+        self._pinger.submit(publish, hub, urls, self.config.websub.retries, self._stopping.is_set)
+
     def request_stop(self) -> None:
         """SIGTERM/SIGINT (or a test): stop taking work; the write in progress finishes."""
         if not self._stopping.is_set():
@@ -197,6 +214,7 @@ class Service:
             self._server.stop()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(serving, 2.0)
+        self._pinger.shutdown(wait=False, cancel_futures=True)
 
     # -- configuration -----------------------------------------------------------
 
@@ -290,7 +308,10 @@ class Service:
             with self._work:
                 report = self.pipeline.apply_link_results(result, now)
                 if report.entries_changed and self.status.last_build is not None:
-                    self.pipeline.render(now, report.topics, should_stop=self._stopping.is_set)
+                    rendered = self.pipeline.render(
+                        now, report.topics, should_stop=self._stopping.is_set
+                    )
+                    self._announce(rendered.written)
         except Interrupted:
             return
         except AggregatorError as exc:
@@ -357,6 +378,7 @@ class Service:
                 topics = None if self._render_all else scanned.topics
                 rendered = self.pipeline.render(now, topics, should_stop=stopping)
                 self._render_all = False
+                self._announce(rendered.written)
         except Interrupted:
             log.info("scan interrupted by shutdown")
             return

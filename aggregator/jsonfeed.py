@@ -17,7 +17,9 @@ from aggregator.text import strip_invalid_xml
 VERSION = "https://jsonfeed.org/version/1.1"
 
 
-def render_json(plan: FeedPlan, site: SiteConfig, max_related: int) -> bytes:
+def render_json(
+    plan: FeedPlan, site: SiteConfig, max_related: int, hub: str | None = None
+) -> bytes:
     about = plan.topic.name if plan.topic else "every topic"
     items: list[dict[str, Any]] = []
     for entry in plan.entries:
@@ -55,4 +57,6 @@ def render_json(plan: FeedPlan, site: SiteConfig, max_related: int) -> bytes:
         "authors": [{"name": strip_invalid_xml(site.author)}],
         "items": items,
     }
+    if hub:
+        feed["hubs"] = [{"type": "WebSub", "url": hub}]
     return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")

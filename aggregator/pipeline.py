@@ -316,15 +316,16 @@ class Pipeline:
                 for e in stored
             )
             plan = FeedPlan(slug, topic, entries, total)
-            data = render_atom(plan, self.config.site, feeds.max_related)
+            hub = self.config.websub.hub
+            data = render_atom(plan, self.config.site, feeds.max_related, hub)
             while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
                 # Readers choke on huge feeds: keep fewer (oversized) entries instead.
                 plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
-                data = render_atom(plan, self.config.site, feeds.max_related)
+                data = render_atom(plan, self.config.site, feeds.max_related, hub)
             self._write(feed_path(slug), data, report)
             # The other formats carry the same entries, in the same order.
             if "json" in feeds.formats:
-                json_feed = render_json(plan, self.config.site, feeds.max_related)
+                json_feed = render_json(plan, self.config.site, feeds.max_related, hub)
                 self._write(feed_path(slug, "json"), json_feed, report)
             if "rss" in feeds.formats:
                 ttl = max(1, self.config.cache_max_age // 60)

@@ -67,8 +67,10 @@ class _RelatedLinks(BaseEntryExtension):  # type: ignore[misc]
         return item
 
 
-def render_atom(plan: FeedPlan, site: SiteConfig, max_related: int) -> bytes:
-    """The Atom document of one feed, as UTF-8 bytes."""
+def render_atom(
+    plan: FeedPlan, site: SiteConfig, max_related: int, hub: str | None = None
+) -> bytes:
+    """The Atom document of one feed, as UTF-8 bytes (naming the WebSub `hub`, if any)."""
     fg = FeedGenerator()
     fg.load_extension("media", atom=True, rss=True)
     fg.register_extension("related", _RelatedLinksFeed, _RelatedLinks, atom=True, rss=False)
@@ -79,6 +81,8 @@ def render_atom(plan: FeedPlan, site: SiteConfig, max_related: int) -> bytes:
     fg.author({"name": strip_invalid_xml(site.author)})
     fg.link(href=site.base_url + feed_path(plan.slug), rel="self", type=ATOM_TYPE)
     fg.link(href=site.base_url, rel="alternate", type="text/html")
+    if hub:
+        fg.link(href=hub, rel="hub")
     fg.generator("aggregator")
     fg.updated(plan.updated or EPOCH)
     for entry in plan.entries:

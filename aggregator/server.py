@@ -122,9 +122,16 @@ class CachedFile:
 class StaticFiles:
     """Regular files below `root`, read once per version and kept in memory."""
 
-    def __init__(self, root: Path, max_age: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_age: Callable[[], int],
+        hub: Callable[[], tuple[str, str] | None] = lambda: None,
+    ) -> None:
         self.root = root.resolve()
         self.max_age = max_age
+        self.hub = hub
+        """(hub URL, public URL of the directory) when WebSub is on: feeds get Link headers."""
         self._cache: dict[str, CachedFile] = {}
         self._lock = threading.Lock()
 
@@ -175,6 +182,11 @@ class StaticFiles:
             (b"content-type", content_type.encode()),
             *_SECURITY_HEADERS,
         ]
+        websub = self.hub()
+        if websub is not None and relative.startswith("feeds/"):
+            hub, base = websub
+            link = f'<{hub}>; rel="hub", <{base}{relative}>; rel="self"'
+            common.append((b"link", link.encode("utf-8")))
         gzipped = None
         if suffix in _COMPRESSIBLE:
             common.append((b"vary", b"Accept-Encoding"))

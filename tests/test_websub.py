@@ -1,0 +1,103 @@
+"""WebSub: feeds name the hub, and the hub hears once about each feed that changed."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import seed_text
+from tests.feedcheck import ATOM, check_feed
+from tests.service import RunningService
+
+
+class Hub(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.pings: list[dict[str, list[str]]] = []
+
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                hub.pings.append(urllib.parse.parse_qs(body))
+                self.send_response(204)
+                self.end_headers()
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hub"
+
+    def feeds(self) -> list[str]:
+        return sorted(p["hub.url"][0].rsplit("/", 1)[1] for p in self.pings)
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    server = Hub()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_one_ping_per_changed_feed_and_none_for_unchanged_ones(tmp_path: Path, hub: Hub) -> None:
+    svc = RunningService(tmp_path, websub={"hub": hub.url})
+    (svc.seeds / "ai.md").write_text(seed_text(title="AI", topics=["AI"]))
+    (svc.seeds / "space.md").write_text(
+        seed_text(title="Space", topics=["Space"], originalUrl="https://w.example/space")
+    )
+    try:
+        svc.start()
+        deadline = time.monotonic() + 10
+        while len(hub.pings) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.feeds() == ["ai.atom", "all.atom", "space.atom"]
+        assert all(p["hub.mode"] == ["publish"] for p in hub.pings)
+
+        response = svc.get("/feeds/ai.atom")
+        assert f'<{hub.url}>; rel="hub"' in response.headers["link"]
+        assert f'<{svc.base}/feeds/ai.atom>; rel="self"' in response.headers["link"]
+        links = check_feed(response.content).findall(f"{ATOM}link")
+        assert [x.get("href") for x in links if x.get("rel") == "hub"] == [hub.url]
+
+        hub.pings.clear()
+        (svc.seeds / "ai2.md").write_text(
+            seed_text(title="AI 2", topics=["AI"], originalUrl="https://w.example/ai2")
+        )
+        svc.wait_next_scan()
+        svc.wait_next_scan()  # and one more with nothing changed
+        time.sleep(0.3)
+        assert hub.feeds() == ["ai.atom", "all.atom"]
+        assert svc.stop() == 0
+    finally:
+        if svc.process and svc.process.poll() is None:
+            svc.kill()
+
+
+def test_failed_pings_are_retried_then_reported(hub: Hub) -> None:
+    from aggregator.websub import publish
+
+    waits: list[float] = []
+    assert publish(hub.url, ["http://x/feeds/a.atom"], 2, sleep=waits.append) == []
+    assert waits == [] and len(hub.pings) == 1
+    closed = Hub()
+    url = closed.url
+    closed.shutdown()
+    closed.server_close()
+    assert publish(url, ["http://x/feeds/a.atom"], 2, sleep=waits.append) == [
+        "http://x/feeds/a.atom"
+    ]
+    assert waits == [1, 2]  # backing off between the three tries
