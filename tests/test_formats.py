@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import feedparser
+import jsonschema
+import listparser
 import pytest
 
 from aggregator.config import load_config
@@ -13,6 +16,12 @@ from tests.conftest import Site
 from tests.feedcheck import check_feed, entry_ids
 
 ALL_FORMATS = {"feeds.formats": ("atom", "json", "rss")}
+SCHEMA = json.loads(
+    (Path(__file__).parent / "data" / "jsonfeed-1.1.schema.json").read_text(encoding="utf-8")
+)
+VALIDATOR = jsonschema.Draft202012Validator(
+    SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
 
 
 def fill(site: Site) -> None:
@@ -33,6 +42,7 @@ def test_every_format_carries_the_same_entries_in_the_same_order(site: Site) -> 
     for slug in ("all", "ai", "space"):
         atom_ids = entry_ids(check_feed(site.feed(slug)))
         feed = json.loads((site.out / "feeds" / f"{slug}.json").read_bytes())
+        VALIDATOR.validate(feed)
         assert feed["version"] == "https://jsonfeed.org/version/1.1"
         assert feed["feed_url"] == f"http://127.0.0.1:8080/feeds/{slug}.json"
         assert [item["id"] for item in feed["items"]] == atom_ids
@@ -65,3 +75,17 @@ def test_formats_turned_off_leave_no_stale_files(site: Site) -> None:
 def test_atom_cannot_be_turned_off() -> None:
     with pytest.raises(ConfigError, match="atom is always written"):
         load_config(overrides={"feeds.formats": ("json",)}, environ={})
+
+
+def test_the_json_schema_catches_a_broken_feed() -> None:
+    broken = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{"id": "1"}]}
+    assert not VALIDATOR.is_valid(broken)  # an item needs content_text or content_html
+
+
+def test_listparser_finds_every_topic_feed_in_the_opml(site: Site) -> None:
+    fill(site)
+    site.build()
+    result = listparser.parse((site.out / "feeds.opml").read_bytes())
+    assert not result.bozo
+    expected = {f"http://127.0.0.1:8080/feeds/{slug}.atom" for slug in site.feeds()}
+    assert {feed.url for feed in result.feeds} == expected
