@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import __version__
-from aggregator.config import Config, load_config
+from aggregator.config import Config, load_config, server_url
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import BuildReport, Progress, build
 from aggregator.text import printable
@@ -255,12 +255,7 @@ def show_link(config: Config, url: str) -> int:
 
 
 def _health_url(config: Config) -> str:
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: ask locally
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.server.port}/healthz"
+    return server_url(config.server.host, config.server.port) + "healthz"
 
 
 def healthcheck(url: str) -> int:

@@ -231,12 +231,7 @@ class Config(_Section):
         ):
             return data
         server = server if isinstance(server, dict) else {}
-        host = str(server.get("host", "127.0.0.1"))
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: name this host
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        url = f"http://{host}:{server.get('port', 8080)}/"
+        url = server_url(str(server.get("host", "127.0.0.1")), server.get("port", 8080))
         return {**data, "site": {**site, "public_url": url}}
 
     @model_validator(mode="after")
@@ -250,6 +245,15 @@ class Config(_Section):
         if self.server.cache_max_age is not None:
             return self.server.cache_max_age
         return max(1, round(self.scan.interval))
+
+
+def server_url(host: str, port: object) -> str:
+    """The URL a client on this machine reaches the built-in server at."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: ask locally
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
 
 
 def _check_directories(config: Config) -> None:

@@ -37,6 +37,7 @@ from aggregator.output import OutputDir
 from aggregator.pipeline import Pipeline
 from aggregator.server import App, HttpServer, StaticFiles
 from aggregator.state import Store
+from aggregator.text import printable
 
 log = logging.getLogger("aggregator")
 RESCAN = "rescan"
@@ -365,9 +366,9 @@ class Service:
             else:
                 scanned = self.pipeline.scan_paths(paths, now, should_stop=stopping)
             for source, reason in scanned.rejected:
-                log.warning("%s: rejected: %s", logs.name_of(source), reason)
+                log.warning("%s: rejected: %s", printable(source), reason)
             for source, warning in scanned.warnings:
-                log.info("%s: %s", logs.name_of(source), warning)
+                log.info("%s: %s", printable(source), warning)
             for problem in scanned.problems:
                 log.error("seed directory: %s (its seeds are kept as they were)", problem)
             rendered = None
@@ -396,7 +397,7 @@ class Service:
     def _succeeded(self, now: datetime, started: float, scanned: Any, rendered: Any) -> None:
         took = time.monotonic() - started
         counts = self.store.counts()
-        topics = max(0, len(self.pipeline.feed_paths()) - 1)
+        topics = self.pipeline.topic_count
         m = self.metrics
         m.scans.labels("ok").inc()
         m.scan_seconds.observe(took)

@@ -7,8 +7,6 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from aggregator.text import printable
-
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -50,8 +48,3 @@ def configure(format: str = "text", level: str = "info") -> None:
     # "skipped: maximum number of running instances" is the design (scans never
     # overlap), not news; the scheduler's own errors still show.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
-
-
-def name_of(source: str) -> str:
-    """A seed's relative path, safe to put in a log line."""
-    return printable(source)

@@ -11,6 +11,7 @@ topics it was and is in (and `all`, the index and the OPML).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.context
@@ -385,9 +386,10 @@ class Pipeline:
         """Seed files the last full scan could not take as named (not in the state)."""
         return sorted(self._refused)
 
-    def feed_paths(self) -> list[str]:
-        """The feeds the last render left in the output directory."""
-        return sorted(feed_path(slug) for slug in self._summaries)
+    @property
+    def topic_count(self) -> int:
+        """Topics with a feed after the last render (`all` aside)."""
+        return sum(1 for slug in self._summaries if slug != ALL_SLUG)
 
     def _write(self, relative: str, data: bytes, report: RenderReport) -> None:
         if self.out.write(relative, data):
@@ -438,28 +440,35 @@ class BuildReport:
     """(seed, seed whose copy of the same article is used instead)."""
 
 
+@contextlib.contextmanager
+def opened(config: Config) -> Iterator[Pipeline]:
+    """A pipeline on the configured directories and state file, closed afterwards."""
+    out = OutputDir(config.output.dir, config.output.gzip_sidecars)
+    store = Store(config.state.path)
+    try:
+        yield Pipeline(config, store, out)
+    finally:
+        store.close()
+
+
 def build(config: Config, now: datetime, progress: Progress | None = None) -> BuildReport:
     """Bring the output directory up to date once. The composition root of `aggregator build`.
 
     Raises `SeedDirError`, `OutputError` or `StateError` when a directory or the
     state file is unusable; the output directory is then left as it was.
     """
-    out = OutputDir(config.output.dir, config.output.gzip_sidecars)
-    store = Store(config.state.path)
-    try:
-        pipeline = Pipeline(config, store, out)
+    with opened(config) as pipeline:
+        store = pipeline.store
         scanned = pipeline.scan(now, progress)
         rendered = pipeline.render(now)
         return BuildReport(
             scan=scanned,
             render=rendered,
             articles=store.counts().entries,
-            topics=sum(1 for path in pipeline.feed_paths() if path != feed_path(ALL_SLUG)),
+            topics=pipeline.topic_count,
             rejected=sorted(store.rejected() + pipeline.refused),
             duplicates=store.duplicates(),
         )
-    finally:
-        store.close()
 
 
 def check_links(
@@ -473,10 +482,7 @@ def check_links(
     `aggregator links check`."""
     from aggregator.checker import default_user_agent, run_checks
 
-    out = OutputDir(config.output.dir, config.output.gzip_sidecars)
-    store = Store(config.state.path)
-    try:
-        pipeline = Pipeline(config, store, out)
+    with opened(config) as pipeline:
         pipeline.scan(now)
         requests = pipeline.link_requests(now, limit or config.links.budget, everything)
         agent = config.links.user_agent or default_user_agent(config.site.base_url)
@@ -484,8 +490,6 @@ def check_links(
         report = pipeline.apply_link_results(result, now)
         pipeline.render(now)
         return result, report
-    finally:
-        store.close()
 
 
 def link_history(config: Config, url: str) -> LinkState | None:
