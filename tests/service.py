@@ -48,6 +48,14 @@ class RunningService:
         self.write_config()
         self.process: subprocess.Popen[bytes] | None = None
 
+    def __enter__(self) -> RunningService:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Whatever happened in the test, no service process outlives it."""
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.settings))
 

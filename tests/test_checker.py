@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -229,11 +228,6 @@ def test_per_host_spacing_and_retry_after_pause_the_host(server: HostileServer) 
     assert len(paused.deferred) >= 1  # left alone after asking for 120 s
 
 
-def test_the_checker_needs_no_event_loop_of_its_own() -> None:
-    with pytest.raises(RuntimeError):
-        asyncio.get_running_loop()
-
-
 @pytest.mark.parametrize("path", ["/to-emoji", "/to-bad-chars", "/odd-etag"])
 def test_odd_answers_cost_one_url_not_the_run(server: HostileServer, path: str) -> None:
     urls = [Request(server.url(path)), Request(server.url("/ok/after"))]
@@ -259,18 +253,13 @@ def test_a_stop_keeps_the_checks_already_done(server: HostileServer) -> None:
 
 
 def test_a_dead_first_address_does_not_hide_a_live_one(server: HostileServer) -> None:
-    closed = HostileServer()
-    dead_port = closed.port
-    closed.server_close()
-
     async def two_addresses(host: str, port: int) -> list[str]:
         return ["127.0.0.9", "127.0.0.1"] if host == "two.test" else []
 
     attempt = run_checks(
         config(server), UA, [Request(f"http://two.test:{server.port}/ok")], two_addresses
     ).attempts[0]
-    assert attempt.status == 200
-    assert dead_port != server.port
+    assert attempt.status == 200  # 127.0.0.9 refuses (nothing listens there); 127.0.0.1 answers
 
 
 def test_behind_a_proxy_non_public_targets_are_still_refused(server: HostileServer) -> None:

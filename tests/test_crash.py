@@ -42,19 +42,19 @@ def assert_output_whole(out: Path) -> None:
 
 def test_kill_9_during_large_builds_never_leaves_a_broken_file(tmp_path: Path) -> None:
     rng = random.Random(4287)
-    svc = RunningService(tmp_path, build={"workers": 2})
-    total = 0
-    for _round in range(5):
-        add_seeds(svc.seeds, total, 600)
-        total += 600
-        svc.start(wait=False)
-        time.sleep(rng.uniform(0.3, 2.0))
-        svc.kill()
+    with RunningService(tmp_path, build={"workers": 2}) as svc:
+        total = 0
+        for _round in range(5):
+            add_seeds(svc.seeds, total, 600)
+            total += 600
+            svc.start(wait=False)
+            time.sleep(rng.uniform(0.3, 2.0))
+            svc.kill()
+            assert_output_whole(svc.out)
+        svc.start()
+        health = svc.wait_for(lambda h: h["articles"] == total, timeout=60)
+        assert health["rejected"] == 0
         assert_output_whole(svc.out)
-    svc.start()
-    health = svc.wait_for(lambda h: h["articles"] == total, timeout=60)
-    assert health["rejected"] == 0
-    assert_output_whole(svc.out)
-    all_ids = entry_ids(check_feed(svc.get("/feeds/all.atom").content))
-    assert len(all_ids) == 50
-    assert svc.stop() == 0
+        all_ids = entry_ids(check_feed(svc.get("/feeds/all.atom").content))
+        assert len(all_ids) == 50
+        assert svc.stop() == 0

@@ -27,9 +27,8 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
         )
     )
     svc.start()
-    yield svc
-    if svc.process and svc.process.poll() is None:
-        svc.kill()
+    with svc:
+        yield svc
 
 
 def test_a_reader_sees_new_modified_and_nothing_else(service: RunningService) -> None:

@@ -40,9 +40,8 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
         seed_text(title="Space one", topics=["Space"], originalUrl="https://s.example/2")
     )
     svc.start()
-    yield svc
-    if svc.process and svc.process.poll() is None:
-        svc.kill()
+    with svc:
+        yield svc
 
 
 def test_the_service_serves_and_follows_the_seed_directory(service: RunningService) -> None:
@@ -195,7 +194,7 @@ def wait_titles(svc: RunningService, path: str, expected: list[str], timeout: fl
 
 def test_watch_mode_follows_new_edited_and_deleted_seeds_at_once(tmp_path: Path) -> None:
     svc = RunningService(tmp_path, scan={"interval": 3600, "watch": True})
-    try:
+    with svc:
         svc.start()
         (svc.seeds / "new.md").write_text(seed_text(title="Fresh", topics=["Now"]))
         assert wait_titles(svc, "/feeds/now.atom", ["Fresh"]) < 2
@@ -218,9 +217,6 @@ def test_watch_mode_follows_new_edited_and_deleted_seeds_at_once(tmp_path: Path)
         (svc.seeds / "new.md").unlink()
         wait_titles(svc, "/feeds/now.atom", [])
         assert svc.stop() == 0
-    finally:
-        if svc.process and svc.process.poll() is None:
-            svc.kill()
 
 
 def test_after_a_failed_write_the_next_scan_writes_everything_again(
@@ -309,7 +305,7 @@ def test_the_service_checks_links_and_a_dead_original_gives_way(tmp_path: Path) 
                 publishedDateTime="2023-01-01T00:00:00Z",
             )
         )
-        try:
+        with svc:
             svc.start()
             deadline = time.monotonic() + 20
             link = ""
@@ -328,6 +324,3 @@ def test_the_service_checks_links_and_a_dead_original_gives_way(tmp_path: Path) 
             started = time.monotonic()
             assert svc.stop() == 0
             assert time.monotonic() - started < 10
-        finally:
-            if svc.process and svc.process.poll() is None:
-                svc.kill()

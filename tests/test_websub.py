@@ -59,7 +59,7 @@ def test_one_ping_per_changed_feed_and_none_for_unchanged_ones(tmp_path: Path, h
     (svc.seeds / "space.md").write_text(
         seed_text(title="Space", topics=["Space"], originalUrl="https://w.example/space")
     )
-    try:
+    with svc:
         svc.start()
         deadline = time.monotonic() + 10
         while len(hub.pings) < 3 and time.monotonic() < deadline:
@@ -82,9 +82,6 @@ def test_one_ping_per_changed_feed_and_none_for_unchanged_ones(tmp_path: Path, h
         time.sleep(0.3)
         assert hub.feeds() == ["ai.atom", "all.atom"]
         assert svc.stop() == 0
-    finally:
-        if svc.process and svc.process.poll() is None:
-            svc.kill()
 
 
 def test_failed_pings_are_retried_then_reported(hub: Hub) -> None:
