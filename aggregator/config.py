@@ -100,6 +100,8 @@ class FeedsConfig(_Section):
     max_related: int = Field(5, ge=0, le=20)
     formats: tuple[Literal["atom", "json", "rss"], ...] = ("atom",)
     """Atom always; JSON Feed 1.1 and RSS 2.0 beside it on request."""
+    archive: bool = False
+    """Keep entries that leave a feed in RFC 5005 archive pages (feeds/<slug>/archive/<n>.atom)."""
 
     @field_validator("formats")
     @classmethod

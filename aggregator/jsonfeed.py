@@ -11,7 +11,7 @@ from typing import Any
 
 from aggregator.config import SiteConfig
 from aggregator.plan import FeedPlan
-from aggregator.render import feed_path, feed_title
+from aggregator.render import feed_path, feed_title, page_path
 from aggregator.text import strip_invalid_xml
 
 VERSION = "https://jsonfeed.org/version/1.1"
@@ -51,7 +51,7 @@ def render_json(
     feed = {
         "version": VERSION,
         "title": feed_title(site, plan.topic),
-        "home_page_url": site.base_url,
+        "home_page_url": site.base_url + page_path(plan.slug),
         "feed_url": site.base_url + feed_path(plan.slug, "json"),
         "description": f"Articles on {about}, newest first",
         "authors": [{"name": strip_invalid_xml(site.author)}],

@@ -127,6 +127,26 @@ class OutputDir:
             _fsync_dir(directory)
         return removed
 
+    def folders(self, folder: str) -> list[str]:
+        """Names of the folders (not symlinks) directly inside `folder`."""
+        try:
+            with os.scandir(self.path(folder)) as entries:
+                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise OutputError(f"{self.path(folder)}: cannot list ({exc.strerror})") from None
+
+    def remove_empty(self, folder: str) -> None:
+        """Remove `folder` and then its parents inside the directory, as long as they are empty."""
+        target = self.path(folder)
+        while target != self.root:
+            try:
+                target.rmdir()
+            except OSError:
+                return  # not empty (or already gone): leave it
+            target = target.parent
+
 
 def _umask() -> int:
     mask = os.umask(0)

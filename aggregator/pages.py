@@ -1,20 +1,22 @@
-"""The site around the feeds: `index.html` for people, `feeds.opml` for readers.
+"""The site around the feeds: `index.html` and a page per topic for people,
+`feeds.opml` for readers.
 
-Pure: a `Catalog` in, bytes out. Every piece of text is escaped; nothing on
-the page needs JavaScript or another host.
+Pure: summaries and plans in, bytes out. Every piece of text is escaped;
+nothing on a page needs JavaScript or another host (a thumbnail is shown only
+when a local copy of it is at hand).
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from email.utils import format_datetime
 from html import escape
 
 from aggregator.config import SiteConfig
-from aggregator.plan import FeedSummary
-from aggregator.render import FORMATS, feed_path, feed_title
+from aggregator.plan import Entry, FeedPlan, FeedSummary
+from aggregator.render import FORMATS, feed_path, feed_title, page_path
 from aggregator.text import strip_invalid_xml
 
 INDEX_PATH = "index.html"
@@ -27,13 +29,23 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 a{color:#0645ad}
-@media (max-width:36rem){th.u,td.u{display:none}}
+nav{font-size:.9rem}
+.subscribe{display:inline-block;margin:.25rem .5rem .25rem 0;padding:.35rem .8rem;
+border-radius:.4rem;background:#0645ad;color:#fff;text-decoration:none;font-weight:600}
+ol.entries{list-style:none;padding:0;margin:1rem 0}
+ol.entries li{display:flow-root;padding:.9rem 0;border-bottom:1px solid #ddd}
+ol.entries h2{font-size:1.1rem;margin:0 0 .2rem;line-height:1.35;overflow-wrap:anywhere}
+ol.entries p{margin:.25rem 0;overflow-wrap:anywhere}
+.meta{color:#555;font-size:.9rem}
+ol.entries img{float:right;width:8rem;height:auto;max-height:8rem;object-fit:cover;
+margin:0 0 .5rem 1rem;border-radius:.3rem}
+@media (max-width:36rem){th.u,td.u{display:none}ol.entries img{width:5.5rem}}
 @media (prefers-color-scheme:dark){body{background:#161616;color:#e8e8e8}a{color:#8ab4f8}
-th,td{border-color:#333}}
+th,td,ol.entries li{border-color:#333}.meta{color:#aaa}.subscribe{background:#8ab4f8;color:#161616}}
 """.strip()
 
 
-def _name(feed: FeedSummary) -> str:
+def _name(feed: FeedSummary | FeedPlan) -> str:
     return feed.topic.name if feed.topic else "All topics"
 
 
@@ -47,19 +59,44 @@ def _date(moment: datetime | None) -> str:
 _LABELS = {"atom": "Atom feed", "json": "JSON Feed", "rss": "RSS"}
 
 
+def _head(title: str, links: str) -> str:
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<meta name="generator" content="aggregator">
+<meta name="referrer" content="no-referrer">
+{links}
+<style>{_STYLE}</style>
+</head>
+"""
+
+
+def _alternates(
+    feed: FeedSummary | FeedPlan, site: SiteConfig, formats: Sequence[str], up: str
+) -> str:
+    """Autodiscovery tags of a feed, one per format; `up` leads from the page to the root."""
+    tags = []
+    for fmt in formats:
+        title = feed_title(site, feed.topic) + ("" if fmt == "atom" else f" ({_LABELS[fmt]})")
+        tags.append(
+            f'<link rel="alternate" type="{FORMATS[fmt][1]}" title="{escape(title)}" '
+            f'href="{up}{escape(feed_path(feed.slug, fmt))}">'
+        )
+    return "\n".join(tags)
+
+
 def render_index(
     feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = ("atom",)
 ) -> bytes:
     """The home page: every feed with its entry count, last update and autodiscovery links."""
     title = escape(strip_invalid_xml(site.title))
-    head_links = "\n".join(
-        f'<link rel="alternate" type="{FORMATS[fmt][1]}" '
-        f'title="{escape(feed_title(site, p.topic))}" href="{escape(feed_path(p.slug, fmt))}">'
-        for p in feeds
-        for fmt in formats
-    )
+    head_links = "\n".join(_alternates(p, site, formats, "") for p in feeds)
     rows = "\n".join(
-        f"<tr><td>{escape(_name(p))}</td><td class=n>{p.total}</td>{_date(p.updated)}<td>"
+        f'<tr><td><a href="{escape(page_path(p.slug))}">{escape(_name(p))}</a></td>'
+        f"<td class=n>{p.total}</td>{_date(p.updated)}<td>"
         + " · ".join(
             f'<a href="{escape(feed_path(p.slug, fmt))}" type="{FORMATS[fmt][1]}">'
             f"{_LABELS[fmt]}</a>"
@@ -69,17 +106,9 @@ def render_index(
         for p in feeds
     )
     topics = sum(1 for feed in feeds if feed.topic is not None)
-    page = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<meta name="generator" content="aggregator">
-{head_links}
-<style>{_STYLE}</style>
-</head>
-<body>
+    page = (
+        _head(title, head_links)
+        + f"""<body>
 <header>
 <h1>{title}</h1>
 <p>{topics} topic{"" if topics == 1 else "s"}, one feed each. Paste a feed's address into
@@ -96,7 +125,72 @@ your feed reader, or import <a href="{OPML_PATH}" type="text/x-opml">all feeds a
 </body>
 </html>
 """
+    )
     return page.encode("utf-8")
+
+
+def render_topic_page(
+    plan: FeedPlan,
+    site: SiteConfig,
+    formats: Sequence[str] = ("atom",),
+    thumbnails: Mapping[str, str] | None = None,
+) -> bytes:
+    """A feed's page for people: its newest entries and how to subscribe.
+
+    `thumbnails` maps an image URL to the path of a local copy (relative to
+    the output directory); images without one are not shown, so the page
+    makes no request to another host.
+    """
+    name = escape(_name(plan))
+    title = f"{name} · {escape(strip_invalid_xml(site.title))}"
+    subscribe = " ".join(
+        f'<a class=subscribe href="../{escape(feed_path(plan.slug, fmt))}" '
+        f'type="{FORMATS[fmt][1]}">Subscribe: {_LABELS[fmt]}</a>'
+        for fmt in formats
+    )
+    feed_url = escape(site.base_url + feed_path(plan.slug))
+    shown = len(plan.entries)
+    more = f" (the newest {shown} of {plan.total})" if plan.total > shown else ""
+    items = "\n".join(_entry_item(entry, thumbnails or {}) for entry in plan.entries)
+    page = (
+        _head(title, _alternates(plan, site, formats, "../"))
+        + f"""<body>
+<header>
+<nav><a href="../{INDEX_PATH}">← {escape(strip_invalid_xml(site.title))}: all topics</a></nav>
+<h1>{name}</h1>
+<p>{subscribe}</p>
+<p class=meta>Feed address for your reader: <code>{feed_url}</code></p>
+</header>
+<main>
+<p class=meta>{shown} article{"" if shown == 1 else "s"}{more}, newest first.</p>
+<ol class=entries>
+{items}
+</ol>
+</main>
+</body>
+</html>
+"""
+    )
+    return page.encode("utf-8")
+
+
+def _entry_item(entry: Entry, thumbnails: Mapping[str, str]) -> str:
+    article = entry.article
+    parts = ["<li><article>"]
+    local = next((thumbnails[i.url] for i in article.images[:1] if i.url in thumbnails), None)
+    if local is not None:
+        parts.append(f'<img src="../{escape(local)}" alt="" loading="lazy" decoding="async">')
+    parts.append(f'<h2><a href="{escape(entry.url)}">{escape(article.title)}</a></h2>')
+    meta = []
+    if article.provider:
+        meta.append(escape(article.provider.name))
+    when = article.published
+    meta.append(f'<time datetime="{when.isoformat()}">{when:%Y-%m-%d}</time>')
+    parts.append(f"<p class=meta>{' · '.join(meta)}</p>")
+    if article.excerpt:
+        parts.append(f"<p>{escape(article.excerpt)}</p>")
+    parts.append("</article></li>")
+    return "".join(parts)
 
 
 def render_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
@@ -117,7 +211,7 @@ def render_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
             text=_name(plan),
             title=feed_title(site, plan.topic),
             xmlUrl=site.base_url + feed_path(plan.slug),
-            htmlUrl=site.base_url,
+            htmlUrl=site.base_url + page_path(plan.slug),
         )
     ET.indent(root)
     xml: bytes = ET.tostring(root, "utf-8", xml_declaration=False)

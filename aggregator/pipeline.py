@@ -17,13 +17,14 @@ import multiprocessing
 import multiprocessing.context
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
 
+from aggregator.archive import Key, Layout, Row, lay_out, page_digest
 from aggregator.config import Config
 from aggregator.errors import Interrupted, SeedDirError
 from aggregator.jsonfeed import render_json
@@ -39,11 +40,19 @@ from aggregator.links import (
 )
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
-from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml
+from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml, render_topic_page
 from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, topic_catalog
-from aggregator.render import FORMATS, feed_path, render_atom, render_rss
+from aggregator.render import (
+    FORMATS,
+    History,
+    archive_path,
+    feed_path,
+    page_path,
+    render_atom,
+    render_rss,
+)
 from aggregator.scan import SeedFile, check_paths, scan
-from aggregator.state import Store
+from aggregator.state import Store, StoredEntry
 from aggregator.topics import ALL_SLUG, Topic, TopicRules
 from aggregator.worker import load_seed
 
@@ -295,44 +304,12 @@ class Pipeline:
             if should_stop():
                 self._catalog = None  # the next render starts over
                 raise Interrupted
+            summary = self._render_feed(topic, catalog, flt, report)
             slug = topic.slug if topic else ALL_SLUG
-            stored, total = self.store.feed_page(
-                topic.key if topic else None, flt, feeds.max_entries
-            )
-            if topic is not None and total == 0:
+            if summary is None:
                 self._summaries.pop(slug, None)
-                continue
-            entries = tuple(
-                Entry(
-                    e.id,
-                    e.article,
-                    tuple(
-                        sorted(
-                            (catalog[k] for k in e.topic_keys if k in catalog), key=lambda t: t.name
-                        )
-                    ),
-                    e.updated,
-                    e.link,
-                )
-                for e in stored
-            )
-            plan = FeedPlan(slug, topic, entries, total)
-            hub = self.config.websub.hub
-            data = render_atom(plan, self.config.site, feeds.max_related, hub)
-            while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
-                # Readers choke on huge feeds: keep fewer (oversized) entries instead.
-                plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
-                data = render_atom(plan, self.config.site, feeds.max_related, hub)
-            self._write(feed_path(slug), data, report)
-            # The other formats carry the same entries, in the same order.
-            if "json" in feeds.formats:
-                json_feed = render_json(plan, self.config.site, feeds.max_related, hub)
-                self._write(feed_path(slug, "json"), json_feed, report)
-            if "rss" in feeds.formats:
-                ttl = max(1, self.config.cache_max_age // 60)
-                rss = render_rss(plan, self.config.site, feeds.max_related, ttl)
-                self._write(feed_path(slug, "rss"), rss, report)
-            self._summaries[slug] = plan.summary()
+            else:
+                self._summaries[slug] = summary
         self._catalog = catalog
         summaries = sorted(self._summaries.values(), key=lambda s: (s.topic is not None, s.slug))
         self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
@@ -342,7 +319,115 @@ class Pipeline:
                 on = fmt in feeds.formats
                 keep = {feed_path(slug, fmt) for slug in self._summaries} if on else set()
                 report.removed += self.out.prune("feeds", suffix, keep)
+            pages = {page_path(slug) for slug in self._summaries}
+            report.removed += self.out.prune("topics", ".html", pages)
+            for folder in self.out.folders("feeds"):  # archives of feeds that are gone
+                if folder not in self._summaries or not feeds.archive:
+                    report.removed += self.out.prune(f"feeds/{folder}/archive", ".atom", set())
+                    self.out.remove_empty(f"feeds/{folder}/archive")
         return report
+
+    def _render_feed(
+        self,
+        topic: Topic | None,
+        catalog: Mapping[str, Topic],
+        flt: FeedFilter,
+        report: RenderReport,
+    ) -> FeedSummary | None:
+        """Write one feed in every format, its page and its archive; None: it has no entries."""
+        feeds, site = self.config.feeds, self.config.site
+        slug = topic.slug if topic else ALL_SLUG
+        key = topic.key if topic else None
+        rows: list[Row] = []
+        bounds: list[Key] = []
+        digests: list[str] = []
+        if feeds.archive:
+            rows = self.store.feed_rows(key, flt)
+            bounds, digests = self.store.archive(key)
+        newer_than = bounds[-1] if bounds else None
+        stored, total = self.store.feed_page(key, flt, feeds.max_entries, newer_than)
+        if topic is not None and total == 0:
+            return None
+
+        def entry(e: StoredEntry) -> Entry:
+            shown = sorted((catalog[k] for k in e.topic_keys if k in catalog), key=lambda t: t.name)
+            return Entry(e.id, e.article, tuple(shown), e.updated, e.link)
+
+        plan = FeedPlan(slug, topic, tuple(entry(e) for e in stored), total)
+        hub = self.config.websub.hub
+        # Older entries are archived when there are any beyond what the current feed shows.
+        data = render_atom(plan, site, feeds.max_related, hub)
+        while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
+            # Readers choke on huge feeds: keep fewer (oversized) entries instead.
+            plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
+            data = render_atom(plan, site, feeds.max_related, hub)
+        if feeds.archive:
+            # What the current feed leaves out (or sheds for size) goes to the archive.
+            layout = lay_out(rows, bounds, len(plan.entries), feeds.max_entries)
+            if layout.pages:
+                history = History(prev=len(layout.pages))
+                data = render_atom(plan, site, feeds.max_related, hub, history)
+            self._write_archive(plan, catalog, layout, digests, entry, report)
+        self._write(feed_path(slug), data, report)
+        # The other formats carry the same entries, in the same order.
+        if "json" in feeds.formats:
+            self._write(
+                feed_path(slug, "json"), render_json(plan, site, feeds.max_related, hub), report
+            )
+        if "rss" in feeds.formats:
+            ttl = max(1, self.config.cache_max_age // 60)
+            self._write(
+                feed_path(slug, "rss"), render_rss(plan, site, feeds.max_related, ttl), report
+            )
+        self._write(page_path(slug), render_topic_page(plan, site, feeds.formats), report)
+        return plan.summary()
+
+    def _write_archive(
+        self,
+        plan: FeedPlan,
+        catalog: Mapping[str, Topic],
+        layout: Layout,
+        digests: Sequence[str],
+        entry: Callable[[StoredEntry], Entry],
+        report: RenderReport,
+    ) -> None:
+        """Write the archive pages whose entries changed; remember where pages end."""
+        site, slug = self.config.site, plan.slug
+        context = json.dumps(
+            [
+                site.base_url,
+                site.title,
+                site.author,
+                self.config.feeds.max_related,
+                sorted((t.key, t.name, t.slug) for t in catalog.values()),
+            ],
+            ensure_ascii=False,
+        )
+        last = len(layout.pages)
+        kept: list[str] = []
+        for number, rows in enumerate(layout.pages, start=1):
+            digest = page_digest(context, number, last, rows)
+            kept.append(digest)
+            path = archive_path(slug, number)
+            same = number <= len(digests) and digests[number - 1] == digest
+            if same and self.out.path(path).is_file():
+                report.unchanged += 1
+                continue
+            stored = self.store.entries([row.entry_id for row in rows])
+            page = FeedPlan(slug, plan.topic, tuple(entry(e) for e in stored), len(stored))
+            history = History(
+                number=number,
+                prev=number - 1 if number > 1 else None,
+                next=number + 1 if number < last else None,
+            )
+            data = render_atom(page, site, self.config.feeds.max_related, None, history)
+            self._write(path, data, report)
+        key = plan.topic.key if plan.topic else None
+        self.store.keep_archive(key, layout.bounds, kept)
+        if self._complete:
+            folder = f"feeds/{slug}/archive"
+            keep = {archive_path(slug, n) for n in range(1, last + 1)}
+            report.removed += self.out.prune(folder, ".atom", keep)
 
     # -- link checking ----------------------------------------------------------------
 
@@ -378,6 +463,7 @@ class Pipeline:
         """Whether every file the last render wrote is still there (someone may delete them)."""
         formats = self.config.feeds.formats
         paths = [feed_path(s, f) for s in self._summaries for f in formats]
+        paths += [page_path(s) for s in self._summaries]
         paths += [INDEX_PATH, OPML_PATH]
         return all(self.out.path(p).is_file() for p in paths)
 

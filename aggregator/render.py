@@ -11,6 +11,7 @@ an entry extension, instead.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,31 @@ def feed_path(slug: str, fmt: str = "atom") -> str:
     return f"feeds/{slug}{FORMATS[fmt][0]}"
 
 
+def archive_path(slug: str, number: int) -> str:
+    """Where archive page `number` (1: the oldest) of a feed lives (RFC 5005)."""
+    return f"feeds/{slug}/archive/{number}.atom"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A feed document's place in its feed's history (RFC 5005 archived feeds)."""
+
+    number: int | None = None
+    """None: the current feed; else this archive page's number."""
+    prev: int | None = None
+    """The next older archive page, if there is one."""
+    next: int | None = None
+    """The next newer archive page, if there is one (an archive page only)."""
+
+
+HISTORY_NS = "http://purl.org/syndication/history/1.0"
+
+
+def page_path(slug: str) -> str:
+    """Where a feed's page for people lives, relative to the output directory."""
+    return f"topics/{slug}.html"
+
+
 def feed_id(public_url: str, topic_key: str | None) -> str:
     """A stable feed id: a name-based UUID of the site and the topic's key."""
     name = f"{public_url}#topic:{topic_key}" if topic_key is not None else f"{public_url}#all"
@@ -46,6 +72,17 @@ def feed_id(public_url: str, topic_key: str | None) -> str:
 def feed_title(site: SiteConfig, topic: Topic | None) -> str:
     name = topic.name if topic else "all topics"
     return f"{strip_invalid_xml(site.title)}: {name}"
+
+
+class _ArchiveMark(BaseExtension):  # type: ignore[misc]
+    """`<fh:archive/>`: this document is an archive page, not the feed to subscribe to."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": HISTORY_NS}
+
+    def extend_atom(self, feed: Any) -> Any:
+        xml_elem(f"{{{HISTORY_NS}}}archive", feed)
+        return feed
 
 
 class _RelatedLinksFeed(BaseExtension):  # type: ignore[misc]
@@ -68,20 +105,42 @@ class _RelatedLinks(BaseEntryExtension):  # type: ignore[misc]
 
 
 def render_atom(
-    plan: FeedPlan, site: SiteConfig, max_related: int, hub: str | None = None
+    plan: FeedPlan,
+    site: SiteConfig,
+    max_related: int,
+    hub: str | None = None,
+    history: History = History(),
 ) -> bytes:
-    """The Atom document of one feed, as UTF-8 bytes (naming the WebSub `hub`, if any)."""
+    """The Atom document of one feed, as UTF-8 bytes (naming the WebSub `hub`, if any).
+
+    With `history`, the document links its archive pages; an archive page
+    (`history.number`) carries `<fh:archive/>` and links back to the current feed.
+    """
     fg = FeedGenerator()
     fg.load_extension("media", atom=True, rss=True)
     fg.register_extension("related", _RelatedLinksFeed, _RelatedLinks, atom=True, rss=False)
     fg.id(feed_id(site.base_url, plan.topic.key if plan.topic else None))
     fg.title(feed_title(site, plan.topic))
     about = plan.topic.name if plan.topic else "every topic"
-    fg.subtitle(f"Articles on {about}, newest first")
+    current = site.base_url + feed_path(plan.slug)
+    if history.number is None:
+        fg.subtitle(f"Articles on {about}, newest first")
+        fg.link(href=current, rel="self", type=ATOM_TYPE)
+    else:
+        fg.register_extension("history", _ArchiveMark, atom=True, rss=False)
+        fg.subtitle(f"Articles on {about}, archive page {history.number} (1 is the oldest)")
+        self_url = site.base_url + archive_path(plan.slug, history.number)
+        fg.link(href=self_url, rel="self", type=ATOM_TYPE)
+        fg.link(href=current, rel="current", type=ATOM_TYPE)
     fg.author({"name": strip_invalid_xml(site.author)})
-    fg.link(href=site.base_url + feed_path(plan.slug), rel="self", type=ATOM_TYPE)
-    fg.link(href=site.base_url, rel="alternate", type="text/html")
-    if hub:
+    fg.link(href=site.base_url + page_path(plan.slug), rel="alternate", type="text/html")
+    if history.prev is not None:
+        prev = site.base_url + archive_path(plan.slug, history.prev)
+        fg.link(href=prev, rel="prev-archive", type=ATOM_TYPE)
+    if history.next is not None:
+        later = site.base_url + archive_path(plan.slug, history.next)
+        fg.link(href=later, rel="next-archive", type=ATOM_TYPE)
+    if hub and history.number is None:
         fg.link(href=hub, rel="hub")
     fg.generator("aggregator")
     fg.updated(plan.updated or EPOCH)
@@ -125,7 +184,7 @@ def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: 
     fg = FeedGenerator()
     fg.load_extension("media", atom=False, rss=True)
     fg.title(feed_title(site, plan.topic))
-    fg.link(href=site.base_url, rel="alternate")
+    fg.link(href=site.base_url + page_path(plan.slug), rel="alternate")
     fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
     about = plan.topic.name if plan.topic else "every topic"
     fg.description(f"Articles on {about}, newest first")

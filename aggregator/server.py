@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -119,6 +120,11 @@ class CachedFile:
     gzipped: Representation | None
 
 
+ARCHIVE_MAX_AGE = 86_400
+"""Cache-Control max-age of a full archive page, which changes only when an article in it does."""
+_ARCHIVE_PAGE = re.compile(r"(?P<folder>feeds/[^/]+/archive/)(?P<number>[1-9][0-9]{0,8})\.atom")
+
+
 class StaticFiles:
     """Regular files below `root`, read once per version and kept in memory."""
 
@@ -176,14 +182,15 @@ class StaticFiles:
         suffix = os.path.splitext(relative)[1].lower()
         content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
         tag = hashlib.blake2b(body, digest_size=12).hexdigest()
+        max_age = ARCHIVE_MAX_AGE if self._closed_archive_page(relative) else self.max_age()
         common = [
             (b"last-modified", formatdate(mtime, usegmt=True).encode()),
-            (b"cache-control", f"public, max-age={self.max_age()}".encode()),
+            (b"cache-control", f"public, max-age={max_age}".encode()),
             (b"content-type", content_type.encode()),
             *_SECURITY_HEADERS,
         ]
         websub = self.hub()
-        if websub is not None and relative.startswith("feeds/"):
+        if websub is not None and relative.startswith("feeds/") and "/archive/" not in relative:
             hub, base = websub
             link = f'<{hub}>; rel="hub", <{base}{relative}>; rel="self"'
             common.append((b"link", link.encode("utf-8")))
@@ -197,6 +204,14 @@ class StaticFiles:
                 )
         plain = _representation(body, f'"{tag}"', common)
         return CachedFile(version, mtime, plain, gzipped)
+
+    def _closed_archive_page(self, relative: str) -> bool:
+        """Whether this is an archive page with a newer one after it (so it is full)."""
+        match = _ARCHIVE_PAGE.fullmatch(relative)
+        if match is None:
+            return False
+        newer = f"{match['folder']}{int(match['number']) + 1}.atom"
+        return os.path.isfile(os.path.join(self.root, newer))
 
 
 def _representation(body: bytes, etag: str, headers: list[tuple[bytes, bytes]]) -> Representation:

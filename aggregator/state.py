@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aggregator.archive import Key, Row
 from aggregator.errors import Interrupted, StateError
 from aggregator.links import (
     DEFAULT_LINK_RULES,
@@ -52,7 +53,7 @@ from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, t
 from aggregator.scan import SeedFile
 from aggregator.topics import TopicRules
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _CHUNK = 500
 
 _MIGRATIONS: dict[int, str] = {
@@ -127,6 +128,13 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX links_due ON links(checked, next_check_us);
     UPDATE seeds SET mtime_ns = -1, digest = '';
+    """,
+    4: """
+    CREATE TABLE archives (
+        topic   TEXT PRIMARY KEY,
+        bounds  TEXT NOT NULL DEFAULT '[]',
+        digests TEXT NOT NULL DEFAULT '[]'
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -594,28 +602,26 @@ class Store:
             db.executemany("INSERT OR IGNORE INTO topic_slugs VALUES (?, ?)", slugs.items())
 
     def feed_page(
-        self, key: str | None, flt: FeedFilter, limit: int
+        self, key: str | None, flt: FeedFilter, limit: int, newer_than: Key | None = None
     ) -> tuple[list[StoredEntry], int]:
-        """The newest `limit` entries of a topic (None: of all topics) and how many there are."""
-        params = {
-            "key": key,
-            "min_quality": flt.min_quality,
-            "require_published": int(flt.require_published),
-            "after": flt.published_after_us,
-            "before": flt.published_before_us,
-            "limit": limit,
-        }
-        source = (
-            "entries e"
-            if key is None
-            else ("entry_topics t JOIN entries e ON e.entry_id = t.entry_id")
-        )
-        where = _FILTER if key is None else f"t.key = :key AND {_FILTER}"
+        """The newest `limit` entries of a topic (None: of all topics) and how many there are.
+
+        With `newer_than`, only entries placed before that key in feed order
+        (the ones no closed archive page holds); the count is of them all.
+        """
+        params = self._filter_params(key, flt)
+        params["limit"] = limit
+        source, where = self._topic_source(key)
+        bound = ""
+        if newer_than is not None:
+            params["bound_us"], params["bound_id"] = newer_than
+            bound = (
+                " AND (e.published_us > :bound_us"
+                " OR (e.published_us = :bound_us AND e.entry_id < :bound_id))"
+            )
         with self._reading():
             rows = self._db.execute(
-                f"SELECT e.entry_id, s.article, l.updated_us, e.link FROM {source}"
-                " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
-                f" WHERE {where}"
+                f"SELECT e.entry_id FROM {source} WHERE {where}{bound}"
                 " ORDER BY e.published_us DESC, e.entry_id LIMIT :limit",
                 params,
             ).fetchall()
@@ -623,26 +629,92 @@ class Store:
                 f"SELECT COUNT(*) FROM {source} WHERE {where}",
                 params,
             ).fetchone()
-            keys: dict[str, list[str]] = {}
-            ids = [row[0] for row in rows]
-            if ids:
-                marks = ",".join("?" * len(ids))
-                for topic_key, entry_id in self._db.execute(
-                    f"SELECT key, entry_id FROM entry_topics WHERE entry_id IN ({marks})",
-                    ids,
-                ):
-                    keys.setdefault(entry_id, []).append(topic_key)
-        entries = [
+            entries = self._entries([row[0] for row in rows])
+        return entries, total
+
+    def feed_rows(self, key: str | None, flt: FeedFilter) -> list[Row]:
+        """Every entry a feed's filters let through, newest first, as archive paging needs them."""
+        params = self._filter_params(key, flt)
+        source, where = self._topic_source(key)
+        with self._reading():
+            rows = self._db.execute(
+                f"SELECT e.published_us, e.entry_id, l.updated_us FROM {source}"
+                f" JOIN ledger l ON l.entry_id = e.entry_id WHERE {where}"
+                " ORDER BY e.published_us DESC, e.entry_id",
+                params,
+            ).fetchall()
+        return [Row(*row) for row in rows]
+
+    def entries(self, ids: Sequence[str]) -> list[StoredEntry]:
+        """The entries with these ids, in this order."""
+        with self._reading():
+            return self._entries(ids)
+
+    def _entries(self, ids: Sequence[str]) -> list[StoredEntry]:
+        found: dict[str, tuple[str, int, str | None]] = {}
+        keys: dict[str, list[str]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for entry_id, text, updated, link in self._db.execute(
+                "SELECT e.entry_id, s.article, l.updated_us, e.link FROM entries e"
+                " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
+                f" WHERE e.entry_id IN ({marks})",
+                chunk,
+            ):
+                found[entry_id] = (text, updated, link)
+            for topic_key, entry_id in self._db.execute(
+                f"SELECT key, entry_id FROM entry_topics WHERE entry_id IN ({marks})", chunk
+            ):
+                keys.setdefault(entry_id, []).append(topic_key)
+        return [
             StoredEntry(
                 entry_id,
-                article_from_json(text),
+                article_from_json(found[entry_id][0]),
                 tuple(sorted(keys.get(entry_id, []))),
-                from_micros(updated),
-                link,
+                from_micros(found[entry_id][1]),
+                found[entry_id][2],
             )
-            for entry_id, text, updated, link in rows
+            for entry_id in ids
+            if entry_id in found
         ]
-        return entries, total
+
+    @staticmethod
+    def _filter_params(key: str | None, flt: FeedFilter) -> dict[str, object]:
+        return {
+            "key": key,
+            "min_quality": flt.min_quality,
+            "require_published": int(flt.require_published),
+            "after": flt.published_after_us,
+            "before": flt.published_before_us,
+        }
+
+    @staticmethod
+    def _topic_source(key: str | None) -> tuple[str, str]:
+        """The FROM and WHERE of a feed's entries (None: every entry)."""
+        if key is None:
+            return "entries e", _FILTER
+        return (
+            "entry_topics t JOIN entries e ON e.entry_id = t.entry_id",
+            f"t.key = :key AND {_FILTER}",
+        )
+
+    def archive(self, key: str | None) -> tuple[list[Key], list[str]]:
+        """The closed-page bounds and the page digests kept for a topic's archive."""
+        with self._reading():
+            row = self._db.execute(
+                "SELECT bounds, digests FROM archives WHERE topic = ?", (key or "",)
+            ).fetchone()
+        if row is None:
+            return [], []
+        return [(int(us), str(i)) for us, i in json.loads(row[0])], list(json.loads(row[1]))
+
+    def keep_archive(self, key: str | None, bounds: Sequence[Key], digests: Sequence[str]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO archives (topic, bounds, digests) VALUES (?, ?, ?)",
+                (key or "", json.dumps([list(b) for b in bounds]), json.dumps(list(digests))),
+            )
 
     def counts(self) -> Counts:
         with self._reading():

@@ -231,8 +231,9 @@ def test_feeds_of_topics_that_disappeared_are_removed(site: Site) -> None:
     assert (site.out / "feeds" / "energy.atom").exists()
     (site.seeds / "deep" / "good-3.md").unlink()
     report = site.build()
-    assert report.render.removed == ["feeds/energy.atom"]
+    assert report.render.removed == ["feeds/energy.atom", "topics/energy.html"]
     assert not (site.out / "feeds" / "energy.atom").exists()
+    assert not (site.out / "topics" / "energy.html").exists()
 
 
 def test_feeds_are_newest_first_capped_and_dated_by_their_newest_entry(site: Site) -> None:

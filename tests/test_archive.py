@@ -1,0 +1,198 @@
+"""Feed history (RFC 5005): walking `prev-archive` from a feed reaches every entry once,
+and a full archive page changes only when an article in it does."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from aggregator.archive import Row, lay_out
+from tests.conftest import NOW, Site
+from tests.feedcheck import ATOM, check_feed
+
+BASE = "http://127.0.0.1:8080/"
+HISTORY = "{http://purl.org/syndication/history/1.0}"
+ARCHIVED = {"feeds.archive": True, "feeds.max_entries": 3}
+
+
+def add(site: Site, n: int, day: int, **fields: Any) -> None:
+    doc: dict[str, Any] = {
+        "title": f"Story {n}",
+        "topics": ["AI"],
+        "originalUrl": f"https://a.example/{n}",
+        "webUrl": None,
+        "publishedDateTime": f"2024-01-{day:02d}T12:00:00Z",
+    }
+    site.add(f"s{n}.md", **{**doc, **fields})
+
+
+def link(root: etree._Element, rel: str) -> str | None:
+    for element in root.findall(f"{ATOM}link"):
+        if element.get("rel") == rel:
+            return element.get("href")
+    return None
+
+
+def walk(site: Site, slug: str = "ai") -> tuple[list[str], list[str]]:
+    """Entry ids from the current feed back through every archive page, and the pages seen."""
+    current = check_feed(site.feed(slug))
+    assert link(current, "self") == f"{BASE}feeds/{slug}.atom"
+    assert current.find(f"{HISTORY}archive") is None
+    ids = [e.findtext(f"{ATOM}id") or "" for e in current.iter(f"{ATOM}entry")]
+    pages: list[str] = []
+    url = link(current, "prev-archive")
+    newer: str | None = None
+    while url is not None:
+        assert url.startswith(BASE) and url not in pages
+        pages.append(url)
+        page = check_feed((site.out / url.removeprefix(BASE)).read_bytes())
+        assert page.find(f"{HISTORY}archive") is not None
+        assert link(page, "self") == url  # each document names the URL it is served at
+        assert link(page, "current") == f"{BASE}feeds/{slug}.atom"
+        assert link(page, "next-archive") == newer
+        ids += [e.findtext(f"{ATOM}id") or "" for e in page.iter(f"{ATOM}entry")]
+        newer, url = url, link(page, "prev-archive")
+    return ids, pages
+
+
+def mtimes(site: Site) -> dict[str, int]:
+    folder = site.out / "feeds" / "ai" / "archive"
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("*.atom"))}
+
+
+def every_id(site: Site) -> list[str]:
+    """Ids of every article, from the `all` feed of a build without a cap."""
+    root = check_feed(site.feed("all"))
+    return [e.findtext(f"{ATOM}id") or "" for e in root.iter(f"{ATOM}entry")]
+
+
+def test_walking_back_from_the_feed_reaches_every_entry_exactly_once(site: Site) -> None:
+    for n in range(10):
+        add(site, n, n + 1)
+    site.build(overrides=ARCHIVED)
+    ids, pages = walk(site)
+    assert len(ids) == len(set(ids)) == 10
+    assert pages == [f"{BASE}feeds/ai/archive/{n}.atom" for n in (3, 2, 1)]
+    assert len(check_feed(site.feed("ai")).findall(f"{ATOM}entry")) == 3
+    site.build(overrides={"feeds.archive": False, "feeds.max_entries": 100})
+    assert sorted(every_id(site)) == sorted(ids)
+    assert not (site.out / "feeds" / "ai").exists()  # archive off: its pages go
+
+
+def test_a_full_page_changes_only_when_an_article_in_it_does(site: Site) -> None:
+    for n in range(10):
+        add(site, n, n + 1)
+    site.build(overrides=ARCHIVED)
+    first = mtimes(site)
+    assert set(first) == {"1.atom", "2.atom", "3.atom"}
+
+    add(site, 10, 20)  # a new article: one more entry leaves the feed for the open page
+    site.build(now=NOW + timedelta(hours=1), overrides=ARCHIVED)
+    after_new = mtimes(site)
+    assert [name for name in first if first[name] != after_new[name]] == ["3.atom"]
+
+    add(site, 2, 3, excerpt="An edited excerpt.")  # story 2 is on page 1
+    site.build(now=NOW + timedelta(hours=2), overrides=ARCHIVED)
+    after_edit = mtimes(site)
+    assert [n for n in after_edit if after_edit[n] != after_new[n]] == ["1.atom"]
+
+    (site.seeds / "s4.md").unlink()  # story 4 is on page 2
+    site.build(now=NOW + timedelta(hours=3), overrides=ARCHIVED)
+    after_removal = mtimes(site)
+    assert [n for n in after_removal if after_removal[n] != after_edit[n]] == ["2.atom"]
+
+    add(site, 11, 2)  # a new article dated among those on page 1
+    site.build(now=NOW + timedelta(hours=4), overrides=ARCHIVED)
+    after_backdate = mtimes(site)
+    assert [n for n in after_backdate if after_backdate[n] != after_removal[n]] == ["1.atom"]
+
+    report = site.build(now=NOW + timedelta(hours=5), overrides=ARCHIVED)
+    assert report.render.written == [] and mtimes(site) == after_backdate
+    ids, _ = walk(site)
+    assert len(ids) == len(set(ids)) == 11
+
+
+def test_archive_pages_of_a_topic_that_is_gone_are_removed(site: Site) -> None:
+    for n in range(5):
+        add(site, n, n + 1)
+    site.build(overrides=ARCHIVED)
+    assert (site.out / "feeds" / "ai" / "archive" / "1.atom").is_file()
+    for n in range(5):
+        add(site, n, n + 1, topics=["Space"])
+    site.build(overrides=ARCHIVED)
+    assert not (site.out / "feeds" / "ai").exists()
+    ids, pages = walk(site, "space")
+    assert len(set(ids)) == 5 and pages
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_pages_partition_the_entries_through_any_history(data: st.DataObject) -> None:
+    """Whatever arrives, leaves or is re-dated, the feed and the pages hold each entry once,
+    and a closed page keeps its entries unless one of them changed."""
+    rng = random.Random(data.draw(st.integers(0, 2**32)))
+    size = data.draw(st.integers(1, 4))
+    in_feed = data.draw(st.integers(1, 4))
+    live: dict[str, int] = {}
+    bounds: tuple[tuple[int, str], ...] = ()
+    previous: tuple[tuple[Row, ...], ...] = ()
+    for step in range(data.draw(st.integers(1, 25))):
+        touched: set[str] = set()
+        for _ in range(rng.randint(0, 4)):
+            action = rng.random()
+            if action < 0.6 or not live:
+                name = f"e{step}-{rng.random()}"
+                live[name] = rng.randint(0, 40)
+                touched.add(name)
+            elif action < 0.8:
+                gone = rng.choice(sorted(live))
+                del live[gone]
+                touched.add(gone)
+            else:
+                moved = rng.choice(sorted(live))
+                live[moved] = rng.randint(0, 40)
+                touched.add(moved)
+        rows = sorted(
+            (Row(published, name, 0) for name, published in live.items()),
+            key=lambda r: (-r.published_us, r.entry_id),
+        )
+        newer = [r for r in rows if not bounds or _before(r, bounds[-1])]
+        layout = lay_out(rows, bounds, min(in_feed, len(newer)), size)
+        shown = [r.entry_id for r in newer[:in_feed]]
+        archived = [r.entry_id for page in layout.pages for r in page]
+        assert sorted(shown + archived) == sorted(live)
+        assert layout.bounds[: len(bounds)] == bounds
+        for old, new in zip(previous[: len(bounds)], layout.pages, strict=False):
+            names = {r.entry_id for r in old} | {r.entry_id for r in new}
+            if not names & touched:
+                assert old == new
+        previous, bounds = layout.pages, layout.bounds
+
+
+def _before(row: Row, bound: tuple[int, str]) -> bool:
+    return row.published_us > bound[0] or (row.published_us == bound[0] and row.entry_id < bound[1])
+
+
+def test_the_served_archive_is_cached_long_and_the_open_page_is_not(site: Site) -> None:
+    from aggregator.server import ARCHIVE_MAX_AGE, StaticFiles
+
+    for n in range(10):
+        add(site, n, n + 1)
+    site.build(overrides=ARCHIVED)
+    files = StaticFiles(Path(site.out), lambda: 60)
+    ages = {}
+    for number in (1, 2, 3):
+        served = files.get(f"feeds/ai/archive/{number}.atom")
+        assert served is not None
+        ages[number] = dict(served.plain.headers)[b"cache-control"]
+    assert ages == {
+        1: f"public, max-age={ARCHIVE_MAX_AGE}".encode(),
+        2: f"public, max-age={ARCHIVE_MAX_AGE}".encode(),
+        3: b"public, max-age=60",
+    }
