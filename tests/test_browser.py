@@ -1,0 +1,127 @@
+"""A real browser (headless Chromium, driven by Playwright) on the running service's pages.
+
+Needs Debian's `chromium` (`.ci/run` installs it). Without it the test is
+skipped, unless AGGREGATOR_REQUIRE_BROWSER is set, as CI does: then it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import seed_text
+from tests.service import RunningService
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None and os.environ.get("AGGREGATOR_REQUIRE_BROWSER"):
+    pytest.fail("AGGREGATOR_REQUIRE_BROWSER is set but chromium is not installed")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs chromium (apt-get install chromium)"
+)
+
+PHONE = (390, 844)
+DESKTOP = (1280, 900)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[RunningService]:
+    svc = RunningService(tmp_path / "svc", feeds={"formats": ["atom", "json", "rss"]})
+    for n in range(6):
+        (svc.seeds / f"s{n}.md").write_text(
+            seed_text(
+                title=f"Story {n}: a rather long headline that has to wrap on a phone <b>x</b>",
+                topics=["AI", "Weltraum & Raumfahrt"] if n % 2 else ["AI"],
+                originalUrl=f"https://news.example/2024/story-{n}",
+                publishedDateTime=f"2024-0{n + 1}-02T08:00:00Z",
+                images=[{"url": f"https://images.example/{n}.jpg", "width": 800, "height": 400}],
+            )
+        )
+    svc.start()
+    with svc:
+        yield svc
+
+
+def test_a_person_finds_the_subscribe_links_on_phone_and_desktop(
+    service: RunningService, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Route, sync_playwright
+
+    origin = urlsplit(service.base).netloc
+    elsewhere: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            for name, (width, height) in (("phone", PHONE), ("desktop", DESKTOP)):
+                context = browser.new_context(
+                    viewport={"width": width, "height": height}, java_script_enabled=False
+                )
+
+                def route(r: Route) -> None:
+                    if urlsplit(r.request.url).netloc != origin:
+                        elsewhere.append(r.request.url)
+                        r.abort()
+                    else:
+                        r.continue_()
+
+                context.route("**/*", route)
+                page = context.new_page()
+                page.on("console", lambda m: _note(problems, m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: _note(problems, str(e)))
+                page.on("requestfailed", lambda r: _note(problems, f"failed: {r.url}"))
+
+                response = page.goto(service.base + "/")
+                assert response is not None and response.status == 200
+                feeds = page.locator('head link[rel="alternate"]')
+                types = {feeds.nth(i).get_attribute("type") for i in range(feeds.count())}
+                assert types == {
+                    "application/atom+xml",
+                    "application/feed+json",
+                    "application/rss+xml",
+                }
+                page.screenshot(path=tmp_path / f"index-{name}.png", full_page=True)
+                _fits(page, width)
+
+                page.get_by_role("link", name="Weltraum & Raumfahrt").click()
+                page.wait_for_load_state()
+                assert page.url.endswith("/topics/weltraum-and-raumfahrt.html")
+                subscribe = page.locator("a.subscribe").first
+                assert subscribe.is_visible()
+                href = subscribe.get_attribute("href")
+                assert href is not None
+                feed = service.get("/" + href.removeprefix("../"))
+                assert feed.status_code == 200
+                assert feed.headers["content-type"].startswith("application/atom+xml")
+                alternates = page.locator('head link[rel="alternate"]')
+                assert alternates.count() == 3
+                headlines = page.locator("main h2 a")
+                assert headlines.count() == 3
+                assert "<b>x</b>" in headlines.first.inner_text()  # text, not markup
+                page.screenshot(path=tmp_path / f"topic-{name}.png", full_page=True)
+                _fits(page, width)
+                context.close()
+        finally:
+            browser.close()
+    assert problems == []
+    assert elsewhere == []  # nothing on the pages reaches for another host
+    for shot in ("index-phone", "index-desktop", "topic-phone", "topic-desktop"):
+        assert (tmp_path / f"{shot}.png").stat().st_size > 5000
+
+
+def _note(problems: list[str], text: str) -> None:
+    problems.append(text)
+
+
+def _fits(page: Page, width: int) -> None:
+    """No sideways scrolling: the page is as wide as the screen."""
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"the page is {scroll}px wide on a {width}px screen"
