@@ -373,7 +373,7 @@ class Checker:
             return Attempt(request.url, failure=Failure.PROTOCOL, detail=detail)
 
     async def _follow(self, request: Request) -> Attempt:
-        url, method = request.url, "HEAD"
+        url, method = request.url, "GET" if request.keep else "HEAD"
         hops: list[Hop] = []
         seen = {url}
         conditional: dict[str, str] = {}
@@ -390,7 +390,9 @@ class Checker:
                     request.url, failure=Failure.BLOCKED, detail=refused, hops=tuple(hops)
                 )
             try:
-                response = await self._exchange(method, url, conditional if not hops else {})
+                response, body = await self._exchange(
+                    method, url, conditional if not hops else {}, request.keep
+                )
             except CheckError as exc:
                 return Attempt(
                     request.url, failure=exc.failure, detail=exc.detail, hops=tuple(hops)
@@ -418,6 +420,10 @@ class Checker:
                 if status not in (429, 503):
                     continue
             headers = response.headers
+            detail = "" if status < 400 else f"HTTP {status}"
+            kept = body if status == 200 and body is not None else None
+            if request.keep and status == 200 and body is None:
+                detail = f"body larger than {request.keep} bytes"
             return Attempt(
                 request.url,
                 status=status,
@@ -426,7 +432,8 @@ class Checker:
                 etag=_validator(headers.get("etag")),
                 last_modified=_validator(headers.get("last-modified")),
                 retry_after=retry_after(headers.get("retry-after"), datetime.now(UTC)),
-                detail="" if status < 400 else f"HTTP {status}",
+                detail=detail,
+                body=kept,
             )
 
     async def _refused_behind_proxy(self, url: str) -> str | None:
@@ -445,8 +452,11 @@ class Checker:
             return f"{host} is a non-public address"
         return None
 
-    async def _exchange(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
-        """One request straight through the origin's transport.
+    async def _exchange(
+        self, method: str, url: str, headers: dict[str, str], keep: int = 0
+    ) -> tuple[httpx.Response, bytes | None]:
+        """One request straight through the origin's transport, and the body when `keep`
+        asks for it and it fits (None otherwise).
 
         No client: a checker needs no cookies, auth or redirect handling of its
         own, and skipping them saves CPU on every request.
@@ -463,15 +473,20 @@ class Checker:
                 # Reading to the end (empty for HEAD) lets the connection be reused;
                 # past the bound, leaving early closes it.
                 read = 0
+                limit = keep + 1 if keep else self.config.max_body_bytes
+                chunks: list[bytes] = []
                 stream = response.stream
                 assert isinstance(stream, httpx.AsyncByteStream)
                 async for chunk in stream:
                     read += len(chunk)
-                    if read >= self.config.max_body_bytes:
+                    if keep:
+                        chunks.append(chunk)
+                    if read >= limit:
                         break
             finally:
                 await response.aclose()
-            return response
+            body = b"".join(chunks) if keep and read <= keep else None
+            return response, body
         except CheckError:
             raise
         except httpx.TimeoutException as exc:

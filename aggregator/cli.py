@@ -95,6 +95,15 @@ def make_parser() -> argparse.ArgumentParser:
     show_cmd.add_argument("--config", type=Path, metavar="PATH", help="config file (YAML)")
     show_cmd.add_argument("--state", type=Path, metavar="PATH", help="state file (SQLite)")
 
+    thumbs_cmd = commands.add_parser(
+        "thumbnails",
+        help="fetch the images topic pages want thumbnails of, once, and update the pages",
+        description="What the service does every thumbnails.interval seconds, for sites built "
+        "with `aggregator build`: fetch images (through the link checker's safety rules), "
+        "write small copies to thumbs/ and update the topic pages.",
+    )
+    _common(thumbs_cmd)
+
     health_cmd = commands.add_parser(
         "healthcheck",
         help="ask a running service whether it is healthy (exit 0 when it is)",
@@ -133,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except AggregatorError as exc:
             print(f"aggregator: {exc}", file=sys.stderr)
             return 1
+    if args.command == "thumbnails":
+        return thumbnails_command(config)
     if args.command == "run":
         from aggregator import logs
         from aggregator.daemon import Service
@@ -221,6 +232,26 @@ def check_links_command(config: Config, everything: bool, limit: int | None, fmt
     if report.network_down:
         print("most hosts failed the same way: the network looks down, nothing was declared dead")
     print(f"{report.changed} URLs changed what the feeds show")
+    return 0
+
+
+def thumbnails_command(config: Config) -> int:
+    """`thumbnails`: fetch the images that are due, print what failed and a summary."""
+    from aggregator.pipeline import fetch_thumbnails
+
+    if not config.thumbnails.enabled:
+        print("aggregator: thumbnails are off (thumbnails.enabled: false)", file=sys.stderr)
+        return 2
+    try:
+        report = fetch_thumbnails(config, datetime.now(UTC))
+    except AggregatorError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 1
+    for url, why in report.failed[:MAX_LISTED]:
+        print(f"  {printable(url, 100)}: {printable(why, 200)}")
+    if len(report.failed) > MAX_LISTED:
+        print(f"  ... and {len(report.failed) - MAX_LISTED} more")
+    print(f"{report.made} thumbnails made, {len(report.failed)} images failed (tried again later)")
     return 0
 
 

@@ -176,6 +176,19 @@ class LinksConfig(_Section):
         return value
 
 
+class ThumbnailsConfig(_Section):
+    enabled: bool = True
+    """Fetch the first image of each article shown on a topic page and serve a small copy."""
+    interval: float = Field(120, gt=0)
+    """Seconds between two runs that fetch the images still missing a thumbnail."""
+    width: int = Field(320, ge=32, le=1280)
+    """Thumbnail width in pixels (height at most twice that)."""
+    max_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Larger images are not fetched."""
+    budget: int = Field(200, ge=1)
+    """Images fetched per run at most."""
+
+
 class WebSubConfig(_Section):
     hub: str | None = None
     """A WebSub hub: feeds name it, and changed feeds are announced to it."""
@@ -218,6 +231,7 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
     links: LinksConfig = LinksConfig()
+    thumbnails: ThumbnailsConfig = ThumbnailsConfig()
     websub: WebSubConfig = WebSubConfig()
 
     @model_validator(mode="before")

@@ -42,6 +42,7 @@ from aggregator.text import printable
 log = logging.getLogger("aggregator")
 RESCAN = "rescan"
 LINKS = "links"
+THUMBNAILS = "thumbnails"
 STOP_TIMEOUT = 8.0
 """Seconds a shutdown waits for the job in progress (SIGTERM must end within 10 s)."""
 
@@ -277,6 +278,15 @@ class Service:
                 jitter=min(30.0, self.config.links.interval / 10),
                 next_run_time=datetime.now(UTC) + timedelta(seconds=2),
             )
+        if self.config.thumbnails.enabled:
+            scheduler.add_job(
+                self._thumbnails_job,
+                "interval",
+                id=THUMBNAILS,
+                seconds=self.config.thumbnails.interval,
+                jitter=min(30.0, self.config.thumbnails.interval / 10),
+                next_run_time=datetime.now(UTC) + timedelta(seconds=3),
+            )
         scheduler.start()
         return scheduler
 
@@ -289,6 +299,44 @@ class Service:
         with self._work:
             if not self._stopping.is_set():
                 self.scan_once()
+
+    def _thumbnails_job(self) -> None:
+        """Fetch the images pages want thumbnails of; re-render the pages that gained some."""
+        from aggregator.checker import default_user_agent, run_checks
+
+        config = self.config
+        if self._stopping.is_set() or not config.thumbnails.enabled:
+            return
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        try:
+            with self._work:
+                requests = self.pipeline.thumbnail_requests(now, config.thumbnails.budget)
+            if not requests:
+                return
+            agent = config.links.user_agent or default_user_agent(config.site.base_url)
+            result = run_checks(config.links, agent, requests, should_stop=self._stopping.is_set)
+            with self._work:
+                report = self.pipeline.apply_thumbnails(result, now)
+                if report.made and self.status.last_build is not None:
+                    topics = {key for key in report.topics if key is not None}
+                    self.pipeline.render(now, topics, should_stop=self._stopping.is_set)
+        except Interrupted:
+            return
+        except AggregatorError as exc:
+            log.error("thumbnails failed: %s", exc)
+            return
+        except Exception:
+            log.exception("thumbnails failed")
+            return
+        for url, why in report.failed:
+            log.info("thumbnail: %s: %s", url, why)
+        log.info(
+            "thumbnails: %d made, %d failed, in %.1fs",
+            report.made,
+            len(report.failed),
+            time.monotonic() - started,
+        )
 
     def _links_job(self) -> None:
         """Check the URLs that are due; re-render the topics whose entries changed."""

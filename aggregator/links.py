@@ -161,6 +161,8 @@ class Attempt:
     etag: str | None = None
     last_modified: str | None = None
     retry_after: float | None = None
+    body: bytes | None = None
+    """The body of a 200 answer to a request that keeps it (`Request.keep`), when it fit."""
 
     @property
     def host(self) -> str:
@@ -179,6 +181,9 @@ class Request:
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    keep: int = 0
+    """With keep > 0: a fetch, not a check. GET at once and keep a body of up to this many
+    bytes (a longer one is a failure)."""
 
 
 @dataclass

@@ -53,6 +53,13 @@ from aggregator.render import (
 )
 from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.state import Store, StoredEntry
+from aggregator.thumbs import (
+    FOLDER,
+    SUFFIX,
+    ThumbnailError,
+    make_thumbnail,
+    thumbnail_path,
+)
 from aggregator.topics import ALL_SLUG, Topic, TopicRules
 from aggregator.worker import load_seed
 
@@ -103,6 +110,15 @@ class RenderReport:
     written: list[str] = field(default_factory=list)
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ThumbnailReport:
+    made: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(image URL, why) of each image that gave no thumbnail."""
+    topics: set[str | None] = field(default_factory=set)
+    """Keys of the topics (None: `all`) whose pages can now show more thumbnails."""
 
 
 def load_seeds(
@@ -160,6 +176,10 @@ class Pipeline:
         self.link_rules = _link_rules(config)
         self._catalog: dict[str, Topic] | None = None
         self._summaries: dict[str, FeedSummary] = {}
+        self._wanted: dict[str, set[str | None]] = {}
+        """Image URL → keys of the topics (None: `all`) whose pages would show its thumbnail."""
+        self._shown_thumbs: set[str] = set()
+        """Thumbnail files the pages of the last full render use."""
         self._complete = True
         self._refused: set[tuple[str, str]] = set()
         store.reread_rejected_if_changed(_seed_settings(config))
@@ -296,6 +316,8 @@ class Pipeline:
         targets += [t for t in catalog.values() if topics is None or t.key in topics]
         if topics is None:
             self._summaries = {}
+            self._wanted = {}
+            self._shown_thumbs = set()
         else:
             live = {t.slug for t in catalog.values()} | {ALL_SLUG}
             self._summaries = {s: v for s, v in self._summaries.items() if s in live}
@@ -321,6 +343,9 @@ class Pipeline:
                 report.removed += self.out.prune("feeds", suffix, keep)
             pages = {page_path(slug) for slug in self._summaries}
             report.removed += self.out.prune("topics", ".html", pages)
+            if topics is None:  # every page was seen: thumbnails no page shows can go
+                self.store.forget_thumbnails(self._shown_thumbs)
+                report.removed += self.out.prune(FOLDER, SUFFIX, self._shown_thumbs)
             for folder in self.out.folders("feeds"):  # archives of feeds that are gone
                 if folder not in self._summaries or not feeds.archive:
                     report.removed += self.out.prune(f"feeds/{folder}/archive", ".atom", set())
@@ -379,8 +404,24 @@ class Pipeline:
             self._write(
                 feed_path(slug, "rss"), render_rss(plan, site, feeds.max_related, ttl), report
             )
-        self._write(page_path(slug), render_topic_page(plan, site, feeds.formats), report)
+        thumbs = self._thumbnails(plan)
+        page = render_topic_page(plan, site, feeds.formats, thumbs)
+        self._write(page_path(slug), page, report)
         return plan.summary()
+
+    def _thumbnails(self, plan: FeedPlan) -> dict[str, str]:
+        """The local thumbnails a page can show; the images still missing one are noted."""
+        if not self.config.thumbnails.enabled:
+            return {}
+        images = [e.article.images[0].url for e in plan.entries if e.article.images]
+        found = self.store.thumbnails(images)
+        present = {url: file for url, file in found.items() if self.out.path(file).is_file()}
+        key = plan.topic.key if plan.topic else None
+        for url in images:
+            if url not in present:
+                self._wanted.setdefault(url, set()).add(key)
+        self._shown_thumbs.update(present.values())
+        return present
 
     def _write_archive(
         self,
@@ -428,6 +469,33 @@ class Pipeline:
             folder = f"feeds/{slug}/archive"
             keep = {archive_path(slug, n) for n in range(1, last + 1)}
             report.removed += self.out.prune(folder, ".atom", keep)
+
+    # -- thumbnails ---------------------------------------------------------------------
+
+    def thumbnail_requests(self, now: datetime, limit: int) -> list[Request]:
+        """Images the pages want a thumbnail of, never tried first, then failed ones due again."""
+        keep = self.config.thumbnails.max_bytes
+        urls = self.store.thumbnails_due(self._wanted, now, limit)
+        return [Request(url, keep=keep) for url in urls]
+
+    def apply_thumbnails(self, result: RunResult, now: datetime) -> ThumbnailReport:
+        """Make and keep thumbnails of what was fetched; note what failed, to try later."""
+        report = ThumbnailReport()
+        for attempt in result.attempts:
+            try:
+                if attempt.body is None:
+                    raise ThumbnailError(attempt.detail or f"HTTP {attempt.status}")
+                data = make_thumbnail(attempt.body, self.config.thumbnails.width)
+            except ThumbnailError as exc:
+                self.store.thumbnail_failed(attempt.url, str(exc), now)
+                report.failed.append((attempt.url, str(exc)))
+                continue
+            file = thumbnail_path(attempt.url)
+            self.out.write(file, data)
+            self.store.keep_thumbnail(attempt.url, file)
+            report.made += 1
+            report.topics.update(self._wanted.pop(attempt.url, set()))
+        return report
 
     # -- link checking ----------------------------------------------------------------
 
@@ -576,6 +644,23 @@ def check_links(
         report = pipeline.apply_link_results(result, now)
         pipeline.render(now)
         return result, report
+
+
+def fetch_thumbnails(config: Config, now: datetime) -> ThumbnailReport:
+    """Fetch the images the pages want and re-render the pages. The composition root of
+    `aggregator thumbnails`."""
+    from aggregator.checker import default_user_agent, run_checks
+
+    with opened(config) as pipeline:
+        pipeline.scan(now)
+        pipeline.render(now)  # notes the images every page wants
+        requests = pipeline.thumbnail_requests(now, config.thumbnails.budget)
+        agent = config.links.user_agent or default_user_agent(config.site.base_url)
+        result = run_checks(config.links, agent, requests)
+        report = pipeline.apply_thumbnails(result, now)
+        if report.made:
+            pipeline.render(now, {key for key in report.topics if key is not None})
+        return report
 
 
 def link_history(config: Config, url: str) -> LinkState | None:

@@ -45,12 +45,13 @@ CONTENT_TYPES = {
     ".xml": "application/xml; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
+    ".webp": "image/webp",
 }
 _COMPRESSIBLE = {".atom", ".rss", ".json", ".opml", ".html", ".xml", ".css", ".txt"}
 _MAX_FILE_BYTES = 64 * 1024 * 1024
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
-    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src https:"),
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"),
 ]
 
 

@@ -51,6 +51,7 @@ from aggregator.links import (
 from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, to_micros
 from aggregator.scan import SeedFile
+from aggregator.thumbs import retry_delay
 from aggregator.topics import TopicRules
 
 SCHEMA_VERSION = 4
@@ -134,6 +135,13 @@ _MIGRATIONS: dict[int, str] = {
         topic   TEXT PRIMARY KEY,
         bounds  TEXT NOT NULL DEFAULT '[]',
         digests TEXT NOT NULL DEFAULT '[]'
+    ) WITHOUT ROWID;
+    CREATE TABLE thumbs (
+        url         TEXT PRIMARY KEY,
+        file        TEXT,
+        tries       INTEGER NOT NULL DEFAULT 0,
+        next_try_us INTEGER NOT NULL DEFAULT 0,
+        detail      TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;
     """,
 }
@@ -698,6 +706,74 @@ class Store:
             "entry_topics t JOIN entries e ON e.entry_id = t.entry_id",
             f"t.key = :key AND {_FILTER}",
         )
+
+    def thumbnails(self, urls: Iterable[str]) -> dict[str, str]:
+        """Image URL → its thumbnail file, for those of `urls` that have one."""
+        wanted = list(dict.fromkeys(urls))
+        found: dict[str, str] = {}
+        with self._reading():
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    self._db.execute(
+                        f"SELECT url, file FROM thumbs WHERE file IS NOT NULL AND url IN ({marks})",
+                        chunk,
+                    ).fetchall()
+                )
+        return found
+
+    def thumbnails_due(self, urls: Iterable[str], now: datetime, limit: int) -> list[str]:
+        """Of `urls`, those without a thumbnail whose next try has come (never tried first)."""
+        wanted = list(dict.fromkeys(urls))
+        known: dict[str, tuple[str | None, int]] = {}
+        with self._reading():
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for url, file, next_try in self._db.execute(
+                    f"SELECT url, file, next_try_us FROM thumbs WHERE url IN ({marks})", chunk
+                ):
+                    known[url] = (file, next_try)
+        cutoff = to_micros(now)
+        fresh = [u for u in wanted if u not in known]
+        retry = sorted(
+            (u for u in wanted if u in known and known[u][0] is None and known[u][1] <= cutoff),
+            key=lambda u: known[u][1],
+        )
+        return (fresh + retry)[:limit]
+
+    def keep_thumbnail(self, url: str, file: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO thumbs (url, file, tries, next_try_us, detail)"
+                " VALUES (?, ?, 0, 0, '')",
+                (url, file),
+            )
+
+    def thumbnail_failed(self, url: str, detail: str, now: datetime) -> int:
+        """Note a failed fetch; the next try waits longer each time. Returns the tries so far."""
+        with self._transaction() as db:
+            row = db.execute("SELECT tries FROM thumbs WHERE url = ?", (url,)).fetchone()
+            tries = (row[0] if row else 0) + 1
+            db.execute(
+                "INSERT OR REPLACE INTO thumbs (url, file, tries, next_try_us, detail)"
+                " VALUES (?, NULL, ?, ?, ?)",
+                (url, tries, to_micros(now + retry_delay(tries)), detail[:300]),
+            )
+        return tries
+
+    def forget_thumbnails(self, keep: Iterable[str]) -> list[str]:
+        """Drop every thumbnail whose file is not in `keep`; returns the files dropped."""
+        kept = set(keep)
+        with self._transaction() as db:
+            files = [
+                (url, file)
+                for url, file in db.execute("SELECT url, file FROM thumbs WHERE file IS NOT NULL")
+                if file not in kept
+            ]
+            db.executemany("DELETE FROM thumbs WHERE url = ?", [(u,) for u, _ in files])
+        return [file for _, file in files]
 
     def archive(self, key: str | None) -> tuple[list[Key], list[str]]:
         """The closed-page bounds and the page digests kept for a topic's archive."""

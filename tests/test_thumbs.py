@@ -1,0 +1,141 @@
+"""Thumbnails: article images fetched from a real server on 127.0.0.1, shrunk, served locally."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from aggregator.pipeline import fetch_thumbnails
+from aggregator.thumbs import ThumbnailError, make_thumbnail
+from tests.conftest import NOW, Site
+from tests.pagecheck import check_page
+
+
+def png(width: int, height: int, mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, (width, height), "red" if mode == "RGB" else 1).save(out, "PNG")
+    return out.getvalue()
+
+
+BIG = png(1200, 800)
+IMAGES = {
+    "/photo.png": (BIG, "image/png"),
+    "/logo.svg": (b'<svg xmlns="http://www.w3.org/2000/svg"><script>x</script></svg>', "image/svg"),
+    "/not-an-image.png": (b"<html>hello</html>", "image/png"),
+}
+
+
+class Images(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        body, kind = IMAGES.get(self.path, (b"", ""))
+        if not body:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def images() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Images)
+    server.hits = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_thumbnail_is_a_small_webp() -> None:
+    data = make_thumbnail(BIG, 320)
+    with Image.open(io.BytesIO(data)) as thumb:
+        assert thumb.format == "WEBP" and thumb.size == (320, 213)
+    assert len(data) < len(BIG)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        IMAGES["/logo.svg"][0],
+        b"GIF89a" + b"\x00" * 20,
+        b"",
+        png(8000, 6000, "1"),  # 48 megapixels: refused before decoding
+    ],
+)
+def test_what_is_not_a_plain_image_gives_no_thumbnail(data: bytes) -> None:
+    with pytest.raises(ThumbnailError):
+        make_thumbnail(data, 320)
+
+
+def test_pages_show_local_thumbnails_and_never_the_remote_image(
+    site: Site, images: ThreadingHTTPServer
+) -> None:
+    port = images.server_address[1]
+    for name in ("photo.png", "logo.svg", "not-an-image.png", "missing.png"):
+        site.add(
+            f"{name}.md",
+            title=name,
+            topics=["Pictures"],
+            originalUrl=f"https://n.example/{name}",
+            images=[{"url": f"http://127.0.0.1:{port}/{name}"}],
+        )
+    settings = {
+        "links.allow_networks": ("127.0.0.0/8",),
+        "links.allowed_ports": (port,),
+        "links.host_interval": 0,
+    }
+    config = site.config(**settings)
+    site.build()
+    page = check_page((site.out / "topics" / "pictures.html").read_bytes())
+    assert page.fetched() == []  # nothing local yet, so no image at all
+
+    report = fetch_thumbnails(config, NOW)
+    assert report.made == 1
+    assert {url.rsplit("/", 1)[1] for url, _ in report.failed} == {
+        "logo.svg",
+        "not-an-image.png",
+        "missing.png",
+    }
+    page = check_page((site.out / "topics" / "pictures.html").read_bytes())
+    (src,) = page.fetched()
+    assert src.startswith("../thumbs/") and src.endswith(".webp")
+    assert (site.out / "topics" / src).resolve().is_file()
+    assert check_page((site.out / "topics" / "all.html").read_bytes()).fetched() == [src]
+
+    hits = len(images.hits)  # type: ignore[attr-defined]
+    again = fetch_thumbnails(config, NOW + timedelta(minutes=5))
+    assert again.made == 0 and again.failed == []  # failures wait before another try
+    assert len(images.hits) == hits  # type: ignore[attr-defined]
+    later = fetch_thumbnails(config, NOW + timedelta(hours=2))
+    assert len(later.failed) == 3
+
+    (site.seeds / "photo.png.md").unlink()  # the article goes, and its thumbnail with it
+    site.build(now=NOW + timedelta(hours=3))
+    assert not list((site.out / "thumbs").glob("*.webp"))
+
+
+def test_images_on_the_servers_own_network_are_not_fetched(
+    site: Site, images: ThreadingHTTPServer
+) -> None:
+    port = images.server_address[1]
+    site.add("a.md", topics=["Pictures"], images=[{"url": f"http://127.0.0.1:{port}/photo.png"}])
+    site.build()
+    report = fetch_thumbnails(site.config(**{"links.allowed_ports": (port,)}), NOW)
+    assert report.made == 0 and len(report.failed) == 1
+    assert images.hits == []  # type: ignore[attr-defined]
