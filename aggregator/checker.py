@@ -263,6 +263,9 @@ class Checker:
         self._planned: set[str] = set()
         self._global = _Slots(config.concurrency)
         self._timeouts = httpx.Timeout(config.timeout, connect=config.connect_timeout).as_dict()
+        self._head_agrees: dict[str, bool] = {}
+        """Per host, in this run: whether its HEAD 404/410 answers matched GET (True), or a
+        HEAD said gone where GET found the page (False: that host is asked with GET only)."""
         self._headers = {"User-Agent": user_agent, "Accept": "*/*"}
 
     async def run(self, requests: Sequence[Request]) -> RunResult:
@@ -373,7 +376,9 @@ class Checker:
             return Attempt(request.url, failure=Failure.PROTOCOL, detail=detail)
 
     async def _follow(self, request: Request) -> Attempt:
-        url, method = request.url, "GET" if request.keep else "HEAD"
+        url = request.url
+        method = "GET" if request.keep or self._head_agrees.get(_host_of(url)) is False else "HEAD"
+        head_gone: int | None = None
         hops: list[Hop] = []
         seen = {url}
         conditional: dict[str, str] = {}
@@ -398,6 +403,9 @@ class Checker:
                     request.url, failure=exc.failure, detail=exc.detail, hops=tuple(hops)
                 )
             status = response.status_code
+            if head_gone is not None:  # GET after HEAD said gone: did they agree?
+                self._head_agrees[_host_of(url)] = status in (404, 410)
+                head_gone = None
             location = response.headers.get("location")
             if status in REDIRECTS and location:
                 hops.append(Hop(url, status))
@@ -415,8 +423,15 @@ class Checker:
                     return Attempt(request.url, status, Failure.REDIRECTS, detail, tuple(hops))
                 seen.add(url)
                 continue
-            if method == "HEAD" and not (200 <= status < 300 or status == 304):
-                method = "GET"  # HEAD refused or inconclusive: ask properly
+            host = _host_of(url)
+            gone = status in (404, 410)
+            trusted = gone and not request.confirm and self._head_agrees.get(host) is True
+            if method == "HEAD" and not (200 <= status < 300 or status == 304) and not trusted:
+                # HEAD refused or inconclusive: ask properly. A 404/410 is taken from HEAD
+                # only from a host whose HEAD and GET agreed on one before, and never on a
+                # check that could confirm a URL dead.
+                method = "GET"
+                head_gone = status if gone else None
                 if status not in (429, 503):
                     continue
             headers = response.headers

@@ -181,6 +181,8 @@ class Request:
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    confirm: bool = False
+    """A check that may confirm a failure: a HEAD 404/410 is always asked again with GET."""
     keep: int = 0
     """With keep > 0: a fetch, not a check. GET at once and keep a body of up to this many
     bytes (a longer one is a failure)."""

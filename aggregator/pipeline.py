@@ -32,6 +32,7 @@ from aggregator.links import (
     Attempt,
     LinkRules,
     LinkState,
+    Outcome,
     Policy,
     Request,
     RunResult,
@@ -503,12 +504,17 @@ class Pipeline:
         """What the link checker should look at now: new URLs first, then the most overdue."""
         urls = self.store.due_links(now, limit, everything)
         states = self.store.link_states(urls)
-        return [
-            Request(url, states[url].etag, states[url].last_modified)
-            if url in states
-            else Request(url)
-            for url in urls
-        ]
+        first_confirms = self.config.links.dead_after <= 1
+        requests = []
+        for url in urls:
+            state = states.get(url)
+            if state is None:
+                requests.append(Request(url, confirm=first_confirms))
+                continue
+            # A URL already failing is confirmed dead only on what a GET says.
+            confirm = first_confirms or state.failures > 0 or state.status is Outcome.DEAD
+            requests.append(Request(url, state.etag, state.last_modified, confirm=confirm))
+        return requests
 
     def apply_link_results(self, result: RunResult, now: datetime) -> LinkReport:
         """Store what a checker run found; entries whose link changes are brought up to date."""

@@ -1,10 +1,10 @@
 """A real HTTP server on 127.0.0.1 that misbehaves on request, for link-checker tests.
 
 The path picks the behavior: /ok, /status/404, /redirect/301/<n> (n hops to /ok),
-/loop, /to-front/... (302 to /), /retry-seconds, /retry-date, /head-405, /silent
-(never answers), /trickle (a byte a second), /endless (body never ends), /reset,
-/huge-headers, /to-loopback (302 to http://127.0.0.1:<port>/ok). Every request
-is recorded.
+/head-404 (HEAD 404, GET 200), /loop, /to-front/... (302 to /), /retry-seconds,
+/retry-date, /head-405, /silent (never answers), /trickle (a byte a second),
+/endless (body never ends), /reset, /huge-headers, /to-loopback (302 to
+http://127.0.0.1:<port>/ok). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(429, Retry_After="120")
         elif path.startswith("/retry-date"):
             self._send(503, Retry_After=formatdate(time.time() + 90, usegmt=True))
+        elif path.startswith("/head-404"):  # a server whose HEAD handling is broken
+            self._send(404 if self.command == "HEAD" else 200, b"the page")
         elif path.startswith("/head-405"):
             if self.command == "HEAD":
                 self._send(405, Allow="GET")

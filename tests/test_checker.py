@@ -268,3 +268,39 @@ def test_behind_a_proxy_non_public_targets_are_still_refused(server: HostileServ
         attempt = run_checks(cfg, UA, [Request(url)], resolve_test_names).attempts[0]
         assert attempt.failure is Failure.BLOCKED, attempt
     assert server.requests == []  # the proxy was never asked
+
+
+def methods(server: HostileServer, prefix: str) -> list[tuple[str, str]]:
+    return [(m, p) for m, p, _ in server.requests if p.startswith(prefix)]
+
+
+def test_a_404_is_taken_from_head_once_the_host_showed_its_head_and_get_agree(
+    server: HostileServer,
+) -> None:
+    urls = [Request(server.url(f"/status/404/{n}")) for n in range(3)]
+    result = run_checks(config(server, per_host=1), UA, urls)
+    assert [a.status for a in result.attempts] == [404, 404, 404]
+    assert methods(server, "/status/404") == [
+        ("HEAD", "/status/404/0"),
+        ("GET", "/status/404/0"),  # HEAD alone is not trusted until GET agreed once
+        ("HEAD", "/status/404/1"),
+        ("HEAD", "/status/404/2"),
+    ]
+
+
+def test_a_check_that_could_confirm_dead_always_asks_with_get(server: HostileServer) -> None:
+    urls = [
+        Request(server.url("/status/410/0")),
+        Request(server.url("/status/410/1"), confirm=True),
+    ]
+    run_checks(config(server, per_host=1), UA, urls)
+    assert [m for m, _ in methods(server, "/status/410")] == ["HEAD", "GET", "HEAD", "GET"]
+
+
+def test_a_host_whose_head_says_gone_while_get_finds_the_page_is_asked_with_get(
+    server: HostileServer,
+) -> None:
+    urls = [Request(server.url(f"/head-404/{n}")) for n in range(3)]
+    result = run_checks(config(server, per_host=1), UA, urls)
+    assert [(a.status, classify(a)) for a in result.attempts] == [(200, Outcome.ALIVE)] * 3
+    assert [m for m, _ in methods(server, "/head-404")] == ["HEAD", "GET", "GET", "GET"]

@@ -184,3 +184,16 @@ def test_links_check_json_lists_every_url_and_show_prints_its_history(
         check=False,
     )
     assert show.returncode == 0 and "verdict: unknown" in show.stdout and "dead" in show.stdout
+
+
+def test_a_failing_url_is_confirmed_only_by_get(site: Site, server: HostileServer) -> None:
+    for n in range(3):
+        add(site, server, f"gone{n}", f"/status/404/{n}", None)
+    site.build()
+    run(site, server, 0, per_host=1)
+    first = [m for m, p, _ in server.requests if p.startswith("/status/404/")]
+    assert first.count("GET") == 1  # once HEAD and GET agreed, HEAD alone says "gone"
+    server.requests.clear()
+    run(site, server, 30, per_host=1)
+    again = [m for m, p, _ in server.requests if p.startswith("/status/404/")]
+    assert again == ["HEAD", "GET"] * 3  # each one failing already: only a GET confirms
