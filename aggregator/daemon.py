@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from aggregator import __version__, logs
 from aggregator.config import Config
 from aggregator.errors import AggregatorError, ConfigError, Interrupted
+from aggregator.links import Request, RunResult
 from aggregator.metrics import Metrics
 from aggregator.output import OutputDir
 from aggregator.pipeline import Pipeline
@@ -43,6 +44,7 @@ log = logging.getLogger("aggregator")
 RESCAN = "rescan"
 LINKS = "links"
 THUMBNAILS = "thumbnails"
+_Report = TypeVar("_Report")
 STOP_TIMEOUT = 8.0
 """Seconds a shutdown waits for the job in progress (SIGTERM must end within 10 s)."""
 
@@ -300,35 +302,58 @@ class Service:
             if not self._stopping.is_set():
                 self.scan_once()
 
-    def _thumbnails_job(self) -> None:
-        """Fetch the images pages want thumbnails of; re-render the pages that gained some."""
+    def _over_http(
+        self,
+        what: str,
+        plan: Callable[[datetime], list[Request]],
+        apply: Callable[[RunResult, datetime], _Report],
+        topics: Callable[[_Report], set[str] | None],
+    ) -> tuple[_Report, RunResult, datetime] | None:
+        """One run of the checker: fetch what `plan` asks for, let `apply` keep the result,
+        and render the topics `topics` names (None: none). None when there was nothing to
+        do, the service is stopping, or the run failed (then logged, as `what` failed)."""
         from aggregator.checker import default_user_agent, run_checks
 
         config = self.config
-        if self._stopping.is_set() or not config.thumbnails.enabled:
-            return
-        started = time.monotonic()
         now = datetime.now(UTC)
         try:
             with self._work:
-                requests = self.pipeline.thumbnail_requests(now, config.thumbnails.budget)
-            if not requests:
-                return
+                requests = plan(now)
+            if not requests or self._stopping.is_set():
+                return None
             agent = config.links.user_agent or default_user_agent(config.site.base_url)
             result = run_checks(config.links, agent, requests, should_stop=self._stopping.is_set)
             with self._work:
-                report = self.pipeline.apply_thumbnails(result, now)
-                if report.made and self.status.last_build is not None:
-                    topics = {key for key in report.topics if key is not None}
-                    self.pipeline.render(now, topics, should_stop=self._stopping.is_set)
+                report = apply(result, now)
+                changed = topics(report)
+                if changed is not None and self.status.last_build is not None:
+                    rendered = self.pipeline.render(now, changed, self._stopping.is_set)
+                    self._announce(rendered.written)
         except Interrupted:
-            return
+            return None
         except AggregatorError as exc:
-            log.error("thumbnails failed: %s", exc)
-            return
+            log.error("%s failed: %s", what, exc)
+            return None
         except Exception:
-            log.exception("thumbnails failed")
+            log.exception("%s failed", what)
+            return None
+        return report, result, now
+
+    def _thumbnails_job(self) -> None:
+        """Fetch the images pages want thumbnails of; re-render the pages that gained some."""
+        settings = self.config.thumbnails
+        if not settings.enabled:
             return
+        started = time.monotonic()
+        done = self._over_http(
+            "thumbnails",
+            lambda now: self.pipeline.thumbnail_requests(now, settings.budget),
+            self.pipeline.apply_thumbnails,
+            lambda r: {key for key in r.topics if key is not None} if r.made else None,
+        )
+        if done is None:
+            return
+        report = done[0]
         for url, why in report.failed:
             log.info("thumbnail: %s: %s", url, why)
         log.info(
@@ -340,35 +365,19 @@ class Service:
 
     def _links_job(self) -> None:
         """Check the URLs that are due; re-render the topics whose entries changed."""
-        from aggregator.checker import default_user_agent, run_checks
-
-        config = self.config
-        if self._stopping.is_set() or not config.links.enabled:
+        links = self.config.links
+        if not links.enabled:
             return
         started = time.monotonic()
-        now = datetime.now(UTC)
-        try:
-            with self._work:
-                requests = self.pipeline.link_requests(now, config.links.budget)
-            if not requests:
-                return
-            agent = config.links.user_agent or default_user_agent(config.site.base_url)
-            result = run_checks(config.links, agent, requests, should_stop=self._stopping.is_set)
-            with self._work:
-                report = self.pipeline.apply_link_results(result, now)
-                if report.entries_changed and self.status.last_build is not None:
-                    rendered = self.pipeline.render(
-                        now, report.topics, should_stop=self._stopping.is_set
-                    )
-                    self._announce(rendered.written)
-        except Interrupted:
+        done = self._over_http(
+            "link check",
+            lambda now: self.pipeline.link_requests(now, links.budget),
+            self.pipeline.apply_link_results,
+            lambda r: r.topics if r.entries_changed else None,
+        )
+        if done is None:
             return
-        except AggregatorError as exc:
-            log.error("link check failed: %s", exc)
-            return
-        except Exception:
-            log.exception("link check failed")
-            return
+        report, result, now = done
         for state in report.states:
             self.metrics.links_checked.labels(state.status.value).inc()
         counts: dict[str, int] = {}

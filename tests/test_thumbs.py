@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +16,9 @@ from PIL import Image
 
 from aggregator.pipeline import fetch_thumbnails
 from aggregator.thumbs import ThumbnailError, make_thumbnail
-from tests.conftest import NOW, Site
+from tests.conftest import NOW, Site, seed_text
 from tests.pagecheck import check_page
+from tests.service import RunningService
 
 
 def png(width: int, height: int, mode: str = "RGB") -> bytes:
@@ -139,3 +142,30 @@ def test_images_on_the_servers_own_network_are_not_fetched(
     report = fetch_thumbnails(site.config(**{"links.allowed_ports": (port,)}), NOW)
     assert report.made == 0 and len(report.failed) == 1
     assert images.hits == []  # type: ignore[attr-defined]
+
+
+def test_the_service_fetches_thumbnails_and_serves_them(
+    tmp_path: Path, images: ThreadingHTTPServer
+) -> None:
+    port = images.server_address[1]
+    with RunningService(
+        tmp_path,
+        links={"enabled": False, "allow_networks": ["127.0.0.0/8"], "allowed_ports": [port]},
+        thumbnails={"interval": 1},
+    ) as svc:
+        (svc.seeds / "a.md").write_text(
+            seed_text(topics=["Pictures"], images=[{"url": f"http://127.0.0.1:{port}/photo.png"}])
+        )
+        svc.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            page = check_page(svc.get("/topics/pictures.html").content)
+            if page.fetched():
+                break
+            time.sleep(0.2)
+        (src,) = page.fetched()
+        image = svc.get("/topics/" + src)
+        assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
+        assert "img-src 'self'" in image.headers["content-security-policy"]
+        with Image.open(io.BytesIO(image.content)) as thumb:
+            assert thumb.width == 320
