@@ -6,7 +6,8 @@ ones go to numbered archive pages, page 1 holding the oldest. A page is
 kept in the state, so a closed page never changes again unless an article in
 it is edited, removed or backdated into it. Entries leaving the current feed
 gather in the one *open* page after the closed ones, which closes in turn
-when it is full.
+when it is full. When so many new articles are removed that the current
+feed would run short, the newest closed page opens again (`reopen`).
 
 Positions are `(published_us, entry_id)` keys in feed order: newest first,
 ties by id, exactly as the store sorts a feed.
@@ -46,6 +47,19 @@ class Layout:
     """Archive pages, oldest first (page n is `pages[n - 1]`); the last one is the open page."""
     bounds: tuple[Key, ...]
     """The boundary of each closed page: the key of its newest entry, oldest page first."""
+
+
+def reopen(rows: Sequence[Row], bounds: Sequence[Key], want: int) -> list[Key]:
+    """The bounds to page with, after reopening the newest closed pages as long as fewer
+    than `want` rows are newer than them (articles were removed, or `feeds.max_entries`
+    grew): the current feed is never left short while closed pages hold older entries."""
+    kept = list(bounds)
+    while kept:
+        last = kept[-1]
+        if sum(1 for row in rows if newer(row.key, last)) >= want:
+            break
+        kept.pop()
+    return kept
 
 
 def lay_out(rows: Sequence[Row], bounds: Sequence[Key], in_feed: int, page_size: int) -> Layout:

@@ -17,14 +17,16 @@ import multiprocessing
 import multiprocessing.context
 import os
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
+from pathlib import Path
 
-from aggregator.archive import Key, Layout, Row, lay_out, page_digest
+from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
 from aggregator.config import Config
 from aggregator.errors import Interrupted, SeedDirError
 from aggregator.jsonfeed import render_json
@@ -42,7 +44,7 @@ from aggregator.links import (
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml, render_topic_page
-from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, topic_catalog
+from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, to_micros, topic_catalog
 from aggregator.render import (
     FORMATS,
     History,
@@ -370,6 +372,9 @@ class Pipeline:
         if feeds.archive:
             rows = self.store.feed_rows(key, flt)
             bounds, digests = self.store.archive(key)
+            if not bounds and not digests:  # no record (a new state file): read the pages
+                bounds = self._bounds_on_disk(slug)
+            bounds = reopen(rows, bounds, feeds.max_entries)
         newer_than = bounds[-1] if bounds else None
         stored, total = self.store.feed_page(key, flt, feeds.max_entries, newer_than)
         if topic is not None and total == 0:
@@ -388,8 +393,11 @@ class Pipeline:
             plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
             data = render_atom(plan, site, feeds.max_related, hub)
         if feeds.archive:
-            # What the current feed leaves out (or sheds for size) goes to the archive.
-            layout = lay_out(rows, bounds, len(plan.entries), feeds.max_entries)
+            # What the current feed leaves out (or sheds for size) goes to the archive, in
+            # pages no larger than the feed: a page of entries that had to be shed for
+            # size would be too large for readers as well.
+            page_size = len(plan.entries) if len(plan.entries) < feeds.max_entries else None
+            layout = lay_out(rows, bounds, len(plan.entries), page_size or feeds.max_entries)
             if layout.pages:
                 history = History(prev=len(layout.pages))
                 data = render_atom(plan, site, feeds.max_related, hub, history)
@@ -423,6 +431,24 @@ class Pipeline:
                 self._wanted.setdefault(url, set()).add(key)
         self._shown_thumbs.update(present.values())
         return present
+
+    def _bounds_on_disk(self, slug: str) -> list[Key]:
+        """Where the archive pages already written end, read back from them.
+
+        With a new state file, pages laid out afresh could move entries between
+        pages that readers and caches hold as closed; the pages themselves say
+        where each one ends (its newest entry)."""
+        bounds: list[Key] = []
+        number = 1
+        while True:
+            path = self.out.path(archive_path(slug, number))
+            following = self.out.path(archive_path(slug, number + 1))
+            if not (path.is_file() and following.is_file()):
+                return bounds  # the last page is the open one
+            newest = _newest_entry(path)
+            if newest is not None and (not bounds or newer(newest, bounds[-1])):
+                bounds.append(newest)
+            number += 1
 
     def _write_archive(
         self,
@@ -556,6 +582,22 @@ class Pipeline:
             report.written.append(relative)
         else:
             report.unchanged += 1
+
+
+def _newest_entry(path: Path) -> Key | None:
+    """(published_us, id) of the first entry of an archive page we wrote; None if unreadable."""
+    atom = "{http://www.w3.org/2005/Atom}"
+    try:
+        for _, element in ET.iterparse(path):  # noqa: S314 - a file we wrote ourselves
+            if element.tag == f"{atom}entry":
+                entry_id = element.findtext(f"{atom}id")
+                published = element.findtext(f"{atom}published")
+                if entry_id and published:
+                    return (to_micros(datetime.fromisoformat(published)), entry_id)
+                return None
+    except (OSError, ET.ParseError, ValueError):
+        return None
+    return None
 
 
 def _seed_settings(config: Config) -> str:

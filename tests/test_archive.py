@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from aggregator.archive import Row, lay_out
+from aggregator.archive import Row, lay_out, reopen
 from tests.conftest import NOW, Site
 from tests.feedcheck import ATOM, check_feed
 
@@ -162,13 +162,16 @@ def test_pages_partition_the_entries_through_any_history(data: st.DataObject) ->
             (Row(published, name, 0) for name, published in live.items()),
             key=lambda r: (-r.published_us, r.entry_id),
         )
-        newer = [r for r in rows if not bounds or _before(r, bounds[-1])]
-        layout = lay_out(rows, bounds, min(in_feed, len(newer)), size)
+        kept = reopen(rows, bounds, in_feed)
+        assert kept == list(bounds[: len(kept)])
+        newer = [r for r in rows if not kept or _before(r, kept[-1])]
+        layout = lay_out(rows, kept, min(in_feed, len(newer)), size)
         shown = [r.entry_id for r in newer[:in_feed]]
+        assert len(shown) == min(in_feed, len(live))  # the feed never runs short
         archived = [r.entry_id for page in layout.pages for r in page]
         assert sorted(shown + archived) == sorted(live)
-        assert layout.bounds[: len(bounds)] == bounds
-        for old, new in zip(previous[: len(bounds)], layout.pages, strict=False):
+        assert list(layout.bounds[: len(kept)]) == kept
+        for old, new in zip(previous[: len(kept)], layout.pages[: len(kept)], strict=True):
             names = {r.entry_id for r in old} | {r.entry_id for r in new}
             if not names & touched:
                 assert old == new
@@ -196,3 +199,66 @@ def test_the_served_archive_is_cached_long_and_the_open_page_is_not(site: Site) 
         2: f"public, max-age={ARCHIVE_MAX_AGE}".encode(),
         3: b"public, max-age=60",
     }
+
+
+def test_the_feed_never_runs_short_when_new_articles_go_or_max_entries_grows(
+    site: Site,
+) -> None:
+    for n in range(12):
+        add(site, n, n + 1)
+    site.build(overrides=ARCHIVED)
+    for n in range(8, 12):  # the four newest go: the feed takes older ones back
+        (site.seeds / f"s{n}.md").unlink()
+    site.build(now=NOW + timedelta(hours=1), overrides=ARCHIVED)
+    feed = check_feed(site.feed("ai"))
+    assert [e.findtext(f"{ATOM}title") for e in feed.iter(f"{ATOM}entry")] == [
+        "Story 7",
+        "Story 6",
+        "Story 5",
+    ]
+    ids, _ = walk(site)
+    assert len(ids) == len(set(ids)) == 8
+    more = {**ARCHIVED, "feeds.max_entries": 6}
+    site.build(now=NOW + timedelta(hours=2), overrides=more)
+    assert len(check_feed(site.feed("ai")).findall(f"{ATOM}entry")) == 6
+    ids, _ = walk(site)
+    assert len(ids) == len(set(ids)) == 8
+
+
+def test_a_new_state_file_keeps_the_closed_pages_as_they_were(site: Site) -> None:
+    for n in range(10):
+        add(site, n, n * 2 + 1)
+    site.build(overrides=ARCHIVED)
+    add(site, 20, 2)  # backdated into page 1, which now holds four
+    site.build(now=NOW + timedelta(hours=1), overrides=ARCHIVED)
+    folder = site.out / "feeds" / "ai" / "archive"
+    before = {p.name: p.read_bytes() for p in folder.glob("*.atom")}
+    site.state.unlink()
+    site.build(now=NOW + timedelta(hours=2), overrides=ARCHIVED)
+    after = {p.name: p.read_bytes() for p in folder.glob("*.atom")}
+    assert after.keys() == before.keys()
+    closed = sorted(before, key=lambda name: int(name.split(".")[0]))[:-1]
+    assert closed and all(after[name] == before[name] for name in closed)
+
+
+def test_archive_pages_stay_as_small_as_the_feed(site: Site) -> None:
+    from aggregator.pipeline import MAX_FEED_BYTES
+
+    related = [
+        {
+            "title": f"Related {r} " + "x" * 200,
+            "originalUrl": f"https://r.example/{r}/" + "p" * 1500,
+        }
+        for r in range(20)
+    ]
+    for n in range(60):
+        add(site, n, n % 28 + 1, excerpt="words " * 300, related=related)
+    overrides = {"feeds.archive": True, "feeds.max_entries": 40, "feeds.max_related": 20}
+    site.build(overrides=overrides)
+    shown = len(check_feed(site.feed("ai")).findall(f"{ATOM}entry"))
+    assert shown < 40  # shed for size
+    pages = sorted((site.out / "feeds" / "ai" / "archive").glob("*.atom"))
+    assert len(pages) >= 2
+    assert all(p.stat().st_size <= MAX_FEED_BYTES for p in pages)
+    ids, _ = walk(site)
+    assert len(ids) == len(set(ids)) == 60
