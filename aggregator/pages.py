@@ -23,7 +23,12 @@ INDEX_PATH = "index.html"
 OPML_PATH = "feeds.opml"
 
 _STYLE = """
-body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:52rem;padding:1rem;color:#1b1b1b}
+body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:52rem;padding:1rem;color:#1b1b1b;
+overflow-wrap:break-word}
+code{word-break:break-all}
+th{white-space:nowrap}
+td.t{overflow-wrap:anywhere}
+td.f a{white-space:nowrap}
 h1{font-size:1.6rem;margin:.5rem 0}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}
@@ -95,8 +100,9 @@ def render_index(
     title = escape(strip_invalid_xml(site.title))
     head_links = "\n".join(_alternates(p, site, formats, "") for p in feeds)
     rows = "\n".join(
-        f'<tr><td><a href="{escape(page_path(p.slug))}">{escape(_name(p))}</a></td>'
-        f"<td class=n>{p.total}</td>{_date(p.updated)}<td>"
+        f'<tr><td class=t><a href="{escape(page_path(p.slug))}" dir="auto">'
+        f"{escape(_name(p))}</a></td>"
+        f"<td class=n>{p.total}</td>{_date(p.updated)}<td class=f>"
         + " · ".join(
             f'<a href="{escape(feed_path(p.slug, fmt))}" type="{FORMATS[fmt][1]}">'
             f"{_LABELS[fmt]}</a>"
@@ -110,7 +116,7 @@ def render_index(
         _head(title, head_links)
         + f"""<body>
 <header>
-<h1>{title}</h1>
+<h1 dir="auto">{title}</h1>
 <p>{topics} topic{"" if topics == 1 else "s"}, one feed each. Paste a feed's address into
 your feed reader, or import <a href="{OPML_PATH}" type="text/x-opml">all feeds as OPML</a>.</p>
 </header>
@@ -142,7 +148,8 @@ def render_topic_page(
     makes no request to another host.
     """
     name = escape(_name(plan))
-    title = f"{name} · {escape(strip_invalid_xml(site.title))}"
+    site_name = escape(strip_invalid_xml(site.title))
+    title = f"{name} · {site_name}"
     subscribe = " ".join(
         f'<a class=subscribe href="../{escape(feed_path(plan.slug, fmt))}" '
         f'type="{FORMATS[fmt][1]}">Subscribe: {_LABELS[fmt]}</a>'
@@ -156,8 +163,8 @@ def render_topic_page(
         _head(title, _alternates(plan, site, formats, "../"))
         + f"""<body>
 <header>
-<nav><a href="../{INDEX_PATH}">← {escape(strip_invalid_xml(site.title))}: all topics</a></nav>
-<h1>{name}</h1>
+<nav><a href="../{INDEX_PATH}">← <bdi>{site_name}</bdi>: all topics</a></nav>
+<h1 dir="auto">{name}</h1>
 <p>{subscribe}</p>
 <p class=meta>Feed address for your reader: <code>{feed_url}</code></p>
 </header>
@@ -180,15 +187,15 @@ def _entry_item(entry: Entry, thumbnails: Mapping[str, str]) -> str:
     local = next((thumbnails[i.url] for i in article.images[:1] if i.url in thumbnails), None)
     if local is not None:
         parts.append(f'<img src="../{escape(local)}" alt="" loading="lazy" decoding="async">')
-    parts.append(f'<h2><a href="{escape(entry.url)}">{escape(article.title)}</a></h2>')
+    parts.append(f'<h2 dir="auto"><a href="{escape(entry.url)}">{escape(article.title)}</a></h2>')
     meta = []
     if article.provider:
-        meta.append(escape(article.provider.name))
+        meta.append(f"<bdi>{escape(article.provider.name)}</bdi>")
     when = article.published
     meta.append(f'<time datetime="{when.isoformat()}">{when:%Y-%m-%d}</time>')
     parts.append(f"<p class=meta>{' · '.join(meta)}</p>")
     if article.excerpt:
-        parts.append(f"<p>{escape(article.excerpt)}</p>")
+        parts.append(f'<p dir="auto">{escape(article.excerpt)}</p>')
     parts.append("</article></li>")
     return "".join(parts)
 

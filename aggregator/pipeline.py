@@ -182,7 +182,9 @@ class Pipeline:
         self._wanted: dict[str, set[str | None]] = {}
         """Image URL → keys of the topics (None: `all`) whose pages would show its thumbnail."""
         self._shown_thumbs: set[str] = set()
-        """Thumbnail files the pages of the last full render use."""
+        """Thumbnail files the pages rendered since the last full render use."""
+        self._archive_pages: dict[str, int] = {}
+        """Slug → how many archive pages it has, after the last render of its feed."""
         self._complete = True
         self._refused: set[tuple[str, str]] = set()
         store.reread_rejected_if_changed(_seed_settings(config))
@@ -321,6 +323,7 @@ class Pipeline:
             self._summaries = {}
             self._wanted = {}
             self._shown_thumbs = set()
+            self._archive_pages = {}
         else:
             live = {t.slug for t in catalog.values()} | {ALL_SLUG}
             self._summaries = {s: v for s, v in self._summaries.items() if s in live}
@@ -425,6 +428,8 @@ class Pipeline:
         images = [e.article.images[0].url for e in plan.entries if e.article.images]
         found = self.store.thumbnails(images)
         present = {url: file for url, file in found.items() if self.out.path(file).is_file()}
+        if len(present) < len(found):  # someone deleted files: fetch those images again
+            self.store.forget_thumbnails_of([url for url in found if url not in present])
         key = plan.topic.key if plan.topic else None
         for url in images:
             if url not in present:
@@ -492,6 +497,7 @@ class Pipeline:
             self._write(path, data, report)
         key = plan.topic.key if plan.topic else None
         self.store.keep_archive(key, layout.bounds, kept)
+        self._archive_pages[slug] = last
         if self._complete:
             folder = f"feeds/{slug}/archive"
             keep = {archive_path(slug, n) for n in range(1, last + 1)}
@@ -564,6 +570,13 @@ class Pipeline:
         formats = self.config.feeds.formats
         paths = [feed_path(s, f) for s in self._summaries for f in formats]
         paths += [page_path(s) for s in self._summaries]
+        paths += [
+            archive_path(s, n)
+            for s, last in self._archive_pages.items()
+            if s in self._summaries
+            for n in range(1, last + 1)
+        ]
+        paths += sorted(self._shown_thumbs)
         paths += [INDEX_PATH, OPML_PATH]
         return all(self.out.path(p).is_file() for p in paths)
 

@@ -10,6 +10,7 @@ an entry extension, instead.
 
 from __future__ import annotations
 
+import html
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -197,8 +198,8 @@ def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: 
         fe.guid(entry.id, permalink=False)
         fe.title(article.title)
         fe.link(href=entry.url)
-        if article.excerpt:
-            fe.description(article.excerpt)
+        if article.excerpt:  # RSS descriptions are HTML: the excerpt is text
+            fe.description(html.escape(article.excerpt, quote=False))
         fe.category([{"term": t.name} for t in entry.topics])
         fe.published(article.published)
         if article.images:

@@ -763,6 +763,11 @@ class Store:
             )
         return tries
 
+    def forget_thumbnails_of(self, urls: Sequence[str]) -> None:
+        """Forget the thumbnails of these images (their files are gone): fetch them anew."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM thumbs WHERE url = ?", [(u,) for u in urls])
+
     def forget_thumbnails(self, keep: Iterable[str]) -> list[str]:
         """Drop every thumbnail whose file is not in `keep`; returns the files dropped."""
         kept = set(keep)

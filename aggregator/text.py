@@ -11,9 +11,16 @@ import re
 import unicodedata
 
 # XML 1.0 forbids C0 controls other than tab, LF and CR, lone surrogates and
-# U+FFFE/U+FFFF; C1 controls and DEL are allowed but "discouraged" and make
-# validators and several readers complain, so they go too.
-_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# U+FFFE/U+FFFF; C1 controls, DEL and the other non-characters (U+FDD0-U+FDEF
+# and the last two code points of every plane) are allowed but "discouraged",
+# make validators and several readers complain, and HTML forbids them, so they
+# go too.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17)
+)
+_INVALID_XML = re.compile(
+    f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff{_NONCHARACTERS}]"
+)
 _SPACE_RUN = re.compile(r"\s+")
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\u2028\u2029]")
 

@@ -44,6 +44,8 @@ def make_thumbnail(data: bytes, width: int) -> bytes:
                 image.draft("RGB", (width, width * 2))  # JPEG: decode at a reduced size
                 image.seek(0)
                 picture = ImageOps.exif_transpose(image)
+                if picture.mode.startswith("I"):  # 16/32-bit grey: scale to 8 bits first
+                    picture = picture.point(lambda v: v * (1 / 256)).convert("L")
                 picture.thumbnail((width, width * 2))
                 mode = (
                     "RGBA" if "A" in picture.getbands() or "transparency" in image.info else "RGB"

@@ -262,3 +262,21 @@ def test_archive_pages_stay_as_small_as_the_feed(site: Site) -> None:
     assert all(p.stat().st_size <= MAX_FEED_BYTES for p in pages)
     ids, _ = walk(site)
     assert len(ids) == len(set(ids)) == 60
+
+
+def test_a_deleted_archive_page_is_noticed(site: Site) -> None:
+    from aggregator.pipeline import opened
+
+    for n in range(10):
+        add(site, n, n + 1)
+    config = site.config(**ARCHIVED)
+    with opened(config) as pipeline:
+        pipeline.scan(NOW)
+        pipeline.render(NOW)
+        assert pipeline.output_intact()
+        (site.out / "feeds" / "ai" / "archive" / "2.atom").unlink()
+        assert not pipeline.output_intact()
+        pipeline.render(NOW)
+        assert pipeline.output_intact()
+    ids, _ = walk(site)
+    assert len(ids) == 10

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs chromium (apt-get install chromium)"
 )
 
+LONG = "Kraftfahrzeughaftpflichtversicherungsbedingungen" * 2  # 96 characters, one word
 PHONE = (390, 844)
 DESKTOP = (1280, 900)
 
@@ -39,7 +40,7 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
         (svc.seeds / f"s{n}.md").write_text(
             seed_text(
                 title=f"Story {n}: a rather long headline that has to wrap on a phone <b>x</b>",
-                topics=["AI", "Weltraum & Raumfahrt"] if n % 2 else ["AI"],
+                topics=["AI", "Weltraum & Raumfahrt"] if n % 2 else ["AI", LONG],
                 originalUrl=f"https://news.example/2024/story-{n}",
                 publishedDateTime=f"2024-0{n + 1}-02T08:00:00Z",
                 images=[{"url": f"https://images.example/{n}.jpg", "width": 800, "height": 400}],
@@ -108,6 +109,10 @@ def test_a_person_finds_the_subscribe_links_on_phone_and_desktop(
                 assert "<b>x</b>" in headlines.first.inner_text()  # text, not markup
                 page.screenshot(path=tmp_path / f"topic-{name}.png", full_page=True)
                 _fits(page, width)
+                page.go_back()
+                page.get_by_role("link", name=LONG).click()
+                page.wait_for_load_state()
+                _fits(page, width)  # long words wrap rather than widen the page
                 context.close()
         finally:
             browser.close()

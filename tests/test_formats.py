@@ -63,6 +63,15 @@ def test_every_format_carries_the_same_entries_in_the_same_order(site: Site) -> 
         assert (media, f"feeds/ai{suffix}") in index.alternates()
 
 
+def test_an_rss_description_shows_markup_in_the_excerpt_as_text(site: Site) -> None:
+    site.add("x.md", excerpt="<img src=x onerror=alert(1)> & ]]> <!-- c -->")
+    site.build(overrides=ALL_FORMATS)
+    rss = feedparser.parse((site.out / "feeds" / "all.rss").read_bytes())
+    assert rss.bozo == 0
+    summary = rss.entries[0].summary
+    assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary
+
+
 def test_formats_turned_off_leave_no_stale_files(site: Site) -> None:
     fill(site)
     site.build(overrides=ALL_FORMATS)

@@ -95,8 +95,28 @@ def test_feeds_name_their_topic_page_as_the_alternate(site: Site) -> None:
 @pytest.mark.skipif(vnu() is None, reason="the Nu HTML Checker needs Java")
 def test_pages_pass_the_nu_html_checker(site: Site) -> None:
     fill(site)
-    site.add("long.md", title="x" * 400, topics=["人工智能", "../..", "CON"], excerpt=None)
+    site.add(
+        "long.md",
+        title="x" * 400 + " \ufdd0 \U0001fffe \U0010ffff end",
+        topics=["人工智能", "../..", "CON", "Ctrl\vTopic\ufdd0"],
+        provider={"name": "\u202eProvider", "domain": "p.example"},
+        excerpt=None,
+    )
     site.build(overrides=ALL_FORMATS)
     pages = [site.out / "index.html", *sorted((site.out / "topics").glob("*.html"))]
-    assert len(pages) == 7
+    assert len(pages) == 8
     assert validate_pages(pages) == ""
+
+
+def test_text_from_seeds_cannot_turn_the_text_around_it(site: Site) -> None:
+    """A right-to-left override in a field stays inside that field (bidi isolation)."""
+    site.add(
+        "rtl.md", title="\u202eTitle", provider={"name": "\u202eProvider", "domain": "p.example"}
+    )
+    site.build(overrides={"site.title": "\u202eSite"})
+    page = check_page((site.out / "topics" / "ai.html").read_bytes())
+    isolated = {"".join(e.itertext()) for e in page.tree.iter("bdi")}
+    assert {"\u202eProvider", "\u202eSite"} <= isolated
+    assert all(h.get("dir") == "auto" for h in page.tree.iter("h2"))
+    index = check_page((site.out / "index.html").read_bytes())
+    assert [h.get("dir") for h in index.tree.iter("h1")] == ["auto"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from aggregator.pipeline import fetch_thumbnails
+from aggregator.pipeline import fetch_thumbnails, opened
 from aggregator.thumbs import ThumbnailError, make_thumbnail
 from tests.conftest import NOW, Site, seed_text
 from tests.pagecheck import check_page
@@ -169,3 +169,31 @@ def test_the_service_fetches_thumbnails_and_serves_them(
         assert "img-src 'self'" in image.headers["content-security-policy"]
         with Image.open(io.BytesIO(image.content)) as thumb:
             assert thumb.width == 320
+
+
+def test_sixteen_bit_grey_keeps_its_shade() -> None:
+    out = io.BytesIO()
+    Image.new("I;16", (400, 200), 40000).save(out, "PNG")
+    with Image.open(io.BytesIO(make_thumbnail(out.getvalue(), 320))) as thumb:
+        assert thumb.getpixel((5, 5)) == (156, 156, 156)  # 40000 / 256, not white
+
+
+def test_a_deleted_thumbnail_is_noticed_and_fetched_again(
+    site: Site, images: ThreadingHTTPServer
+) -> None:
+    port = images.server_address[1]
+    site.add("a.md", topics=["Pictures"], images=[{"url": f"http://127.0.0.1:{port}/photo.png"}])
+    config = site.config(
+        **{"links.allow_networks": ("127.0.0.0/8",), "links.allowed_ports": (port,)}
+    )
+    site.build()
+    assert fetch_thumbnails(config, NOW).made == 1
+    (thumb,) = (site.out / "thumbs").glob("*.webp")
+    with opened(config) as pipeline:
+        pipeline.scan(NOW)
+        pipeline.render(NOW)
+        assert pipeline.output_intact()
+        thumb.unlink()
+        assert not pipeline.output_intact()
+    assert fetch_thumbnails(config, NOW + timedelta(minutes=1)).made == 1
+    assert thumb.is_file()
