@@ -57,10 +57,18 @@ def test_entry_ids_are_fixed_for_good() -> None:
     assert entry_id("HTTPS://WWW.JURIST.ORG:443/news/x/?utm_campaign=c#top") == expected
 
 
-@given(st.text())
-def test_cleaned_text_has_no_xml_invalid_characters(text: str) -> None:
+NONCHARACTERS = st.sampled_from(
+    ["\ufdd0", "\ufdef", "\ufffe", "\U0001fffe", "\U0010ffff", "\x00", "\x85"]
+)
+
+
+@given(st.lists(st.text() | NONCHARACTERS).map("".join))
+def test_cleaned_text_has_no_xml_invalid_characters_or_noncharacters(text: str) -> None:
     for cleaned in (strip_invalid_xml(text), clean_line(text)):
         for char in cleaned:
             code = ord(char)
             assert code in (0x9, 0xA, 0xD) or 0x20 <= code < 0x7F or code > 0x9F
-            assert not 0xD800 <= code <= 0xDFFF and code not in (0xFFFE, 0xFFFF)
+            assert not 0xD800 <= code <= 0xDFFF
+            assert not 0xFDD0 <= code <= 0xFDEF and code & 0xFFFE != 0xFFFE
+    kept = [c for c in text if not (0xFDD0 <= ord(c) <= 0xFDEF or ord(c) & 0xFFFE == 0xFFFE)]
+    assert all(c in strip_invalid_xml(text) for c in kept if ord(c) > 0x9F)
