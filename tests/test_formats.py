@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import feedparser
@@ -99,3 +100,65 @@ def test_listparser_finds_every_topic_feed_in_the_opml(site: Site) -> None:
     assert not result.bozo
     expected = {f"http://127.0.0.1:8080/feeds/{slug}.atom" for slug in site.feeds()}
     assert {feed.url for feed in result.feeds} == expected
+
+
+MAKE_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_corpus.py"
+
+
+def generated(site: Site, count: int) -> None:
+    """A varied corpus of our own: unicode topics, markup, odd dates, images, related links."""
+    rng = random.Random(5005)
+    topics = ["AI", "Space", "人工智能", "Énergie", "C++ & Rust", "<b>Bold</b>", "Ünïcode"]
+    for n in range(count):
+        site.add(
+            f"g/{n:04d}.md",
+            title=f"Story {n} " + rng.choice(["<i>it</i>", "&amp;", "ok", "\u202eRTL"]),
+            excerpt=rng.choice([None, f"Excerpt {n} with a < and a > and \u00e9"]),
+            topics=rng.sample(topics, rng.randint(1, 3)),
+            originalUrl=f"https://g{n % 17}.example/{n}?q={rng.random()}&x=1",
+            publishedDateTime=f"20{rng.randint(10, 25)}-{rng.randint(1, 12):02d}-"
+            f"{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z",
+            images=[{"url": f"https://i.example/{n}.jpg", "width": 10, "height": 10}]
+            if n % 3
+            else None,
+            related=[
+                {"title": f"R{r}", "originalUrl": f"https://r.example/{r}"} for r in range(n % 4)
+            ],
+        )
+
+
+def check_every_feed(site: Site) -> int:
+    """Validate every Atom, JSON Feed and RSS document under feeds/; returns how many."""
+    checked = 0
+    feeds = site.out / "feeds"
+    for path in sorted(feeds.rglob("*.atom")):
+        check_feed(path.read_bytes())
+        checked += 1
+    for path in sorted(feeds.glob("*.json")):
+        VALIDATOR.validate(json.loads(path.read_bytes()))
+        checked += 1
+    for path in sorted(feeds.glob("*.rss")):
+        rss = feedparser.parse(path.read_bytes())
+        assert rss.bozo == 0, (path.name, rss.get("bozo_exception"))
+        checked += 1
+    return checked
+
+
+def test_every_feed_of_a_generated_corpus_validates(site: Site) -> None:
+    generated(site, 400)
+    site.build(overrides={**ALL_FORMATS, "feeds.archive": True, "feeds.max_entries": 20})
+    assert check_every_feed(site) > 3 * 8 + 20  # every format of every topic, and archives
+
+
+@pytest.mark.skipif(not MAKE_CORPUS.is_file(), reason="needs ../shared/bench/make_corpus.py")
+def test_every_feed_of_the_shared_corpus_validates(site: Site) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, str(MAKE_CORPUS), "--count", "600", "--out", str(site.seeds / "c")],
+        check=True,
+        capture_output=True,
+    )
+    site.build(overrides={**ALL_FORMATS, "feeds.archive": True})
+    assert check_every_feed(site) > 100
