@@ -44,6 +44,8 @@ log = logging.getLogger("aggregator")
 RESCAN = "rescan"
 LINKS = "links"
 THUMBNAILS = "thumbnails"
+NETWORK = "network"
+"""The executor of the jobs that go out to other hosts."""
 _Report = TypeVar("_Report")
 STOP_TIMEOUT = 8.0
 """Seconds a shutdown waits for the job in progress (SIGTERM must end within 10 s)."""
@@ -255,7 +257,10 @@ class Service:
     def _start_scheduler(self) -> BackgroundScheduler:
         scan = self.config.scan
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(1)},
+            # Rescans have a thread of their own: a long run of link checks or image
+            # fetches (slow hosts, a dead resolver) must not hold up new seeds. The
+            # network jobs share the other, so they never run side by side.
+            executors={"default": ThreadPoolExecutor(1), NETWORK: ThreadPoolExecutor(1)},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -276,6 +281,7 @@ class Service:
                 self._links_job,
                 "interval",
                 id=LINKS,
+                executor=NETWORK,
                 seconds=self.config.links.interval,
                 jitter=min(30.0, self.config.links.interval / 10),
                 next_run_time=datetime.now(UTC) + timedelta(seconds=2),
@@ -285,6 +291,7 @@ class Service:
                 self._thumbnails_job,
                 "interval",
                 id=THUMBNAILS,
+                executor=NETWORK,
                 seconds=self.config.thumbnails.interval,
                 jitter=min(30.0, self.config.thumbnails.interval / 10),
                 next_run_time=datetime.now(UTC) + timedelta(seconds=3),

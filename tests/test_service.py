@@ -324,3 +324,33 @@ def test_the_service_checks_links_and_a_dead_original_gives_way(tmp_path: Path) 
             started = time.monotonic()
             assert svc.stop() == 0
             assert time.monotonic() - started < 10
+
+
+def test_a_long_link_check_does_not_hold_up_new_seeds(tmp_path: Path) -> None:
+    from tests.hostile_http import HostileServer
+
+    with HostileServer() as target:
+        svc = RunningService(
+            tmp_path,
+            links={
+                "allow_networks": ["127.0.0.0/8"],
+                "allowed_ports": [target.port],
+                "timeout": 25,  # /silent never answers: the link job is busy that long
+            },
+        )
+        (svc.seeds / "a.md").write_text(
+            seed_text(title="Silent", topics=["AI"], originalUrl=target.url("/silent"))
+        )
+        with svc:
+            svc.start()
+            deadline = time.monotonic() + 10
+            while not any(p.startswith("/silent") for _, p, _ in target.requests):
+                assert time.monotonic() < deadline, "the link job did not start"
+                time.sleep(0.1)
+            (svc.seeds / "b.md").write_text(
+                seed_text(title="Fresh", topics=["AI"], originalUrl="https://n.example/fresh")
+            )
+            started = time.monotonic()
+            while "Fresh" not in entry_titles(check_feed(svc.get("/feeds/ai.atom").content)):
+                assert time.monotonic() - started < 5, "a rescan waited for the link check"
+                time.sleep(0.1)
