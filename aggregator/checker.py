@@ -540,6 +540,11 @@ def default_user_agent(public_url: str) -> str:
     return f"aggregator/{__version__} (feed link checker; +{public_url})"
 
 
+def user_agent(links: LinksConfig, public_url: str) -> str:
+    """The configured User-Agent, or the default naming the project and the site."""
+    return links.user_agent or default_user_agent(public_url)
+
+
 def run_checks(
     config: LinksConfig,
     user_agent: str,

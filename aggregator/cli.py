@@ -217,13 +217,21 @@ def check_links_command(config: Config, everything: bool, limit: int | None, fmt
         }
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
+    print(f"{'seen':<8} {'code':>4}  {'verdict':<8} url")
     for row in rows:
         code = row["code"] if row["code"] is not None else "-"
         note = row["error"] or (f"→ {row['final_url']}" if row["redirects"] else "")
-        print(f"{row['outcome']:<8} {code!s:>4}  {printable(str(row['url']), 100)}  {note}")
+        verdict = row["verdict"] or "-"
+        url = printable(str(row["url"]), 100)
+        print(f"{row['outcome']:<8} {code!s:>4}  {verdict:<8} {url}  {note}")
+    verdict_counts: dict[str, int] = {}
+    for state in report.states:
+        verdict_counts[state.status.value] = verdict_counts.get(state.status.value, 0) + 1
     print(
-        f"checked {len(rows)} URLs: "
+        f"checked {len(rows)} URLs: seen "
         + ", ".join(f"{n} {k}" for k, n in sorted(by_outcome.items()))
+        + "; verdicts (what feeds go by) "
+        + ", ".join(f"{n} {k}" for k, n in sorted(verdict_counts.items()))
         + (f"; {len(result.deferred)} deferred (host asked to wait)" if result.deferred else "")
     )
     busiest = sorted(by_host.items(), key=lambda item: -sum(item[1].values()))[:10]
@@ -259,7 +267,11 @@ def show_link(config: Config, url: str) -> int:
     """`links show URL`: the stored state and recent history of one URL."""
     from aggregator.pipeline import link_history
 
-    state = link_history(config, url)
+    state = None
+    for spelling in dict.fromkeys([url, url.strip(), _normalized(url)]):  # as typed first
+        state = link_history(config, spelling) if spelling else None
+        if state is not None:
+            break
     if state is None:
         print(f"aggregator: {printable(url)} has not been checked (or is not an article URL)")
         return 1
@@ -276,6 +288,8 @@ def show_link(config: Config, url: str) -> int:
         f"  first checked {when(state.first_checked)}, last {when(state.last_checked)},"
         f" next {when(state.next_check)}"
     )
+    if state.etag or state.last_modified:
+        print(f"  validators: ETag {state.etag or '-'}, Last-Modified {state.last_modified or '-'}")
     if state.failures:
         print(f"  {state.failures} consecutive dead answers since {when(state.failing_since)}")
     if state.last_error:
@@ -283,6 +297,15 @@ def show_link(config: Config, url: str) -> int:
     for at, outcome, code in state.history:
         print(f"  {at}  {outcome:<8} {code if code is not None else '-'}")
     return 0
+
+
+def _normalized(url: str) -> str | None:
+    from aggregator.urls import normalize_url
+
+    try:
+        return normalize_url(url.strip())
+    except ValueError:
+        return None
 
 
 def _health_url(config: Config) -> str:

@@ -183,7 +183,7 @@ class ThumbnailsConfig(_Section):
     """Seconds between two runs that fetch the images still missing a thumbnail."""
     width: int = Field(320, ge=32, le=1280)
     """Thumbnail width in pixels (height at most twice that)."""
-    max_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     """Larger images are not fetched."""
     budget: int = Field(200, ge=1)
     """Images fetched per run at most."""

@@ -30,12 +30,13 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import __version__, logs
-from aggregator.config import Config
+from aggregator.config import Config, LinksConfig
 from aggregator.errors import AggregatorError, ConfigError, Interrupted
 from aggregator.links import Request, RunResult
 from aggregator.metrics import Metrics
 from aggregator.output import OutputDir
-from aggregator.pipeline import Pipeline
+from aggregator.pipeline import Pipeline, image_fetching
+from aggregator.render import archive_page
 from aggregator.server import App, HttpServer, StaticFiles
 from aggregator.state import Store
 from aggregator.text import printable
@@ -188,7 +189,7 @@ class Service:
     def _announce(self, written: list[str]) -> None:
         """Tell the WebSub hub about every feed whose bytes changed (in the background)."""
         hub = self.config.websub.hub
-        feeds = [path for path in written if path.startswith("feeds/")]
+        feeds = [p for p in written if p.startswith("feeds/") and archive_page(p) is None]
         if not hub or not feeds:
             return
         from aggregator.websub import publish
@@ -249,6 +250,14 @@ class Service:
             self._scheduler.reschedule_job(
                 RESCAN, trigger="interval", seconds=config.scan.interval, jitter=config.scan.jitter
             )
+        if self._scheduler is not None:
+            before = {job: seconds for job, _, seconds in self._network_jobs(old)}
+            for job, _, seconds in self._network_jobs(config):
+                if seconds != before[job]:
+                    jitter = min(30.0, seconds / 10)
+                    self._scheduler.reschedule_job(
+                        job, trigger="interval", seconds=seconds, jitter=jitter
+                    )
         log.info("config reloaded")
         self.rescan_now()
 
@@ -276,28 +285,27 @@ class Service:
             jitter=scan.jitter,
             next_run_time=datetime.now(UTC),  # the first scan and build happen at start-up
         )
-        if self.config.links.enabled:
+        # Added whether on or not: a job that is off returns at once, and a reload
+        # can turn it on.
+        for delay, (job, function, seconds) in enumerate(self._network_jobs(self.config), 2):
             scheduler.add_job(
-                self._links_job,
+                function,
                 "interval",
-                id=LINKS,
+                id=job,
                 executor=NETWORK,
-                seconds=self.config.links.interval,
-                jitter=min(30.0, self.config.links.interval / 10),
-                next_run_time=datetime.now(UTC) + timedelta(seconds=2),
-            )
-        if self.config.thumbnails.enabled:
-            scheduler.add_job(
-                self._thumbnails_job,
-                "interval",
-                id=THUMBNAILS,
-                executor=NETWORK,
-                seconds=self.config.thumbnails.interval,
-                jitter=min(30.0, self.config.thumbnails.interval / 10),
-                next_run_time=datetime.now(UTC) + timedelta(seconds=3),
+                seconds=seconds,
+                jitter=min(30.0, seconds / 10),
+                next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
             )
         scheduler.start()
         return scheduler
+
+    def _network_jobs(self, config: Config) -> list[tuple[str, Callable[[], None], float]]:
+        """(id, function, interval) of each job that goes out to other hosts."""
+        return [
+            (LINKS, self._links_job, config.links.interval),
+            (THUMBNAILS, self._thumbnails_job, config.thumbnails.interval),
+        ]
 
     def rescan_now(self) -> None:
         """Ask for a full rescan as soon as possible (after the one running, if any)."""
@@ -312,14 +320,16 @@ class Service:
     def _over_http(
         self,
         what: str,
+        settings: LinksConfig,
         plan: Callable[[datetime], list[Request]],
         apply: Callable[[RunResult, datetime], _Report],
         topics: Callable[[_Report], set[str] | None],
     ) -> tuple[_Report, RunResult, datetime] | None:
-        """One run of the checker: fetch what `plan` asks for, let `apply` keep the result,
-        and render the topics `topics` names (None: none). None when there was nothing to
-        do, the service is stopping, or the run failed (then logged, as `what` failed)."""
-        from aggregator.checker import default_user_agent, run_checks
+        """One run of the checker with `settings`: fetch what `plan` asks for, let `apply`
+        keep the result, and render the topics `topics` names (None: none). None when there
+        was nothing to do, the service is stopping, or the run failed (then logged, as
+        `what` failed)."""
+        from aggregator.checker import run_checks, user_agent
 
         config = self.config
         now = datetime.now(UTC)
@@ -328,13 +338,18 @@ class Service:
                 requests = plan(now)
             if not requests or self._stopping.is_set():
                 return None
-            agent = config.links.user_agent or default_user_agent(config.site.base_url)
-            result = run_checks(config.links, agent, requests, should_stop=self._stopping.is_set)
+            agent = user_agent(config.links, config.site.base_url)
+            result = run_checks(settings, agent, requests, should_stop=self._stopping.is_set)
             with self._work:
+                now = datetime.now(UTC)  # the run took a while: render with the time it is
                 report = apply(result, now)
                 changed = topics(report)
                 if changed is not None and self.status.last_build is not None:
-                    rendered = self.pipeline.render(now, changed, self._stopping.is_set)
+                    try:
+                        rendered = self.pipeline.render(now, changed, self._stopping.is_set)
+                    except BaseException:
+                        self._render_all = True  # what apply changed is in no file yet
+                        raise
                     self._announce(rendered.written)
         except Interrupted:
             return None
@@ -354,6 +369,7 @@ class Service:
         started = time.monotonic()
         done = self._over_http(
             "thumbnails",
+            image_fetching(self.config),
             lambda now: self.pipeline.thumbnail_requests(now, settings.budget),
             self.pipeline.apply_thumbnails,
             lambda r: {key for key in r.topics if key is not None} if r.made else None,
@@ -378,6 +394,7 @@ class Service:
         started = time.monotonic()
         done = self._over_http(
             "link check",
+            links,
             lambda now: self.pipeline.link_requests(now, links.budget),
             self.pipeline.apply_link_results,
             lambda r: r.topics if r.entries_changed else None,

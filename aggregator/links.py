@@ -197,6 +197,29 @@ class RunResult:
     """URL → seconds to wait: not checked, because its host asked for a pause."""
 
 
+def host_pauses(
+    pauses: Mapping[str, datetime], result: RunResult, now: datetime
+) -> dict[str, datetime]:
+    """The pauses hosts asked for (429/503 with Retry-After), this run's added, the ones
+    over dropped: a pause holds across runs, link checks and image fetches alike."""
+    kept = {host: until for host, until in pauses.items() if until > now}
+    asked = [(a.host, a.retry_after) for a in result.attempts if a.status in (429, 503)]
+    asked += [((urlsplit(url).hostname or "").lower(), s) for url, s in result.deferred.items()]
+    for host, seconds in asked:
+        if seconds:
+            until = now + timedelta(seconds=seconds)
+            kept[host] = max(kept.get(host, until), until)
+    return kept
+
+
+def is_paused(url: str, pauses: Mapping[str, datetime], now: datetime) -> bool:
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    return pauses.get(host, now) > now
+
+
 def is_suspect(original: str, final: str) -> bool:
     """A redirect from an article to its site's front page or a much shorter section path."""
     if original == final:

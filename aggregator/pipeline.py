@@ -6,7 +6,12 @@
 
 Work is proportional to change: a scan with nothing changed costs a
 directory walk and a `stat` per file; one changed seed re-renders only the
-topics it was and is in (and `all`, the index and the OPML).
+topics it was and is in (and `all`, the index and the OPML). With
+`feeds.archive`, rendering a topic also reads the date and `updated` of all
+its entries, to tell which archive pages changed (only those are rendered).
+
+Also here: what the link checker and the thumbnail fetcher should look at,
+and what their results change.
 """
 
 from __future__ import annotations
@@ -17,17 +22,15 @@ import multiprocessing
 import multiprocessing.context
 import os
 import threading
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
-from pathlib import Path
 
 from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
-from aggregator.config import Config
+from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted, SeedDirError
 from aggregator.jsonfeed import render_json
 from aggregator.links import (
@@ -39,15 +42,20 @@ from aggregator.links import (
     Request,
     RunResult,
     advance,
+    host_pauses,
+    is_paused,
     network_down,
 )
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml, render_topic_page
-from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, to_micros, topic_catalog
+from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, topic_catalog
 from aggregator.render import (
     FORMATS,
+    OLDEST,
     History,
+    archive_bound,
+    archive_folder,
     archive_path,
     feed_path,
     page_path,
@@ -61,6 +69,7 @@ from aggregator.thumbs import (
     SUFFIX,
     ThumbnailError,
     make_thumbnail,
+    retry_delay,
     thumbnail_path,
 )
 from aggregator.topics import ALL_SLUG, Topic, TopicRules
@@ -350,12 +359,13 @@ class Pipeline:
             pages = {page_path(slug) for slug in self._summaries}
             report.removed += self.out.prune("topics", ".html", pages)
             if topics is None:  # every page was seen: thumbnails no page shows can go
-                self.store.forget_thumbnails(self._shown_thumbs)
+                self.store.forget_thumbnails(self._shown_thumbs, self._wanted)
+                self.store.forget_archives([None, *(t.key for t in catalog.values())])
                 report.removed += self.out.prune(FOLDER, SUFFIX, self._shown_thumbs)
             for folder in self.out.folders("feeds"):  # archives of feeds that are gone
                 if folder not in self._summaries or not feeds.archive:
-                    report.removed += self.out.prune(f"feeds/{folder}/archive", ".atom", set())
-                    self.out.remove_empty(f"feeds/{folder}/archive")
+                    report.removed += self.out.prune(archive_folder(folder), ".atom", set())
+                    self.out.remove_empty(archive_folder(folder))
         return report
 
     def _render_feed(
@@ -373,7 +383,7 @@ class Pipeline:
         bounds: list[Key] = []
         digests: list[str] = []
         if feeds.archive:
-            rows = self.store.feed_rows(key, flt)
+            rows = self.store.feed_rows(key, flt.any_age())
             bounds, digests = self.store.archive(key)
             if not bounds and not digests:  # no record (a new state file): read the pages
                 bounds = self._bounds_on_disk(slug)
@@ -404,7 +414,7 @@ class Pipeline:
             if layout.pages:
                 history = History(prev=len(layout.pages))
                 data = render_atom(plan, site, feeds.max_related, hub, history)
-            self._write_archive(plan, catalog, layout, digests, entry, report)
+            self._write_archive(plan, catalog, layout, bounds, digests, entry, report)
         self._write(feed_path(slug), data, report)
         # The other formats carry the same entries, in the same order.
         if "json" in feeds.formats:
@@ -426,9 +436,14 @@ class Pipeline:
         if not self.config.thumbnails.enabled:
             return {}
         images = [e.article.images[0].url for e in plan.entries if e.article.images]
+        width = self.config.thumbnails.width
         found = self.store.thumbnails(images)
-        present = {url: file for url, file in found.items() if self.out.path(file).is_file()}
-        if len(present) < len(found):  # someone deleted files: fetch those images again
+        present = {
+            url: file
+            for url, file in found.items()
+            if file == thumbnail_path(url, width) and self.out.path(file).is_file()
+        }
+        if len(present) < len(found):  # files deleted, or another width: fetch them again
             self.store.forget_thumbnails_of([url for url in found if url not in present])
         key = plan.topic.key if plan.topic else None
         for url in images:
@@ -442,7 +457,8 @@ class Pipeline:
 
         With a new state file, pages laid out afresh could move entries between
         pages that readers and caches hold as closed; the pages themselves say
-        where each one ends (its newest entry)."""
+        where each one ends (its newest entry). A page with no entries ends
+        where the one before it does, so the numbers stay."""
         bounds: list[Key] = []
         number = 1
         while True:
@@ -450,9 +466,12 @@ class Pipeline:
             following = self.out.path(archive_path(slug, number + 1))
             if not (path.is_file() and following.is_file()):
                 return bounds  # the last page is the open one
-            newest = _newest_entry(path)
-            if newest is not None and (not bounds or newer(newest, bounds[-1])):
-                bounds.append(newest)
+            try:
+                newest = archive_bound(path.read_bytes())
+            except OSError:
+                newest = None
+            previous = bounds[-1] if bounds else OLDEST
+            bounds.append(newest if newest is not None and newer(newest, previous) else previous)
             number += 1
 
     def _write_archive(
@@ -460,6 +479,7 @@ class Pipeline:
         plan: FeedPlan,
         catalog: Mapping[str, Topic],
         layout: Layout,
+        bounds: Sequence[Key],
         digests: Sequence[str],
         entry: Callable[[StoredEntry], Entry],
         report: RenderReport,
@@ -495,46 +515,70 @@ class Pipeline:
             )
             data = render_atom(page, site, self.config.feeds.max_related, None, history)
             self._write(path, data, report)
-        key = plan.topic.key if plan.topic else None
-        self.store.keep_archive(key, layout.bounds, kept)
+        if list(layout.bounds) != list(bounds) or kept != list(digests):
+            self.store.keep_archive(plan.topic.key if plan.topic else None, layout.bounds, kept)
         self._archive_pages[slug] = last
-        if self._complete:
-            folder = f"feeds/{slug}/archive"
-            keep = {archive_path(slug, n) for n in range(1, last + 1)}
-            report.removed += self.out.prune(folder, ".atom", keep)
+        # Pages past the last are stale (reopened, or laid out anew): the server must not
+        # take the page before one of them for a closed page.
+        keep = {archive_path(slug, n) for n in range(1, last + 1)}
+        report.removed += self.out.prune(archive_folder(slug), ".atom", keep)
 
     # -- thumbnails ---------------------------------------------------------------------
 
     def thumbnail_requests(self, now: datetime, limit: int) -> list[Request]:
         """Images the pages want a thumbnail of, never tried first, then failed ones due again."""
         keep = self.config.thumbnails.max_bytes
-        urls = self.store.thumbnails_due(self._wanted, now, limit)
-        return [Request(url, keep=keep) for url in urls]
+        pauses = self._pauses()
+        wanted = [url for url in self._wanted if not is_paused(url, pauses, now)]
+        return [Request(url, keep=keep) for url in self.store.thumbnails_due(wanted, now, limit)]
+
+    def _pauses(self) -> dict[str, datetime]:
+        """Host → until when it asked to be left alone (kept in the state across runs)."""
+        stored = json.loads(self.store.meta(PAUSES) or "{}")
+        return {host: datetime.fromisoformat(until) for host, until in stored.items()}
+
+    def _note_pauses(self, result: RunResult, now: datetime) -> None:
+        pauses = host_pauses(self._pauses(), result, now)
+        self.store.keep_meta(PAUSES, json.dumps({h: t.isoformat() for h, t in pauses.items()}))
 
     def apply_thumbnails(self, result: RunResult, now: datetime) -> ThumbnailReport:
         """Make and keep thumbnails of what was fetched; note what failed, to try later."""
         report = ThumbnailReport()
+        self._note_pauses(result, now)
+        width = self.config.thumbnails.width
+        failed: list[tuple[str, str]] = []
         for attempt in result.attempts:
             try:
                 if attempt.body is None:
                     raise ThumbnailError(attempt.detail or f"HTTP {attempt.status}")
-                data = make_thumbnail(attempt.body, self.config.thumbnails.width)
+                data = make_thumbnail(attempt.body, width)
             except ThumbnailError as exc:
-                self.store.thumbnail_failed(attempt.url, str(exc), now)
-                report.failed.append((attempt.url, str(exc)))
+                failed.append((attempt.url, str(exc)))
                 continue
-            file = thumbnail_path(attempt.url)
+            file = thumbnail_path(attempt.url, width)
             self.out.write(file, data)
             self.store.keep_thumbnail(attempt.url, file)
             report.made += 1
             report.topics.update(self._wanted.pop(attempt.url, set()))
+        tries = self.store.thumbnail_tries([url for url, _ in failed])
+        for url, why in failed:
+            self.store.thumbnail_failed(url, why, tries[url] + 1, now + retry_delay(tries[url] + 1))
+        report.failed = failed
+        for url, seconds in result.deferred.items():  # the host asked for a pause
+            later = now + max(timedelta(seconds=seconds), retry_delay(1))
+            self.store.thumbnail_failed(url, "the host asked to wait", 0, later)
         return report
 
     # -- link checking ----------------------------------------------------------------
 
     def link_requests(self, now: datetime, limit: int, everything: bool = False) -> list[Request]:
         """What the link checker should look at now: new URLs first, then the most overdue."""
-        urls = self.store.due_links(now, limit, everything)
+        pauses = self._pauses()
+        urls = [
+            url
+            for url in self.store.due_links(now, limit, everything)
+            if not is_paused(url, pauses, now)
+        ]
         states = self.store.link_states(urls)
         first_confirms = self.config.links.dead_after <= 1
         requests = []
@@ -556,6 +600,7 @@ class Pipeline:
             dead_after=links.dead_after,
             dead_min_hours=links.dead_min_hours,
         )
+        self._note_pauses(result, now)
         before = self.store.link_states([a.url for a in result.attempts])
         down = network_down(result.attempts)
         states = [advance(before.get(a.url), a, now, policy, down) for a in result.attempts]
@@ -595,22 +640,6 @@ class Pipeline:
             report.written.append(relative)
         else:
             report.unchanged += 1
-
-
-def _newest_entry(path: Path) -> Key | None:
-    """(published_us, id) of the first entry of an archive page we wrote; None if unreadable."""
-    atom = "{http://www.w3.org/2005/Atom}"
-    try:
-        for _, element in ET.iterparse(path):  # noqa: S314 - a file we wrote ourselves
-            if element.tag == f"{atom}entry":
-                entry_id = element.findtext(f"{atom}id")
-                published = element.findtext(f"{atom}published")
-                if entry_id and published:
-                    return (to_micros(datetime.fromisoformat(published)), entry_id)
-                return None
-    except (OSError, ET.ParseError, ValueError):
-        return None
-    return None
 
 
 def _seed_settings(config: Config) -> str:
@@ -695,29 +724,41 @@ def check_links(
 ) -> tuple[RunResult, LinkReport]:
     """Check the articles' URLs once and update the feeds. The composition root of
     `aggregator links check`."""
-    from aggregator.checker import default_user_agent, run_checks
+    from aggregator.checker import run_checks, user_agent
 
     with opened(config) as pipeline:
         pipeline.scan(now)
         requests = pipeline.link_requests(now, limit or config.links.budget, everything)
-        agent = config.links.user_agent or default_user_agent(config.site.base_url)
+        agent = user_agent(config.links, config.site.base_url)
         result = run_checks(config.links, agent, requests, progress=progress)
         report = pipeline.apply_link_results(result, now)
         pipeline.render(now)
         return result, report
 
 
+PAUSES = "host_pauses"
+"""The state's record of the hosts that asked (Retry-After) to be left alone, and until when."""
+IMAGE_FETCHES = 8
+"""Image fetches in flight at most: each keeps a body of up to `thumbnails.max_bytes`."""
+
+
+def image_fetching(config: Config) -> LinksConfig:
+    """The link checker's rules, for fetching images: the same safety, fewer at once."""
+    concurrency = min(config.links.concurrency, IMAGE_FETCHES)
+    return config.links.model_copy(update={"concurrency": concurrency})
+
+
 def fetch_thumbnails(config: Config, now: datetime) -> ThumbnailReport:
     """Fetch the images the pages want and re-render the pages. The composition root of
     `aggregator thumbnails`."""
-    from aggregator.checker import default_user_agent, run_checks
+    from aggregator.checker import run_checks, user_agent
 
     with opened(config) as pipeline:
         pipeline.scan(now)
         pipeline.render(now)  # notes the images every page wants
         requests = pipeline.thumbnail_requests(now, config.thumbnails.budget)
-        agent = config.links.user_agent or default_user_agent(config.site.base_url)
-        result = run_checks(config.links, agent, requests)
+        agent = user_agent(config.links, config.site.base_url)
+        result = run_checks(image_fetching(config), agent, requests)
         report = pipeline.apply_thumbnails(result, now)
         if report.made:
             pipeline.render(now, {key for key in report.topics if key is not None})

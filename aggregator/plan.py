@@ -85,6 +85,11 @@ class FeedFilter:
     require_published: bool
     published_before_us: int
 
+    def any_age(self) -> FeedFilter:
+        """The same filter without `feeds.max_age_days`: what the archive keeps (an article
+        that ages out of a feed goes into its history, not out of it)."""
+        return FeedFilter(self.min_quality, None, self.require_published, self.published_before_us)
+
     @classmethod
     def of(cls, feeds: FeedsConfig, now: datetime) -> FeedFilter:
         cutoff = to_micros(now - timedelta(days=feeds.max_age_days)) if feeds.max_age_days else None

@@ -11,7 +11,10 @@ an entry extension, instead.
 from __future__ import annotations
 
 import html
+import io
+import re
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,10 +24,11 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from aggregator.config import SiteConfig
-from aggregator.plan import Entry, FeedPlan
+from aggregator.plan import Entry, FeedPlan, to_micros
 from aggregator.text import strip_invalid_xml
 from aggregator.topics import Topic
 
+ATOM_NS = "http://www.w3.org/2005/Atom"
 ATOM_TYPE = "application/atom+xml"
 RSS_TYPE = "application/rss+xml"
 JSON_TYPE = "application/feed+json"
@@ -39,9 +43,43 @@ def feed_path(slug: str, fmt: str = "atom") -> str:
     return f"feeds/{slug}{FORMATS[fmt][0]}"
 
 
+def archive_folder(slug: str) -> str:
+    """Where the archive pages of a feed live (RFC 5005)."""
+    return f"feeds/{slug}/archive"
+
+
 def archive_path(slug: str, number: int) -> str:
-    """Where archive page `number` (1: the oldest) of a feed lives (RFC 5005)."""
-    return f"feeds/{slug}/archive/{number}.atom"
+    """Where archive page `number` (1: the oldest) of a feed lives."""
+    return f"{archive_folder(slug)}/{number}.atom"
+
+
+_ARCHIVE_PAGE = re.compile(r"feeds/(?P<slug>[^/]+)/archive/(?P<number>[1-9][0-9]{0,8})\.atom")
+
+
+def archive_page(relative: str) -> tuple[str, int] | None:
+    """(slug, number) when `relative` is where an archive page lives, else None."""
+    match = _ARCHIVE_PAGE.fullmatch(relative)
+    return (match["slug"], int(match["number"])) if match else None
+
+
+OLDEST = (-(2**62), "")
+"""A key older than any entry's: the bound of an archive page 1 that holds nothing."""
+
+
+def archive_bound(data: bytes) -> tuple[int, str] | None:
+    """(published_us, id) of the newest (first) entry of an archive page we wrote; None
+    when it has none or cannot be read."""
+    try:
+        for _, element in ET.iterparse(io.BytesIO(data)):  # noqa: S314 - a file we wrote
+            if element.tag == f"{{{ATOM_NS}}}entry":
+                entry_id = element.findtext(f"{{{ATOM_NS}}}id")
+                published = element.findtext(f"{{{ATOM_NS}}}published")
+                if entry_id and published:
+                    return (to_micros(datetime.fromisoformat(published)), entry_id)
+                return None
+    except (ET.ParseError, ValueError):
+        return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +223,9 @@ def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: 
     fg = FeedGenerator()
     fg.load_extension("media", atom=False, rss=True)
     fg.title(feed_title(site, plan.topic))
-    fg.link(href=site.base_url + page_path(plan.slug), rel="alternate")
+    # feedgen takes the last link added as the channel's <link>: the page, so it goes last.
     fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
+    fg.link(href=site.base_url + page_path(plan.slug), rel="alternate")
     about = plan.topic.name if plan.topic else "every topic"
     fg.description(f"Articles on {about}, newest first")
     fg.generator("aggregator")

@@ -18,7 +18,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import stat
 import threading
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -30,6 +29,7 @@ from typing import Any
 import uvicorn
 
 from aggregator.metrics import Metrics
+from aggregator.render import archive_page, archive_path
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -123,7 +123,6 @@ class CachedFile:
 
 ARCHIVE_MAX_AGE = 86_400
 """Cache-Control max-age of a full archive page, which changes only when an article in it does."""
-_ARCHIVE_PAGE = re.compile(r"(?P<folder>feeds/[^/]+/archive/)(?P<number>[1-9][0-9]{0,8})\.atom")
 
 
 class StaticFiles:
@@ -191,7 +190,7 @@ class StaticFiles:
             *_SECURITY_HEADERS,
         ]
         websub = self.hub()
-        if websub is not None and relative.startswith("feeds/") and "/archive/" not in relative:
+        if websub is not None and relative.startswith("feeds/") and not archive_page(relative):
             hub, base = websub
             link = f'<{hub}>; rel="hub", <{base}{relative}>; rel="self"'
             common.append((b"link", link.encode("utf-8")))
@@ -208,11 +207,10 @@ class StaticFiles:
 
     def _closed_archive_page(self, relative: str) -> bool:
         """Whether this is an archive page with a newer one after it (so it is full)."""
-        match = _ARCHIVE_PAGE.fullmatch(relative)
-        if match is None:
+        page = archive_page(relative)
+        if page is None:
             return False
-        newer = f"{match['folder']}{int(match['number']) + 1}.atom"
-        return os.path.isfile(os.path.join(self.root, newer))
+        return os.path.isfile(os.path.join(self.root, archive_path(page[0], page[1] + 1)))
 
 
 def _representation(body: bytes, etag: str, headers: list[tuple[bytes, bytes]]) -> Representation:

@@ -51,7 +51,6 @@ from aggregator.links import (
 from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, to_micros
 from aggregator.scan import SeedFile
-from aggregator.thumbs import retry_delay
 from aggregator.topics import TopicRules
 
 SCHEMA_VERSION = 4
@@ -513,6 +512,15 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
             return row is not None
 
+    def meta(self, name: str) -> str | None:
+        with self._reading():
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def keep_meta(self, name: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
     def reread_rejected_if_changed(self, settings: str) -> bool:
         """When the settings reading depends on changed, make rejected seeds due again.
 
@@ -661,20 +669,17 @@ class Store:
     def _entries(self, ids: Sequence[str]) -> list[StoredEntry]:
         found: dict[str, tuple[str, int, str | None]] = {}
         keys: dict[str, list[str]] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for entry_id, text, updated, link in self._db.execute(
-                "SELECT e.entry_id, s.article, l.updated_us, e.link FROM entries e"
-                " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
-                f" WHERE e.entry_id IN ({marks})",
-                chunk,
-            ):
-                found[entry_id] = (text, updated, link)
-            for topic_key, entry_id in self._db.execute(
-                f"SELECT key, entry_id FROM entry_topics WHERE entry_id IN ({marks})", chunk
-            ):
-                keys.setdefault(entry_id, []).append(topic_key)
+        select = (
+            "SELECT e.entry_id, s.article, l.updated_us, e.link FROM entries e"
+            " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
+            " WHERE e.entry_id IN"
+        )
+        for entry_id, text, updated, link in self._in_chunks(select, ids):
+            found[entry_id] = (text, updated, link)
+        for topic_key, entry_id in self._in_chunks(
+            "SELECT key, entry_id FROM entry_topics WHERE entry_id IN", ids
+        ):
+            keys.setdefault(entry_id, []).append(topic_key)
         return [
             StoredEntry(
                 entry_id,
@@ -710,31 +715,18 @@ class Store:
     def thumbnails(self, urls: Iterable[str]) -> dict[str, str]:
         """Image URL → its thumbnail file, for those of `urls` that have one."""
         wanted = list(dict.fromkeys(urls))
-        found: dict[str, str] = {}
         with self._reading():
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    self._db.execute(
-                        f"SELECT url, file FROM thumbs WHERE file IS NOT NULL AND url IN ({marks})",
-                        chunk,
-                    ).fetchall()
-                )
-        return found
+            select = "SELECT url, file FROM thumbs WHERE file IS NOT NULL AND url IN"
+            return dict(self._in_chunks(select, wanted))
 
     def thumbnails_due(self, urls: Iterable[str], now: datetime, limit: int) -> list[str]:
         """Of `urls`, those without a thumbnail whose next try has come (never tried first)."""
         wanted = list(dict.fromkeys(urls))
-        known: dict[str, tuple[str | None, int]] = {}
         with self._reading():
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for url, file, next_try in self._db.execute(
-                    f"SELECT url, file, next_try_us FROM thumbs WHERE url IN ({marks})", chunk
-                ):
-                    known[url] = (file, next_try)
+            select = "SELECT url, file, next_try_us FROM thumbs WHERE url IN"
+            known = {
+                url: (file, next_try) for url, file, next_try in self._in_chunks(select, wanted)
+            }
         cutoff = to_micros(now)
         fresh = [u for u in wanted if u not in known]
         retry = sorted(
@@ -751,34 +743,52 @@ class Store:
                 (url, file),
             )
 
-    def thumbnail_failed(self, url: str, detail: str, now: datetime) -> int:
-        """Note a failed fetch; the next try waits longer each time. Returns the tries so far."""
+    def thumbnail_tries(self, urls: Sequence[str]) -> dict[str, int]:
+        """How many fetches of each image have failed in a row (0: none, or never tried)."""
+        tries = dict.fromkeys(urls, 0)
+        with self._reading():
+            for url, count in self._in_chunks("SELECT url, tries FROM thumbs WHERE url IN", urls):
+                tries[url] = count
+        return tries
+
+    def thumbnail_failed(self, url: str, detail: str, tries: int, next_try: datetime) -> None:
+        """Note a failed fetch (the `tries`-th in a row), not to be tried before `next_try`."""
         with self._transaction() as db:
-            row = db.execute("SELECT tries FROM thumbs WHERE url = ?", (url,)).fetchone()
-            tries = (row[0] if row else 0) + 1
             db.execute(
                 "INSERT OR REPLACE INTO thumbs (url, file, tries, next_try_us, detail)"
                 " VALUES (?, NULL, ?, ?, ?)",
-                (url, tries, to_micros(now + retry_delay(tries)), detail[:300]),
+                (url, tries, to_micros(next_try), detail[:300]),
             )
-        return tries
 
     def forget_thumbnails_of(self, urls: Sequence[str]) -> None:
         """Forget the thumbnails of these images (their files are gone): fetch them anew."""
         with self._transaction() as db:
             db.executemany("DELETE FROM thumbs WHERE url = ?", [(u,) for u in urls])
 
-    def forget_thumbnails(self, keep: Iterable[str]) -> list[str]:
-        """Drop every thumbnail whose file is not in `keep`; returns the files dropped."""
-        kept = set(keep)
+    def forget_thumbnails(self, keep_files: Iterable[str], wanted: Iterable[str]) -> None:
+        """Drop the thumbnails whose file is not in `keep_files`, and the failures of
+        images no page wants any more."""
+        kept, still = set(keep_files), set(wanted)
         with self._transaction() as db:
-            files = [
-                (url, file)
-                for url, file in db.execute("SELECT url, file FROM thumbs WHERE file IS NOT NULL")
-                if file not in kept
+            gone = [
+                url
+                for url, file in db.execute("SELECT url, file FROM thumbs")
+                if (file is not None and file not in kept) or (file is None and url not in still)
             ]
-            db.executemany("DELETE FROM thumbs WHERE url = ?", [(u,) for u, _ in files])
-        return [file for _, file in files]
+            db.executemany("DELETE FROM thumbs WHERE url = ?", [(u,) for u in gone])
+
+    def forget_archives(self, keep: Iterable[str | None]) -> None:
+        """Drop what is kept of the archives of every topic not in `keep` (None: `all`)."""
+        kept = {key or "" for key in keep}
+        with self._transaction() as db:
+            gone = [t for (t,) in db.execute("SELECT topic FROM archives") if t not in kept]
+            db.executemany("DELETE FROM archives WHERE topic = ?", [(t,) for t in gone])
+
+    def _in_chunks(self, select: str, values: Sequence[str]) -> Iterator[Any]:
+        """Rows of `select` ... IN (values), a chunk of values at a time (SQLite's limit)."""
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            yield from self._db.execute(f"{select} ({','.join('?' * len(chunk))})", chunk)
 
     def archive(self, key: str | None) -> tuple[list[Key], list[str]]:
         """The closed-page bounds and the page digests kept for a topic's archive."""

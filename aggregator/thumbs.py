@@ -25,10 +25,11 @@ class ThumbnailError(Exception):
     """The bytes are not an image we make a thumbnail of."""
 
 
-def thumbnail_path(image_url: str) -> str:
-    """Where the thumbnail of an image lives, relative to the output directory."""
+def thumbnail_path(image_url: str, width: int) -> str:
+    """Where the thumbnail of an image lives, relative to the output directory (the width
+    is in the name, so a new `thumbnails.width` makes new files)."""
     digest = hashlib.blake2b(image_url.encode("utf-8"), digest_size=12).hexdigest()
-    return f"{FOLDER}/{digest}{SUFFIX}"
+    return f"{FOLDER}/{digest}-{width}{SUFFIX}"
 
 
 def make_thumbnail(data: bytes, width: int) -> bytes:

@@ -86,6 +86,7 @@ def delay_server(kind: str, work: Path) -> subprocess.Popen[str]:
                     return process
             except OSError:
                 time.sleep(0.05)
+        process.terminate()
         raise SystemExit("nginx did not start: see " + str(work / "nginx-error.log"))
     command = [sys.executable, "-m", "bench.delay_server", "--port", str(PORT)]
     process = subprocess.Popen([*command, "--hosts", str(HOSTS)], stdout=subprocess.PIPE, text=True)

@@ -4,7 +4,7 @@ and a full archive page changes only when an article in it does."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +280,33 @@ def test_a_deleted_archive_page_is_noticed(site: Site) -> None:
         assert pipeline.output_intact()
     ids, _ = walk(site)
     assert len(ids) == 10
+
+
+def test_articles_that_age_out_of_the_feed_stay_in_its_history(site: Site) -> None:
+    for n in range(10):
+        add(site, n, n + 1)
+    aged = {**ARCHIVED, "feeds.max_age_days": 1}
+    site.build(now=datetime(2024, 1, 9, 13, tzinfo=UTC), overrides=aged)
+    feed = check_feed(site.feed("ai"))
+    assert [e.findtext(f"{ATOM}title") for e in feed.iter(f"{ATOM}entry")] == [
+        "Story 9",
+        "Story 8",
+    ]
+    ids, _ = walk(site)
+    assert len(ids) == len(set(ids)) == 10
+
+
+def test_a_new_state_file_keeps_page_numbers_past_an_empty_page(site: Site) -> None:
+    for n in range(12):
+        add(site, n, n + 1)
+    site.build(overrides=ARCHIVED)
+    for n in (3, 4, 5):  # all of page 2
+        (site.seeds / f"s{n}.md").unlink()
+    site.build(now=NOW + timedelta(hours=1), overrides=ARCHIVED)
+    folder = site.out / "feeds" / "ai" / "archive"
+    before = {p.name: p.read_bytes() for p in folder.glob("*.atom")}
+    assert b"<entry>" not in before["2.atom"]
+    site.state.unlink()
+    site.build(now=NOW + timedelta(hours=2), overrides=ARCHIVED)
+    after = {p.name: p.read_bytes() for p in folder.glob("*.atom")}
+    assert after == before

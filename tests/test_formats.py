@@ -55,6 +55,7 @@ def test_every_format_carries_the_same_entries_in_the_same_order(site: Site) -> 
         assert rss.bozo == 0, rss.get("bozo_exception")
         assert [e.id for e in rss.entries] == atom_ids
         assert rss.feed.get("ttl") == "1"
+        assert rss.feed.link == f"http://127.0.0.1:8080/topics/{slug}.html"
     index = check_page((site.out / "index.html").read_bytes())
     for suffix, media in (
         (".atom", "application/atom+xml"),

@@ -197,3 +197,18 @@ def test_a_failing_url_is_confirmed_only_by_get(site: Site, server: HostileServe
     run(site, server, 30, per_host=1)
     again = [m for m, p, _ in server.requests if p.startswith("/status/404/")]
     assert again == ["HEAD", "GET"] * 3  # each one failing already: only a GET confirms
+
+
+def test_a_host_that_asked_to_wait_is_left_alone_in_later_runs(
+    site: Site, server: HostileServer
+) -> None:
+    add(site, server, "busy", "/retry-seconds/a", None)
+    site.build()
+    run(site, server, 0)
+    assert [p for _, p, _ in server.requests] == ["/retry-seconds/a"]
+    add(site, server, "later", "/ok/later", None)
+    site.build(now=NOW + timedelta(seconds=30))
+    check_links(site.config(**links(server)), NOW + timedelta(seconds=60), everything=True)
+    assert [p for _, p, _ in server.requests] == ["/retry-seconds/a"]  # 120 s are not over
+    check_links(site.config(**links(server)), NOW + timedelta(seconds=130), everything=True)
+    assert "/ok/later" in [p for _, p, _ in server.requests]

@@ -197,3 +197,41 @@ def test_a_deleted_thumbnail_is_noticed_and_fetched_again(
         assert not pipeline.output_intact()
     assert fetch_thumbnails(config, NOW + timedelta(minutes=1)).made == 1
     assert thumb.is_file()
+
+
+def test_a_new_width_makes_new_thumbnails(site: Site, images: ThreadingHTTPServer) -> None:
+    port = images.server_address[1]
+    site.add("a.md", topics=["Pictures"], images=[{"url": f"http://127.0.0.1:{port}/photo.png"}])
+    allow = {"links.allow_networks": ("127.0.0.0/8",), "links.allowed_ports": (port,)}
+    site.build()
+    assert fetch_thumbnails(site.config(**allow), NOW).made == 1
+    wider = site.config(**allow, **{"thumbnails.width": 480})
+    assert fetch_thumbnails(wider, NOW).made == 1
+    (thumb,) = (site.out / "thumbs").glob("*.webp")  # the narrow one is gone
+    with Image.open(thumb) as image:
+        assert image.width == 480
+
+
+def test_a_host_that_asks_to_wait_is_left_alone(site: Site) -> None:
+    from tests.hostile_http import HostileServer
+
+    with HostileServer() as server:
+        for n in range(3):
+            site.add(
+                f"w{n}.md",
+                topics=["Pictures"],
+                originalUrl=f"https://n.example/{n}",
+                images=[{"url": server.url(f"/retry-seconds/{n}.png")}],
+            )
+        config = site.config(
+            **{
+                "links.allow_networks": ("127.0.0.0/8",),
+                "links.allowed_ports": (server.port,),
+                "links.per_host": 1,
+            }
+        )
+        site.build()
+        first = fetch_thumbnails(config, NOW)
+        assert first.made == 0 and len(server.requests) == 1  # the rest were deferred
+        fetch_thumbnails(config, NOW + timedelta(minutes=5))
+        assert len(server.requests) == 1  # nobody asked again before the pause is over

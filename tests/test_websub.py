@@ -98,3 +98,22 @@ def test_failed_pings_are_retried_then_reported(hub: Hub) -> None:
         "http://x/feeds/a.atom"
     ]
     assert waits == [1, 2]  # backing off between the three tries
+
+
+def test_archive_pages_are_not_announced(tmp_path: Path, hub: Hub) -> None:
+    svc = RunningService(
+        tmp_path, websub={"hub": hub.url}, feeds={"archive": True, "max_entries": 1}
+    )
+    for n in range(3):
+        (svc.seeds / f"s{n}.md").write_text(
+            seed_text(title=f"S{n}", topics=["AI"], originalUrl=f"https://w.example/{n}")
+        )
+    with svc:
+        svc.start()
+        assert svc.get("/feeds/ai/archive/1.atom").status_code == 200
+        deadline = time.monotonic() + 10
+        while len(hub.pings) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert hub.feeds() == ["ai.atom", "all.atom"]
+        assert "link" not in svc.get("/feeds/ai/archive/1.atom").headers
