@@ -399,18 +399,17 @@ class Pipeline:
 
         plan = FeedPlan(slug, topic, tuple(entry(e) for e in stored), total)
         hub = self.config.websub.hub
-        # Older entries are archived when there are any beyond what the current feed shows.
         data = render_atom(plan, site, feeds.max_related, hub)
+        page_size = feeds.max_entries
         while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
-            # Readers choke on huge feeds: keep fewer (oversized) entries instead.
+            # Readers choke on huge feeds: keep fewer (oversized) entries instead, and
+            # close archive pages at that size too (they would be as large).
             plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
+            page_size = len(plan.entries)
             data = render_atom(plan, site, feeds.max_related, hub)
         if feeds.archive:
-            # What the current feed leaves out (or sheds for size) goes to the archive, in
-            # pages no larger than the feed: a page of entries that had to be shed for
-            # size would be too large for readers as well.
-            page_size = len(plan.entries) if len(plan.entries) < feeds.max_entries else None
-            layout = lay_out(rows, bounds, len(plan.entries), page_size or feeds.max_entries)
+            # What the current feed leaves out (or sheds for size) goes to the archive.
+            layout = lay_out(rows, bounds, len(plan.entries), page_size)
             if layout.pages:
                 history = History(prev=len(layout.pages))
                 data = render_atom(plan, site, feeds.max_related, hub, history)

@@ -310,3 +310,13 @@ def test_a_new_state_file_keeps_page_numbers_past_an_empty_page(site: Site) -> N
     site.build(now=NOW + timedelta(hours=2), overrides=ARCHIVED)
     after = {p.name: p.read_bytes() for p in folder.glob("*.atom")}
     assert after == before
+
+
+def test_a_short_feed_of_fresh_articles_still_fills_whole_pages(site: Site) -> None:
+    for n in range(10):
+        add(site, n, n + 1)
+    aged = {**ARCHIVED, "feeds.max_age_days": 1}  # one fresh article, nine aged out
+    site.build(now=datetime(2024, 1, 10, 13, tzinfo=UTC), overrides=aged)
+    assert len(check_feed(site.feed("ai")).findall(f"{ATOM}entry")) == 1
+    _, pages = walk(site)
+    assert len(pages) == 4  # 9 aged entries in 3 full pages (not 9 of one) + the open page
