@@ -3,23 +3,34 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/aggregator.yaml
+# `make run PORT=9000` serves on another port than the config's server.port.
+PORT ?=
 
-.PHONY: install run build test lint typecheck unit bench clean
+.PHONY: install install-run run build test lint typecheck unit bench clean
 
+# Each install happens once (a marker file), again only when pyproject.toml changes.
+# What running needs: the package and its dependencies.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# What developing needs besides: the [dev] extras (pytest, ruff, mypy, ...).
+$(BIN)/.installed-dev: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed-dev
+
+install-run: $(BIN)/.installed
 
 # The service on the bundled seeds/, serving the feeds at http://127.0.0.1:8080/.
-run: install
-	$(BIN)/aggregator run --config $(CONFIG)
+run: install-run
+	$(BIN)/aggregator run --config $(CONFIG)$(if $(PORT), --port $(PORT))
 
 # Bring the feeds in public/ up to date once, and exit.
-build: install
+build: install-run
 	$(BIN)/aggregator build --config $(CONFIG)
 
 test: lint typecheck unit

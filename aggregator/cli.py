@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import __version__
-from aggregator.config import Config, load_config, server_url
+from aggregator.config import Config, explain_config, load_config, server_url, settings_lines
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import BuildReport, Progress, build
 from aggregator.text import printable
@@ -31,6 +31,16 @@ from aggregator.text import printable
 PROGRESS_MIN_FILES = 500
 """A progress bar appears (on a terminal) for seed directories at least this large."""
 MAX_LISTED = 20
+FLAG_NAMES = {
+    "seeds.dir": "--seeds",
+    "output.dir": "--out",
+    "state.path": "--state",
+    "server.host": "--host",
+    "server.port": "--port",
+}
+"""The settings command-line flags set (`config show` names the flag)."""
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a tool stopped by SIGPIPE, as `... | head` does to others."""
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -104,6 +114,23 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _common(thumbs_cmd)
 
+    config_cmd = commands.add_parser(
+        "config",
+        help="check the configuration, or show the effective settings",
+        description="`config check` validates the settings without running (exit 0, or 2 "
+        "with every error); `config show` prints the effective settings and where each "
+        "came from (default, file, environment, flag).",
+    )
+    config_sub = config_cmd.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    for action, help_ in (
+        ("check", "validate the settings without running: exit 0, or 2 with every error"),
+        ("show", "print the effective settings (YAML) and where each came from"),
+    ):
+        action_cmd = config_sub.add_parser(action, help=help_)
+        _common(action_cmd)
+        action_cmd.add_argument("--host", metavar="HOST", help="address to listen on")
+        action_cmd.add_argument("--port", type=int, metavar="PORT", help="port to listen on")
+
     health_cmd = commands.add_parser(
         "healthcheck",
         help="ask a running service whether it is healthy (exit 0 when it is)",
@@ -115,6 +142,20 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `aggregator` command; a reader that stops early (`... | head`) ends it quietly."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nobody reads any more: point stdout at /dev/null so the flush at exit cannot
+        # fail again and print a traceback (the recipe of Python's signal docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = make_parser().parse_args(argv)
     overrides = {
         "seeds.dir": getattr(args, "seeds", None),
@@ -127,10 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def load() -> Config:
         return load_config(args.config, overrides=overrides)
 
+    if args.command == "config":
+        return config_command(args.config_command, args.config, overrides)
     try:
         config = load()
     except ConfigError as exc:
-        print(f"aggregator: config error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"aggregator: config error: {problem}", file=sys.stderr)
         return 2
     if args.command == "healthcheck":
         return healthcheck(args.url or _health_url(config))
@@ -166,6 +210,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print_report(report, config.seeds.dir, config.output.dir)
     return 1 if args.strict and report.rejected else 0
+
+
+def config_command(action: str, path: Path | None, overrides: dict[str, Any]) -> int:
+    """`config check` (ok, or every error one a line; exit 2) and `config show`."""
+    try:
+        explained = explain_config(path, overrides=overrides)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        print(
+            f"aggregator: config {action} failed: {count} error{'s' * (count != 1)}",
+            file=sys.stderr,
+        )
+        return 2
+    if action == "show":
+        print("\n".join(settings_lines(explained, FLAG_NAMES)))
+        return 0
+    print(f"aggregator: config ok: {explained.file or 'built-in defaults'}")
+    return 0
 
 
 def check_links_command(config: Config, everything: bool, limit: int | None, fmt: str) -> int:

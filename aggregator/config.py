@@ -11,9 +11,11 @@ names the key, where the value came from, and the value itself.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +37,9 @@ from aggregator.urls import InvalidURL, http_url
 ENV_PREFIX = "AGGREGATOR_"
 ENV_CONFIG = "AGGREGATOR_CONFIG"
 """Names the config file when `--config` is not given."""
+
+DEFAULT, FILE, ENVIRONMENT, FLAG = "default", "file", "environment", "flag"
+"""Where a setting can come from, weakest first."""
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080/"
 DEFAULT_MAX_ENTRIES = 50
@@ -296,28 +301,61 @@ def load_config(
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Read the config file (if any), apply env vars and `overrides` ("section.key": value)."""
+    return explain_config(path, overrides=overrides, environ=environ).config
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The effective config and where each setting came from (what `config show` prints)."""
+
+    config: Config
+    file: Path | None
+    """The config file read, if any."""
+    file_from_environ: bool
+    """Whether $AGGREGATOR_CONFIG named the file (no `--config`)."""
+    sources: Mapping[str, str]
+    """"section.key" → "file", "environment" or "flag"; every other key is a default."""
+
+
+def explain_config(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Explained:
+    """`load_config`, also saying where each setting came from.
+
+    Raises `ConfigError` with every problem found (its `problems`, one line each).
+    """
     environ = os.environ if environ is None else environ
-    if path is None and environ.get(ENV_CONFIG):
+    from_environ = path is None and bool(environ.get(ENV_CONFIG))
+    if from_environ:
         path = Path(environ[ENV_CONFIG])
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
-        layers.append((str(path), _read_file(path)))
-    layers.append(("environment", _from_environ(environ)))
+        layers.append((FILE, _read_file(path)))
+    layers.append((ENVIRONMENT, _from_environ(environ)))
     flags: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         if value is not None:
             section, key = dotted.split(".", 1)
             flags.setdefault(section, {})[key] = value
-    layers.append(("command line", flags))
+    layers.append((FLAG, flags))
 
     merged: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
     for name, layer in layers:
         _merge(merged, layer, origin, name)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, origin)) from None
+        problems = _describe(exc, origin, path)
+        raise ConfigError("; ".join(problems), problems) from None
+    sources = {".".join(loc): kind for loc, kind in origin.items() if len(loc) == 2}
+    site = merged.get("site")
+    if not isinstance(site, dict) or site.get("public_url") is None:
+        sources.pop("site.public_url", None)  # null: derived from the server address
+    return Explained(config, path, from_environ, sources)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -372,7 +410,10 @@ def _merge(
             origin[(str(section), str(key))] = name
 
 
-def _describe(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> str:
+def _describe(
+    exc: ValidationError, origin: Mapping[tuple[str, ...], str], path: Path | None
+) -> tuple[str, ...]:
+    """One line per error: where the value came from, the key, what is wrong, the value."""
     lines = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
@@ -383,11 +424,79 @@ def _describe(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> st
         source = next(
             (origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), "default"
         )
-        if source == "environment":
+        if source == FILE:
+            source = str(path)
+        elif source == ENVIRONMENT:
             source = ENV_PREFIX + "__".join(loc[:2]).upper()
+        elif source == FLAG:
+            source = "command line"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown setting"
+            message = "unknown key" + _suggestion(loc)
         value = printable(repr(error.get("input")), 80)
         lines.append(f"{source}: {key}: {message} (got {value})")
-    return "; ".join(lines)
+    return tuple(lines)
+
+
+def _suggestion(loc: tuple[str, ...]) -> str:
+    """ "; did you mean scan.interval?" for an unknown key that resembles a known one (pure)."""
+    *parents, key = loc
+    model: type[BaseModel] = Config
+    for part in parents:
+        field = model.model_fields.get(part)
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return ""
+        model = inner
+    close = difflib.get_close_matches(key.lower(), list(model.model_fields), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {'.'.join([*parents, close[0]])}?"
+    if model is not Config and len(parents) == 1:  # the right key in the wrong section
+        for section, field in Config.model_fields.items():
+            inner = field.annotation
+            keys = (
+                inner.model_fields
+                if isinstance(inner, type) and issubclass(inner, BaseModel)
+                else {}
+            )
+            if key.lower() in keys:
+                return f"; did you mean {section}.{key.lower()}?"
+    return ""
+
+
+def settings_lines(explained: Explained, flag_names: Mapping[str, str] | None = None) -> list[str]:
+    """The effective settings as YAML, each key with a comment saying where it came from.
+
+    `flag_names` maps "section.key" to the command-line flag that sets it, to name it.
+    The lines parse as a config file with the same settings (pure).
+    """
+    flag_names = flag_names or {}
+    if explained.file is None:
+        file = "none (built-in defaults)"
+    else:
+        how = " (named by $" + ENV_CONFIG + ")" if explained.file_from_environ else ""
+        file = f"{explained.file}{how}"
+    lines = [
+        "# effective settings; later sources win: default < file < environment < flag",
+        f"# config file: {file}",
+    ]
+    for section, values in explained.config.model_dump(mode="json").items():
+        lines.append(f"{section}:")
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            source = explained.sources.get(dotted, DEFAULT)
+            if source == ENVIRONMENT:
+                source += f" {ENV_PREFIX}{section.upper()}__{key.upper()}"
+            elif source == FLAG and dotted in flag_names:
+                source += f" {flag_names[dotted]}"
+            elif dotted == "site.public_url" and source == DEFAULT:
+                source += " (from server.host and server.port)"
+            setting = f"  {key}: {_flow(value)}"
+            lines.append(f"{setting.ljust(40)}  # {source}")
+    return lines
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML (flow style)."""
+    text = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=1 << 30)
+    return text.strip()[1:-1]

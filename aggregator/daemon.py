@@ -31,7 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import __version__, logs
 from aggregator.config import Config, LinksConfig
-from aggregator.errors import AggregatorError, ConfigError, Interrupted
+from aggregator.errors import AggregatorError, ConfigError, Interrupted, SeedDirError
 from aggregator.links import Request, RunResult
 from aggregator.metrics import Metrics
 from aggregator.output import OutputDir
@@ -50,6 +50,8 @@ NETWORK = "network"
 _Report = TypeVar("_Report")
 STOP_TIMEOUT = 8.0
 """Seconds a shutdown waits for the job in progress (SIGTERM must end within 10 s)."""
+MAX_HEALTH_REJECTED = 20
+"""Rejected seed files /healthz names (first by path); `rejected` counts them all."""
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Status:
     last_links: dict[str, Any] | None = None
     last_error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    rejected_files: list[dict[str, str]] = field(default_factory=list)
+    """The first MAX_HEALTH_REJECTED rejected seeds by path: {"file", "reason"}."""
     scans: int = 0
     """Scans finished since start-up, successful or not."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,6 +84,7 @@ class Status:
                 "last_error": self.last_error,
                 "scans": self.scans,
                 **self.counts,
+                "rejected_files": self.rejected_files,
             }
         return (200 if ok else 503), body
 
@@ -143,6 +148,14 @@ class Service:
             config.state.path,
             config.scan.interval,
             " and on file changes" if config.scan.watch else "",
+            extra=logs.fields(
+                version=__version__,
+                seeds=str(config.seeds.dir),
+                output=str(config.output.dir),
+                state=str(config.state.path),
+                interval=config.scan.interval,
+                watch=config.scan.watch,
+            ),
         )
         serving: asyncio.Task[bool] | None = None
         if config.server.enabled:
@@ -155,7 +168,13 @@ class Service:
             if serving.done():  # it could not listen; uvicorn logged why
                 return 1
             log.info(
-                "serving %s at http://%s:%d/", self.out.root, config.server.host, config.server.port
+                "serving %s at http://%s:%d/",
+                self.out.root,
+                config.server.host,
+                config.server.port,
+                extra=logs.fields(
+                    output=str(self.out.root), host=config.server.host, port=config.server.port
+                ),
             )
         self._scheduler = self._start_scheduler()
         if config.scan.watch:
@@ -230,7 +249,11 @@ class Service:
         try:
             config = self._load_config()
         except ConfigError as exc:
-            log.error("config reload failed, keeping the running config: %s", exc)
+            log.error(
+                "config reload failed, keeping the running config: %s",
+                exc,
+                extra=logs.fields(error=str(exc), problems=list(exc.problems)),
+            )
             return
         logs.configure(config.logging.format, config.logging.level)
         old = self.config
@@ -354,7 +377,7 @@ class Service:
         except Interrupted:
             return None
         except AggregatorError as exc:
-            log.error("%s failed: %s", what, exc)
+            log.error("%s failed: %s", what, exc, extra=logs.fields(job=what, error=str(exc)))
             return None
         except Exception:
             log.exception("%s failed", what)
@@ -378,12 +401,14 @@ class Service:
             return
         report = done[0]
         for url, why in report.failed:
-            log.info("thumbnail: %s: %s", url, why)
+            log.info("thumbnail: %s: %s", url, why, extra=logs.fields(url=url, reason=why))
+        took = time.monotonic() - started
         log.info(
             "thumbnails: %d made, %d failed, in %.1fs",
             report.made,
             len(report.failed),
-            time.monotonic() - started,
+            took,
+            extra=logs.fields(made=report.made, failed=len(report.failed), seconds=round(took, 3)),
         )
 
     def _links_job(self) -> None:
@@ -407,13 +432,22 @@ class Service:
         counts: dict[str, int] = {}
         for state in report.states:
             counts[state.status.value] = counts.get(state.status.value, 0) + 1
+        took = time.monotonic() - started
         log.info(
             "link check: %d URLs in %.1fs (%s)%s; %d changed what feeds show",
             len(result.attempts),
-            time.monotonic() - started,
+            took,
             ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
             "; network looks down, nothing declared dead" if report.network_down else "",
             report.changed,
+            extra=logs.fields(
+                checked=len(result.attempts),
+                deferred=len(result.deferred),
+                verdicts=counts,
+                network_down=report.network_down,
+                changed=report.changed,
+                seconds=round(took, 3),
+            ),
         )
         with self.status.lock:
             self.status.last_links = {
@@ -447,11 +481,19 @@ class Service:
             else:
                 scanned = self.pipeline.scan_paths(paths, now, should_stop=stopping)
             for source, reason in scanned.rejected:
-                log.warning("%s: rejected: %s", printable(source), reason)
+                name = printable(source)
+                log.warning(
+                    "%s: rejected: %s", name, reason, extra=logs.fields(file=name, reason=reason)
+                )
             for source, warning in scanned.warnings:
-                log.info("%s: %s", printable(source), warning)
+                name = printable(source)
+                log.info("%s: %s", name, warning, extra=logs.fields(file=name, warning=warning))
             for problem in scanned.problems:
-                log.error("seed directory: %s (its seeds are kept as they were)", problem)
+                log.error(
+                    "seed directory: %s (its seeds are kept as they were)",
+                    problem,
+                    extra=logs.fields(problem=problem),
+                )
             rendered = None
             if not self._render_all and not self.pipeline.output_intact():
                 log.warning("files of the output directory went missing: writing them again")
@@ -466,7 +508,7 @@ class Service:
             return
         except AggregatorError as exc:
             self._render_all = True
-            self._failed(now, started, str(exc))
+            self._failed(now, started, str(exc), isinstance(exc, SeedDirError))
             return
         except Exception as exc:
             self._render_all = True
@@ -483,7 +525,9 @@ class Service:
         m.scans.labels("ok").inc()
         m.scan_seconds.observe(took)
         m.seeds.set(counts.seeds)
-        m.seeds_rejected.set(counts.rejected)
+        refused = self.pipeline.refused
+        rejected = sorted(self.store.rejected() + refused) if counts.rejected or refused else []
+        m.seeds_rejected.set(len(rejected))
         m.articles.set(counts.entries)
         m.topics.set(topics)
         with self.status.lock:
@@ -509,20 +553,51 @@ class Service:
                 "seeds": counts.seeds,
                 "articles": counts.entries,
                 "topics": topics,
-                "rejected": counts.rejected,
+                "rejected": len(rejected),
             }
+            self.status.rejected_files = [
+                {"file": printable(source), "reason": reason}
+                for source, reason in rejected[:MAX_HEALTH_REJECTED]
+            ]
         if scanned.parsed or scanned.removed or (rendered and rendered.written):
+            written = len(rendered.written) if rendered else 0
             log.info(
                 "scan: %d files, %d read, %d gone; %d files written in %.2fs",
                 scanned.files,
                 scanned.parsed,
                 scanned.removed,
-                len(rendered.written) if rendered else 0,
+                written,
                 took,
+                extra=logs.fields(
+                    files=scanned.files,
+                    parsed=scanned.parsed,
+                    removed=scanned.removed,
+                    written=written,
+                    rejected=len(scanned.rejected),
+                    seconds=round(took, 3),
+                ),
             )
 
-    def _failed(self, now: datetime, started: float, error: str) -> None:
-        log.error("scan failed: %s (the last good feeds are still served)", error)
+    def _failed(self, now: datetime, started: float, error: str, seed_dir: bool = False) -> None:
+        if self.status.last_build is not None or self.pipeline.has_output():
+            consequence = "the last good feeds are still served"
+        else:
+            consequence = "nothing is served yet"
+        every = f"tried again every {self.config.scan.interval:g}s"
+        if seed_dir:
+            todo = (
+                "Create the seed directory, or point seeds.dir (--seeds, AGGREGATOR_SEEDS__DIR) "
+                f"at it; it is {every}"
+            )
+        else:
+            todo = f"It is {every}"
+        log.error(
+            "scan failed: %s; %s. %s.",
+            error,
+            consequence,
+            todo,
+            extra=logs.fields(error=error, served=consequence.startswith("the last")),
+        )
         self.metrics.scans.labels("error").inc()
         with self.status.lock:
             self.status.scans += 1

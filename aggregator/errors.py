@@ -19,7 +19,15 @@ class AggregatorError(Exception):
 
 
 class ConfigError(AggregatorError):
-    """The configuration cannot be used; the message names the key and value."""
+    """The configuration cannot be used; the message names the key and value.
+
+    `problems` holds every error found, one line each (the message joins them), so
+    `config check` can list them all instead of the first.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class SeedDirError(AggregatorError):

@@ -624,6 +624,10 @@ class Pipeline:
         paths += [INDEX_PATH, OPML_PATH]
         return all(self.out.path(p).is_file() for p in paths)
 
+    def has_output(self) -> bool:
+        """Whether the output directory holds a site from an earlier build (its index page)."""
+        return self.out.path(INDEX_PATH).is_file()
+
     @property
     def refused(self) -> list[tuple[str, str]]:
         """Seed files the last full scan could not take as named (not in the state)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import Config, load_config
+from aggregator.config import Config, explain_config, load_config, settings_lines
 from aggregator.errors import ConfigError
 
 BUNDLED = Path(__file__).parent.parent / "config" / "aggregator.yaml"
@@ -42,7 +42,7 @@ def test_the_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
         ("site:\n  public_url: javascript:alert(1)", "site.public_url"),
         ("seeds:\n  extensions: [md]", "seeds.extensions"),
         ("feeds:\n  max_entries: 0", "feeds.max_entries"),
-        ("nonsense:\n  x: 1", "nonsense: unknown setting"),
+        ("nonsense:\n  x: 1", "nonsense: unknown key"),
         ("- a list", "expected a mapping of sections"),
         ("feeds: {max_entries: [", "not valid YAML"),
     ],
@@ -85,3 +85,59 @@ def test_the_served_directory_cannot_hold_seeds_or_state(
 ) -> None:
     with pytest.raises(ConfigError, match=expected):
         load_config(overrides={k: Path(v) for k, v in overrides.items()}, environ={})
+
+
+def test_every_error_is_listed_once_and_typos_suggest_the_key_they_resemble(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "scan:\n  intervall: 5\n  jitter: -1\nserver:\n  interval: 3\nsede:\n  dir: x\n"
+        "links:\n  ondead: drop\n  zzz: 1\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"AGGREGATOR_SCAN__WATHC": "true"})
+    assert sorted(caught.value.problems) == sorted(
+        [
+            f"{path}: scan.intervall: unknown key; did you mean scan.interval? (got 5)",
+            f"{path}: scan.jitter: Input should be greater than or equal to 0 (got -1)",
+            f"{path}: server.interval: unknown key; did you mean scan.interval? (got 3)",
+            f"{path}: sede: unknown key; did you mean seeds? (got {{'dir': 'x'}})",
+            f"{path}: links.ondead: unknown key; did you mean links.on_dead? (got 'drop')",
+            f"{path}: links.zzz: unknown key (got 1)",
+            "AGGREGATOR_SCAN__WATHC: scan.wathc: unknown key; did you mean scan.watch? (got True)",
+        ]
+    )
+
+
+def test_the_effective_settings_say_where_each_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("scan:\n  interval: 30\nfeeds:\n  max_entries: 10\n")
+    explained = explain_config(
+        path,
+        overrides={"server.port": 9000, "seeds.dir": None},
+        environ={"AGGREGATOR_FEEDS__MAX_ENTRIES": "20"},
+    )
+    lines = settings_lines(explained, {"server.port": "--port"})
+    text = "\n".join(lines)
+    # What it prints is a config file with the same settings.
+    assert load_config(Path(_write(tmp_path / "shown.yaml", text)), environ={}) == explained.config
+    assert f"# config file: {path}" in text
+
+    def source(key: str) -> str:
+        section, name = key.split(".")
+        start = lines.index(f"{section}:")
+        line = next(line for line in lines[start:] if line.startswith(f"  {name}:"))
+        return line.split("# ", 1)[1]
+
+    assert source("scan.interval") == "file"
+    assert source("feeds.max_entries") == "environment AGGREGATOR_FEEDS__MAX_ENTRIES"
+    assert source("server.port") == "flag --port"
+    assert source("seeds.dir") == "default"
+    assert source("site.public_url") == "default (from server.host and server.port)"
+    assert "  port: 9000" in text and "  max_entries: 20" in text
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
