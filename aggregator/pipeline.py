@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
@@ -49,7 +49,15 @@ from aggregator.links import (
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
 from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml, render_topic_page
-from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, topic_catalog
+from aggregator.plan import (
+    Entry,
+    FeedFilter,
+    FeedPlan,
+    FeedStamp,
+    FeedSummary,
+    feed_stamp,
+    topic_catalog,
+)
 from aggregator.render import (
     FORMATS,
     OLDEST,
@@ -57,6 +65,7 @@ from aggregator.render import (
     archive_bound,
     archive_folder,
     archive_path,
+    empty_page_date,
     feed_path,
     page_path,
     render_atom,
@@ -341,7 +350,7 @@ class Pipeline:
             if should_stop():
                 self._catalog = None  # the next render starts over
                 raise Interrupted
-            summary = self._render_feed(topic, catalog, flt, report)
+            summary = self._render_feed(topic, catalog, flt, report, now)
             slug = topic.slug if topic else ALL_SLUG
             if summary is None:
                 self._summaries.pop(slug, None)
@@ -374,6 +383,7 @@ class Pipeline:
         catalog: Mapping[str, Topic],
         flt: FeedFilter,
         report: RenderReport,
+        now: datetime,
     ) -> FeedSummary | None:
         """Write one feed in every format, its page and its archive; None: it has no entries."""
         feeds, site = self.config.feeds, self.config.site
@@ -407,6 +417,12 @@ class Pipeline:
             plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
             page_size = len(plan.entries)
             data = render_atom(plan, site, feeds.max_related, hub)
+        stamp = self._stamp(key, plan, now)
+        if stamp.floor is not None:
+            later = stamp.updated != plan.updated  # it lost its newest: dated by the loss
+            plan = replace(plan, floor=stamp.floor)
+            if later:
+                data = render_atom(plan, site, feeds.max_related, hub)
         if feeds.archive:
             # What the current feed leaves out (or sheds for size) goes to the archive.
             layout = lay_out(rows, bounds, len(plan.entries), page_size)
@@ -429,6 +445,14 @@ class Pipeline:
         page = render_topic_page(plan, site, feeds.formats, thumbs)
         self._write(page_path(slug), page, report)
         return plan.summary()
+
+    def _stamp(self, key: str | None, plan: FeedPlan, now: datetime) -> FeedStamp:
+        """The feed's stamp after this render: when it last lost an entry (kept in the state)."""
+        previous = self.store.feed_stamp(key)
+        stamp = feed_stamp(previous, (e.id for e in plan.entries), plan.updated, now)
+        if stamp != previous:
+            self.store.keep_feed_stamp(key, stamp)
+        return stamp
 
     def _thumbnails(self, plan: FeedPlan) -> dict[str, str]:
         """The local thumbnails a page can show; the images still missing one are noted."""
@@ -507,6 +531,8 @@ class Pipeline:
                 continue
             stored = self.store.entries([row.entry_id for row in rows])
             page = FeedPlan(slug, plan.topic, tuple(entry(e) for e in stored), len(stored))
+            if not stored and number <= len(layout.bounds):  # a closed page emptied by removals
+                page = replace(page, floor=empty_page_date(layout.bounds[number - 1]))
             history = History(
                 number=number,
                 prev=number - 1 if number > 1 else None,

@@ -16,7 +16,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -68,18 +68,32 @@ OLDEST = (-(2**62), "")
 
 def archive_bound(data: bytes) -> tuple[int, str] | None:
     """(published_us, id) of the newest (first) entry of an archive page we wrote; None
-    when it has none or cannot be read."""
+    when it cannot be read. A page whose entries were all removed is dated where it
+    ends (see `empty_page_date`): then (its `updated`, "")."""
+    updated: str | None = None
     try:
         for _, element in ET.iterparse(io.BytesIO(data)):  # noqa: S314 - a file we wrote
+            if element.tag == f"{{{ATOM_NS}}}updated" and updated is None:
+                updated = element.text  # the feed's own comes before any entry's
             if element.tag == f"{{{ATOM_NS}}}entry":
                 entry_id = element.findtext(f"{{{ATOM_NS}}}id")
                 published = element.findtext(f"{{{ATOM_NS}}}published")
                 if entry_id and published:
                     return (to_micros(datetime.fromisoformat(published)), entry_id)
                 return None
+        if updated and datetime.fromisoformat(updated) > EPOCH:
+            return (to_micros(datetime.fromisoformat(updated)), "")
     except (ET.ParseError, ValueError):
         return None
     return None
+
+
+def empty_page_date(bound: tuple[int, str]) -> datetime | None:
+    """The `updated` of a closed archive page whose entries were all removed: the date of
+    the newest entry it held (where it ends), so it keeps its number and has a real date."""
+    if bound[0] <= 0:
+        return None
+    return EPOCH + timedelta(microseconds=bound[0])
 
 
 @dataclass(frozen=True, slots=True)
