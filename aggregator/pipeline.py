@@ -439,7 +439,7 @@ class Pipeline:
         if "rss" in feeds.formats:
             ttl = max(1, self.config.cache_max_age // 60)
             self._write(
-                feed_path(slug, "rss"), render_rss(plan, site, feeds.max_related, ttl), report
+                feed_path(slug, "rss"), render_rss(plan, site, feeds.max_related, ttl, hub), report
             )
         thumbs = self._thumbnails(plan)
         page = render_topic_page(plan, site, feeds.formats, thumbs)

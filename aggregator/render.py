@@ -138,6 +138,19 @@ class _ArchiveMark(BaseExtension):  # type: ignore[misc]
         return feed
 
 
+class _RssHub(BaseExtension):  # type: ignore[misc]
+    """`<atom:link rel="hub">` in an RSS channel: feedgen writes only the `self` link there."""
+
+    def __init__(self) -> None:
+        self.href: str | None = None
+
+    def extend_rss(self, feed: Any) -> Any:
+        if self.href:
+            channel = feed[0]
+            xml_elem(f"{{{ATOM_NS}}}link", channel, href=self.href, rel="hub")
+        return feed
+
+
 class _RelatedLinksFeed(BaseExtension):  # type: ignore[misc]
     """Feed half of the related-links extension: it adds no namespace."""
 
@@ -232,10 +245,20 @@ def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
     fe.related.links = [(r.url, r.title) for r in article.related[:max_related]]
 
 
-def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: int) -> bytes:
-    """The RSS 2.0 document of one feed: the same entries, ids (as guids) and order as Atom."""
+def render_rss(
+    plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: int, hub: str | None = None
+) -> bytes:
+    """The RSS 2.0 document of one feed: the same entries, ids (as guids) and order as Atom.
+
+    An item's provider is its `dc:creator` (RSS `author` must be an e-mail
+    address); the WebSub `hub`, if any, is named as in Atom (`atom:link rel="hub"`).
+    """
     fg = FeedGenerator()
     fg.load_extension("media", atom=False, rss=True)
+    fg.load_extension("dc", atom=False, rss=True)
+    if hub:
+        fg.register_extension("hub", _RssHub, atom=False, rss=True)
+        fg.hub.href = hub
     fg.title(feed_title(site, plan.topic))
     # feedgen takes the last link added as the channel's <link>: the page, so it goes last.
     fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
@@ -253,6 +276,8 @@ def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: 
         fe.link(href=entry.url)
         if article.excerpt:  # RSS descriptions are HTML: the excerpt is text
             fe.description(html.escape(article.excerpt, quote=False))
+        if article.provider:
+            fe.dc.dc_creator(article.provider.name)
         fe.category([{"term": t.name} for t in entry.topics])
         fe.published(article.published)
         if article.images:

@@ -14,7 +14,7 @@ import pytest
 from aggregator.config import load_config
 from aggregator.errors import ConfigError
 from tests.conftest import Site
-from tests.feedcheck import check_feed, entry_ids
+from tests.feedcheck import ATOM, DC, check_feed, check_rss, entry_ids
 from tests.pagecheck import check_page
 
 ALL_FORMATS = {"feeds.formats": ("atom", "json", "rss")}
@@ -51,6 +51,7 @@ def test_every_format_carries_the_same_entries_in_the_same_order(site: Site) -> 
         for item in feed["items"]:
             assert item["content_text"] and item["url"].startswith("https://")
             assert item["date_published"] and item["date_modified"]
+        check_rss((site.out / "feeds" / f"{slug}.rss").read_bytes())
         rss = feedparser.parse((site.out / "feeds" / f"{slug}.rss").read_bytes())
         assert rss.bozo == 0, rss.get("bozo_exception")
         assert [e.id for e in rss.entries] == atom_ids
@@ -72,6 +73,34 @@ def test_an_rss_description_shows_markup_in_the_excerpt_as_text(site: Site) -> N
     assert rss.bozo == 0
     summary = rss.entries[0].summary
     assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary
+
+
+def test_rss_items_name_their_provider_and_the_feed_names_the_hub(site: Site) -> None:
+    site.add("p.md", provider={"name": "Example & Co News", "domain": "news.example"})
+    site.add("n.md", provider=None, originalUrl="https://n.example/1", webUrl=None)
+    hub = "https://hub.example/websub"
+    site.build(overrides={**ALL_FORMATS, "websub.hub": hub})
+    for slug in ("all", "ai"):
+        data = (site.out / "feeds" / f"{slug}.rss").read_bytes()
+        root = check_rss(data)
+        channel = root.find("channel")
+        assert channel is not None
+        links = {x.get("rel"): x.get("href") for x in channel.findall(f"{ATOM}link")}
+        assert links["hub"] == hub
+        creators = {
+            item.findtext("link"): item.findtext(f"{DC}creator") for item in channel.iter("item")
+        }
+        assert creators == {
+            "https://news.example/2024/a-headline": "Example & Co News",
+            "https://n.example/1": None,
+        }
+        parsed = feedparser.parse(data)
+        authors = {e.link: e.get("author") for e in parsed.entries}
+        assert authors["https://news.example/2024/a-headline"] == "Example & Co News"
+    site.build(overrides=ALL_FORMATS)  # no hub: none named
+    channel = check_rss((site.out / "feeds" / "all.rss").read_bytes()).find("channel")
+    assert channel is not None
+    assert [x.get("rel") for x in channel.findall(f"{ATOM}link")] == ["self"]
 
 
 def test_formats_turned_off_leave_no_stale_files(site: Site) -> None:
@@ -139,8 +168,7 @@ def check_every_feed(site: Site) -> int:
         VALIDATOR.validate(json.loads(path.read_bytes()))
         checked += 1
     for path in sorted(feeds.glob("*.rss")):
-        rss = feedparser.parse(path.read_bytes())
-        assert rss.bozo == 0, (path.name, rss.get("bozo_exception"))
+        check_rss(path.read_bytes())
         checked += 1
     return checked
 
