@@ -48,7 +48,15 @@ from aggregator.links import (
 )
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
-from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml, render_topic_page
+from aggregator.pages import (
+    ALL_OPML_PATH,
+    INDEX_PATH,
+    OPML_PATH,
+    render_all_opml,
+    render_index,
+    render_opml,
+    render_topic_page,
+)
 from aggregator.plan import (
     Entry,
     FeedFilter,
@@ -360,6 +368,7 @@ class Pipeline:
         summaries = sorted(self._summaries.values(), key=lambda s: (s.topic is not None, s.slug))
         self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
         self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
+        self._write(ALL_OPML_PATH, render_all_opml(summaries, self.config.site), report)
         if self._complete:
             for fmt, (suffix, _) in FORMATS.items():
                 on = fmt in feeds.formats
@@ -647,7 +656,7 @@ class Pipeline:
             for n in range(1, last + 1)
         ]
         paths += sorted(self._shown_thumbs)
-        paths += [INDEX_PATH, OPML_PATH]
+        paths += [INDEX_PATH, OPML_PATH, ALL_OPML_PATH]
         return all(self.out.path(p).is_file() for p in paths)
 
     @property

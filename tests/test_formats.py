@@ -123,13 +123,23 @@ def test_the_json_schema_catches_a_broken_feed() -> None:
     assert not VALIDATOR.is_valid(broken)  # an item needs content_text or content_html
 
 
-def test_listparser_finds_every_topic_feed_in_the_opml(site: Site) -> None:
+def test_listparser_finds_every_topic_feed_in_one_folder_and_everything_apart(
+    site: Site,
+) -> None:
     fill(site)
-    site.build()
+    site.build(overrides={"site.title": "Tech <News> & more"})
     result = listparser.parse((site.out / "feeds.opml").read_bytes())
     assert not result.bozo
-    expected = {f"http://127.0.0.1:8080/feeds/{slug}.atom" for slug in site.feeds()}
-    assert {feed.url for feed in result.feeds} == expected
+    topics = {f"http://127.0.0.1:8080/feeds/{slug}.atom" for slug in site.feeds() if slug != "all"}
+    assert topics and {feed.url for feed in result.feeds} == topics
+    # one folder, named after the site, and the feed of everything not in this file: it
+    # holds the same articles (with the same ids), which readers would show twice or hide
+    assert all(feed.categories == [["Tech <News> & more"]] for feed in result.feeds)
+    everything = listparser.parse((site.out / "all.opml").read_bytes())
+    assert not everything.bozo
+    assert [feed.url for feed in everything.feeds] == ["http://127.0.0.1:8080/feeds/all.atom"]
+    index = check_page((site.out / "index.html").read_bytes())
+    assert {"feeds.opml", "all.opml"} <= set(index.links())
 
 
 MAKE_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_corpus.py"

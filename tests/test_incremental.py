@@ -64,7 +64,15 @@ def test_an_edited_excerpt_moves_that_entry_updated_and_nothing_else(built: Site
         t: e for t, e in old.items() if t != "AI story"
     }
     changed = {p.name for p, m in mtimes(built).items() if before.get(p) != m}
-    assert changed == {"all.atom", "ai.atom", "all.html", "ai.html", "index.html", "feeds.opml"}
+    assert changed == {
+        "all.atom",
+        "ai.atom",
+        "all.html",
+        "ai.html",
+        "index.html",
+        "feeds.opml",
+        "all.opml",
+    }
 
 
 def test_a_restart_with_nothing_changed_parses_nothing_and_rewrites_nothing(built: Site) -> None:
