@@ -57,6 +57,7 @@ from aggregator.pages import (
     render_opml,
     render_topic_page,
 )
+from aggregator.parse import READING_RULES
 from aggregator.plan import (
     Entry,
     FeedFilter,
@@ -214,6 +215,7 @@ class Pipeline:
         self._complete = True
         self._refused: set[tuple[str, str]] = set()
         store.reread_rejected_if_changed(_seed_settings(config))
+        store.reread_all_if_changed("reading_rules", READING_RULES)
         if store.settings_changed("entry_rules", _entry_rules(config)):
             store.mark_all_dirty()  # topic or link rules changed: the next scan redoes entries
         self._known: dict[str, tuple[int, int]] | None = None

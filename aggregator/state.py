@@ -522,6 +522,18 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
             return row is not None
 
+    def reread_all_if_changed(self, name: str, value: str) -> bool:
+        """When `value` is not the one recorded under `name` (or none is), make every seed
+        due to be read again: the rules that read seeds changed, and the stored records
+        must follow (an upgrade that drops credentials from URLs must not keep them)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+            if row is not None and row[0] == value:
+                return False
+            db.execute("UPDATE seeds SET mtime_ns = -1, digest = ''")
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+            return True
+
     def meta(self, name: str) -> str | None:
         with self._reading():
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()

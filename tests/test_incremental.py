@@ -252,3 +252,21 @@ def test_a_feed_that_loses_its_newest_entry_is_not_dated_back(site: Site) -> Non
     shutil.rmtree(site.out)
     site.build(now=LATER + timedelta(days=4), overrides=formats)
     assert {p: p.read_bytes() for p in site.out.rglob("*") if p.is_file()} == written
+
+
+def test_a_state_file_from_before_credentials_were_dropped_is_read_again(built: Site) -> None:
+    """Records stored by an older release keep what its rules let through; new reading
+    rules make every seed be read again, so no stored password outlives the upgrade."""
+    with sqlite3.connect(built.state) as db:
+        db.execute(
+            "UPDATE seeds SET article = replace(article, 'https://i.example/',"
+            " 'https://bob:s3cret@i.example/')"
+        )
+        db.execute("DELETE FROM meta WHERE key = 'reading_rules'")  # as an older release left it
+    db.close()
+    report = built.build(now=LATER)
+    assert report.scan.parsed == 3
+    for path in built.out.rglob("*"):
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), path
+    assert built.build(now=LATER).scan.parsed == 0  # once
