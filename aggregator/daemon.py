@@ -45,6 +45,8 @@ log = logging.getLogger("aggregator")
 RESCAN = "rescan"
 LINKS = "links"
 THUMBNAILS = "thumbnails"
+DUE = "due"
+"""The one-off job that renders the feeds when a held-back (future-dated) article falls due."""
 NETWORK = "network"
 """The executor of the jobs that go out to other hosts."""
 _Report = TypeVar("_Report")
@@ -297,6 +299,7 @@ class Service:
                 jitter=min(30.0, seconds / 10),
                 next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
             )
+        self._scheduler = scheduler  # the first scan schedules the next due article on it
         scheduler.start()
         return scheduler
 
@@ -474,6 +477,25 @@ class Service:
             self._failed(now, started, f"{type(exc).__name__}: {exc}")
             return
         self._succeeded(now, started, scanned, rendered)
+        self._schedule_due(now)
+
+    def _schedule_due(self, now: datetime) -> None:
+        """Render the feeds when the earliest future-dated article falls due: no seed
+        changes then, so no scan would otherwise notice."""
+        if self._scheduler is None or self._stopping.is_set():
+            return
+        due = self.pipeline.next_due(now)
+        if due is None:
+            if self._scheduler.get_job(DUE) is not None:
+                self._scheduler.remove_job(DUE)
+            return
+        self._scheduler.add_job(self._due_job, "date", id=DUE, run_date=due, replace_existing=True)
+
+    def _due_job(self) -> None:
+        with self._work:
+            if not self._stopping.is_set():
+                self._render_all = True
+                self.scan_once()
 
     def _succeeded(self, now: datetime, started: float, scanned: Any, rendered: Any) -> None:
         took = time.monotonic() - started

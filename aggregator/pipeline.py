@@ -64,6 +64,7 @@ from aggregator.plan import (
     FeedPlan,
     FeedStamp,
     FeedSummary,
+    falls_due,
     feed_stamp,
     topic_catalog,
 )
@@ -645,6 +646,12 @@ class Pipeline:
         applied = self.store.refresh(self.rules, now, link_rules=self.link_rules)
         self.store.forget_unused_links()
         return LinkReport(states, changed, down, applied.topics, applied.entries_changed)
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """When the earliest article held back for its future date falls due (None: none is):
+        the feeds must be rendered then, though no seed changes."""
+        flt = FeedFilter.of(self.config.feeds, now)
+        return falls_due(self.store.earliest_held_back(flt))
 
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""

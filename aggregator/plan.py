@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator.model import Article, SeedRecord, article_to_json
@@ -115,6 +115,17 @@ def to_micros(moment: datetime) -> int:
 
 FUTURE_TOLERANCE = timedelta(days=1)
 """Articles dated further ahead wait until then: a typo'd 9999 must not top every feed."""
+
+
+def falls_due(held_back_us: int | None) -> datetime | None:
+    """When the earliest article held back for being dated too far ahead (published at
+    `held_back_us`; None: there is none) may be published: a running service renders
+    the feeds then, since no seed changes to make it look."""
+    if held_back_us is None:
+        return None
+    return (
+        datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=held_back_us) - FUTURE_TOLERANCE
+    )
 
 
 @dataclass(frozen=True, slots=True)

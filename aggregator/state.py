@@ -683,6 +683,15 @@ class Store:
             ).fetchall()
         return [Row(*row) for row in rows]
 
+    def earliest_held_back(self, flt: FeedFilter) -> int | None:
+        """published_us of the earliest entry dated after what `flt` lets through; None: none."""
+        with self._reading():
+            (earliest,) = self._db.execute(
+                "SELECT MIN(published_us) FROM entries WHERE published_us > ? AND hidden = 0",
+                (flt.published_before_us,),
+            ).fetchone()
+        return None if earliest is None else int(earliest)
+
     def entries(self, ids: Sequence[str]) -> list[StoredEntry]:
         """The entries with these ids, in this order."""
         with self._reading():
