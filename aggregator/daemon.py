@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import __version__, logs
@@ -486,7 +487,7 @@ class Service:
             return
         due = self.pipeline.next_due(now)
         if due is None:
-            if self._scheduler.get_job(DUE) is not None:
+            with contextlib.suppress(JobLookupError):  # none scheduled, or it just ran
                 self._scheduler.remove_job(DUE)
             return
         self._scheduler.add_job(self._due_job, "date", id=DUE, run_date=due, replace_existing=True)
