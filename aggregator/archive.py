@@ -44,7 +44,8 @@ class Row:
 @dataclass(frozen=True, slots=True)
 class Layout:
     pages: tuple[tuple[Row, ...], ...]
-    """Archive pages, oldest first (page n is `pages[n - 1]`); the last one is the open page."""
+    """Archive pages, oldest first (page n is `pages[n - 1]`); the last one is the open page
+    when there are more pages than `bounds`."""
     bounds: tuple[Key, ...]
     """The boundary of each closed page: the key of its newest entry, oldest page first."""
 
@@ -90,8 +91,11 @@ def lay_out(rows: Sequence[Row], bounds: Sequence[Key], in_feed: int, page_size:
         closed.append(full[::-1])
         new_bounds.append(full[-1].key)
     pages = [tuple(page) for page in closed]
-    if pages or oldest_first:
-        pages.append(tuple(oldest_first[::-1]))  # the open page, perhaps empty for now
+    if oldest_first:
+        # The open page; none while the spare entries fill whole pages exactly (an empty
+        # page would be a document with nothing in it and no date). The next entry to
+        # leave the feed opens one after the last closed page.
+        pages.append(tuple(oldest_first[::-1]))
     return Layout(tuple(pages), tuple(new_bounds))
 
 

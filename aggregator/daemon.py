@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import __version__, logs
@@ -45,6 +46,8 @@ log = logging.getLogger("aggregator")
 RESCAN = "rescan"
 LINKS = "links"
 THUMBNAILS = "thumbnails"
+DUE = "due"
+"""The one-off job that renders the feeds when a held-back (future-dated) article falls due."""
 NETWORK = "network"
 """The executor of the jobs that go out to other hosts."""
 _Report = TypeVar("_Report")
@@ -320,6 +323,7 @@ class Service:
                 jitter=min(30.0, seconds / 10),
                 next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
             )
+        self._scheduler = scheduler  # the first scan schedules the next due article on it
         scheduler.start()
         return scheduler
 
@@ -516,6 +520,25 @@ class Service:
             self._failed(now, started, f"{type(exc).__name__}: {exc}")
             return
         self._succeeded(now, started, scanned, rendered)
+        self._schedule_due(now)
+
+    def _schedule_due(self, now: datetime) -> None:
+        """Render the feeds when the earliest future-dated article falls due: no seed
+        changes then, so no scan would otherwise notice."""
+        if self._scheduler is None or self._stopping.is_set():
+            return
+        due = self.pipeline.next_due(now)
+        if due is None:
+            with contextlib.suppress(JobLookupError):  # none scheduled, or it just ran
+                self._scheduler.remove_job(DUE)
+            return
+        self._scheduler.add_job(self._due_job, "date", id=DUE, run_date=due, replace_existing=True)
+
+    def _due_job(self) -> None:
+        with self._work:
+            if not self._stopping.is_set():
+                self._render_all = True
+                self.scan_once()
 
     def _succeeded(self, now: datetime, started: float, scanned: Any, rendered: Any) -> None:
         took = time.monotonic() - started

@@ -21,6 +21,9 @@ from aggregator.text import strip_invalid_xml
 
 INDEX_PATH = "index.html"
 OPML_PATH = "feeds.opml"
+"""The topic feeds, in one folder."""
+ALL_OPML_PATH = "all.opml"
+"""The feed of everything, on its own (see `render_all_opml`)."""
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:52rem;padding:1rem;color:#1b1b1b;
@@ -118,7 +121,9 @@ def render_index(
 <header>
 <h1 dir="auto">{title}</h1>
 <p>{topics} topic{"" if topics == 1 else "s"}, one feed each. Paste a feed's address into
-your feed reader, or import <a href="{OPML_PATH}" type="text/x-opml">all feeds as OPML</a>.</p>
+your feed reader, or import <a href="{OPML_PATH}" type="text/x-opml">the topic feeds as OPML</a>.
+The feed of everything has <a href="{ALL_OPML_PATH}" type="text/x-opml">an OPML file of its own</a>:
+it holds the same articles as the topic feeds, so take one or the other, not both.</p>
 </header>
 <main>
 <table>
@@ -201,25 +206,57 @@ def _entry_item(entry: Entry, thumbnails: Mapping[str, str]) -> str:
 
 
 def render_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
-    """OPML 2.0 listing every topic feed, so a reader can subscribe to all in one step."""
+    """OPML 2.0 with every topic feed in one folder named after the site, so a reader
+    subscribes to all in one step. The feed of everything is left out: see `render_all_opml`.
+    """
+    topics = [feed for feed in feeds if feed.topic is not None]
+    site_name = strip_invalid_xml(site.title) or "Topics"
+    root, body = _opml(f"{site_name}: topic feeds", topics)
+    folder = ET.SubElement(body, "outline", text=site_name, title=site_name)
+    for feed in topics:
+        _outline(folder, feed, site)
+    return _opml_bytes(root)
+
+
+def render_all_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
+    """OPML 2.0 with the feed of everything alone.
+
+    Not beside the topic feeds: an article has one id in every feed (RFC 4287),
+    and readers that import a whole file (newsboat keys articles by id across
+    feeds, rss2email mails each feed's copy) would show it once in a random feed,
+    or once per feed. A separate file keeps each import whole and free of repeats.
+    """
+    everything = [feed for feed in feeds if feed.topic is None]
+    root, body = _opml(f"{strip_invalid_xml(site.title)}: all topics", everything)
+    for feed in everything:
+        _outline(body, feed, site)
+    return _opml_bytes(root)
+
+
+def _opml(title: str, feeds: Sequence[FeedSummary]) -> tuple[ET.Element, ET.Element]:
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
-    ET.SubElement(head, "title").text = f"{strip_invalid_xml(site.title)}: topic feeds"
+    ET.SubElement(head, "title").text = title
     newest = max((f.updated for f in feeds if f.updated), default=None)
     if newest is not None:
         ET.SubElement(head, "dateModified").text = format_datetime(newest, usegmt=True)
     ET.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
-    body = ET.SubElement(root, "body")
-    for plan in feeds:
-        ET.SubElement(
-            body,
-            "outline",
-            type="rss",
-            text=_name(plan),
-            title=feed_title(site, plan.topic),
-            xmlUrl=site.base_url + feed_path(plan.slug),
-            htmlUrl=site.base_url + page_path(plan.slug),
-        )
+    return root, ET.SubElement(root, "body")
+
+
+def _outline(parent: ET.Element, feed: FeedSummary, site: SiteConfig) -> None:
+    ET.SubElement(
+        parent,
+        "outline",
+        type="rss",
+        text=_name(feed),
+        title=feed_title(site, feed.topic),
+        xmlUrl=site.base_url + feed_path(feed.slug),
+        htmlUrl=site.base_url + page_path(feed.slug),
+    )
+
+
+def _opml_bytes(root: ET.Element) -> bytes:
     ET.indent(root)
     xml: bytes = ET.tostring(root, "utf-8", xml_declaration=False)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + xml + b"\n"

@@ -22,7 +22,7 @@ import yaml
 
 from aggregator.model import Article, Image, Provider, Related, SeedResult
 from aggregator.text import clean_line, printable, truncate
-from aggregator.urls import InvalidURL, hostname, http_url
+from aggregator.urls import InvalidURL, hostname, http_url, redact, without_userinfo
 
 if TYPE_CHECKING:
     _Base = yaml.SafeLoader
@@ -147,6 +147,10 @@ def parse_seed(data: bytes, source: str) -> SeedResult:
     return SeedResult(source, article, None, tuple(warnings))
 
 
+READING_RULES = "2"
+"""The version of the rules that turn a seed into an article: when it changes, every seed
+is read again (2: user names and passwords are dropped from URLs)."""
+
 Warn = Callable[[str], None]
 
 
@@ -201,10 +205,14 @@ def _url(value: object, where: str, warn: Warn) -> str | None:
         warn(f"{where}: expected a string, got {describe(value)}")
         return None
     try:
-        return http_url(value)
+        url = http_url(value)
     except InvalidURL as exc:
-        warn(f"{where}: {exc}: '{printable(value, 80)}'")
+        warn(f"{where}: {exc}: '{printable(redact(value), 80)}'")
         return None
+    public = without_userinfo(url)
+    if public != url:
+        warn(f"{where}: user name and password removed from the URL: '{printable(public, 80)}'")
+    return public
 
 
 def parse_datetime(value: object) -> datetime:
@@ -317,7 +325,7 @@ def _provider(value: object, warn: Warn) -> Provider | None:
         try:
             domain = hostname(raw_domain)
         except InvalidURL as exc:
-            warn(f"provider.domain: {exc}: '{printable(raw_domain, 80)}'")
+            warn(f"provider.domain: {exc}: '{printable(redact(raw_domain), 80)}'")
     elif raw_domain is not None:
         warn(f"provider.domain: expected a string, got {describe(raw_domain)}")
     raw_name = value.get("name")

@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
@@ -48,8 +48,26 @@ from aggregator.links import (
 )
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
-from aggregator.pages import INDEX_PATH, OPML_PATH, render_index, render_opml, render_topic_page
-from aggregator.plan import Entry, FeedFilter, FeedPlan, FeedSummary, topic_catalog
+from aggregator.pages import (
+    ALL_OPML_PATH,
+    INDEX_PATH,
+    OPML_PATH,
+    render_all_opml,
+    render_index,
+    render_opml,
+    render_topic_page,
+)
+from aggregator.parse import READING_RULES
+from aggregator.plan import (
+    Entry,
+    FeedFilter,
+    FeedPlan,
+    FeedStamp,
+    FeedSummary,
+    falls_due,
+    feed_stamp,
+    topic_catalog,
+)
 from aggregator.render import (
     FORMATS,
     OLDEST,
@@ -57,6 +75,7 @@ from aggregator.render import (
     archive_bound,
     archive_folder,
     archive_path,
+    empty_page_date,
     feed_path,
     page_path,
     render_atom,
@@ -197,6 +216,7 @@ class Pipeline:
         self._complete = True
         self._refused: set[tuple[str, str]] = set()
         store.reread_rejected_if_changed(_seed_settings(config))
+        store.reread_all_if_changed("reading_rules", READING_RULES)
         if store.settings_changed("entry_rules", _entry_rules(config)):
             store.mark_all_dirty()  # topic or link rules changed: the next scan redoes entries
         self._known: dict[str, tuple[int, int]] | None = None
@@ -341,7 +361,7 @@ class Pipeline:
             if should_stop():
                 self._catalog = None  # the next render starts over
                 raise Interrupted
-            summary = self._render_feed(topic, catalog, flt, report)
+            summary = self._render_feed(topic, catalog, flt, report, now)
             slug = topic.slug if topic else ALL_SLUG
             if summary is None:
                 self._summaries.pop(slug, None)
@@ -351,6 +371,7 @@ class Pipeline:
         summaries = sorted(self._summaries.values(), key=lambda s: (s.topic is not None, s.slug))
         self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
         self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
+        self._write(ALL_OPML_PATH, render_all_opml(summaries, self.config.site), report)
         if self._complete:
             for fmt, (suffix, _) in FORMATS.items():
                 on = fmt in feeds.formats
@@ -374,6 +395,7 @@ class Pipeline:
         catalog: Mapping[str, Topic],
         flt: FeedFilter,
         report: RenderReport,
+        now: datetime,
     ) -> FeedSummary | None:
         """Write one feed in every format, its page and its archive; None: it has no entries."""
         feeds, site = self.config.feeds, self.config.site
@@ -407,6 +429,12 @@ class Pipeline:
             plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
             page_size = len(plan.entries)
             data = render_atom(plan, site, feeds.max_related, hub)
+        stamp = self._stamp(key, plan, now)
+        if stamp.floor is not None:
+            later = stamp.updated != plan.updated  # it lost its newest: dated by the loss
+            plan = replace(plan, floor=stamp.floor)
+            if later:
+                data = render_atom(plan, site, feeds.max_related, hub)
         if feeds.archive:
             # What the current feed leaves out (or sheds for size) goes to the archive.
             layout = lay_out(rows, bounds, len(plan.entries), page_size)
@@ -423,12 +451,20 @@ class Pipeline:
         if "rss" in feeds.formats:
             ttl = max(1, self.config.cache_max_age // 60)
             self._write(
-                feed_path(slug, "rss"), render_rss(plan, site, feeds.max_related, ttl), report
+                feed_path(slug, "rss"), render_rss(plan, site, feeds.max_related, ttl, hub), report
             )
         thumbs = self._thumbnails(plan)
         page = render_topic_page(plan, site, feeds.formats, thumbs)
         self._write(page_path(slug), page, report)
         return plan.summary()
+
+    def _stamp(self, key: str | None, plan: FeedPlan, now: datetime) -> FeedStamp:
+        """The feed's stamp after this render: when it last lost an entry (kept in the state)."""
+        previous = self.store.feed_stamp(key)
+        stamp = feed_stamp(previous, (e.id for e in plan.entries), plan.updated, now)
+        if stamp != previous:
+            self.store.keep_feed_stamp(key, stamp)
+        return stamp
 
     def _thumbnails(self, plan: FeedPlan) -> dict[str, str]:
         """The local thumbnails a page can show; the images still missing one are noted."""
@@ -507,6 +543,8 @@ class Pipeline:
                 continue
             stored = self.store.entries([row.entry_id for row in rows])
             page = FeedPlan(slug, plan.topic, tuple(entry(e) for e in stored), len(stored))
+            if not stored and number <= len(layout.bounds):  # a closed page emptied by removals
+                page = replace(page, floor=empty_page_date(layout.bounds[number - 1]))
             history = History(
                 number=number,
                 prev=number - 1 if number > 1 else None,
@@ -609,6 +647,12 @@ class Pipeline:
         self.store.forget_unused_links()
         return LinkReport(states, changed, down, applied.topics, applied.entries_changed)
 
+    def next_due(self, now: datetime) -> datetime | None:
+        """When the earliest article held back for its future date falls due (None: none is):
+        the feeds must be rendered then, though no seed changes."""
+        flt = FeedFilter.of(self.config.feeds, now)
+        return falls_due(self.store.earliest_held_back(flt))
+
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""
         formats = self.config.feeds.formats
@@ -621,7 +665,7 @@ class Pipeline:
             for n in range(1, last + 1)
         ]
         paths += sorted(self._shown_thumbs)
-        paths += [INDEX_PATH, OPML_PATH]
+        paths += [INDEX_PATH, OPML_PATH, ALL_OPML_PATH]
         return all(self.out.path(p).is_file() for p in paths)
 
     def has_output(self) -> bool:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator.model import Article, SeedRecord, article_to_json
@@ -58,14 +58,53 @@ class FeedPlan:
     entries: tuple[Entry, ...]
     """Newest published first, at most `feeds.max_entries`."""
     total: int
+    floor: datetime | None = None
+    """The latest moment the feed lost an entry, as the state recorded it (see `feed_stamp`)."""
 
     @property
     def updated(self) -> datetime | None:
-        """The feed's `updated`: its newest entry `updated` (never the build time)."""
-        return max((e.updated for e in self.entries), default=None)
+        """The feed's `updated`: its newest entry `updated`, or the time it last lost an
+        entry when that is later (never the build time)."""
+        newest = max((e.updated for e in self.entries), default=None)
+        if self.floor is None or (newest is not None and newest >= self.floor):
+            return newest
+        return self.floor
 
     def summary(self) -> FeedSummary:
         return FeedSummary(self.slug, self.topic, self.total, self.updated)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStamp:
+    """What the state keeps of a feed so that its `updated` never goes backwards."""
+
+    ids: tuple[str, ...]
+    """The ids of the entries the feed showed when last rendered, sorted."""
+    floor: datetime | None
+    """When it was last seen to lose an entry (or the `updated` it had then, if later)."""
+    updated: datetime | None
+    """The feed's `updated` when last rendered."""
+
+
+def feed_stamp(
+    previous: FeedStamp | None, ids: Iterable[str], newest: datetime | None, now: datetime
+) -> FeedStamp:
+    """The stamp of a feed now showing the entries `ids` (newest `updated`: `newest`) at `now`.
+
+    A feed that lost an entry (deleted, gone to another topic, aged out, pushed
+    out by newer ones) changed for its readers even though its newest entry may
+    now be older: its floor moves to `now` (whole seconds), or to the `updated`
+    it had, if that was later, so its `updated` never goes backwards. Rendering
+    reads the stamp from the state and never the clock, so the same state gives
+    the same bytes.
+    """
+    current = tuple(sorted(set(ids)))
+    floor = previous.floor if previous else None
+    if previous is not None and not set(previous.ids) <= set(current):
+        moments = [now.replace(microsecond=0), previous.floor, previous.updated]
+        floor = max(m for m in moments if m is not None)
+    updated = newest if floor is None or (newest is not None and newest >= floor) else floor
+    return FeedStamp(current, floor, updated)
 
 
 def to_micros(moment: datetime) -> int:
@@ -76,6 +115,17 @@ def to_micros(moment: datetime) -> int:
 
 FUTURE_TOLERANCE = timedelta(days=1)
 """Articles dated further ahead wait until then: a typo'd 9999 must not top every feed."""
+
+
+def falls_due(held_back_us: int | None) -> datetime | None:
+    """When the earliest article held back for being dated too far ahead (published at
+    `held_back_us`; None: there is none) may be published: a running service renders
+    the feeds then, since no seed changes to make it look."""
+    if held_back_us is None:
+        return None
+    return (
+        datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=held_back_us) - FUTURE_TOLERANCE
+    )
 
 
 @dataclass(frozen=True, slots=True)

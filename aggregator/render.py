@@ -16,7 +16,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -68,18 +68,32 @@ OLDEST = (-(2**62), "")
 
 def archive_bound(data: bytes) -> tuple[int, str] | None:
     """(published_us, id) of the newest (first) entry of an archive page we wrote; None
-    when it has none or cannot be read."""
+    when it cannot be read. A page whose entries were all removed is dated where it
+    ends (see `empty_page_date`): then (its `updated`, "")."""
+    updated: str | None = None
     try:
         for _, element in ET.iterparse(io.BytesIO(data)):  # noqa: S314 - a file we wrote
+            if element.tag == f"{{{ATOM_NS}}}updated" and updated is None:
+                updated = element.text  # the feed's own comes before any entry's
             if element.tag == f"{{{ATOM_NS}}}entry":
                 entry_id = element.findtext(f"{{{ATOM_NS}}}id")
                 published = element.findtext(f"{{{ATOM_NS}}}published")
                 if entry_id and published:
                     return (to_micros(datetime.fromisoformat(published)), entry_id)
                 return None
+        if updated and datetime.fromisoformat(updated) > EPOCH:
+            return (to_micros(datetime.fromisoformat(updated)), "")
     except (ET.ParseError, ValueError):
         return None
     return None
+
+
+def empty_page_date(bound: tuple[int, str]) -> datetime | None:
+    """The `updated` of a closed archive page whose entries were all removed: the date of
+    the newest entry it held (where it ends), so it keeps its number and has a real date."""
+    if bound[0] <= 0:
+        return None
+    return EPOCH + timedelta(microseconds=bound[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +135,19 @@ class _ArchiveMark(BaseExtension):  # type: ignore[misc]
 
     def extend_atom(self, feed: Any) -> Any:
         xml_elem(f"{{{HISTORY_NS}}}archive", feed)
+        return feed
+
+
+class _RssHub(BaseExtension):  # type: ignore[misc]
+    """`<atom:link rel="hub">` in an RSS channel: feedgen writes only the `self` link there."""
+
+    def __init__(self) -> None:
+        self.href: str | None = None
+
+    def extend_rss(self, feed: Any) -> Any:
+        if self.href:
+            channel = feed[0]
+            xml_elem(f"{{{ATOM_NS}}}link", channel, href=self.href, rel="hub")
         return feed
 
 
@@ -218,10 +245,20 @@ def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
     fe.related.links = [(r.url, r.title) for r in article.related[:max_related]]
 
 
-def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: int) -> bytes:
-    """The RSS 2.0 document of one feed: the same entries, ids (as guids) and order as Atom."""
+def render_rss(
+    plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: int, hub: str | None = None
+) -> bytes:
+    """The RSS 2.0 document of one feed: the same entries, ids (as guids) and order as Atom.
+
+    An item's provider is its `dc:creator` (RSS `author` must be an e-mail
+    address); the WebSub `hub`, if any, is named as in Atom (`atom:link rel="hub"`).
+    """
     fg = FeedGenerator()
     fg.load_extension("media", atom=False, rss=True)
+    fg.load_extension("dc", atom=False, rss=True)
+    if hub:
+        fg.register_extension("hub", _RssHub, atom=False, rss=True)
+        fg.hub.href = hub
     fg.title(feed_title(site, plan.topic))
     # feedgen takes the last link added as the channel's <link>: the page, so it goes last.
     fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
@@ -239,6 +276,8 @@ def render_rss(plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: 
         fe.link(href=entry.url)
         if article.excerpt:  # RSS descriptions are HTML: the excerpt is text
             fe.description(html.escape(article.excerpt, quote=False))
+        if article.provider:
+            fe.dc.dc_creator(article.provider.name)
         fe.category([{"term": t.name} for t in entry.topics])
         fe.published(article.published)
         if article.images:

@@ -11,7 +11,8 @@ sqlite3 stays inside this module. What is stored:
                   validators, history) and when it is due
     topic_slugs   the file name each topic was given, kept for good so that no
                   look-alike topic can ever take over a feed's URL
-    meta          settings the stored data depends on
+    meta          settings the stored data depends on, and per feed the entries it
+                  showed and when it last lost one (its `updated` never goes back)
     dirty         entries whose seeds changed and that `refresh` has yet to
                   bring up to date (written in the same transaction as the
                   seeds, so a crash in between loses nothing)
@@ -49,12 +50,21 @@ from aggregator.links import (
     state_to_json,
 )
 from aggregator.model import Article, LoadedSeed, article_from_json
-from aggregator.plan import FeedFilter, LedgerRow, fingerprint, ledger_update, to_micros
+from aggregator.plan import (
+    FeedFilter,
+    FeedStamp,
+    LedgerRow,
+    fingerprint,
+    ledger_update,
+    to_micros,
+)
 from aggregator.scan import SeedFile
 from aggregator.topics import TopicRules
 
 SCHEMA_VERSION = 4
 _CHUNK = 500
+_STAMP = "feed_stamp:"
+"""Prefix of the `meta` keys that hold each feed's `FeedStamp` (then its topic key; "": all)."""
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -512,6 +522,18 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
             return row is not None
 
+    def reread_all_if_changed(self, name: str, value: str) -> bool:
+        """When `value` is not the one recorded under `name` (or none is), make every seed
+        due to be read again: the rules that read seeds changed, and the stored records
+        must follow (an upgrade that drops credentials from URLs must not keep them)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+            if row is not None and row[0] == value:
+                return False
+            db.execute("UPDATE seeds SET mtime_ns = -1, digest = ''")
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+            return True
+
     def meta(self, name: str) -> str | None:
         with self._reading():
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
@@ -661,6 +683,15 @@ class Store:
             ).fetchall()
         return [Row(*row) for row in rows]
 
+    def earliest_held_back(self, flt: FeedFilter) -> int | None:
+        """published_us of the earliest entry dated after what `flt` lets through; None: none."""
+        with self._reading():
+            (earliest,) = self._db.execute(
+                "SELECT MIN(published_us) FROM entries WHERE published_us > ? AND hidden = 0",
+                (flt.published_before_us,),
+            ).fetchone()
+        return None if earliest is None else int(earliest)
+
     def entries(self, ids: Sequence[str]) -> list[StoredEntry]:
         """The entries with these ids, in this order."""
         with self._reading():
@@ -806,6 +837,29 @@ class Store:
                 "INSERT OR REPLACE INTO archives (topic, bounds, digests) VALUES (?, ?, ?)",
                 (key or "", json.dumps([list(b) for b in bounds]), json.dumps(list(digests))),
             )
+
+    def feed_stamp(self, key: str | None) -> FeedStamp | None:
+        """What was kept of a feed (None: `all`) when it was last rendered; None if nothing."""
+        value = self.meta(_STAMP + (key or ""))
+        if value is None:
+            return None
+        data = json.loads(value)
+
+        def moment(us: int | None) -> datetime | None:
+            return None if us is None else from_micros(us)
+
+        return FeedStamp(tuple(data["ids"]), moment(data["floor"]), moment(data["updated"]))
+
+    def keep_feed_stamp(self, key: str | None, stamp: FeedStamp) -> None:
+        def micros(moment: datetime | None) -> int | None:
+            return None if moment is None else to_micros(moment)
+
+        data = {
+            "ids": list(stamp.ids),
+            "floor": micros(stamp.floor),
+            "updated": micros(stamp.updated),
+        }
+        self.keep_meta(_STAMP + (key or ""), json.dumps(data, separators=(",", ":")))
 
     def counts(self) -> Counts:
         with self._reading():

@@ -62,6 +62,28 @@ def http_url(value: str) -> str:
     return url
 
 
+_USERINFO = re.compile(r"(?<=//)[^/?#\s]*@")
+
+
+def without_userinfo(url: str) -> str:
+    """`url` (already an `http_url`) without a `user:password@` part.
+
+    Seeds are published: a user name and password in an article URL would go
+    out verbatim in every feed, page and log, so they are dropped on reading
+    (`parse` warns, naming the seed file).
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def redact(text: str) -> str:
+    """`text` (a URL, perhaps malformed) with anything like `user:password@` after `//`
+    removed: for messages about URLs that could not be read."""
+    return _USERINFO.sub("", text)
+
+
 def normalize_url(url: str) -> str:
     """The form of an article URL that decides its identity.
 

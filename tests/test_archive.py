@@ -306,6 +306,7 @@ def test_a_new_state_file_keeps_page_numbers_past_an_empty_page(site: Site) -> N
     folder = site.out / "feeds" / "ai" / "archive"
     before = {p.name: p.read_bytes() for p in folder.glob("*.atom")}
     assert b"<entry>" not in before["2.atom"]
+    assert b"1970-01-01" not in before["2.atom"]  # dated where it ends, not at the epoch
     site.state.unlink()
     site.build(now=NOW + timedelta(hours=2), overrides=ARCHIVED)
     after = {p.name: p.read_bytes() for p in folder.glob("*.atom")}
@@ -319,4 +320,24 @@ def test_a_short_feed_of_fresh_articles_still_fills_whole_pages(site: Site) -> N
     site.build(now=datetime(2024, 1, 10, 13, tzinfo=UTC), overrides=aged)
     assert len(check_feed(site.feed("ai")).findall(f"{ATOM}entry")) == 1
     _, pages = walk(site)
-    assert len(pages) == 4  # 9 aged entries in 3 full pages (not 9 of one) + the open page
+    assert len(pages) == 3  # 9 aged entries in 3 full pages (not 9 of one), no empty page
+
+
+def test_archived_entries_filling_whole_pages_leave_no_empty_page(site: Site) -> None:
+    for n in range(9):  # 3 in the feed, 6 archived: exactly two pages of 3
+        add(site, n, n + 1)
+    site.build(overrides=ARCHIVED)
+    folder = site.out / "feeds" / "ai" / "archive"
+    assert sorted(p.name for p in folder.glob("*.atom")) == ["1.atom", "2.atom"]
+    ids, pages = walk(site)
+    assert len(ids) == len(set(ids)) == 9
+    assert pages == [f"{BASE}feeds/ai/archive/{n}.atom" for n in (2, 1)]
+    for path in site.out.rglob("*"):
+        if path.is_file():
+            assert b"1970-01-01" not in path.read_bytes(), path
+    add(site, 9, 10)  # one more leaves the feed: it opens page 3
+    site.build(now=NOW + timedelta(hours=1), overrides=ARCHIVED)
+    ids, pages = walk(site)
+    assert len(ids) == len(set(ids)) == 10
+    assert len(pages) == 3
+    assert len(check_feed((folder / "3.atom").read_bytes()).findall(f"{ATOM}entry")) == 1

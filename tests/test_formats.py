@@ -14,7 +14,7 @@ import pytest
 from aggregator.config import load_config
 from aggregator.errors import ConfigError
 from tests.conftest import Site
-from tests.feedcheck import check_feed, entry_ids
+from tests.feedcheck import ATOM, DC, check_feed, check_rss, entry_ids
 from tests.pagecheck import check_page
 
 ALL_FORMATS = {"feeds.formats": ("atom", "json", "rss")}
@@ -51,6 +51,7 @@ def test_every_format_carries_the_same_entries_in_the_same_order(site: Site) -> 
         for item in feed["items"]:
             assert item["content_text"] and item["url"].startswith("https://")
             assert item["date_published"] and item["date_modified"]
+        check_rss((site.out / "feeds" / f"{slug}.rss").read_bytes())
         rss = feedparser.parse((site.out / "feeds" / f"{slug}.rss").read_bytes())
         assert rss.bozo == 0, rss.get("bozo_exception")
         assert [e.id for e in rss.entries] == atom_ids
@@ -74,6 +75,34 @@ def test_an_rss_description_shows_markup_in_the_excerpt_as_text(site: Site) -> N
     assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary
 
 
+def test_rss_items_name_their_provider_and_the_feed_names_the_hub(site: Site) -> None:
+    site.add("p.md", provider={"name": "Example & Co News", "domain": "news.example"})
+    site.add("n.md", provider=None, originalUrl="https://n.example/1", webUrl=None)
+    hub = "https://hub.example/websub"
+    site.build(overrides={**ALL_FORMATS, "websub.hub": hub})
+    for slug in ("all", "ai"):
+        data = (site.out / "feeds" / f"{slug}.rss").read_bytes()
+        root = check_rss(data)
+        channel = root.find("channel")
+        assert channel is not None
+        links = {x.get("rel"): x.get("href") for x in channel.findall(f"{ATOM}link")}
+        assert links["hub"] == hub
+        creators = {
+            item.findtext("link"): item.findtext(f"{DC}creator") for item in channel.iter("item")
+        }
+        assert creators == {
+            "https://news.example/2024/a-headline": "Example & Co News",
+            "https://n.example/1": None,
+        }
+        parsed = feedparser.parse(data)
+        authors = {e.link: e.get("author") for e in parsed.entries}
+        assert authors["https://news.example/2024/a-headline"] == "Example & Co News"
+    site.build(overrides=ALL_FORMATS)  # no hub: none named
+    channel = check_rss((site.out / "feeds" / "all.rss").read_bytes()).find("channel")
+    assert channel is not None
+    assert [x.get("rel") for x in channel.findall(f"{ATOM}link")] == ["self"]
+
+
 def test_formats_turned_off_leave_no_stale_files(site: Site) -> None:
     fill(site)
     site.build(overrides=ALL_FORMATS)
@@ -94,13 +123,23 @@ def test_the_json_schema_catches_a_broken_feed() -> None:
     assert not VALIDATOR.is_valid(broken)  # an item needs content_text or content_html
 
 
-def test_listparser_finds_every_topic_feed_in_the_opml(site: Site) -> None:
+def test_listparser_finds_every_topic_feed_in_one_folder_and_everything_apart(
+    site: Site,
+) -> None:
     fill(site)
-    site.build()
+    site.build(overrides={"site.title": "Tech <News> & more"})
     result = listparser.parse((site.out / "feeds.opml").read_bytes())
     assert not result.bozo
-    expected = {f"http://127.0.0.1:8080/feeds/{slug}.atom" for slug in site.feeds()}
-    assert {feed.url for feed in result.feeds} == expected
+    topics = {f"http://127.0.0.1:8080/feeds/{slug}.atom" for slug in site.feeds() if slug != "all"}
+    assert topics and {feed.url for feed in result.feeds} == topics
+    # one folder, named after the site, and the feed of everything not in this file: it
+    # holds the same articles (with the same ids), which readers would show twice or hide
+    assert all(feed.categories == [["Tech <News> & more"]] for feed in result.feeds)
+    everything = listparser.parse((site.out / "all.opml").read_bytes())
+    assert not everything.bozo
+    assert [feed.url for feed in everything.feeds] == ["http://127.0.0.1:8080/feeds/all.atom"]
+    index = check_page((site.out / "index.html").read_bytes())
+    assert {"feeds.opml", "all.opml"} <= set(index.links())
 
 
 MAKE_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_corpus.py"
@@ -139,8 +178,7 @@ def check_every_feed(site: Site) -> int:
         VALIDATOR.validate(json.loads(path.read_bytes()))
         checked += 1
     for path in sorted(feeds.glob("*.rss")):
-        rss = feedparser.parse(path.read_bytes())
-        assert rss.bozo == 0, (path.name, rss.get("bozo_exception"))
+        check_rss(path.read_bytes())
         checked += 1
     return checked
 

@@ -212,3 +212,48 @@ def test_a_host_that_asked_to_wait_is_left_alone_in_later_runs(
     assert [p for _, p, _ in server.requests] == ["/retry-seconds/a"]  # 120 s are not over
     check_links(site.config(**links(server)), NOW + timedelta(seconds=130), everything=True)
     assert "/ok/later" in [p for _, p, _ in server.requests]
+
+
+def test_credentials_in_seed_urls_reach_no_feed_page_log_or_checked_host(
+    site: Site, server: HostileServer
+) -> None:
+    secret_url = server.url("/ok/secret").replace("://", "://bob:s3cret@")
+    site.add(
+        "creds.md",
+        title="With credentials",
+        originalUrl=secret_url,
+        webUrl=None,
+        images=[{"url": "https://bob:s3cret@img.example/1.jpg"}],
+        related=[{"title": "R", "originalUrl": "https://bob:s3cret@r.example/r"}],
+    )
+    config = site.root / "aggregator.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "seeds": {"dir": str(site.seeds)},
+                "output": {"dir": str(site.out)},
+                "state": {"path": str(site.state)},
+                "feeds": {"formats": ["atom", "json", "rss"]},
+                "build": {"workers": 1},
+            }
+        )
+    )
+    built = subprocess.run(
+        [sys.executable, "-m", "aggregator", "build", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    warnings = [line for line in built.stderr.splitlines() if "password removed" in line]
+    assert len(warnings) == 3 and all("creds.md" in line for line in warnings)
+    assert "s3cret" not in built.stdout + built.stderr
+    run(site, server, 0)
+    assert [path for _, path, _ in server.requests] == ["/ok/secret"]
+    assert not any("authorization" in {k.lower() for k in h} for _, _, h in server.requests)
+    files = [p for p in (*site.out.rglob("*"), *site.state.parent.iterdir()) if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        assert b"s3cret" not in path.read_bytes() and b"bob" not in path.read_bytes(), path
+    assert shown(site)["With credentials"][0] == server.url("/ok/secret")

@@ -75,8 +75,10 @@ def test_the_index_links_every_topic_page_and_the_opml_names_them(site: Site) ->
         # listparser keeps no htmlUrl: read it from the file itself
         assert outline.url
     text = (site.out / "feeds.opml").read_text()
-    for slug in ("all", "ai", "space"):
+    for slug in ("ai", "space"):
         assert f'htmlUrl="{BASE}topics/{slug}.html"' in text
+    text = (site.out / "all.opml").read_text()
+    assert f'htmlUrl="{BASE}topics/all.html"' in text
 
 
 def test_feeds_name_their_topic_page_as_the_alternate(site: Site) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.model import Article
 from aggregator.parse import parse_seed
 from tests.conftest import seed_text
 
@@ -186,3 +187,31 @@ def test_long_topic_names_are_cut() -> None:
     article, _, warnings = parse(seed_text(topics=["x" * 5000]))
     assert len(article.topics[0]) <= 100  # type: ignore[attr-defined]
     assert any("cut to 100" in w for w in warnings)
+
+
+def test_user_names_and_passwords_are_dropped_from_every_url_with_a_warning() -> None:
+    article, error, warnings = parse(
+        seed_text(
+            originalUrl="https://bob:s3cret@news.example/a?x=1#top",
+            webUrl="https://alice@news.example/web",
+            images=[{"url": "https://bob:s3cret@img.example/1.jpg"}],
+            related=[{"title": "R", "originalUrl": "http://bob:s3cret@r.example/r"}],
+        )
+    )
+    assert error is None and isinstance(article, Article)
+    assert article.original_url == "https://news.example/a?x=1#top"
+    assert article.web_url == "https://news.example/web"
+    assert [i.url for i in article.images] == ["https://img.example/1.jpg"]
+    assert [r.url for r in article.related] == ["http://r.example/r"]
+    plain = parse(seed_text(originalUrl="https://news.example/a?x=1"))[0]
+    assert isinstance(plain, Article) and article.id == plain.id  # one article, one id
+    fields = [w.split(":")[0] for w in warnings]
+    assert fields == ["originalUrl", "webUrl", "images[0].url", "related[0].originalUrl"]
+    assert all("user name and password removed" in w for w in warnings)
+    assert not any("s3cret" in w or "bob" in w or "alice" in w for w in warnings)
+
+
+def test_a_bad_url_with_a_password_is_reported_without_it() -> None:
+    _, _, warnings = parse(seed_text(webUrl="https://bob:s3cret@news.example/a b"))
+    assert len(warnings) == 1 and warnings[0].startswith("webUrl: ")
+    assert "s3cret" not in warnings[0] and "bob" not in warnings[0]

@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from aggregator.config import load_config
+from aggregator.pipeline import build
 from tests.conftest import seed_text
 from tests.feedcheck import ATOM, check_feed, entry_titles
 from tests.service import RunningService
@@ -354,3 +357,40 @@ def test_a_long_link_check_does_not_hold_up_new_seeds(tmp_path: Path) -> None:
             while "Fresh" not in entry_titles(check_feed(svc.get("/feeds/ai.atom").content)):
                 assert time.monotonic() - started < 5, "a rescan waited for the link check"
                 time.sleep(0.1)
+
+
+def test_a_future_article_is_published_by_the_service_when_it_falls_due(
+    tmp_path: Path,
+) -> None:
+    """Held back while dated more than a day ahead, then published at that moment, though
+    no seed changes and no rescan is due (the interval is long)."""
+    svc = RunningService(tmp_path, scan={"interval": 600, "jitter": 0})
+    (svc.seeds / "now.md").write_text(seed_text(title="Today", originalUrl="https://s.example/1"))
+    lead = 8.0
+    due = datetime.now(UTC) + timedelta(seconds=lead)
+    (svc.seeds / "later.md").write_text(
+        seed_text(
+            title="Tomorrow",
+            originalUrl="https://s.example/2",
+            publishedDateTime=(due + timedelta(days=1)).isoformat(),
+        )
+    )
+    with svc:
+        svc.start()
+        assert datetime.now(UTC) < due, "the service took too long to start for this test"
+        assert entry_titles(check_feed(svc.get("/feeds/all.atom").content)) == ["Today"]
+        deadline = time.monotonic() + lead + 10
+        titles: list[str] = []
+        while time.monotonic() < deadline:
+            titles = entry_titles(check_feed(svc.get("/feeds/all.atom").content))
+            if "Tomorrow" in titles:
+                break
+            time.sleep(0.2)
+        assert titles == ["Tomorrow", "Today"]
+        assert datetime.now(UTC) >= due  # not before its time
+        served = {p: p.read_bytes() for p in svc.out.rglob("*") if p.is_file()}
+        assert svc.stop() == 0
+    shutil.rmtree(svc.out)
+    config = load_config(svc.config_path, environ={})
+    build(config, datetime.now(UTC))  # a cold build from the same seeds and state file
+    assert {p: p.read_bytes() for p in svc.out.rglob("*") if p.is_file()} == served
