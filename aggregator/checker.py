@@ -7,9 +7,12 @@ deadline for the whole check.
 
 Politeness: at most `per_host` requests in flight to one host, `host_interval`
 seconds between two starts to it, `concurrency` in flight overall, and a host
-that answers 429/503 with Retry-After is left alone for that long. Each host
-has its own small connection pool (all sharing one SSL context), so neither
-one slow host nor one big pool holds up the others.
+that answers 429/503 with Retry-After is left alone for that long. A host is
+the address connected to, however URLs spell it (`127.1`, `2130706433` and
+`localhost` are one server): each name is resolved once per run, and that one
+answer both keys the limits and is what connections go to. Each origin has its
+own small connection pool (all sharing one SSL context), so neither one slow
+host nor one big pool holds up the others.
 
 Not a way in: the address actually connected to is checked, after DNS and on
 every hop, by the network backend that opens the socket, with no second
@@ -47,6 +50,7 @@ from aggregator.links import (
     Request,
     RunResult,
     address_allowed,
+    politeness_key,
     retry_after,
     url_allowed,
 )
@@ -233,11 +237,21 @@ class _Slots:
 
 
 @dataclass
-class _Host:
-    name: str
-    workers: int = 0
+class _Pace:
+    """Politeness towards one server: every host name that leads to its address shares it."""
+
+    slots: asyncio.Semaphore
+    """`per_host` requests in flight at most."""
     next_start: float = 0.0
     paused_until: float = 0.0
+
+
+@dataclass
+class _Host:
+    """The URLs of one host name, as written."""
+
+    name: str
+    workers: int = 0
     queue: list[Request] = field(default_factory=list)
 
 
@@ -257,7 +271,10 @@ class Checker:
         self.user_agent = user_agent
         self.progress = progress
         allow = [ipaddress.ip_network(n, strict=False) for n in config.allow_networks]
-        self._backend = GuardedBackend(resolve, allow)
+        self._resolve = resolve
+        self._lookups: dict[str, asyncio.Future[list[str]]] = {}
+        self._backend = GuardedBackend(self._resolve_once, allow)
+        self._paces: dict[str, _Pace] = {}
         self._ssl = ssl.create_default_context()
         self._transports: dict[str, httpx.AsyncBaseTransport] = {}
         self._planned: set[str] = set()
@@ -284,13 +301,7 @@ class Checker:
             host.queue.append(request)
         try:
             self._planned = set(hosts)
-            workers = []
-            for host in hosts.values():
-                host.workers = min(self.config.per_host, len(host.queue))
-                workers += [
-                    asyncio.create_task(self._host_worker(host, result))
-                    for _ in range(host.workers)
-                ]
+            workers = [asyncio.create_task(self._serve(host, result)) for host in hosts.values()]
             everything = asyncio.gather(*workers)
             stopped = False
             while not everything.done():
@@ -307,26 +318,65 @@ class Checker:
             self._transports.clear()
         return result
 
-    async def _host_worker(self, host: _Host, result: RunResult) -> None:
+    async def _serve(self, host: _Host, result: RunResult) -> None:
+        """Check one host name's URLs, paced by the server its name leads to."""
+        key = await self._server_of(host)
+        pace = self._paces.get(key)
+        if pace is None:
+            pace = self._paces[key] = _Pace(asyncio.Semaphore(self.config.per_host))
+        host.workers = min(self.config.per_host, len(host.queue))
+        await asyncio.gather(*(self._host_worker(host, pace, result) for _ in range(host.workers)))
+
+    async def _server_of(self, host: _Host) -> str:
+        """The politeness key of a host name: its address, as its connections will find it."""
+        try:
+            # The name as the connection pool gets it (IDNA-encoded).
+            name = httpx.URL(host.queue[0].url).raw_host.decode("ascii").strip("[]")
+        except (httpx.InvalidURL, UnicodeError):
+            return host.name
+        try:
+            addresses = [ipaddress.ip_address(name)]
+        except ValueError:
+            try:
+                async with asyncio.timeout(self.config.timeout):
+                    found = await self._resolve_once(name, 0)
+                addresses = [ipaddress.ip_address(a) for a in found]
+            except (CheckError, ValueError, TimeoutError):
+                return host.name  # its check fails without a request, and says why
+        return politeness_key(host.name, addresses, self._backend.allow)
+
+    async def _resolve_once(self, host: str, port: int) -> list[str]:
+        """`resolve`, once per name and run: limits are keyed and connections made on one
+        answer (DNS may answer differently each time)."""
+        lookup = self._lookups.get(host)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._resolve(host, port))
+            lookup.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._lookups[host] = lookup
+        return list(await asyncio.shield(lookup))
+
+    async def _host_worker(self, host: _Host, pace: _Pace, result: RunResult) -> None:
         loop = asyncio.get_running_loop()
         while host.queue:
             request = host.queue.pop(0)
-            now = loop.time()
-            if host.paused_until > now:
-                # The host asked for a pause: the rest of its URLs wait for a later run.
-                result.deferred[request.url] = host.paused_until - now
-                continue
-            start = max(now, host.next_start)
-            host.next_start = start + self.config.host_interval
-            if start > now:
-                await asyncio.sleep(start - now)
-            await self._global.acquire(-len(host.queue))
-            try:
-                attempt = await self.check(request)
-            finally:
-                self._global.release()
-            if attempt.status in (429, 503) and attempt.retry_after:
-                host.paused_until = max(host.paused_until, loop.time() + attempt.retry_after)
+            async with pace.slots:
+                now = loop.time()
+                if pace.paused_until > now:
+                    # The host asked for a pause: the rest of its URLs wait for a later run.
+                    result.deferred[request.url] = pace.paused_until - now
+                    continue
+                start = max(now, pace.next_start)
+                pace.next_start = start + self.config.host_interval
+                if start > now:
+                    await asyncio.sleep(start - now)
+                await self._global.acquire(-len(host.queue))
+                try:
+                    attempt = await self.check(request)
+                finally:
+                    self._global.release()
+                if attempt.status in (429, 503) and attempt.retry_after:
+                    until = loop.time() + attempt.retry_after
+                    pace.paused_until = max(pace.paused_until, until)
             result.attempts.append(attempt)
             if self.progress is not None:
                 self.progress(attempt)

@@ -2,6 +2,7 @@
 
     address_allowed     may the checker connect to this IP (SSRF rules)?
     url_allowed         may the checker request this URL (scheme, port)?
+    politeness_key      which server a host name stands for, so its spellings share limits
     classify            what one check says: alive, dead, unknown, blocked, suspect
     advance             the stored state of a URL after a check (dead only when confirmed)
     network_down        did most hosts of a run fail the same way (our network, not theirs)?
@@ -116,6 +117,26 @@ def address_allowed(ip: IPAddress, allow: Sequence[IPNetwork] = ()) -> bool:
             opened = all(any(v4 in n for n in allow if n.version == 4) for v4 in inner)
             return opened or _public(ip)
     return _public(ip)
+
+
+def politeness_key(name: str, addresses: Iterable[IPAddress], allow: Sequence[IPNetwork]) -> str:
+    """The server that per-host limits (concurrency, spacing, pauses) count against.
+
+    That is the address connected to, not the name in the URL: `127.1`,
+    `2130706433`, `localhost` and `[::ffff:127.0.0.1]` are one server, and
+    counting them apart multiplies what one server gets. Of several allowed
+    addresses the lowest is taken, whatever order DNS gave them in; an IPv4
+    address mapped into IPv6 counts as itself. `name` when no address is
+    allowed (the check fails without a request anyway).
+    """
+    usable = [
+        ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+        for ip in addresses
+        if address_allowed(ip, allow)
+    ]
+    if not usable:
+        return name
+    return str(min(usable, key=lambda ip: (ip.version, int(ip))))
 
 
 def url_allowed(url: str, ports: Iterable[int]) -> str | None:

@@ -8,6 +8,7 @@ parser.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -33,6 +34,9 @@ class SeedFile:
     """Path relative to the seed directory, with `/` separators: the file's name in messages."""
     size: int
     mtime_ns: int
+    device: int
+    inode: int
+    """Device and inode the scan saw: `read_seed` reads that file or nothing."""
 
 
 @dataclass(slots=True)
@@ -119,9 +123,7 @@ def _visit(
             elif is_candidate(name, exts):
                 info = entry.stat(follow_symlinks=False)
                 if stat.S_ISREG(info.st_mode):
-                    result.files.append(
-                        SeedFile(entry.path, source, info.st_size, info.st_mtime_ns)
-                    )
+                    result.files.append(_seed_file(entry.path, source, info))
                     return
                 result.skipped += 1
             else:
@@ -144,9 +146,13 @@ def _visit(
         seen_dirs.add(target)
         stack.append((str(target), source + "/"))
     elif stat.S_ISREG(info.st_mode) and is_candidate(name, exts):
-        result.files.append(SeedFile(str(target), source, info.st_size, info.st_mtime_ns))
+        result.files.append(_seed_file(str(target), source, info))
     else:
         result.skipped += 1
+
+
+def _seed_file(path: str, source: str, info: os.stat_result) -> SeedFile:
+    return SeedFile(path, source, info.st_size, info.st_mtime_ns, info.st_dev, info.st_ino)
 
 
 def _utf8(name: str) -> bool:
@@ -197,21 +203,33 @@ def check_paths(
         if not target.is_relative_to(real_root) or not stat.S_ISREG(info.st_mode):
             gone.append(source)
             continue
-        files.append(SeedFile(str(full), source, info.st_size, info.st_mtime_ns))
+        files.append(_seed_file(str(target), source, info))
     return files, gone
 
 
 def read_seed(file: SeedFile, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SeedResult:
-    """Read and parse one seed file; every failure becomes the result's `error`."""
+    """Read and parse one seed file; every failure becomes the result's `error`.
+
+    Reads only the file the scan saw: the seed directory may be written by
+    others, and a file swapped for a link (or a folder on its path swapped for
+    a link) between the scan and the read must not publish what it leads to.
+    The last component is opened without following links, and the open file
+    must have the device and inode the scan saw: one `fstat`, no other call.
+    """
     if file.size > max_bytes:
         return _refused(file, f"file is {file.size} bytes, over the {max_bytes}-byte limit")
     try:
         # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang us.
-        fd = os.open(file.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(file.path, _OPEN_FLAGS)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return _refused(file, f"{_NOT_SCANNED} (now a symbolic link): not read")
         return _refused(file, f"cannot open ({exc.strerror})")
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != (file.device, file.inode):
+            return _refused(file, f"{_NOT_SCANNED} (replaced since): not read")
+        if not stat.S_ISREG(info.st_mode):
             return _refused(file, "not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(max_bytes + 1)
@@ -222,6 +240,12 @@ def read_seed(file: SeedFile, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SeedRe
     if len(data) > max_bytes:
         return _refused(file, f"file is over the {max_bytes}-byte limit")
     return replace(parse_seed(data, file.source), digest=content_digest(data))
+
+
+_OPEN_FLAGS = (
+    os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+)
+_NOT_SCANNED = "not the file the scan found"
 
 
 def content_digest(data: bytes) -> str:

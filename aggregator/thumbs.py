@@ -18,6 +18,14 @@ SUFFIX = ".webp"
 ACCEPTED = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
 MAX_PIXELS = 40_000_000
 """Larger images are refused before they are decoded (a decompression bomb guard)."""
+MAX_DECODE_BYTES = 64 * 1024 * 1024
+"""What decoding and shrinking one image may take, estimated from its header before decoding.
+
+Pillow keeps a decoded pixel in 1, 2 or 4 bytes and cannot decode a PNG, GIF or
+WebP at a reduced size (only JPEG, through `draft`), so this caps those at about
+16 megapixels (4096x4096 RGB), and fewer with an alpha channel: a 6000x6000 PNG
+would take 144 MB, and twice that in copies.
+"""
 QUALITY = 75
 
 
@@ -34,7 +42,7 @@ def thumbnail_path(image_url: str, width: int) -> str:
 
 def make_thumbnail(data: bytes, width: int) -> bytes:
     """A WebP at most `width` pixels wide (and twice that high) of the image in `data`."""
-    from PIL import Image, ImageOps, UnidentifiedImageError  # only the service needs Pillow
+    from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError  # only the service
 
     try:
         with warnings.catch_warnings():
@@ -42,12 +50,22 @@ def make_thumbnail(data: bytes, width: int) -> bytes:
             with Image.open(io.BytesIO(data), formats=sorted(ACCEPTED)) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise ThumbnailError(f"{image.width}x{image.height} pixels is too large")
+                size = image.size
                 image.draft("RGB", (width, width * 2))  # JPEG: decode at a reduced size
+                cost = decode_cost(image.mode, image.format or "", image.width * image.height)
+                if cost > MAX_DECODE_BYTES:
+                    raise ThumbnailError(
+                        f"{size[0]}x{size[1]} pixels ({image.mode}) would take "
+                        f"{cost >> 20} MB to decode, over the {MAX_DECODE_BYTES >> 20} MB limit"
+                    )
                 image.seek(0)
-                picture = ImageOps.exif_transpose(image)
+                picture: Image.Image = image
                 if picture.mode.startswith("I"):  # 16/32-bit grey: scale to 8 bits first
                     picture = picture.point(lambda v: v * (1 / 256)).convert("L")
-                picture.thumbnail((width, width * 2))
+                # Shrink first, then turn upright: turning copies the image, so turn the small one.
+                upright = picture.getexif().get(ExifTags.Base.Orientation, 1) < 5
+                picture.thumbnail((width, width * 2) if upright else (width * 2, width))
+                picture = ImageOps.exif_transpose(picture)
                 mode = (
                     "RGBA" if "A" in picture.getbands() or "transparency" in image.info else "RGB"
                 )
@@ -62,6 +80,30 @@ def make_thumbnail(data: bytes, width: int) -> bytes:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ThumbnailError(f"cannot decode the image ({exc})"[:200]) from None
     return out.getvalue()
+
+
+def decode_cost(mode: str, image_format: str, pixels: int) -> int:
+    """Bytes that decoding and shrinking an image of this mode and format takes (pure).
+
+    Pillow holds 1 byte a pixel for 1-bit, grey and palette images, 2 for 16-bit
+    grey and 4 for the rest; 16/32-bit grey is converted on a 4-byte copy,
+    alpha is premultiplied on a copy before resizing, the GIF decoder keeps a
+    second frame, and the WebP decoder keeps two canvases of 4 bytes a pixel
+    and hands over a third before Pillow copies it (measured with Pillow 13).
+    """
+    if mode in ("1", "L", "P"):
+        per_pixel = 1
+    elif mode.startswith("I;16"):
+        per_pixel = 2 + 4
+    elif mode.startswith("I"):
+        per_pixel = 4 + 4
+    else:
+        per_pixel = 4 + (4 if "A" in mode else 0)
+    if image_format == "WEBP":
+        per_pixel += 12
+    elif image_format == "GIF":
+        per_pixel += 1
+    return pixels * per_pixel
 
 
 def retry_delay(tries: int) -> timedelta:

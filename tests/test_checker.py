@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -304,3 +306,69 @@ def test_a_host_whose_head_says_gone_while_get_finds_the_page_is_asked_with_get(
     result = run_checks(config(server, per_host=1), UA, urls)
     assert [(a.status, classify(a)) for a in result.attempts] == [(200, Outcome.ALIVE)] * 3
     assert [m for m, _ in methods(server, "/head-404")] == ["HEAD", "GET", "GET", "GET"]
+
+
+class Counting(BaseHTTPRequestHandler):
+    """Answers 200 after a short while, counting the requests in flight at once."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        server: Any = self.server
+        with server.lock:
+            server.in_flight += 1
+            server.most = max(server.most, server.in_flight)
+            server.hosts.add(self.headers.get("Host", "").rsplit(":", 1)[0])
+        time.sleep(0.15)
+        with server.lock:
+            server.in_flight -= 1
+        if self.path.startswith("/busy"):
+            self.send_response(429)
+            self.send_header("Retry-After", "120")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def counting() -> Iterator[Any]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    server.daemon_threads = True
+    server.lock, server.in_flight, server.most, server.hosts = threading.Lock(), 0, 0, set()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+SPELLINGS = ("127.0.0.1", "127.1", "2130706433", "localhost")
+"""One loopback address, four ways."""
+
+
+def test_every_spelling_of_one_address_shares_its_per_host_limit(counting: Any) -> None:
+    port = counting.server_address[1]
+    urls = [Request(f"http://{host}:{port}/{n}") for host in SPELLINGS for n in range(2)]
+    cfg = LinksConfig.model_validate(
+        {"allowed_ports": (port,), "allow_networks": ("127.0.0.0/8",), "per_host": 1}
+    )
+    result = run_checks(cfg, UA, urls)
+    assert [a.status for a in result.attempts] == [200] * len(urls)
+    assert counting.hosts == set(SPELLINGS)  # each spelling was asked as itself
+    assert counting.most == 1
+
+
+def test_a_pause_asked_under_one_spelling_holds_for_the_others(counting: Any) -> None:
+    port = counting.server_address[1]
+    urls = [Request(f"http://127.0.0.1:{port}/busy")]
+    urls += [Request(f"http://{host}:{port}/{host}") for host in SPELLINGS[1:]]
+    cfg = LinksConfig.model_validate(
+        {"allowed_ports": (port,), "allow_networks": ("127.0.0.0/8",), "per_host": 1}
+    )
+    result = run_checks(cfg, UA, urls)
+    assert [a.status for a in result.attempts] == [429]
+    assert sorted(result.deferred) == sorted(u.url for u in urls[1:])

@@ -17,6 +17,7 @@ from aggregator.links import (
     advance,
     is_suspect,
     network_down,
+    politeness_key,
     retry_after,
 )
 
@@ -64,6 +65,18 @@ def test_allow_networks_open_chosen_ranges_only() -> None:
     assert address_allowed(ipaddress.ip_address("10.20.3.4"), allow)
     assert not address_allowed(ipaddress.ip_address("10.21.3.4"), allow)
     assert address_allowed(ipaddress.ip_address("::ffff:10.20.3.4"), allow)
+
+
+def test_every_spelling_of_a_server_has_one_politeness_key() -> None:
+    def key(name: str, *addresses: str, allow: tuple[str, ...] = ("127.0.0.0/8",)) -> str:
+        nets = [ipaddress.ip_network(n) for n in allow]
+        return politeness_key(name, [ipaddress.ip_address(a) for a in addresses], nets)
+
+    assert key("127.1", "127.0.0.1") == key("localhost", "::1", "127.0.0.1") == "127.0.0.1"
+    assert key("::ffff:127.0.0.1", "::ffff:127.0.0.1") == "127.0.0.1"
+    # DNS may answer in any order: the key does not follow it.
+    assert key("a.example", "8.8.8.8", "1.1.1.1") == key("b.example", "1.1.1.1", "8.8.8.8")
+    assert key("intranet.example", "10.0.0.1") == "intranet.example"  # never connected to
 
 
 def test_a_url_is_dead_only_after_consecutive_failures_spread_over_time() -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import struct
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from aggregator.pipeline import fetch_thumbnails, opened
 from aggregator.thumbs import ThumbnailError, make_thumbnail
@@ -169,6 +173,84 @@ def test_the_service_fetches_thumbnails_and_serves_them(
         assert "img-src 'self'" in image.headers["content-security-policy"]
         with Image.open(io.BytesIO(image.content)) as thumb:
             assert thumb.width == 320
+
+
+def big_png(path: Path, width: int, height: int) -> Path:
+    """An RGB PNG of any size, written a row at a time (the test itself never holds it)."""
+    row = b"\x00" + bytes(range(256)) * (width * 3 // 256) + b"\x80" * (width * 3 % 256)
+    pack = zlib.compressobj(1)
+    data = b"".join([pack.compress(row) for _ in range(height)] + [pack.flush()])
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+PEAK = """
+import resource, sys
+from pathlib import Path
+from aggregator.thumbs import ThumbnailError, make_thumbnail
+try:
+    outcome = f"made {len(make_thumbnail(Path(sys.argv[1]).read_bytes(), 320))} bytes"
+except ThumbnailError as exc:
+    outcome = f"refused: {exc}"
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, outcome)
+"""
+
+
+def thumbnail_in_a_process(path: Path) -> tuple[int, str]:
+    """Thumbnail one image file in a fresh process: its peak RSS in MB, and the outcome."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(path)], capture_output=True, text=True, check=True
+    )
+    peak, outcome = done.stdout.strip().split(" ", 1)
+    return int(peak), outcome
+
+
+def test_one_image_takes_at_most_about_100_mb_to_decode(tmp_path: Path) -> None:
+    baseline, outcome = thumbnail_in_a_process(big_png(tmp_path / "small.png", 100, 100))
+    assert outcome.startswith("made")
+    huge, outcome = thumbnail_in_a_process(big_png(tmp_path / "huge.png", 6000, 6000))
+    assert outcome.startswith("refused") and "MB" in outcome  # it would take 137 MB and copies
+    assert huge - baseline < 100
+    large, outcome = thumbnail_in_a_process(big_png(tmp_path / "large.png", 4000, 4000))
+    assert outcome.startswith("made")  # the largest PNGs that are taken stay within the bound
+    assert large - baseline < 100
+    Image.new("RGB", (2048, 2040), "teal").save(tmp_path / "large.webp", "WEBP")
+    webp, outcome = thumbnail_in_a_process(tmp_path / "large.webp")
+    assert outcome.startswith("made")
+    assert webp - baseline < 100
+
+
+def dark_corners(image: Image.Image) -> list[bool]:
+    w, h = image.size
+    grey = image.convert("L")
+    points = ((2, 2), (w - 3, 2), (2, h - 3), (w - 3, h - 3))
+    return [grey.getpixel(p) < 128 for p in points]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("orientation, size", [(1, (320, 213)), (6, (320, 480)), (8, (320, 480))])
+def test_a_turned_photo_comes_out_upright_and_width_bound(
+    orientation: int, size: tuple[int, int]
+) -> None:
+    picture = Image.new("RGB", (600, 400), "white")
+    picture.paste("black", (0, 0, 300, 200))  # one quarter, which turning moves
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    out = io.BytesIO()
+    picture.save(out, "JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(out.getvalue())) as original:
+        upright = ImageOps.exif_transpose(original)
+    with Image.open(io.BytesIO(make_thumbnail(out.getvalue(), 320))) as thumb:
+        assert thumb.size == size
+        assert dark_corners(thumb) == dark_corners(upright)
+        assert dark_corners(thumb).count(True) == 1
 
 
 def test_sixteen_bit_grey_keeps_its_shade() -> None:

@@ -1,0 +1,62 @@
+"""Reading seed files safely: what the scan saw is what gets read, or nothing is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from aggregator.scan import SeedFile, check_paths, read_seed, scan
+from tests.conftest import Site, seed_text
+
+
+def scanned(site: Site, source: str) -> SeedFile:
+    (file,) = [f for f in scan(site.seeds).files if f.source == source]
+    return file
+
+
+def test_a_seed_swapped_for_a_link_after_the_scan_is_refused(site: Site, tmp_path: Path) -> None:
+    path = site.add("a.md", title="Inside")
+    outside = tmp_path / "secret.md"
+    outside.write_text(seed_text(title="Outside"))
+    file = scanned(site, "a.md")
+    path.unlink()
+    path.symlink_to(outside)  # between the scan's stat and the read
+    result = read_seed(file)
+    assert result.article is None
+    assert result.error is not None and "symbolic link" in result.error
+
+
+def test_a_folder_swapped_for_a_link_after_the_scan_is_refused(site: Site, tmp_path: Path) -> None:
+    site.add("sub/a.md", title="Inside")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.md").write_text(seed_text(title="Outside"))
+    file = scanned(site, "sub/a.md")
+    (site.seeds / "sub").rename(tmp_path / "moved")
+    (site.seeds / "sub").symlink_to(elsewhere)
+    result = read_seed(file)
+    assert result.article is None
+    assert result.error is not None and "not the file the scan found" in result.error
+
+
+def test_a_seed_replaced_after_the_scan_is_left_for_the_next_scan(site: Site) -> None:
+    path = site.add("a.md", title="First")
+    file = scanned(site, "a.md")
+    replacement = site.seeds / "a.md.tmp"
+    replacement.write_text(seed_text(title="Second"))
+    os.replace(replacement, path)
+    assert read_seed(file).article is None
+    assert (article := read_seed(scanned(site, "a.md")).article) is not None
+    assert article.title == "Second"
+
+
+def test_a_seed_read_as_scanned_is_parsed(site: Site) -> None:
+    site.add("a.md", title="Plain")
+    target = site.add("b.md", title="Linked from inside")
+    (site.seeds / "c.md").symlink_to(target)
+    for source, title in (("a.md", "Plain"), ("c.md", "Linked from inside")):
+        article = read_seed(scanned(site, source)).article
+        assert article is not None and article.title == title
+    (watched,), gone = check_paths(site.seeds, ["c.md"])  # as file-system events find it
+    assert gone == [] and (article := read_seed(watched).article) is not None
+    assert article.title == "Linked from inside"
