@@ -2,24 +2,24 @@
 
 Two processes writing one state file (or one output directory) lose entries
 between them, and a one-off command writing beside the service rewrites the
-service's output with its own settings. So every process that writes takes an
-exclusive `flock` on a lock file first, and keeps it until it exits:
+service's output with its own settings. So every process that writes takes two
+exclusive `flock`s first, and keeps them until it exits:
 
-    <state.path>.lock              beside the state file
-    <output.dir>/.aggregator.lock  inside the output directory (hidden: never
-                                   served, and no clean-up touches it)
+    <state.path>.lock   a lock file beside the state file; the holder writes its
+                        pid and command into it, so a refusal can name them
+    <output.dir>        the directory itself: no file is added to what is
+                        served (the holder's pid is read from /proc/locks)
 
-The kernel drops the lock when the holder exits in any way, `kill -9`
-included, so a lock is never stale: a lock file left on disk locks nothing.
-The holder writes its pid and command into the file, so a refusal can name
-the process in the way. (`flock`, not `fcntl` record locks: SQLite uses those
-on the state file itself, and a process's own `fcntl` locks vanish when any
-descriptor of the file is closed.)
+The kernel drops a lock when its holder exits in any way, `kill -9` included,
+so a lock is never stale: a lock file left on disk locks nothing. (`flock`,
+not `fcntl` record locks: SQLite uses those on the state file itself, and a
+process's own `fcntl` locks vanish when any descriptor of the file is closed.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -28,17 +28,10 @@ from pathlib import Path
 
 from aggregator.errors import InUseError, OutputError, StateError
 
-OUTPUT_LOCK_NAME = ".aggregator.lock"
-"""The lock file inside the output directory (hidden names are never served)."""
-
 
 def state_lock_path(state: Path) -> Path:
     """The lock file of a state file: beside it, where SQLite keeps its -wal and -shm."""
     return state.with_name(state.name + ".lock")
-
-
-def output_lock_path(out: Path) -> Path:
-    return out / OUTPUT_LOCK_NAME
 
 
 @dataclass
@@ -87,6 +80,59 @@ def _holder(fd: int) -> tuple[int | None, str]:
     return (int(pid) if pid.isdigit() else None), command.strip()
 
 
+def acquire_directory(directory: Path) -> Held | None:
+    """Take the lock on `directory` itself for this process, or raise `InUseError`.
+
+    None where the file system cannot lock directories (some network file
+    systems): the state file's lock is then the only guard.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _flock_holder(fd)
+        os.close(fd)
+        raise InUseError(directory, pid, _command_of(pid)) from None
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ENOLCK, errno.EBADF, errno.EINVAL, errno.EOPNOTSUPP):
+            return None
+        raise
+    return Held(directory, fd)
+
+
+def _flock_holder(fd: int) -> int | None:
+    """The pid holding a flock on the file of `fd`, from /proc/locks (Linux), if shown."""
+    found = os.fstat(fd)
+    key = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            for line in table:
+                fields = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"; waiters have "->"
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
+                    return int(fields[4]) if fields[4].isdigit() and fields[4] != "0" else None
+    except OSError:
+        pass
+    return None
+
+
+def _command_of(pid: int | None) -> str:
+    """`run`, `build` … when `pid` is an aggregator command; "" when unknown."""
+    if pid is None:
+        return ""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            words = handle.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return ""
+    for n, word in enumerate(words):
+        if word in ("run", "build", "thumbnails", "links") and n > 0:
+            return " ".join(words[n : n + 2]) if word == "links" else word
+    return ""
+
+
 @contextlib.contextmanager
 def writing(state: Path, out: Path, command: str) -> Iterator[None]:
     """Hold the locks of a state file and an output directory for the `with` block."""
@@ -109,13 +155,12 @@ def hold(state: Path, out: Path, command: str) -> list[Held]:
         first = acquire(lock, state, command)
     except OSError as exc:
         raise StateError(f"{lock}: cannot lock the state file ({exc.strerror})") from None
-    lock = output_lock_path(out)
     try:
-        second = acquire(lock, out, command)
+        second = acquire_directory(out)
     except OSError as exc:
         first.release()
-        raise OutputError(f"{lock}: cannot lock the output directory ({exc.strerror})") from None
+        raise OutputError(f"{out}: cannot lock the output directory ({exc.strerror})") from None
     except BaseException:
         first.release()
         raise
-    return [first, second]
+    return [first] if second is None else [first, second]
