@@ -289,7 +289,10 @@ class Service:
         is refused whole: the error is logged and the running config kept.
         """
         with self._reloading:
-            self._reload()
+            try:
+                self._reload()
+            except Exception:  # on a thread of its own: nobody else would see it
+                log.exception("config reload failed, keeping the running config")
 
     def _reload(self) -> None:
         try:
