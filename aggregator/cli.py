@@ -12,6 +12,7 @@ usage and config errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 from aggregator import __version__
 from aggregator.config import Config, explain_config, load_config, server_url, settings_lines
-from aggregator.errors import AggregatorError, ConfigError
+from aggregator.errors import AggregatorError, ConfigError, InUseError
 from aggregator.pipeline import BuildReport, Progress, build
 from aggregator.text import printable
 
@@ -181,13 +182,23 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "links":
         try:
             if args.links_command == "show":
-                return show_link(config, args.url)
-            return check_links_command(config, args.all, args.limit, args.format)
+                return show_link(config, args.url)  # reads only: works beside the service
+            with _sole_writer(config, "links check"):
+                return check_links_command(config, args.all, args.limit, args.format)
+        except InUseError as exc:
+            return _in_use(exc)
         except AggregatorError as exc:
             print(f"aggregator: {exc}", file=sys.stderr)
             return 1
     if args.command == "thumbnails":
-        return thumbnails_command(config)
+        try:
+            with _sole_writer(config, "thumbnails"):
+                return thumbnails_command(config)
+        except InUseError as exc:
+            return _in_use(exc)
+        except AggregatorError as exc:
+            print(f"aggregator: {exc}", file=sys.stderr)
+            return 1
     if args.command == "run":
         from aggregator import logs
         from aggregator.daemon import Service
@@ -195,6 +206,9 @@ def _main(argv: Sequence[str] | None) -> int:
         logs.configure(config.logging.format, config.logging.level)
         try:
             code = Service(load).run()
+        except InUseError as exc:
+            print(f"aggregator: {exc}: not starting a second service on it", file=sys.stderr)
+            return 1
         except AggregatorError as exc:
             print(f"aggregator: {exc}", file=sys.stderr)
             return 1
@@ -204,7 +218,10 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stderr.flush()
         os._exit(code)
     try:
-        report = build(config, datetime.now(UTC), _progress_bar())
+        with _sole_writer(config, "build"):
+            report = build(config, datetime.now(UTC), _progress_bar())
+    except InUseError as exc:
+        return _in_use(exc)
     except AggregatorError as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
         return 1
@@ -230,6 +247,26 @@ def config_command(action: str, path: Path | None, overrides: dict[str, Any]) ->
         return 0
     print(f"aggregator: config ok: {explained.file or 'built-in defaults'}")
     return 0
+
+
+def _sole_writer(config: Config, command: str) -> contextlib.AbstractContextManager[None]:
+    """The locks of the state file and output directory, for a one-off command that writes.
+
+    Beside a running service, such a command would write the service's output with
+    its own settings (its own public URL among them): it is refused instead.
+    """
+    from aggregator.locks import writing
+
+    return writing(config.state.path, config.output.dir, command)
+
+
+def _in_use(exc: InUseError) -> int:
+    print(
+        f"aggregator: {exc}: stop the service first, or let it do this work "
+        "(it rescans, checks links and fetches thumbnails on its own)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def check_links_command(config: Config, everything: bool, limit: int | None, fmt: str) -> int:

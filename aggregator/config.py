@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,9 +359,15 @@ def explain_config(
     return Explained(config, path, from_environ, sources)
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file is a few KiB; anything this large is not one."""
+
+
 def _read_file(path: Path) -> dict[str, Any]:
+    """The mapping in a config file. An empty file (or one of comments only) is an error:
+    taken as "all defaults", it would move a running service to ./seeds on reload."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_regular_file(path)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
@@ -372,10 +379,29 @@ def _read_file(path: Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or "syntax error"
         raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
     if data is None:
-        return {}
+        raise ConfigError(
+            f"{path}: the config file is empty (no settings); write the settings in it, "
+            "or `{}` for all defaults"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def _read_regular_file(path: Path) -> str:
+    """The text of `path`, which must be a regular file: a FIFO, a device or a directory is
+    refused before it is opened, and the open never blocks (the file could be swapped
+    for a FIFO in between), so a reload can never hang on the config file."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ConfigError(f"{path}: the config file is not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path}: the config file is not a regular file")
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: the config file is larger than {MAX_CONFIG_BYTES} bytes")
+    return data.decode("utf-8")
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -25,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from aggregator import __version__, logs
-from aggregator.config import Config, LinksConfig
+from aggregator import __version__, locks, logs
+from aggregator.config import Config, LinksConfig, server_url
 from aggregator.errors import AggregatorError, ConfigError, Interrupted, SeedDirError
 from aggregator.links import Request, RunResult
 from aggregator.metrics import Metrics
@@ -96,6 +98,37 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def advertises_loopback(config: Config) -> bool:
+    """True when the public URL is the built-in server's own loopback address, as it is
+    when `site.public_url` is not set and the server listens on loopback or everywhere."""
+    url = config.site.public_url
+    if url != server_url(config.server.host, config.server.port):
+        return False
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The settings that differ between `old` and `new` and that a reload cannot change.
+
+    Moving the seeds, output or state would make the service take every seed for
+    gone (or write a second output beside the one served, holding no lock on it),
+    and a new public URL rewrites every self link: those need a restart.
+    """
+    pairs: list[tuple[str, object, object]] = [
+        ("seeds.dir", old.seeds.dir.resolve(), new.seeds.dir.resolve()),
+        ("output.dir", old.output.dir.resolve(), new.output.dir.resolve()),
+        ("state.path", old.state.path.resolve(), new.state.path.resolve()),
+        ("site.public_url", old.site.public_url, new.site.public_url),
+        ("server.host", old.server.host, new.server.host),
+        ("server.port", old.server.port, new.server.port),
+    ]
+    return [key for key, before, after in pairs if before != after]
+
+
 ConfigLoader = Callable[[], Config]
 
 
@@ -121,7 +154,14 @@ class Service:
         self._files: StaticFiles | None = None
         self._pinger = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="websub")
         self._watcher: threading.Thread | None = None
-        self.store = Store(self.config.state.path)
+        self._reloading = threading.Lock()
+        # One writer per state file and output directory, for the life of the process.
+        self._locks = locks.hold(self.config.state.path, self.config.output.dir, "run")
+        try:
+            self.store = Store(self.config.state.path)
+        except BaseException:
+            self._release_locks()
+            raise
         self.out = OutputDir(self.config.output.dir, self.config.output.gzip_sidecars)
         self.pipeline = Pipeline(self.config, self.store, self.out)
 
@@ -133,15 +173,20 @@ class Service:
             code = asyncio.run(self._main())
         finally:
             self.store.close()
+            self._release_locks()
         log.info("stopped")
         return code
+
+    def _release_locks(self) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
 
     async def _main(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self.request_stop)
-        self._loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
         config = self.config
         log.info(
             "starting aggregator %s: seeds %s, output %s, state %s, rescan every %gs%s",
@@ -160,6 +205,13 @@ class Service:
                 watch=config.scan.watch,
             ),
         )
+        if advertises_loopback(config):
+            log.warning(
+                "site.public_url is not set: feeds, pages and the OPML advertise %s (the "
+                "built-in server's loopback address, which other machines cannot reach) "
+                "until it is set to the address readers use",
+                config.site.base_url,
+            )
         serving: asyncio.Task[bool] | None = None
         if config.server.enabled:
             self._files = StaticFiles(self.out.root, lambda: self.config.cache_max_age, self._hub)
@@ -247,8 +299,24 @@ class Service:
 
     # -- configuration -----------------------------------------------------------
 
+    def _reload_in_background(self) -> None:
+        """SIGHUP: reload on a thread of its own. Reading the config file (a FIFO, a file
+        on a hung network mount) must never hold up the event loop, which serves."""
+        threading.Thread(target=self.request_reload, name="config-reload", daemon=True).start()
+
     def request_reload(self) -> None:
-        """SIGHUP: read the config again; apply it at the start of the next scan."""
+        """Read the config again; apply it at the start of the next scan.
+
+        An invalid (or empty) file, or one that changes what only a restart can,
+        is refused whole: the error is logged and the running config kept.
+        """
+        with self._reloading:
+            try:
+                self._reload()
+            except Exception:  # on a thread of its own: nobody else would see it
+                log.exception("config reload failed, keeping the running config")
+
+    def _reload(self) -> None:
         try:
             config = self._load_config()
         except ConfigError as exc:
@@ -258,18 +326,22 @@ class Service:
                 extra=logs.fields(error=str(exc), problems=list(exc.problems)),
             )
             return
-        logs.configure(config.logging.format, config.logging.level)
         old = self.config
+        fixed = restart_only_changes(old, config)
+        if fixed:
+            log.error(
+                "config reload refused, keeping the running config: %s changed, which only "
+                "takes effect when the service restarts (restart it to apply the new config)",
+                ", ".join(fixed),
+            )
+            return
+        logs.configure(config.logging.format, config.logging.level)
         for key, new_value, old_value in (
-            ("server", config.server, old.server),
-            ("output.dir", config.output.dir, old.output.dir),
-            ("state.path", config.state.path, old.state.path),
+            ("server.enabled", config.server.enabled, old.server.enabled),
             ("scan.watch", config.scan.watch, old.scan.watch),
         ):
             if new_value != old_value:
                 log.warning("%s changed: it takes effect when the service restarts", key)
-        if config.scan.watch and config.seeds.dir != old.seeds.dir:
-            log.warning("seeds.dir changed: file events follow it after a restart")
         with self._pending_lock:
             self._pending_config = config
         if self._scheduler is not None and config.scan != old.scan:

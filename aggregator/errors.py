@@ -5,6 +5,7 @@
     ├── SeedDirError           the seed directory cannot be read at all
     ├── OutputError            the output directory cannot be written
     ├── StateError             the state file cannot be opened or used
+    ├── InUseError             another process writes the state file or output directory
     └── Interrupted            work gave way to a shutdown (not a failure)
 
 Each error carries the file path (or key) it is about, and its message says
@@ -40,6 +41,19 @@ class OutputError(AggregatorError):
 
 class StateError(AggregatorError):
     """The state file is unusable (not SQLite, from a newer version, unwritable)."""
+
+
+class InUseError(AggregatorError):
+    """Another process holds the lock of the state file or output directory."""
+
+    def __init__(self, path: object, pid: int | None, command: str = "") -> None:
+        self.path = path
+        self.pid = pid
+        self.command = command
+        who = f"pid {pid}" if pid is not None else "a process that is starting"
+        if command:
+            who += f", `aggregator {command}`"
+        super().__init__(f"{path} is in use by another aggregator ({who})")
 
 
 class Interrupted(AggregatorError):

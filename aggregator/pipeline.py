@@ -92,7 +92,7 @@ from aggregator.thumbs import (
     thumbnail_path,
 )
 from aggregator.topics import ALL_SLUG, Topic, TopicRules
-from aggregator.worker import load_seed
+from aggregator.worker import load_seed, watch_service
 
 Progress = Callable[[int, int], None]
 """Called with (files read so far, files to read)."""
@@ -163,7 +163,12 @@ def load_seeds(
         yield from _counted(map(reader, files), total, progress)
         return
     chunk = max(1, min(256, total // (workers * 8)))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_worker_context(),
+        initializer=watch_service,  # no worker outlives this process, even after kill -9
+        initargs=(os.getpid(),),
+    )
     try:
         yield from _counted(pool.map(reader, files, chunksize=chunk), total, progress)
     finally:
@@ -182,7 +187,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["aggregator.worker"])
+        context.set_forkserver_preload(["aggregator.worker", "aggregator.forkserver"])
         return context
     return multiprocessing.get_context("spawn")
 

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -200,16 +202,44 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file opened, to notice it being deleted or replaced."""
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _check_writable(Path(self.path))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            if self.path != ":memory:":
+                found = os.stat(self.path)
+                self._identity = (found.st_dev, found.st_ino)
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"{self.path}: cannot use the state file ({exc})") from None
+
+    def check_file(self) -> None:
+        """Raise `StateError` when the path no longer names the file this store has open.
+
+        A state file deleted or replaced (a restored backup moved into place) under
+        a running service would otherwise take every write into a file nobody sees
+        again: each transaction checks first.
+        """
+        if self._identity is None:
+            return
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot check the state file ({exc.strerror})") from None
+        if found is None or (found.st_dev, found.st_ino) != self._identity:
+            what = "deleted" if found is None else "replaced by another file"
+            raise StateError(
+                f"{self.path}: the state file was {what} while in use; nothing more is "
+                "written to the old one: restart the service to open the file now at that path"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -232,6 +262,7 @@ class Store:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._errors():
+            self.check_file()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -244,6 +275,7 @@ class Store:
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._errors():
+            self.check_file()
             yield self._db
 
     @contextlib.contextmanager
@@ -252,8 +284,10 @@ class Store:
             yield
         except sqlite3.Error as exc:
             raise StateError(
-                f"{self.path}: state file error ({exc}); if it is damaged, stop the service, "
-                "move the file away and start again to rebuild it from the seeds"
+                f"{self.path}: state file error ({exc}); check that it, its folder and its "
+                "-wal and -shm files are writable by the user aggregator runs as and that the "
+                "disk has room; if it is damaged, restore it from a backup or recover it with "
+                "`sqlite3 FILE .recover` (it holds the dates readers have seen)"
             ) from None
 
     # -- seeds ---------------------------------------------------------------
@@ -887,6 +921,43 @@ class Store:
                     " ON e.entry_id = s.entry_id WHERE s.source != e.source ORDER BY s.source"
                 )
             )
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a state file this process cannot write, before SQLite opens it, and repair
+    the -wal and -shm files an earlier read-only open left read-only.
+
+    SQLite gives a new -shm the mode of the database file: opened while the file
+    was read-only, it leaves a read-only -shm that keeps the file unusable after
+    it is made writable again. Their mode is set back to the file's (the -wal
+    holds committed changes and is kept; the -shm is an index rebuilt from it).
+    """
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StateError(
+            f"{folder}: the state file's folder is not writable by the user aggregator runs "
+            "as (SQLite keeps its -wal and -shm files there): make it writable"
+        )
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # a new state file
+    if not os.access(path, os.W_OK):
+        raise StateError(
+            f"{path}: the state file is read-only (mode {stat.S_IMODE(mode):04o}): make it "
+            "writable by the user aggregator runs as (chmod u+w); nothing in it is lost"
+        )
+    for suffix in ("-wal", "-shm"):
+        sidecar = Path(f"{path}{suffix}")
+        if sidecar.exists() and not os.access(sidecar, os.W_OK):
+            try:
+                os.chmod(sidecar, stat.S_IMODE(mode))
+            except OSError as exc:
+                raise StateError(
+                    f"{sidecar}: read-only, left by an open of the state file while it was "
+                    f"read-only, and it cannot be made writable ({exc.strerror}): give it the "
+                    "state file's owner and mode"
+                ) from None
 
 
 def _feed_view(state: LinkState | None) -> tuple[object, ...]:

@@ -8,6 +8,13 @@ copy of the service's memory or threads.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import threading
+
 from aggregator.model import LoadedSeed
 from aggregator.plan import to_record
 from aggregator.scan import SeedFile, read_seed
@@ -18,3 +25,55 @@ def load_seed(file: SeedFile, max_bytes: int) -> LoadedSeed:
     result = read_seed(file, max_bytes)
     record = to_record(result.article) if result.article is not None else None
     return LoadedSeed(result.source, result.digest, record, result.error, result.warnings)
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when the thread that started it ends."""
+POLL_SECONDS = 1.0
+"""How often a worker looks for its service where pidfd_open(2) is not available."""
+
+
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGKILL when its parent ends (Linux; else nothing).
+
+    The fork server preloads this module's sibling `aggregator.forkserver`, which
+    calls this: the service starts the fork server, so `kill -9` of the service
+    takes the fork server with it instead of leaving it, and its memory, behind.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def watch_service(pid: int) -> None:
+    """Worker initializer: end this worker as soon as process `pid` (the service) ends.
+
+    A worker's parent is the fork server, not the service, so a parent-death
+    signal alone is not enough, and a worker waiting for work would otherwise
+    wait for ever once the service is killed (`kill -9`, the OOM killer): a
+    thread waits on the service's pidfd (or polls it) and ends the process.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # the service is gone already
+    except (OSError, AttributeError):
+        threading.Thread(target=_poll, args=(pid,), name="watch-service", daemon=True).start()
+        return
+    threading.Thread(target=_wait, args=(fd,), name="watch-service", daemon=True).start()
+
+
+def _wait(fd: int) -> None:
+    select.select([fd], [], [])  # a pidfd becomes readable when its process ends
+    os._exit(1)
+
+
+def _poll(pid: int) -> None:
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass  # it exists
+        threading.Event().wait(POLL_SECONDS)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,3 +86,67 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     return Site(tmp_path)
+
+
+SESSION_MARK = "AGGREGATOR_TEST_SESSION"
+"""Set in the environment of this test run, and so of every process it starts."""
+LEFTOVER_GRACE = 5.0
+"""Seconds processes that are ending get before they count as left behind."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[SESSION_MARK] = f"{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a process it started is still alive (a service or its workers):
+    each would hold memory, ports and state-file locks after the suite is over."""
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    left = _left_behind()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _left_behind()
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+    message = "processes started by the tests are still running:\n" + "\n".join(lines)
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _left_behind() -> dict[int, str]:
+    """pid → command line of the running processes that carry this run's mark, except
+    pytest itself and its own multiprocessing helpers (they end with it)."""
+    mark = f"{SESSION_MARK}={os.environ.get(SESSION_MARK, '')}".encode()
+    me = os.getpid()
+    found: dict[int, tuple[int, str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                if mark not in handle.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                cmd = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if fields[0] != b"Z":
+            found[int(entry.name)] = (int(fields[1]), cmd)
+    helpers = {
+        pid for pid, (parent, cmd) in found.items() if parent == me and "multiprocessing" in cmd
+    }
+    mine = set(helpers)
+    changed = True
+    while changed:
+        more = {pid for pid, (parent, _) in found.items() if parent in mine} - mine
+        mine |= more
+        changed = bool(more)
+    return {pid: cmd for pid, (_, cmd) in found.items() if pid not in mine}

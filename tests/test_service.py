@@ -257,6 +257,8 @@ def test_a_second_service_on_a_busy_port_exits_1_at_once(service: RunningService
             str(service.config_path),
             "--state",
             str(service.root / "other.sqlite3"),
+            "--out",
+            str(service.root / "other-public"),
         ],
         capture_output=True,
         text=True,

@@ -1,0 +1,78 @@
+"""Parse workers and their fork server end with the service, even after `kill -9`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.conftest import seed_text
+from tests.service import RunningService
+
+
+def children() -> dict[int, list[int]]:
+    """Parent pid → pids of its children, from /proc."""
+    found: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        found.setdefault(parent, []).append(int(entry.name))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    tree, found, todo = children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie has ended: it only waits to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_the_service_takes_its_workers_and_fork_server_along(tmp_path: Path) -> None:
+    with RunningService(tmp_path, build={"workers": 2}) as svc:
+        for n in range(1500):  # enough to parse in worker processes
+            (svc.seeds / f"s{n:05d}.md").write_text(
+                seed_text(title=f"Story {n}", originalUrl=f"https://o.example/{n}")
+            )
+        svc.start(wait=False)
+        assert svc.process is not None
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        # The fork server and both workers (and multiprocessing's resource tracker).
+        while len(seen) < 3 and time.monotonic() < deadline:
+            seen |= descendants(svc.process.pid)
+            time.sleep(0.01)
+        assert len(seen) >= 3, svc.log()
+        svc.kill()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in seen) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {pid: command(pid) for pid in seen if alive(pid)}
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        assert left == {}
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
