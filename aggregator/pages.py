@@ -57,8 +57,14 @@ def _name(feed: FeedSummary | FeedPlan) -> str:
 def _date(moment: datetime | None) -> str:
     if moment is None:
         return "<td class=u>—</td>"
-    iso = moment.isoformat()
+    iso = _datetime_attribute(moment)
     return f'<td class=u><time datetime="{iso}">{moment:%Y-%m-%d %H:%M} UTC</time></td>'
+
+
+def _datetime_attribute(moment: datetime) -> str:
+    """A `<time datetime>` value: HTML allows at most three digits of a second, and an edit
+    is stamped with the clock's microseconds, so whole seconds it is."""
+    return moment.isoformat(timespec="seconds")
 
 
 _LABELS = {"atom": "Atom feed", "json": "JSON Feed", "rss": "RSS"}
@@ -192,7 +198,7 @@ def _entry_item(entry: Entry, thumbnails: Mapping[str, str]) -> str:
     if article.provider:
         meta.append(f"<bdi>{escape(article.provider.name)}</bdi>")
     when = article.published
-    meta.append(f'<time datetime="{when.isoformat()}">{when:%Y-%m-%d}</time>')
+    meta.append(f'<time datetime="{_datetime_attribute(when)}">{when:%Y-%m-%d}</time>')
     parts.append(f"<p class=meta>{' · '.join(meta)}</p>")
     if article.excerpt:
         parts.append(f'<p dir="auto">{escape(article.excerpt)}</p>')

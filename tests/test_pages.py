@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import urljoin
 
+import feedparser
+import jsonschema
 import listparser
 import pytest
 
-from tests.conftest import Site
+from tests.conftest import NOW, Site
 from tests.feedcheck import check_feed, entry_ids
 from tests.pagecheck import check_page, validate_pages, vnu
 
 ALL_FORMATS = {"feeds.formats": ("atom", "json", "rss")}
 BASE = "http://127.0.0.1:8080/"
 TAIL = " <script>alert(1)</script> & more"
+JSON_FEED = jsonschema.Draft202012Validator(
+    json.loads((Path(__file__).parent / "data" / "jsonfeed-1.1.schema.json").read_bytes()),
+    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+)
 
 
 def fill(site: Site) -> None:
@@ -120,3 +130,58 @@ def test_text_from_seeds_cannot_turn_the_text_around_it(site: Site) -> None:
     assert all(h.get("dir") == "auto" for h in page.tree.iter("h2"))
     index = check_page((site.out / "index.html").read_bytes())
     assert [h.get("dir") for h in index.tree.iter("h1")] == ["auto"]
+
+
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+RFC822 = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d ([+-]\d{4}|GMT)"
+)
+HTML_DATE_TIME = re.compile(
+    r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:?\d\d))?"
+)
+"""The `datetime` values HTML allows here: a date, or a global date and time (at most
+three digits of a second)."""
+
+
+def test_pages_and_feeds_stay_valid_after_an_edit(site: Site) -> None:
+    """An edit is stamped with the clock's time, microseconds and all."""
+    fill(site)
+    site.build(overrides=ALL_FORMATS)
+    site.add(
+        "s4.md",
+        title="Story 4, corrected",
+        topics=["AI"],
+        originalUrl="https://f.example/4?a=1&b=2",
+        publishedDateTime="2024-05-01T00:00:00Z",
+    )
+    edited_at = NOW + timedelta(hours=1, microseconds=123_456)
+    site.build(now=edited_at, overrides=ALL_FORMATS)
+
+    atom = check_feed(site.feed("ai"))
+    ns = "{http://www.w3.org/2005/Atom}"
+    assert atom.findtext(f"{ns}entry/{ns}title") == "Story 4, corrected"
+    stamps = [e.text or "" for e in atom.iter(f"{ns}updated", f"{ns}published")]
+    assert datetime.fromisoformat(atom.findtext(f"{ns}updated") or "") == edited_at
+    assert all(RFC3339.fullmatch(s) for s in stamps), stamps
+    document = json.loads((site.out / "feeds" / "ai.json").read_bytes())
+    JSON_FEED.validate(document)
+    json_dates = [i[k] for i in document["items"] for k in ("date_published", "date_modified")]
+    assert all(RFC3339.fullmatch(s) for s in json_dates), json_dates
+    rss = feedparser.parse((site.out / "feeds" / "ai.rss").read_bytes())
+    assert rss.bozo == 0, rss.get("bozo_exception")
+    channel = rss.feed.get("updated", "")
+    for stamp in [channel, *(e.published for e in rss.entries)]:
+        assert RFC822.fullmatch(stamp), stamp
+
+    pages = [site.out / "index.html", *sorted((site.out / "topics").glob("*.html"))]
+    for path in pages:
+        times = check_page(path.read_bytes()).tree.iter("time")
+        values = [t.get("datetime", "") for t in times]
+        assert values and all(HTML_DATE_TIME.fullmatch(v) for v in values), (path.name, values)
+    index = check_page((site.out / "index.html").read_bytes())
+    assert f"{edited_at.replace(microsecond=0).isoformat()}" in [
+        t.get("datetime") for t in index.tree.iter("time")
+    ]
+    if vnu() is not None:
+        assert validate_pages(pages) == ""
