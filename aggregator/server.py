@@ -46,8 +46,9 @@ CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
     ".webp": "image/webp",
+    ".svg": "image/svg+xml",
 }
-_COMPRESSIBLE = {".atom", ".rss", ".json", ".opml", ".html", ".xml", ".css", ".txt"}
+_COMPRESSIBLE = {".atom", ".rss", ".json", ".opml", ".html", ".xml", ".css", ".txt", ".svg"}
 _MAX_FILE_BYTES = 64 * 1024 * 1024
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

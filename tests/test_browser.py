@@ -11,11 +11,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.conftest import seed_text
+from tests.conftest import Site, seed_text
 from tests.service import RunningService
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ def test_a_person_finds_the_subscribe_links_on_phone_and_desktop(
     from playwright.sync_api import Route, sync_playwright
 
     origin = urlsplit(service.base).netloc
+    icons: set[str] = set()
     elsewhere: list[str] = []
     problems: list[str] = []
     with sync_playwright() as pw:
@@ -91,6 +92,10 @@ def test_a_person_finds_the_subscribe_links_on_phone_and_desktop(
                 }
                 page.screenshot(path=tmp_path / f"index-{name}.png", full_page=True)
                 _fits(page, width)
+                _readable(page, "td.t a")
+                (icon,) = [i.get_attribute("href") for i in page.locator('link[rel="icon"]').all()]
+                assert icon is not None
+                icons.add(urljoin(page.url, icon))
 
                 page.get_by_role("link", name="Weltraum & Raumfahrt").click()
                 page.wait_for_load_state()
@@ -109,10 +114,15 @@ def test_a_person_finds_the_subscribe_links_on_phone_and_desktop(
                 assert "<b>x</b>" in headlines.first.inner_text()  # text, not markup
                 page.screenshot(path=tmp_path / f"topic-{name}.png", full_page=True)
                 _fits(page, width)
+                _readable(page, "h1")
+                (icon,) = [i.get_attribute("href") for i in page.locator('link[rel="icon"]').all()]
+                assert icon is not None
+                icons.add(urljoin(page.url, icon))
                 page.go_back()
                 page.get_by_role("link", name=LONG).click()
                 page.wait_for_load_state()
                 _fits(page, width)  # long words wrap rather than widen the page
+                _readable(page, "h1")
                 context.close()
         finally:
             browser.close()
@@ -120,10 +130,97 @@ def test_a_person_finds_the_subscribe_links_on_phone_and_desktop(
     assert elsewhere == []  # nothing on the pages reaches for another host
     for shot in ("index-phone", "index-desktop", "topic-phone", "topic-desktop"):
         assert (tmp_path / f"{shot}.png").stat().st_size > 5000
+    # One icon for every page, from the site itself, allowed by the pages' own policy.
+    (icon,) = icons
+    assert urlsplit(icon).netloc == origin
+    served = service.get(urlsplit(icon).path)
+    assert served.status_code == 200 and served.headers["content-type"] == "image/svg+xml"
+    page_policy = service.get("/").headers["content-security-policy"]
+    assert "img-src 'self'" in page_policy
+
+
+TOPICS = [
+    "Cybersecurity",
+    "Programming languages",
+    "Künstliche Intelligenz",
+    "Quantum computing",
+    "Computer vision",
+    "Ciencia de datos",
+    "Open source",
+    "Machine learning",
+    "人工智能",
+]
+
+
+def test_topic_names_keep_their_words_on_a_phone(site: Site) -> None:
+    """The index of a site with everyday topic names, with every format, on a phone."""
+    from playwright.sync_api import sync_playwright
+
+    for n, topic in enumerate(TOPICS):
+        site.add(f"{n}.md", topics=[topic], originalUrl=f"https://n.example/{n}")
+    site.build(overrides={"feeds.formats": ("atom", "json", "rss")})
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(
+                viewport={"width": PHONE[0], "height": PHONE[1]}, java_script_enabled=False
+            )
+            context.route("**/*", lambda route: route.abort())  # the page alone
+            page = context.new_page()
+            page.set_content((site.out / "index.html").read_text(encoding="utf-8"))
+            names = page.locator("td.t a").all_inner_texts()
+            assert sorted(names) == sorted(["All topics", *TOPICS])
+            _readable(page, "td.t a")
+            _fits(page, PHONE[0])
+        finally:
+            browser.close()
 
 
 def _note(problems: list[str], text: str) -> None:
     problems.append(text)
+
+
+_BROKEN_WORDS = """selector => {
+    const broken = [];
+    for (const element of document.querySelectorAll(selector)) {
+        let box = element;  // the width of a line: that of the nearest box that is no inline
+        while (getComputedStyle(box).display === "inline") box = box.parentElement;
+        const line = box.clientWidth;
+        for (const node of element.childNodes) {
+            if (node.nodeType !== Node.TEXT_NODE) continue;
+            for (const word of node.data.matchAll(/\\S+/g)) {
+                const range = document.createRange();
+                range.setStart(node, word.index);
+                range.setEnd(node, word.index + word[0].length);
+                const boxes = [...range.getClientRects()].filter(r => r.width > 0);
+                const lines = new Set(boxes.map(r => Math.round(r.top))).size;
+                const width = boxes.reduce((sum, r) => sum + r.width, 0);
+                if (lines > 1 && width <= line) broken.push(`${word[0]} (${width}px of ${line}px)`);
+            }
+        }
+    }
+    return broken;
+}"""
+
+_SMALL_TARGETS = """() => {
+    const small = [];
+    for (const link of document.querySelectorAll("a")) {
+        for (const box of link.getClientRects()) {
+            if (box.height < 24) small.push(`${link.textContent.trim()}: ${box.height}px high`);
+        }
+    }
+    return small;
+}"""
+
+
+def _readable(page: Page, names: str) -> None:
+    """Words in `names` break only when they cannot fit a line, and every link is a tap target
+    at least 24 px high."""
+    assert page.locator(names).count() > 0
+    broken = page.evaluate(_BROKEN_WORDS, names)
+    assert broken == [], f"words broken across lines at {page.url}: {broken}"
+    small = page.evaluate(_SMALL_TARGETS)
+    assert small == [], f"tap targets under 24 px at {page.url}: {small}"
 
 
 def _fits(page: Page, width: int) -> None:

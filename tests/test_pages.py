@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import threading
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
 import jsonschema
 import listparser
 import pytest
+from PIL import Image
 
+from aggregator.pipeline import fetch_thumbnails
+from aggregator.thumbs import HEADER_BYTES, webp_size
 from tests.conftest import NOW, Site
 from tests.feedcheck import check_feed, entry_ids
 from tests.pagecheck import check_page, validate_pages, vnu
@@ -67,6 +74,9 @@ def test_a_topic_page_lists_the_feed_entries_and_how_to_subscribe(site: Site) ->
         assert all("\u0007" not in t for t in page.text("p"))
         assert "Pro <vider>" in " ".join(page.text("p"))
         assert page.fetched() == []  # no image, font or script from another host
+        (icon,) = page.icon()  # the site's own icon
+        assert urljoin(page_url, icon) == f"{BASE}favicon.svg"
+        assert (site.out / "favicon.svg").read_bytes().startswith(b"<svg ")
 
 
 def test_the_index_links_every_topic_page_and_the_opml_names_them(site: Site) -> None:
@@ -185,3 +195,63 @@ def test_pages_and_feeds_stay_valid_after_an_edit(site: Site) -> None:
     ]
     if vnu() is not None:
         assert validate_pages(pages) == ""
+
+
+def _image(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG", **options: Any) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, "red").save(out, fmt, **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("options", [{}, {"lossless": True}], ids=["lossy", "lossless"])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_the_size_of_a_webp_is_read_from_its_header(mode: str, options: dict[str, Any]) -> None:
+    for size in [(1, 1), (320, 213), (160, 320), (16383, 3)]:
+        data = _image(size, mode, "WEBP", **options)
+        assert webp_size(data[:HEADER_BYTES]) == size
+    assert webp_size(_image((10, 10))[:HEADER_BYTES]) is None
+    assert webp_size(b"RIFF") is None
+
+
+def test_thumbnails_on_a_page_state_their_size(site: Site) -> None:
+    """`width` and `height` are the local file's own, so nothing moves as it loads."""
+    pictures = {"/wide.png": _image((1200, 800)), "/tall.jpg": _image((300, 900), fmt="JPEG")}
+
+    class Pictures(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pictures.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pictures)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        for n, name in enumerate(pictures):
+            site.add(
+                f"p{n}.md",
+                originalUrl=f"https://p.example/{n}",
+                publishedDateTime=f"2024-0{n + 1}-01T00:00:00Z",
+                images=[{"url": f"http://127.0.0.1:{port}{name}", "width": 10, "height": 10}],
+            )
+        site.build()
+        allow = {"links.allow_networks": ("127.0.0.0/8",), "links.allowed_ports": (port,)}
+        assert fetch_thumbnails(site.config(**allow, **{"links.host_interval": 0}), NOW).made == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    page = check_page((site.out / "topics" / "ai.html").read_bytes())
+    shown = list(page.tree.iter("img"))
+    assert len(shown) == 2
+    for img in shown:
+        with Image.open(site.out / "topics" / img.get("src", "")) as thumb:
+            assert (img.get("width"), img.get("height")) == (str(thumb.width), str(thumb.height))
+    assert {(img.get("width"), img.get("height")) for img in shown} == {
+        ("320", "213"),
+        ("213", "640"),
+    }
