@@ -16,6 +16,7 @@ from email.utils import format_datetime
 from html import escape
 
 from aggregator.config import SiteConfig
+from aggregator.feedpage import STYLESHEET, STYLESHEET_PATH
 from aggregator.plan import Entry, FeedPlan, FeedSummary
 from aggregator.render import FORMATS, feed_path, feed_title, page_path
 from aggregator.text import strip_invalid_xml
@@ -33,7 +34,7 @@ FAVICON = b"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">
 """The site's icon: same origin (the CSP allows `img-src 'self'`), linked from every page."""
 
 
-SITE_FILES = {FAVICON_PATH: FAVICON}
+SITE_FILES = {FAVICON_PATH: FAVICON, STYLESHEET_PATH: STYLESHEET}
 """Files the pages use, written beside them: path (relative to the output directory) → bytes."""
 
 

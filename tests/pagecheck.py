@@ -62,7 +62,8 @@ class Page:
 def check_page(data: bytes) -> Page:
     parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
     tree = parser.parse(data)
-    assert tree.find("head/meta[@charset]") is not None
+    declared = [m for m in tree.iter("meta") if m.get("http-equiv", "").lower() == "content-type"]
+    assert tree.find("head/meta[@charset]") is not None or declared, "no character encoding"
     assert not list(tree.iter("script")), "pages need no JavaScript"
     return Page(tree)
 

@@ -139,6 +139,51 @@ def test_a_person_finds_the_subscribe_links_on_phone_and_desktop(
     assert "img-src 'self'" in page_policy
 
 
+def test_a_feed_opened_in_the_browser_is_a_page_about_it(service: RunningService) -> None:
+    """Chromium applies the XSLT stylesheet a feed names, under the feed's own CSP."""
+    from playwright.sync_api import sync_playwright
+
+    origin = urlsplit(service.base).netloc
+    problems: list[str] = []
+    fetched: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(
+                viewport={"width": PHONE[0], "height": PHONE[1]}, java_script_enabled=False
+            )
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            page.on("console", lambda m: _note(problems, m.text) if m.type == "error" else None)
+            page.on(  # (a load given up as the page moves on is no problem)
+                "requestfailed",
+                lambda r: None if r.failure == "net::ERR_ABORTED" else _note(problems, r.url),
+            )
+            page.on("request", lambda r: fetched.append(r.url))
+            for suffix, kind in ((".atom", "Atom"), (".rss", "RSS")):
+                response = page.goto(f"{service.base}/feeds/ai{suffix}")
+                assert response is not None and response.status == 200
+                if page.evaluate("typeof XSLTProcessor") == "undefined":
+                    pytest.skip("this Chromium has no XSLT (test_feedpage runs the stylesheet)")
+                assert page.locator("h1").inner_text() == "aggregator: AI"
+                about = page.locator(".about").inner_text()
+                assert f"This is a news feed ({kind})" in about
+                assert f"{service.base}/feeds/ai{suffix}" in about
+                headlines = page.locator("main h2 a")
+                assert headlines.count() == 6
+                assert "<b>x</b>" in headlines.first.inner_text()  # text, not markup
+                _fits(page, PHONE[0])
+                _readable(page, "h1")
+                page.locator("a.subscribe").click()  # on to the topic's page
+                page.wait_for_load_state()
+                assert page.url == f"{service.base}/topics/ai.html"
+        finally:
+            browser.close()
+    assert problems == []  # nothing blocked by the CSP, nothing missing
+    assert [url for url in fetched if urlsplit(url).netloc != origin] == []
+    assert f"{service.base}/feed.xsl" in fetched
+
+
 TOPICS = [
     "Cybersecurity",
     "Programming languages",
