@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from tests.conftest import Site, seed_text
 from tests.service import RunningService
+from tests.test_pages import with_thumbnails
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -219,6 +223,55 @@ def test_topic_names_keep_their_words_on_a_phone(site: Site) -> None:
             _fits(page, PHONE[0])
         finally:
             browser.close()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_thumbnails_keep_their_place_while_they_load(site: Site) -> None:
+    """Every box on a topic page is where it will be once the thumbnails have loaded."""
+    from playwright.sync_api import sync_playwright
+
+    with_thumbnails(site)
+    files = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietFiles, directory=str(site.out)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{files.server_address[1]}/topics/ai.html"
+    boxes = """() => [...document.querySelectorAll("main img, main h2, main p")].map(e => {
+        const r = e.getBoundingClientRect();
+        return [e.tagName, Math.round(r.x), Math.round(r.y), Math.round(r.width),
+                Math.round(r.height)];
+    })"""
+    layouts = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            for width, _ in (PHONE, DESKTOP):
+                for images in (False, True):
+                    context = browser.new_context(
+                        viewport={"width": width, "height": 900}, java_script_enabled=False
+                    )
+
+                    if not images:  # as if the pictures had not arrived yet
+                        context.route("**/thumbs/*", lambda r: r.abort())
+                    page = context.new_page()
+                    page.goto(url)
+                    page.wait_for_load_state("load")
+                    loaded = page.evaluate(
+                        "() => [...document.images].map(i => i.complete && i.naturalWidth > 0)"
+                    )
+                    assert loaded == [images, images]
+                    layouts.append(page.evaluate(boxes))
+                    context.close()
+        finally:
+            browser.close()
+            files.shutdown()
+            files.server_close()
+    phone_waiting, phone_loaded, desktop_waiting, desktop_loaded = layouts
+    assert [b[0] for b in phone_loaded].count("IMG") == 2
+    assert phone_waiting == phone_loaded
+    assert desktop_waiting == desktop_loaded
 
 
 def _note(problems: list[str], text: str) -> None:

@@ -213,8 +213,8 @@ def test_the_size_of_a_webp_is_read_from_its_header(mode: str, options: dict[str
     assert webp_size(b"RIFF") is None
 
 
-def test_thumbnails_on_a_page_state_their_size(site: Site) -> None:
-    """`width` and `height` are the local file's own, so nothing moves as it loads."""
+def with_thumbnails(site: Site) -> None:
+    """Seeds with a wide and a tall picture, served on 127.0.0.1; a build, then thumbnails."""
     pictures = {"/wide.png": _image((1200, 800)), "/tall.jpg": _image((300, 900), fmt="JPEG")}
 
     class Pictures(BaseHTTPRequestHandler):
@@ -235,6 +235,7 @@ def test_thumbnails_on_a_page_state_their_size(site: Site) -> None:
         for n, name in enumerate(pictures):
             site.add(
                 f"p{n}.md",
+                title=f"Picture {n}: a headline long enough to wrap beside its thumbnail",
                 originalUrl=f"https://p.example/{n}",
                 publishedDateTime=f"2024-0{n + 1}-01T00:00:00Z",
                 images=[{"url": f"http://127.0.0.1:{port}{name}", "width": 10, "height": 10}],
@@ -245,6 +246,11 @@ def test_thumbnails_on_a_page_state_their_size(site: Site) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_thumbnails_on_a_page_state_their_size(site: Site) -> None:
+    """`width` and `height` are the local file's own, so nothing moves as it loads."""
+    with_thumbnails(site)
     page = check_page((site.out / "topics" / "ai.html").read_bytes())
     shown = list(page.tree.iter("img"))
     assert len(shown) == 2
