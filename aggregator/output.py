@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -89,6 +90,16 @@ class OutputDir:
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
         return True
+
+    def head(self, relative: str, size: int) -> bytes | None:
+        """The first `size` bytes of the regular file at `relative`; None when there is none."""
+        try:
+            with open(self.path(relative), "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return None
+                return handle.read(size)
+        except OSError:
+            return None
 
     def prune(self, folder: str, suffix: str, keep: set[str]) -> list[str]:
         """Remove files ending in `suffix` under `folder` that are not in `keep`.

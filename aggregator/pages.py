@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from html import escape
 
 from aggregator.config import SiteConfig
+from aggregator.feedpage import STYLESHEET, STYLESHEET_PATH
 from aggregator.plan import Entry, FeedPlan, FeedSummary
 from aggregator.render import FORMATS, feed_path, feed_title, page_path
 from aggregator.text import strip_invalid_xml
@@ -25,18 +27,44 @@ OPML_PATH = "feeds.opml"
 ALL_OPML_PATH = "all.opml"
 """The feed of everything, on its own (see `render_all_opml`)."""
 
+FAVICON_PATH = "favicon.svg"
+
+FAVICON = b"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">
+<rect width="16" height="16" rx="3" fill="#0645ad"/>
+<circle cx="4.5" cy="11.5" r="1.6" fill="#fff"/>
+<path d="M3 7a6 6 0 0 1 6 6M3 3a10 10 0 0 1 10 10" fill="none" stroke="#fff" stroke-width="2"/>
+</svg>
+"""
+"""The site's icon: same origin (the CSP allows `img-src 'self'`), linked from every page."""
+
+
+SITE_FILES = {FAVICON_PATH: FAVICON, STYLESHEET_PATH: STYLESHEET}
+"""Files the pages use, written beside them: path (relative to the output directory) → bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Thumbnail:
+    """A local copy of an article's image: where it is (relative to the output directory)
+    and its size in pixels, which the page states so nothing moves as it loads."""
+
+    path: str
+    width: int
+    height: int
+
+
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:52rem;padding:1rem;color:#1b1b1b;
 overflow-wrap:break-word}
 code{word-break:break-all}
 th{white-space:nowrap}
-td.t{overflow-wrap:anywhere}
 td.f a{white-space:nowrap}
 h1{font-size:1.6rem;margin:.5rem 0}
-table{border-collapse:collapse;width:100%}
+table{border-collapse:collapse;width:100%;table-layout:fixed}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}
+th.n{width:5.5rem}th.u{width:12.5rem}th.f{width:14rem}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
-a{color:#0645ad}
+a{color:#0645ad;display:inline-block;min-height:24px;max-width:100%}
+td.t a,ol.entries h2 a{display:block}
 nav{font-size:.9rem}
 .subscribe{display:inline-block;margin:.25rem .5rem .25rem 0;padding:.35rem .8rem;
 border-radius:.4rem;background:#0645ad;color:#fff;text-decoration:none;font-weight:600}
@@ -47,7 +75,7 @@ ol.entries p{margin:.25rem 0;overflow-wrap:anywhere}
 .meta{color:#555;font-size:.9rem}
 ol.entries img{float:right;width:8rem;height:auto;max-height:8rem;object-fit:cover;
 margin:0 0 .5rem 1rem;border-radius:.3rem}
-@media (max-width:36rem){th.u,td.u{display:none}ol.entries img{width:5.5rem}}
+@media (max-width:36rem){th.u,td.u{display:none}th.f{width:7rem}ol.entries img{width:5.5rem}}
 @media (prefers-color-scheme:dark){body{background:#161616;color:#e8e8e8}a{color:#8ab4f8}
 th,td,ol.entries li{border-color:#333}.meta{color:#aaa}.subscribe{background:#8ab4f8;color:#161616}}
 """.strip()
@@ -60,14 +88,21 @@ def _name(feed: FeedSummary | FeedPlan) -> str:
 def _date(moment: datetime | None) -> str:
     if moment is None:
         return "<td class=u>—</td>"
-    iso = moment.isoformat()
+    iso = _datetime_attribute(moment)
     return f'<td class=u><time datetime="{iso}">{moment:%Y-%m-%d %H:%M} UTC</time></td>'
+
+
+def _datetime_attribute(moment: datetime) -> str:
+    """A `<time datetime>` value: HTML allows at most three digits of a second, and an edit
+    is stamped with the clock's microseconds, so whole seconds it is."""
+    return moment.isoformat(timespec="seconds")
 
 
 _LABELS = {"atom": "Atom feed", "json": "JSON Feed", "rss": "RSS"}
 
 
-def _head(title: str, links: str) -> str:
+def _head(title: str, links: str, up: str) -> str:
+    """The head of a page; `up` leads from the page to the root (for the icon)."""
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -76,6 +111,7 @@ def _head(title: str, links: str) -> str:
 <title>{title}</title>
 <meta name="generator" content="aggregator">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" type="image/svg+xml" href="{up}{FAVICON_PATH}">
 {links}
 <style>{_STYLE}</style>
 </head>
@@ -116,7 +152,7 @@ def render_index(
     )
     topics = sum(1 for feed in feeds if feed.topic is not None)
     page = (
-        _head(title, head_links)
+        _head(title, head_links, "")
         + f"""<body>
 <header>
 <h1 dir="auto">{title}</h1>
@@ -127,7 +163,8 @@ it holds the same articles as the topic feeds, so take one or the other, not bot
 </header>
 <main>
 <table>
-<thead><tr><th>Topic</th><th>Articles</th><th class=u>Last update</th><th>Feed</th></tr></thead>
+<thead><tr><th>Topic</th><th class=n>Articles</th><th class=u>Last update</th>
+<th class=f>Feed</th></tr></thead>
 <tbody>
 {rows}
 </tbody>
@@ -144,13 +181,12 @@ def render_topic_page(
     plan: FeedPlan,
     site: SiteConfig,
     formats: Sequence[str] = ("atom",),
-    thumbnails: Mapping[str, str] | None = None,
+    thumbnails: Mapping[str, Thumbnail] | None = None,
 ) -> bytes:
     """A feed's page for people: its newest entries and how to subscribe.
 
-    `thumbnails` maps an image URL to the path of a local copy (relative to
-    the output directory); images without one are not shown, so the page
-    makes no request to another host.
+    `thumbnails` maps an image URL to its local copy; images without one are
+    not shown, so the page makes no request to another host.
     """
     name = escape(_name(plan))
     site_name = escape(strip_invalid_xml(site.title))
@@ -165,7 +201,7 @@ def render_topic_page(
     more = f" (the newest {shown} of {plan.total})" if plan.total > shown else ""
     items = "\n".join(_entry_item(entry, thumbnails or {}) for entry in plan.entries)
     page = (
-        _head(title, _alternates(plan, site, formats, "../"))
+        _head(title, _alternates(plan, site, formats, "../"), "../")
         + f"""<body>
 <header>
 <nav><a href="../{INDEX_PATH}">← <bdi>{site_name}</bdi>: all topics</a></nav>
@@ -186,18 +222,21 @@ def render_topic_page(
     return page.encode("utf-8")
 
 
-def _entry_item(entry: Entry, thumbnails: Mapping[str, str]) -> str:
+def _entry_item(entry: Entry, thumbnails: Mapping[str, Thumbnail]) -> str:
     article = entry.article
     parts = ["<li><article>"]
     local = next((thumbnails[i.url] for i in article.images[:1] if i.url in thumbnails), None)
-    if local is not None:
-        parts.append(f'<img src="../{escape(local)}" alt="" loading="lazy" decoding="async">')
+    if local is not None:  # its size up front, so the page does not shift as it loads
+        parts.append(
+            f'<img src="../{escape(local.path)}" width="{local.width}" height="{local.height}" '
+            'alt="" loading="lazy" decoding="async">'
+        )
     parts.append(f'<h2 dir="auto"><a href="{escape(entry.url)}">{escape(article.title)}</a></h2>')
     meta = []
     if article.provider:
         meta.append(f"<bdi>{escape(article.provider.name)}</bdi>")
     when = article.published
-    meta.append(f'<time datetime="{when.isoformat()}">{when:%Y-%m-%d}</time>')
+    meta.append(f'<time datetime="{_datetime_attribute(when)}">{when:%Y-%m-%d}</time>')
     parts.append(f"<p class=meta>{' · '.join(meta)}</p>")
     if article.excerpt:
         parts.append(f'<p dir="auto">{escape(article.excerpt)}</p>')

@@ -52,6 +52,8 @@ from aggregator.pages import (
     ALL_OPML_PATH,
     INDEX_PATH,
     OPML_PATH,
+    SITE_FILES,
+    Thumbnail,
     render_all_opml,
     render_index,
     render_opml,
@@ -85,11 +87,13 @@ from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.state import Store, StoredEntry
 from aggregator.thumbs import (
     FOLDER,
+    HEADER_BYTES,
     SUFFIX,
     ThumbnailError,
     make_thumbnail,
     retry_delay,
     thumbnail_path,
+    webp_size,
 )
 from aggregator.topics import ALL_SLUG, Topic, TopicRules
 from aggregator.worker import load_seed, watch_service
@@ -377,6 +381,8 @@ class Pipeline:
         self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
         self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
         self._write(ALL_OPML_PATH, render_all_opml(summaries, self.config.site), report)
+        for relative, data in SITE_FILES.items():
+            self._write(relative, data, report)
         if self._complete:
             for fmt, (suffix, _) in FORMATS.items():
                 on = fmt in feeds.formats
@@ -471,25 +477,27 @@ class Pipeline:
             self.store.keep_feed_stamp(key, stamp)
         return stamp
 
-    def _thumbnails(self, plan: FeedPlan) -> dict[str, str]:
-        """The local thumbnails a page can show; the images still missing one are noted."""
+    def _thumbnails(self, plan: FeedPlan) -> dict[str, Thumbnail]:
+        """The local thumbnails a page can show, with their sizes read from the files; the
+        images still missing one are noted."""
         if not self.config.thumbnails.enabled:
             return {}
         images = [e.article.images[0].url for e in plan.entries if e.article.images]
         width = self.config.thumbnails.width
         found = self.store.thumbnails(images)
-        present = {
-            url: file
-            for url, file in found.items()
-            if file == thumbnail_path(url, width) and self.out.path(file).is_file()
-        }
+        present: dict[str, Thumbnail] = {}
+        for url, file in found.items():
+            head = self.out.head(file, HEADER_BYTES) if file == thumbnail_path(url, width) else None
+            size = webp_size(head) if head is not None else None
+            if size is not None:
+                present[url] = Thumbnail(file, *size)
         if len(present) < len(found):  # files deleted, or another width: fetch them again
             self.store.forget_thumbnails_of([url for url in found if url not in present])
         key = plan.topic.key if plan.topic else None
         for url in images:
             if url not in present:
                 self._wanted.setdefault(url, set()).add(key)
-        self._shown_thumbs.update(present.values())
+        self._shown_thumbs.update(t.path for t in present.values())
         return present
 
     def _bounds_on_disk(self, slug: str) -> list[Key]:
@@ -670,7 +678,7 @@ class Pipeline:
             for n in range(1, last + 1)
         ]
         paths += sorted(self._shown_thumbs)
-        paths += [INDEX_PATH, OPML_PATH, ALL_OPML_PATH]
+        paths += [INDEX_PATH, OPML_PATH, ALL_OPML_PATH, *SITE_FILES]
         return all(self.out.path(p).is_file() for p in paths)
 
     def has_output(self) -> bool:

@@ -24,6 +24,7 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from aggregator.config import SiteConfig
+from aggregator.feedpage import with_stylesheet
 from aggregator.plan import Entry, FeedPlan, to_micros
 from aggregator.text import strip_invalid_xml
 from aggregator.topics import Topic
@@ -213,7 +214,10 @@ def render_atom(
     for entry in plan.entries:
         _add_entry(fg, entry, max_related)
     data: bytes = fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
-    return data
+    where = (
+        feed_path(plan.slug) if history.number is None else archive_path(plan.slug, history.number)
+    )
+    return with_stylesheet(data, where)  # a page, when opened in a browser
 
 
 def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
@@ -289,4 +293,4 @@ def render_rss(
                 attrs["height"] = str(image.height)
             fe.media.thumbnail(attrs)
     data: bytes = fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
-    return data
+    return with_stylesheet(data, feed_path(plan.slug, "rss"))  # a page, in a browser

@@ -46,13 +46,29 @@ CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
     ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+    ".xsl": "text/xsl; charset=utf-8",
 }
-_COMPRESSIBLE = {".atom", ".rss", ".json", ".opml", ".html", ".xml", ".css", ".txt"}
+_COMPRESSIBLE = {".atom", ".rss", ".json", ".opml", ".html", ".xml", ".css", ".txt", ".svg", ".xsl"}
+_FOR_BROWSERS = {
+    ".atom": "application/xml; charset=utf-8",
+    ".rss": "application/xml; charset=utf-8",
+}
+"""What a feed is sent as to a browser opening it: Chromium shows `application/atom+xml` and
+`application/rss+xml` as plain text, but styles XML with the stylesheet the feed names."""
 _MAX_FILE_BYTES = 64 * 1024 * 1024
+_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"
+"""Pages need nothing but their own styles and images: no script, no other host."""
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
-    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"),
+    (b"content-security-policy", _POLICY.encode()),
 ]
+_FEED_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", f"{_POLICY}; script-src 'self'".encode()),
+]
+"""A feed may also load the XSLT stylesheet it names (Chromium and Firefox count that as a
+script: `script-src`), from its own origin; the page it makes keeps the feed's policy."""
 
 
 def safe_relative(url_path: str) -> str | None:
@@ -88,6 +104,13 @@ def accepts_gzip(header: str) -> bool:
     return False
 
 
+def wants_page(accept: str) -> bool:
+    """Whether an Accept value is a browser's, opening a page: it asks for HTML and names no
+    feed type (feed readers name theirs, or send `*/*`)."""
+    value = accept.lower()
+    return "text/html" in value and "atom+xml" not in value and "rss+xml" not in value
+
+
 def etag_matches(header: str, etag: str) -> bool:
     """If-None-Match with the weak comparison RFC 9110 §13.1.2 asks for."""
     if header.strip() == "*":
@@ -119,6 +142,8 @@ class CachedFile:
     mtime: int
     plain: Representation
     gzipped: Representation | None
+    for_browsers: tuple[Representation, Representation | None] | None = None
+    """A feed as a browser gets it (plain, gzipped): same bytes, an XML type it styles."""
 
 
 ARCHIVE_MAX_AGE = 86_400
@@ -187,7 +212,7 @@ class StaticFiles:
             (b"last-modified", formatdate(mtime, usegmt=True).encode()),
             (b"cache-control", f"public, max-age={max_age}".encode()),
             (b"content-type", content_type.encode()),
-            *_SECURITY_HEADERS,
+            *(_FEED_SECURITY_HEADERS if suffix in _FOR_BROWSERS else _SECURITY_HEADERS),
         ]
         websub = self.hub()
         if websub is not None and relative.startswith("feeds/") and not archive_page(relative):
@@ -195,15 +220,30 @@ class StaticFiles:
             link = f'<{hub}>; rel="hub", <{base}{relative}>; rel="self"'
             common.append((b"link", link.encode("utf-8")))
         gzipped = None
+        packed = None
         if suffix in _COMPRESSIBLE:
-            common.append((b"vary", b"Accept-Encoding"))
+            vary = b"Accept-Encoding, Accept" if suffix in _FOR_BROWSERS else b"Accept-Encoding"
+            common.append((b"vary", vary))
             packed = gzip.compress(body, compresslevel=6, mtime=0)
             if len(packed) < len(body):
                 gzipped = _representation(
                     packed, f'"{tag}-gz"', [*common, (b"content-encoding", b"gzip")]
                 )
         plain = _representation(body, f'"{tag}"', common)
-        return CachedFile(version, mtime, plain, gzipped)
+        for_browsers = None
+        if suffix in _FOR_BROWSERS:
+            xml = [
+                (name, _FOR_BROWSERS[suffix].encode() if name == b"content-type" else value)
+                for name, value in common
+            ]
+            page = _representation(body, f'"{tag}-x"', xml)
+            page_gz = None
+            if gzipped is not None and packed is not None:
+                page_gz = _representation(
+                    packed, f'"{tag}-x-gz"', [*xml, (b"content-encoding", b"gzip")]
+                )
+            for_browsers = (page, page_gz)
+        return CachedFile(version, mtime, plain, gzipped, for_browsers)
 
     def _closed_archive_page(self, relative: str) -> bool:
         """Whether this is an archive page with a newer one after it (so it is full)."""
@@ -217,7 +257,7 @@ def _representation(body: bytes, etag: str, headers: list[tuple[bytes, bytes]]) 
     return Representation(body, etag, [(b"etag", etag.encode()), *headers])
 
 
-_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"accept-encoding"})
+_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"accept-encoding", b"accept"})
 
 
 Health = Callable[[], tuple[int, dict[str, Any]]]
@@ -259,9 +299,12 @@ class App:
             for name, value in scope["headers"]
             if name.lower() in _CONDITIONAL
         }
-        rep = found.plain
-        if found.gzipped is not None and accepts_gzip(request.get(b"accept-encoding", "")):
-            rep = found.gzipped
+        plain, gzipped = found.plain, found.gzipped
+        if found.for_browsers is not None and wants_page(request.get(b"accept", "")):
+            plain, gzipped = found.for_browsers
+        rep = plain
+        if gzipped is not None and accepts_gzip(request.get(b"accept-encoding", "")):
+            rep = gzipped
         inm = request.get(b"if-none-match")
         ims = request.get(b"if-modified-since")
         if (inm is not None and etag_matches(inm, rep.etag)) or (

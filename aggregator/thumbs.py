@@ -109,3 +109,27 @@ def decode_cost(mode: str, image_format: str, pixels: int) -> int:
 def retry_delay(tries: int) -> timedelta:
     """How long to wait before trying a failed image again: 1 h, doubling, at most a week."""
     return timedelta(hours=min(2 ** max(tries - 1, 0), 168))
+
+
+HEADER_BYTES = 30
+"""How much of a WebP file `webp_size` needs."""
+
+
+def webp_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) of the WebP image whose first `HEADER_BYTES` bytes are `head`; None
+    when they are not the start of a WebP file. Pure: reads the header, decodes nothing."""
+    if len(head) < HEADER_BYTES or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":  # lossy: a key frame
+        width = int.from_bytes(head[26:28], "little") & 0x3FFF
+        height = int.from_bytes(head[28:30], "little") & 0x3FFF
+    elif chunk == b"VP8L" and head[20] == 0x2F:  # lossless: 14-bit sizes, minus one
+        bits = int.from_bytes(head[21:25], "little")
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    elif chunk == b"VP8X":  # extended (alpha, animation): 24-bit canvas sizes, minus one
+        width = int.from_bytes(head[24:27], "little") + 1
+        height = int.from_bytes(head[27:30], "little") + 1
+    else:
+        return None
+    return (width, height) if width and height else None

@@ -42,20 +42,28 @@ class Page:
         return ["".join(e.itertext()) for e in self.tree.iter(tag)]
 
     def fetched(self) -> list[str]:
-        """Every URL the page makes a browser fetch on its own (not links to follow)."""
+        """Every URL the page makes a browser fetch on its own (not links to follow), but
+        the site's icon (see `icon`)."""
         urls = [e.get("src", "") for e in self.tree.iter() if e.get("src") is not None]
         urls += [
             link.get("href", "")
             for link in self.tree.iter("link")
-            if link.get("rel") in ("stylesheet", "icon", "preload")
+            if link.get("rel") in ("stylesheet", "preload")
         ]
         return urls
+
+    def icon(self) -> list[str]:
+        """Where the page's icons are."""
+        return [
+            link.get("href", "") for link in self.tree.iter("link") if link.get("rel") == "icon"
+        ]
 
 
 def check_page(data: bytes) -> Page:
     parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
     tree = parser.parse(data)
-    assert tree.find("head/meta[@charset]") is not None
+    declared = [m for m in tree.iter("meta") if m.get("http-equiv", "").lower() == "content-type"]
+    assert tree.find("head/meta[@charset]") is not None or declared, "no character encoding"
     assert not list(tree.iter("script")), "pages need no JavaScript"
     return Page(tree)
 
