@@ -390,8 +390,8 @@ def test_a_future_article_is_published_by_the_service_when_it_falls_due(
             time.sleep(0.2)
         assert titles == ["Tomorrow", "Today"]
         assert datetime.now(UTC) >= due  # not before its time
+        assert svc.stop() == 0  # lets the render in progress (index, OPML) finish
         served = {p: p.read_bytes() for p in svc.out.rglob("*") if p.is_file()}
-        assert svc.stop() == 0
     shutil.rmtree(svc.out)
     config = load_config(svc.config_path, environ={})
     build(config, datetime.now(UTC))  # a cold build from the same seeds and state file
