@@ -2,8 +2,8 @@
 
 Per URL: HEAD, then a GET whose body is read up to a bound when HEAD is
 refused or inconclusive; stored validators sent as conditional headers;
-redirects followed hop by hop (each hop checked against the rules); one
-deadline for the whole check.
+redirects followed hop by hop (each hop checked against the rules, a user
+name and password in its target dropped); one deadline for the whole check.
 
 Politeness: at most `per_host` requests in flight to one host, `host_interval`
 seconds between two starts to it, `concurrency` in flight overall, and a host
@@ -54,7 +54,7 @@ from aggregator.links import (
     retry_after,
     url_allowed,
 )
-from aggregator.urls import http_url
+from aggregator.urls import http_url, without_userinfo
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """host, port → IP addresses (raises `NameNotResolved`)."""
@@ -460,7 +460,9 @@ class Checker:
             if status in REDIRECTS and location:
                 hops.append(Hop(url, status))
                 try:
-                    url = http_url(urljoin(url, location.strip()))
+                    # A user name and password in the target would be kept (a permanent
+                    # redirect's target becomes the entry's link) and published: dropped.
+                    url = without_userinfo(http_url(urljoin(url, location.strip())))
                 except ValueError as exc:
                     detail = f"unusable redirect ({exc})"
                     return Attempt(request.url, status, Failure.PROTOCOL, detail, tuple(hops))

@@ -4,7 +4,8 @@ The path picks the behavior: /ok, /status/404, /redirect/301/<n> (n hops to /ok)
 /head-404 (HEAD 404, GET 200), /loop, /to-front/... (302 to /), /retry-seconds,
 /retry-date, /head-405, /silent (never answers), /trickle (a byte a second),
 /endless (body never ends), /reset, /huge-headers, /to-loopback (302 to
-http://127.0.0.1:<port>/ok). Every request is recorded.
+http://127.0.0.1:<port>/ok), /moved-with-password/... (301 to the same path under /ok/,
+with a user name and password in the URL). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(int(code), Location=target)
         elif path.startswith("/moved/"):
             self._send(301, Location="/ok/" + path.removeprefix("/moved/"))
+        elif path.startswith("/moved-with-password/"):
+            rest = path.removeprefix("/moved-with-password/")
+            self._send(301, Location=f"http://bob:s3cret@127.0.0.1:{self.server.port}/ok/{rest}")
         elif path.startswith("/odd-etag"):
             self.send_response(200)
             self.send_header("ETag", '"caf\xe9"')
