@@ -214,6 +214,24 @@ def test_a_host_that_asked_to_wait_is_left_alone_in_later_runs(
     assert "/ok/later" in [p for _, p, _ in server.requests]
 
 
+def test_a_pause_asked_under_one_spelling_holds_in_later_runs_for_every_spelling(
+    site: Site, server: HostileServer
+) -> None:
+    add(site, server, "busy", "/retry-once/a", None)
+    site.build()
+    run(site, server, 0)
+    assert [p for _, p, _ in server.requests] == ["/retry-once/a"]
+    spellings = ("127.1", "2130706433", "localhost")  # the same server as 127.0.0.1
+    for n, host in enumerate(spellings):
+        site.add(f"later{n}.md", title=f"later{n}", originalUrl=server.url(f"/ok/{n}", host))
+    site.build(now=NOW + timedelta(seconds=30))
+    check_links(site.config(**links(server)), NOW + timedelta(seconds=60), everything=True)
+    assert [p for _, p, _ in server.requests] == ["/retry-once/a"]  # 120 s are not over
+    check_links(site.config(**links(server)), NOW + timedelta(seconds=130), everything=True)
+    asked = sorted(p for _, p, _ in server.requests[1:])
+    assert asked == [f"/ok/{n}" for n in range(len(spellings))] + ["/retry-once/a"]
+
+
 def test_credentials_in_seed_urls_reach_no_feed_page_log_or_checked_host(
     site: Site, server: HostileServer
 ) -> None:
