@@ -2,13 +2,14 @@
 
 Per URL: HEAD, then a GET whose body is read up to a bound when HEAD is
 refused or inconclusive; stored validators sent as conditional headers;
-redirects followed hop by hop (each hop checked against the rules); one
-deadline for the whole check.
+redirects followed hop by hop (each hop checked against the rules, a user
+name and password in its target dropped); one deadline for the whole check.
 
 Politeness: at most `per_host` requests in flight to one host, `host_interval`
 seconds between two starts to it, `concurrency` in flight overall, and a host
-that answers 429/503 with Retry-After is left alone for that long. A host is
-the address connected to, however URLs spell it (`127.1`, `2130706433` and
+that answers 429/503 with Retry-After is left alone for that long (pauses
+asked in earlier runs are given to `run_checks`). A host is the address
+connected to, however URLs spell it (`127.1`, `2130706433` and
 `localhost` are one server): each name is resolved once per run, and that one
 answer both keys the limits and is what connections go to. Each origin has its
 own small connection pool (all sharing one SSL context), so neither one slow
@@ -31,7 +32,7 @@ import ipaddress
 import itertools
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,7 +55,7 @@ from aggregator.links import (
     retry_after,
     url_allowed,
 )
-from aggregator.urls import http_url
+from aggregator.urls import http_url, without_userinfo
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """host, port → IP addresses (raises `NameNotResolved`)."""
@@ -265,8 +266,11 @@ class Checker:
         resolve: Resolver = system_resolver,
         progress: Callable[[Attempt], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        pauses: Mapping[str, float] | None = None,
     ) -> None:
         self.should_stop = should_stop
+        self._pauses = dict(pauses or {})
+        """Host name or server → seconds it asked (in an earlier run) to be left alone."""
         self.config = config
         self.user_agent = user_agent
         self.progress = progress
@@ -321,9 +325,14 @@ class Checker:
     async def _serve(self, host: _Host, result: RunResult) -> None:
         """Check one host name's URLs, paced by the server its name leads to."""
         key = await self._server_of(host)
+        result.servers[host.name] = key
         pace = self._paces.get(key)
         if pace is None:
             pace = self._paces[key] = _Pace(asyncio.Semaphore(self.config.per_host))
+        wait = max(self._pauses.get(key, 0.0), self._pauses.get(host.name, 0.0))
+        if wait > 0:  # a pause asked earlier, perhaps under another name for this server
+            until = asyncio.get_running_loop().time() + wait
+            pace.paused_until = max(pace.paused_until, until)
         host.workers = min(self.config.per_host, len(host.queue))
         await asyncio.gather(*(self._host_worker(host, pace, result) for _ in range(host.workers)))
 
@@ -460,7 +469,9 @@ class Checker:
             if status in REDIRECTS and location:
                 hops.append(Hop(url, status))
                 try:
-                    url = http_url(urljoin(url, location.strip()))
+                    # A user name and password in the target would be kept (a permanent
+                    # redirect's target becomes the entry's link) and published: dropped.
+                    url = without_userinfo(http_url(urljoin(url, location.strip())))
                 except ValueError as exc:
                     detail = f"unusable redirect ({exc})"
                     return Attempt(request.url, status, Failure.PROTOCOL, detail, tuple(hops))
@@ -602,11 +613,14 @@ def run_checks(
     resolve: Resolver = system_resolver,
     progress: Callable[[Attempt], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    pauses: Mapping[str, float] | None = None,
 ) -> RunResult:
-    """Check `requests` from synchronous code (a scheduler job, the CLI)."""
+    """Check `requests` from synchronous code (a scheduler job, the CLI). `pauses`: host
+    name or server → seconds it still asked to be left alone (`links.pauses_left`); the
+    URLs of every name leading to such a server are deferred."""
 
     async def main() -> RunResult:
-        checker = Checker(config, user_agent, resolve, progress, should_stop)
+        checker = Checker(config, user_agent, resolve, progress, should_stop, pauses)
         return await checker.run(requests)
 
     return asyncio.run(main())

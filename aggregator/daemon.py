@@ -435,10 +435,12 @@ class Service:
         try:
             with self._work:
                 requests = plan(now)
+                paused = self.pipeline.paused(now)
             if not requests or self._stopping.is_set():
                 return None
             agent = user_agent(config.links, config.site.base_url)
-            result = run_checks(settings, agent, requests, should_stop=self._stopping.is_set)
+            stop = self._stopping.is_set
+            result = run_checks(settings, agent, requests, should_stop=stop, pauses=paused)
             with self._work:
                 now = datetime.now(UTC)  # the run took a while: render with the time it is
                 report = apply(result, now)

@@ -7,6 +7,7 @@
     advance             the stored state of a URL after a check (dead only when confirmed)
     network_down        did most hosts of a run fail the same way (our network, not theirs)?
     retry_after         a Retry-After header in seconds, capped
+    host_pauses         the Retry-After pauses kept across runs, by host name and server
 
 Outcomes: `alive` (2xx, 304), `dead` (404, 410, a name that does not resolve,
 a refused connection; confirmed over `dead_after` consecutive failures spread
@@ -216,21 +217,34 @@ class RunResult:
     attempts: list[Attempt] = field(default_factory=list)
     deferred: dict[str, float] = field(default_factory=dict)
     """URL → seconds to wait: not checked, because its host asked for a pause."""
+    servers: dict[str, str] = field(default_factory=dict)
+    """Host name → the server its URLs were paced by (`politeness_key`)."""
 
 
 def host_pauses(
     pauses: Mapping[str, datetime], result: RunResult, now: datetime
 ) -> dict[str, datetime]:
     """The pauses hosts asked for (429/503 with Retry-After), this run's added, the ones
-    over dropped: a pause holds across runs, link checks and image fetches alike."""
+    over dropped: a pause holds across runs, link checks and image fetches alike.
+
+    A pause is kept under the host name it was asked under and under the server
+    that name led to, so that in later runs every spelling of that server
+    (`127.1`, `localhost`...) waits too, once the checker has looked it up."""
     kept = {host: until for host, until in pauses.items() if until > now}
     asked = [(a.host, a.retry_after) for a in result.attempts if a.status in (429, 503)]
     asked += [((urlsplit(url).hostname or "").lower(), s) for url, s in result.deferred.items()]
     for host, seconds in asked:
         if seconds:
             until = now + timedelta(seconds=seconds)
-            kept[host] = max(kept.get(host, until), until)
+            for key in {host, result.servers.get(host, host)}:
+                kept[key] = max(kept.get(key, until), until)
     return kept
+
+
+def pauses_left(pauses: Mapping[str, datetime], now: datetime) -> dict[str, float]:
+    """Host name or server → seconds its pause has still to run at `now` (the ones over
+    left out): what the checker leaves alone, whatever name a URL reaches it by."""
+    return {key: (until - now).total_seconds() for key, until in pauses.items() if until > now}
 
 
 def is_paused(url: str, pauses: Mapping[str, datetime], now: datetime) -> bool:

@@ -45,6 +45,7 @@ from aggregator.links import (
     host_pauses,
     is_paused,
     network_down,
+    pauses_left,
 )
 from aggregator.model import LoadedSeed
 from aggregator.output import OutputDir
@@ -587,6 +588,11 @@ class Pipeline:
         stored = json.loads(self.store.meta(PAUSES) or "{}")
         return {host: datetime.fromisoformat(until) for host, until in stored.items()}
 
+    def paused(self, now: datetime) -> dict[str, float]:
+        """Host name or server → seconds it still asked to be left alone: for the checker,
+        which defers the URLs of every name leading to such a server."""
+        return pauses_left(self._pauses(), now)
+
     def _note_pauses(self, result: RunResult, now: datetime) -> None:
         pauses = host_pauses(self._pauses(), result, now)
         self.store.keep_meta(PAUSES, json.dumps({h: t.isoformat() for h, t in pauses.items()}))
@@ -790,7 +796,8 @@ def check_links(
         pipeline.scan(now)
         requests = pipeline.link_requests(now, limit or config.links.budget, everything)
         agent = user_agent(config.links, config.site.base_url)
-        result = run_checks(config.links, agent, requests, progress=progress)
+        paused = pipeline.paused(now)
+        result = run_checks(config.links, agent, requests, progress=progress, pauses=paused)
         report = pipeline.apply_link_results(result, now)
         pipeline.render(now)
         return result, report
@@ -818,7 +825,7 @@ def fetch_thumbnails(config: Config, now: datetime) -> ThumbnailReport:
         pipeline.render(now)  # notes the images every page wants
         requests = pipeline.thumbnail_requests(now, config.thumbnails.budget)
         agent = user_agent(config.links, config.site.base_url)
-        result = run_checks(image_fetching(config), agent, requests)
+        result = run_checks(image_fetching(config), agent, requests, pauses=pipeline.paused(now))
         report = pipeline.apply_thumbnails(result, now)
         if report.made:
             pipeline.render(now, {key for key in report.topics if key is not None})

@@ -94,15 +94,19 @@ def feed_stamp(
     A feed that lost an entry (deleted, gone to another topic, aged out, pushed
     out by newer ones) changed for its readers even though its newest entry may
     now be older: its floor moves to `now` (whole seconds), or to the `updated`
-    it had, if that was later, so its `updated` never goes backwards. Rendering
-    reads the stamp from the state and never the clock, so the same state gives
-    the same bytes.
+    it had, if that was later, so its `updated` never goes backwards. A feed
+    with no entries and no floor yet (the feed of everything, built from no
+    seeds) gets `now` as its floor: the moment it was first written empty, not
+    the epoch readers would show. Rendering reads the stamp from the state and
+    never the clock, so the same state gives the same bytes.
     """
     current = tuple(sorted(set(ids)))
     floor = previous.floor if previous else None
     if previous is not None and not set(previous.ids) <= set(current):
         moments = [now.replace(microsecond=0), previous.floor, previous.updated]
         floor = max(m for m in moments if m is not None)
+    if floor is None and newest is None:
+        floor = now.replace(microsecond=0)
     updated = newest if floor is None or (newest is not None and newest >= floor) else floor
     return FeedStamp(current, floor, updated)
 

@@ -36,7 +36,8 @@ JSON_TYPE = "application/feed+json"
 FORMATS = {"atom": (".atom", ATOM_TYPE), "json": (".json", JSON_TYPE), "rss": (".rss", RSS_TYPE)}
 """format → (file suffix, media type)"""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-"""`updated` of a feed with no entries: stable, where the build time would not be."""
+"""`updated` of a plan with none: a last resort, stable where the build time would not be
+(the state dates every feed, an empty one too: see `plan.feed_stamp`)."""
 
 
 def feed_path(slug: str, fmt: str = "atom") -> str:

@@ -2,9 +2,10 @@
 
 The path picks the behavior: /ok, /status/404, /redirect/301/<n> (n hops to /ok),
 /head-404 (HEAD 404, GET 200), /loop, /to-front/... (302 to /), /retry-seconds,
-/retry-date, /head-405, /silent (never answers), /trickle (a byte a second),
-/endless (body never ends), /reset, /huge-headers, /to-loopback (302 to
-http://127.0.0.1:<port>/ok). Every request is recorded.
+/retry-once (429 the first time), /retry-date, /head-405, /silent (never answers),
+/trickle (a byte a second), /endless (body never ends), /reset, /huge-headers,
+/to-loopback (302 to http://127.0.0.1:<port>/ok), /moved-with-password/... (301 to the
+same path under /ok/, with a user name and password in the URL). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(int(code), Location=target)
         elif path.startswith("/moved/"):
             self._send(301, Location="/ok/" + path.removeprefix("/moved/"))
+        elif path.startswith("/moved-with-password/"):
+            rest = path.removeprefix("/moved-with-password/")
+            self._send(301, Location=f"http://bob:s3cret@127.0.0.1:{self.server.port}/ok/{rest}")
         elif path.startswith("/odd-etag"):
             self.send_response(200)
             self.send_header("ETag", '"caf\xe9"')
@@ -76,6 +80,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(301, Location="/")
         elif path == "/":
             self._send(200, b"front page")
+        elif path.startswith("/retry-once"):  # busy the first time, fine afterwards
+            first = [p for _, p, _ in self.server.requests].count(path) == 1
+            if first:
+                self._send(429, Retry_After="120")
+            else:
+                self._send(200, b"fine")
         elif path.startswith("/retry-seconds"):
             self._send(429, Retry_After="120")
         elif path.startswith("/retry-date"):

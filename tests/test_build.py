@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import re
+import shutil
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Site, seed_text
-from tests.feedcheck import ATOM, check_feed, entry_ids, entry_titles
+from tests.conftest import NOW, Site, seed_text
+from tests.feedcheck import ATOM, check_feed, check_rss, entry_ids, entry_titles
+from tests.pagecheck import check_page
 
 GOOD: dict[str, dict[str, Any]] = {
     "good-1.md": {"title": "Robots learn to fold laundry", "topics": ["Robotics", "AI"]},
@@ -400,3 +405,35 @@ def test_a_seed_directory_that_empties_at_once_keeps_the_last_feeds(site: Site) 
     with pytest.raises(SeedDirError, match="no seed files any more"):
         site.build()
     assert site.feeds() == before
+
+
+YEARS = re.compile(rb"\b(?:(\d{4})-\d{2}-\d{2}|\d{1,2} [A-Z][a-z]{2} (\d{4}) )")
+"""The year of every ISO 8601 (`2026-11-01`) and RFC 822 (`01 Nov 2026 `) date in a file."""
+
+
+def test_a_build_with_no_seeds_dates_nothing_at_the_epoch_and_rebuilds_the_same(
+    site: Site,
+) -> None:
+    formats = {"feeds.formats": ["atom", "json", "rss"]}
+    site.build(overrides=formats)
+    files = {p.relative_to(site.out): p.read_bytes() for p in site.out.rglob("*") if p.is_file()}
+    assert {p.suffix for p in files} >= {".atom", ".json", ".rss", ".html", ".opml"}
+    for path, data in files.items():
+        if path.suffix == ".atom":
+            assert check_feed(data).findtext(f"{ATOM}updated") == NOW.isoformat()
+        elif path.suffix == ".rss":
+            check_rss(data)
+        elif path.suffix == ".json":
+            json.loads(data)
+        elif path.suffix == ".html":
+            check_page(data)
+        elif path.suffix == ".opml":
+            ET.fromstring(data)
+        years = [int(a or b) for a, b in YEARS.findall(data)]
+        assert all(year >= 2000 for year in years), (path, years)
+    assert any(YEARS.search(data) for data in files.values())
+    # The date is kept in the state: later cold builds of it give the same bytes.
+    shutil.rmtree(site.out)
+    site.build(now=NOW + timedelta(days=3), overrides=formats)
+    again = {p.relative_to(site.out): p.read_bytes() for p in site.out.rglob("*") if p.is_file()}
+    assert again == files

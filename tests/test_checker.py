@@ -82,6 +82,18 @@ def test_redirect_chains_are_followed_hop_by_hop(server: HostileServer, code: in
     assert attempt.permanent is (code in (301, 308))
 
 
+def test_a_redirect_to_a_url_with_credentials_keeps_them_nowhere(server: HostileServer) -> None:
+    attempt = check(server, "/moved-with-password/story")
+    assert attempt.status == 200 and attempt.final_url == server.url("/ok/story")
+    assert attempt.permanent and [h.url for h in attempt.hops] == [
+        server.url("/moved-with-password/story")
+    ]
+    assert "s3cret" not in repr(attempt) and "bob" not in repr(attempt)
+    followed = server.requests[-1]
+    assert followed[1] == "/ok/story"
+    assert "authorization" not in {k.lower() for k in followed[2]}
+
+
 def test_redirect_loops_and_long_chains_end(server: HostileServer) -> None:
     assert check(server, "/loop").failure is Failure.REDIRECTS
     long = check(server, "/redirect/302/15")

@@ -214,6 +214,24 @@ def test_a_host_that_asked_to_wait_is_left_alone_in_later_runs(
     assert "/ok/later" in [p for _, p, _ in server.requests]
 
 
+def test_a_pause_asked_under_one_spelling_holds_in_later_runs_for_every_spelling(
+    site: Site, server: HostileServer
+) -> None:
+    add(site, server, "busy", "/retry-once/a", None)
+    site.build()
+    run(site, server, 0)
+    assert [p for _, p, _ in server.requests] == ["/retry-once/a"]
+    spellings = ("127.1", "2130706433", "localhost")  # the same server as 127.0.0.1
+    for n, host in enumerate(spellings):
+        site.add(f"later{n}.md", title=f"later{n}", originalUrl=server.url(f"/ok/{n}", host))
+    site.build(now=NOW + timedelta(seconds=30))
+    check_links(site.config(**links(server)), NOW + timedelta(seconds=60), everything=True)
+    assert [p for _, p, _ in server.requests] == ["/retry-once/a"]  # 120 s are not over
+    check_links(site.config(**links(server)), NOW + timedelta(seconds=130), everything=True)
+    asked = sorted(p for _, p, _ in server.requests[1:])
+    assert asked == [f"/ok/{n}" for n in range(len(spellings))] + ["/retry-once/a"]
+
+
 def test_credentials_in_seed_urls_reach_no_feed_page_log_or_checked_host(
     site: Site, server: HostileServer
 ) -> None:
@@ -257,3 +275,50 @@ def test_credentials_in_seed_urls_reach_no_feed_page_log_or_checked_host(
     for path in files:
         assert b"s3cret" not in path.read_bytes() and b"bob" not in path.read_bytes(), path
     assert shown(site)["With credentials"][0] == server.url("/ok/secret")
+
+
+def test_a_permanent_redirect_to_a_url_with_credentials_publishes_none(
+    site: Site, server: HostileServer
+) -> None:
+    add(site, server, "moved", "/moved-with-password/story-about-things", None)
+    config = site.root / "aggregator.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "seeds": {"dir": str(site.seeds)},
+                "output": {"dir": str(site.out)},
+                "state": {"path": str(site.state)},
+                "feeds": {"formats": ["atom", "json", "rss"]},
+                "build": {"workers": 1},
+                "links": {
+                    "allow_networks": ["127.0.0.0/8"],
+                    "allowed_ports": [server.port],
+                    "host_interval": 0,
+                    "timeout": 3,
+                },
+            }
+        )
+    )
+    common = ["--config", str(config)]
+    commands = [
+        ["build"],
+        ["links", "check", "--all"],
+        ["links", "check", "--all", "--format", "json"],
+        ["links", "show", server.url("/moved-with-password/story-about-things")],
+    ]
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "aggregator", *command, *common],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "s3cret" not in done.stdout + done.stderr, command
+    assert "/ok/story-about-things" in done.stdout  # `links show` names where it moved
+    assert shown(site)["moved"][0] == server.url("/ok/story-about-things")
+    files = [p for p in (*site.out.rglob("*"), *site.state.parent.iterdir()) if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        assert b"s3cret" not in path.read_bytes(), path

@@ -13,10 +13,13 @@ from aggregator.links import (
     LinkState,
     Outcome,
     Policy,
+    RunResult,
     address_allowed,
     advance,
+    host_pauses,
     is_suspect,
     network_down,
+    pauses_left,
     politeness_key,
     retry_after,
 )
@@ -130,3 +133,15 @@ def test_suspect_redirects_and_retry_after() -> None:
     assert retry_after("999999", T0) == 3600
     assert retry_after("Sun, 01 Nov 2026 00:01:00 GMT", T0) == 60
     assert retry_after("soon", T0) is None
+
+
+def test_a_pause_is_kept_under_the_name_asked_and_the_server_it_led_to() -> None:
+    busy = Attempt("http://localhost:8080/a", status=429, retry_after=120)
+    result = RunResult([busy], {"http://127.1:8080/b": 90}, {"localhost": "127.0.0.1"})
+    kept = host_pauses({"gone.example": T0 - timedelta(seconds=1)}, result, T0)
+    assert kept == {
+        "localhost": T0 + timedelta(seconds=120),
+        "127.0.0.1": T0 + timedelta(seconds=120),  # the longer of the two asked
+        "127.1": T0 + timedelta(seconds=90),
+    }
+    assert pauses_left(kept, T0 + timedelta(seconds=100)) == {"localhost": 20, "127.0.0.1": 20}

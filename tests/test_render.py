@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +12,7 @@ from aggregator.config import SiteConfig
 from aggregator.model import Article, Image, Provider, Related
 from aggregator.output import OutputDir
 from aggregator.parse import parse_seed
-from aggregator.plan import Entry, FeedPlan, topic_catalog
+from aggregator.plan import Entry, FeedPlan, FeedStamp, feed_stamp, topic_catalog
 from aggregator.render import feed_path, render_atom
 from aggregator.topics import TopicRules
 from tests.conftest import seed_text
@@ -76,3 +76,14 @@ def test_any_unicode_in_a_seed_gives_valid_feeds_inside_the_output_dir(
     for plan in plans_for(result.article):
         check_feed(render_atom(plan, SITE, 5))
         assert out.path(feed_path(plan.slug)).parent == out.root / "feeds"
+
+
+def test_a_feed_with_no_entries_is_dated_when_first_seen_empty_and_keeps_that_date() -> None:
+    now = datetime(2026, 11, 1, 12, 0, 0, 500, tzinfo=UTC)
+    first = feed_stamp(None, [], None, now)
+    assert first.floor == first.updated == now.replace(microsecond=0)
+    assert feed_stamp(first, [], None, now + timedelta(days=1)) == first
+    older_release = FeedStamp((), None, None)  # a state written before empty feeds had a date
+    assert feed_stamp(older_release, [], None, now).updated == now.replace(microsecond=0)
+    published = datetime(2024, 5, 1, tzinfo=UTC)
+    assert feed_stamp(None, ["urn:a"], published, now) == FeedStamp(("urn:a",), None, published)
