@@ -140,7 +140,7 @@ def test_nginx_serves_what_the_built_in_server_serves(site: Site, nginx: Nginx) 
         if p.is_file() and not p.name.endswith(".gz") and not p.name.startswith(".")
     ]
     kinds = {os.path.splitext(p)[1] for p in served}
-    assert {".atom", ".json", ".rss", ".opml", ".html", ".webp"} <= kinds
+    assert {".atom", ".json", ".rss", ".opml", ".html", ".webp", ".svg", ".xsl"} <= kinds
     day = 0
     with httpx.Client(base_url=nginx.url, timeout=5) as client:
         for relative in served:
