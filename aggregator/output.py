@@ -22,7 +22,7 @@ TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_SECONDS = 600
 
 
-GZIP_SUFFIXES = (".atom", ".rss", ".json", ".opml", ".html", ".xml")
+GZIP_SUFFIXES = (".atom", ".rss", ".json", ".opml", ".html", ".xml", ".svg", ".xsl")
 
 
 class OutputDir:

@@ -142,7 +142,9 @@ def test_a_front_page_redirect_is_suspect(server: HostileServer) -> None:
 def test_slow_servers_end_within_the_timeout(server: HostileServer, path: str) -> None:
     started = time.monotonic()
     attempt = check(server, path)
-    assert time.monotonic() - started < 3.5
+    # The check's whole-time limit (3 s) ends it; /trickle alone would go on for a minute.
+    # The margin allows for a loaded machine.
+    assert time.monotonic() - started < 5.5
     assert attempt.failure is Failure.TIMEOUT and classify(attempt) is Outcome.UNKNOWN
 
 

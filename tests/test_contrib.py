@@ -171,9 +171,10 @@ def test_nginx_refuses_what_the_built_in_server_refuses(site: Site, nginx: Nginx
             assert response.status_code in (403, 404), path
             assert b"secret" not in response.content
             assert "content-security-policy" in response.headers, path
-        gzipped = client.get("/feeds/ai.atom", headers={"accept-encoding": "gzip"})
-        assert gzipped.headers.get("content-encoding") == "gzip"
-        assert gzipped.content == site.feed("ai")  # httpx decodes it
+        for path in ("/feeds/ai.atom", "/index.html", "/favicon.svg", "/feed.xsl"):
+            gzipped = client.get(path, headers={"accept-encoding": "gzip"})
+            assert gzipped.headers.get("content-encoding") == "gzip", path  # a .gz sidecar
+            assert gzipped.content == (site.out / path[1:]).read_bytes()  # httpx decodes it
         assert client.get("/metrics").status_code in (403, 502)  # local only, backend down
 
 
