@@ -173,14 +173,13 @@ class Service:
                 "serving %s at http://%s:%d/", self.out.root, config.server.host, config.server.port
             )
             log.info(
-                "open-file limit %d%s: up to %d client connections at once%s",
+                "open-file limit %d%s: up to %d client connections at once",
                 open_files,
                 f" (raised from {before})" if open_files > before else "",
                 capacity,
-                " (server.max_connections is more than that limit allows)"
-                if (config.server.max_connections or 0) > capacity
-                else "",
             )
+            if (config.server.max_connections or 0) > capacity:
+                log.warning("server.max_connections is more than the open-file limit allows")
         self._scheduler = self._start_scheduler()
         if config.scan.watch:
             self._start_watcher()

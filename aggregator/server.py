@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -459,8 +459,7 @@ class _Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.server._opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -609,6 +608,9 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _idle(self) -> None:
         """The answer is written: wait for the next request, for keepalive_timeout at most."""
+        if self.server.stopping:
+            self.expire()
+            return
         self.fresh = True
         self.deadline = self.loop.time() + self.server.limits.keepalive_timeout
         self.server._idle(self)
