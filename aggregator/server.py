@@ -365,6 +365,10 @@ class Limits:
     max_connections: int = 10_000
 
 
+_NO_LIMIT = 1 << 20
+"""Descriptors taken as the limit where there is none (the Linux default of fs.nr_open)."""
+
+
 def raise_open_file_limit() -> tuple[int, int]:
     """Raise this process's soft open-file limit (RLIMIT_NOFILE) to the hard limit.
 
@@ -372,7 +376,9 @@ def raise_open_file_limit() -> tuple[int, int]:
     the soft limit (often 1024) and not memory is what first caps connections.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY:
+        return _NO_LIMIT, _NO_LIMIT
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, _NO_LIMIT)
     if target > soft:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

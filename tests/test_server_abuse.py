@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import httpx
 import pytest
 
+from aggregator.server import connection_capacity
 from tests.conftest import seed_text
 from tests.feedcheck import check_feed, entry_titles
 from tests.service import RunningService
@@ -73,6 +74,15 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
         except OSError:  # reset
             return True
     return False
+
+
+def ready(sock: socket.socket, timeout: float) -> tuple[bool, bool]:
+    """(readable, writable) within `timeout` seconds (poll: any descriptor number works)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLOUT)
+    events = dict(poller.poll(timeout * 1000)).get(sock.fileno(), 0)
+    readable = bool(events & (select.POLLIN | select.POLLHUP | select.POLLERR))
+    return readable, bool(events & select.POLLOUT)
 
 
 def rss_kib(pid: int) -> int:
@@ -151,8 +161,8 @@ def test_a_slowloris_head_is_closed_although_bytes_keep_coming(
         except OSError:
             closed = True
             break
-        readable, _, _ = select.select([sock], [], [], 0.2)
-        if readable:
+        time.sleep(0.2)
+        if ready(sock, 0)[0]:
             closed = closed_within(sock, 0.1)
             break
     assert closed, "a head sent a byte at a time outlived header_timeout (1 s) by 5 s"
@@ -224,7 +234,7 @@ def _flood_head(port: int, total: int, seen: list[bytes]) -> None:
     try:
         sock.sendall(b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n")
         while sent < total:
-            readable, writable, _ = select.select([sock], [sock], [], 5)
+            readable, writable = ready(sock, 5)
             if readable:
                 break
             if writable:
@@ -387,3 +397,11 @@ def test_the_service_raises_its_open_file_limit_and_says_what_it_holds(tmp_path:
         assert int(logged.group(1)) > low
         with contextlib.suppress(OSError):
             assert svc.stop() == 0
+
+
+def test_connection_capacity_leaves_descriptors_for_everything_else() -> None:
+    assert connection_capacity(1024, None) == 768
+    assert connection_capacity(1_048_576, None) == 1_048_320
+    assert connection_capacity(300, None) == 150  # a tiny limit: half of it
+    assert connection_capacity(1024, 100) == 100
+    assert connection_capacity(1024, 5000) == 768  # never more than the descriptors allow
