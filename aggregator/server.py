@@ -313,7 +313,7 @@ class App:
 #     `keepalive_timeout` seconds; a client that stops reading its answers is
 #     dropped after SEND_TIMEOUT seconds without progress;
 #   - a head over `max_header_bytes` gets 431, a URL over `max_url_bytes` 414,
-#     garbage 400; no more than READ_SIZE bytes past the cap are ever read;
+#     garbage 400; reads are READ_SIZE bytes, and at most two past the cap are made;
 #   - a request with a body is answered (405 for every method that sends one)
 #     and its connection closed: nothing here reads request bodies;
 #   - at `max_connections`, a new connection closes the connection that has
