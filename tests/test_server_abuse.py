@@ -182,8 +182,13 @@ def test_keep_alive_connections_close_when_idle_not_while_used(service: RunningS
 
 
 def test_at_the_connection_limit_the_longest_idle_connection_makes_room(tmp_path: Path) -> None:
-    with _start(tmp_path, server={"max_connections": 20, "header_timeout": 60}) as svc:
+    server = {"max_connections": 20, "header_timeout": 60, "max_header_bytes": 4096}
+    with _start(tmp_path, server=server) as svc:
         svc.start()
+        sock = connect(svc.port)  # the configured cap, not the default, holds
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + _headers(5000) + b"\r\n")
+        assert read_response(sock)[0] == 431
+        sock.close()
         idle = []
         for _ in range(20):
             idle.append(connect(svc.port))
