@@ -138,6 +138,16 @@ class ServerConfig(_Section):
     port: int = Field(8080, ge=1, le=65535)
     cache_max_age: int | None = Field(None, ge=0)
     """Cache-Control max-age of served files; default: the scan interval."""
+    header_timeout: float = Field(10, gt=0, le=3600)
+    """Seconds a client has to send a whole request head, from connecting or from the first
+    byte of a following request; then its connection is closed."""
+    keepalive_timeout: float = Field(5, gt=0, le=3600)
+    """Seconds a connection may stay idle between two requests."""
+    max_header_bytes: int = Field(32768, ge=1024, le=1048576)
+    """Largest request head (request line and headers); a larger one gets 431."""
+    max_connections: int | None = Field(None, ge=1)
+    """Client connections held at once; default: what the open-file limit allows. At the
+    limit, a new connection closes the one idle longest."""
 
 
 class LinksConfig(_Section):

@@ -1,6 +1,6 @@
 """`aggregator run`: the service. The composition root of the daemon.
 
-    main thread (asyncio)       uvicorn serving the output directory; signals
+    main thread (asyncio)       the HTTP server (aggregator.server); signals
     scheduler thread (APS 3.x)  the rescan job: scan → store → render → write
     watcher thread (optional)   file-system events ask for a rescan now
 
@@ -40,7 +40,14 @@ from aggregator.metrics import Metrics
 from aggregator.output import OutputDir
 from aggregator.pipeline import Pipeline, image_fetching
 from aggregator.render import archive_page
-from aggregator.server import App, HttpServer, StaticFiles
+from aggregator.server import (
+    App,
+    HttpServer,
+    Limits,
+    StaticFiles,
+    connection_capacity,
+    raise_open_file_limit,
+)
 from aggregator.state import Store
 from aggregator.text import printable
 
@@ -216,11 +223,19 @@ class Service:
         if config.server.enabled:
             self._files = StaticFiles(self.out.root, lambda: self.config.cache_max_age, self._hub)
             app = App(self._files, self.status.report, self.metrics)
-            self._server = HttpServer(app, config.server.host, config.server.port)
+            before, open_files = raise_open_file_limit()
+            capacity = connection_capacity(open_files, config.server.max_connections)
+            limits = Limits(
+                header_timeout=config.server.header_timeout,
+                keepalive_timeout=config.server.keepalive_timeout,
+                max_header_bytes=config.server.max_header_bytes,
+                max_connections=capacity,
+            )
+            self._server = HttpServer(app, config.server.host, config.server.port, limits)
             serving = asyncio.create_task(self._serve())
             while not self._server.started and not serving.done():
                 await asyncio.sleep(0.01)
-            if serving.done():  # it could not listen; uvicorn logged why
+            if serving.done():  # it could not listen; `_serve` logged why
                 return 1
             log.info(
                 "serving %s at http://%s:%d/",
@@ -231,6 +246,14 @@ class Service:
                     output=str(self.out.root), host=config.server.host, port=config.server.port
                 ),
             )
+            log.info(
+                "open-file limit %d%s: up to %d client connections at once",
+                open_files,
+                f" (raised from {before})" if open_files > before else "",
+                capacity,
+            )
+            if (config.server.max_connections or 0) > capacity:
+                log.warning("server.max_connections is more than the open-file limit allows")
         self._scheduler = self._start_scheduler()
         if config.scan.watch:
             self._start_watcher()
@@ -246,13 +269,13 @@ class Service:
         return code
 
     async def _serve(self) -> bool:
-        """Run the HTTP server; False when it could not start (uvicorn exits on bind errors)."""
+        """Run the HTTP server; False when it could not start (the address is in use, say)."""
         assert self._server is not None
         try:
             await self._server.serve()
-        except SystemExit:
+        except OSError as exc:
             config = self.config.server
-            log.error("cannot listen on %s:%d", config.host, config.port)
+            log.error("cannot listen on %s:%d: %s", config.host, config.port, exc.strerror or exc)
             return False
         return True
 

@@ -62,7 +62,7 @@ def configure(format: str = "text", level: str = "info") -> None:
     root.setLevel(level.upper())
     # Third-party chatter stays at warnings unless debugging.
     quiet = logging.DEBUG if level == "debug" else logging.WARNING
-    for name in ("uvicorn", "uvicorn.error", "watchfiles"):
+    for name in ("watchfiles",):
         logging.getLogger(name).setLevel(quiet)
     # "skipped: maximum number of running instances" is the design (scans never
     # overlap), not news; the scheduler's own errors still show.

@@ -1,9 +1,12 @@
-"""Serving the output directory over HTTP: an ASGI app, run by uvicorn.
+"""Serving the output directory over HTTP/1.1: the app, and a small server on asyncio.
 
-uvicorn stays inside this module. The app serves only regular files below
-the output directory, from memory: each file is read (and gzipped) once per
-version, and a `stat` per request tells when a version is new, so answers
-cost no disk reads and conditional requests cost next to nothing.
+The app serves only regular files below the output directory, from memory:
+each file is read (and gzipped) once per version, and a `stat` per request
+tells when a version is new, so answers cost no disk reads and conditional
+requests cost next to nothing. The server is our own HTTP/1.1 layer on
+asyncio, with httptools (llhttp) parsing requests; httptools stays inside
+this module. It bounds what a client can hold: time to send a request head,
+its size, idle time, unread answers, and connections (see `Limits`).
 
     GET/HEAD /            index.html
     GET/HEAD /<path>      a file of the output directory (no listings)
@@ -13,28 +16,32 @@ cost no disk reads and conditional requests cost next to nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import hashlib
+import http
 import json
+import logging
 import os
+import resource
 import stat
 import threading
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import uvicorn
+import httptools
 
 from aggregator.metrics import Metrics
 from aggregator.render import archive_page, archive_path
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+log = logging.getLogger("aggregator")
 
 CONTENT_TYPES = {
     ".atom": "application/atom+xml; charset=utf-8",
@@ -257,48 +264,54 @@ def _representation(body: bytes, etag: str, headers: list[tuple[bytes, bytes]]) 
     return Representation(body, etag, [(b"etag", etag.encode()), *headers])
 
 
-_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"accept-encoding", b"accept"})
-
-
 Health = Callable[[], tuple[int, dict[str, Any]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An answer, ready to write: status, headers (with Content-Length) and body bytes."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    """Empty for HEAD and 304; Content-Length still gives the size a GET gets."""
+
+
+_REFUSALS = {
+    400: b"bad request\n",
+    414: b"request URL too long\n",
+    431: b"request header fields too large\n",
+}
+
+
 class App:
-    """The ASGI application: static files, /healthz and /metrics."""
+    """What the server answers: static files, /healthz and /metrics, from memory.
+
+    `respond` is called by the protocol layer below for every request head; it
+    never blocks for long (a `stat`, and a read when a file has a new version).
+    """
 
     def __init__(self, files: StaticFiles, health: Health, metrics: Metrics) -> None:
         self.files = files
         self.health = health
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        method = scope["method"]
-        path: str = scope["path"]
+    def respond(self, method: str, path: str, request: Mapping[bytes, str]) -> Response:
+        """The answer to `method path`; `request` holds the request's conditional headers."""
         if method not in ("GET", "HEAD"):
-            await self._send(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")], method)
-            return
+            return self._send(405, b"method not allowed\n", [(b"allow", b"GET, HEAD")], method)
         if path == "/healthz":
             status, report = self.health()
             body = json.dumps(report, indent=2).encode() + b"\n"
             headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
-            await self._send(send, status, body, headers, method)
-            return
+            return self._send(status, body, headers, method)
         if path == "/metrics":
             headers = [(b"content-type", self.metrics.content_type.encode())]
-            await self._send(send, 200, self.metrics.exposition(), headers, method)
-            return
+            return self._send(200, self.metrics.exposition(), headers, method)
         found = self.files.get(path)
         if found is None:
             headers = [(b"content-type", b"text/plain; charset=utf-8")]
-            await self._send(send, 404, b"not found\n", headers, method)
-            return
-        request = {
-            name: value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name.lower() in _CONDITIONAL
-        }
+            return self._send(404, b"not found\n", headers, method)
         plain, gzipped = found.plain, found.gzipped
         if found.for_browsers is not None and wants_page(request.get(b"accept", "")):
             plain, gzipped = found.for_browsers
@@ -310,54 +323,503 @@ class App:
         if (inm is not None and etag_matches(inm, rep.etag)) or (
             inm is None and ims is not None and not_modified_since(ims, found.mtime)
         ):
-            await self._send(send, 304, b"", rep.headers, "HEAD")
-            return
-        await self._send(send, 200, rep.body, rep.headers, method)
+            return self._send(304, b"", rep.headers, "HEAD")
+        return self._send(200, rep.body, rep.headers, method)
 
-    async def _send(
+    def refusal(self, status: int) -> Response:
+        """The answer to a request the protocol layer refuses (400, 414, 431)."""
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        return self._send(status, _REFUSALS[status], headers, "GET")
+
+    def _send(
         self,
-        send: Send,
         status: int,
         body: bytes,
         headers: list[tuple[bytes, bytes]],
         method: str,
-    ) -> None:
+    ) -> Response:
         self.metrics.request(status)
         length = [(b"content-length", str(len(body)).encode())] if status != 304 else []
-        await send({"type": "http.response.start", "status": status, "headers": headers + length})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        return Response(status, headers + length, b"" if method == "HEAD" else body)
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the daemon owns the signal handlers
+# -- the HTTP/1.1 layer ----------------------------------------------------------------
+#
+# A small HTTP/1.1 server on asyncio, with httptools (llhttp) as the parser,
+# instead of a general ASGI server: everything served is in memory and every
+# answer is computed at once, so a connection only ever waits for its client.
+# That makes the limits simple and exact:
+#
+#   - a request head (request line and headers) must arrive complete within
+#     `header_timeout` seconds of the connection's start, or of the first byte
+#     of a following request; between requests a connection may sit idle for
+#     `keepalive_timeout` seconds; a client that stops reading its answers is
+#     dropped after SEND_TIMEOUT seconds without progress;
+#   - a head over `max_header_bytes` gets 431, a URL over `max_url_bytes` 414,
+#     garbage 400; reads are READ_SIZE bytes, and at most two past the cap are made;
+#   - a request with a body is answered (405 for every method that sends one)
+#     and its connection closed: nothing here reads request bodies;
+#   - at `max_connections`, a new connection closes the connection that has
+#     been idle longest (no answer in progress; nginx reuses idle keep-alive
+#     connections the same way), so idle or slow clients never lock others out;
+#   - pipelined requests are answered in order; while a client does not read,
+#     reading from it stops, and at most MAX_PIPELINED answers wait.
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_MAX_URL_BYTES = 8 * 1024
+SEND_TIMEOUT = 30.0
+"""Seconds a client may leave an answer unread (the write buffer full) before it is dropped."""
+LINGER_SECONDS = 2.0
+"""After refusing a request, read and discard what the client still sends for this long, so
+the refusal reaches it before the connection closes (closing with unread data sends a reset)."""
+READ_SIZE = 16 * 1024
+MAX_PIPELINED = 64
+FD_RESERVE = 256
+"""Open files kept for everything but client connections (state file, seeds, link checks)."""
+BACKLOG = 2048
+_TICK = 0.25
+_STOP_GRACE = 1.5
+_STATUS_LINES = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()
+    for status in http.HTTPStatus
+}
+_WANTED = frozenset(
+    {
+        b"if-none-match",
+        b"if-modified-since",
+        b"accept-encoding",
+        b"accept",
+        b"connection",
+        b"content-length",
+        b"transfer-encoding",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How long and how much a client may take; see the notes above."""
+
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_url_bytes: int = DEFAULT_MAX_URL_BYTES
+    max_connections: int = 10_000
+
+
+_NO_LIMIT = 1 << 20
+"""Descriptors taken as the limit where there is none (the Linux default of fs.nr_open)."""
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft open-file limit (RLIMIT_NOFILE) to the hard limit.
+
+    Returns (before, after). Every client connection holds a file descriptor, so
+    the soft limit (often 1024) and not memory is what first caps connections.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _NO_LIMIT, _NO_LIMIT
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, _NO_LIMIT)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # e.g. macOS caps it below its hard limit
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def connection_capacity(open_files: int, configured: int | None) -> int:
+    """How many client connections fit in `open_files` descriptors (and `configured`)."""
+    room = open_files - FD_RESERVE if open_files > 2 * FD_RESERVE else open_files // 2
+    room = max(room, 1)
+    return room if configured is None else max(1, min(configured, room))
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing this connection's input."""
+
+
+class _Request:
+    """A parsed request head waiting for its answer (pipelined behind a slow reader)."""
+
+    __slots__ = ("close", "method", "refusal", "request", "url")
+
+    def __init__(
+        self, method: str, url: bytes, request: dict[bytes, str], close: bool, refusal: int = 0
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.request = request
+        self.close = close
+        self.refusal = refusal
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One client connection: heads parsed by httptools, answered at once from `App`."""
+
+    __slots__ = (
+        "body",
+        "closing",
+        "completed",
+        "deadline",
+        "fresh",
+        "head_bytes",
+        "head_len",
+        "in_head",
+        "loop",
+        "parser",
+        "paused",
+        "queue",
+        "reject",
+        "request",
+        "server",
+        "stop_after",
+        "transport",
+        "url",
+    )
+
+    def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.request: dict[bytes, str] = {}
+        self.body = False
+        self.head_len = 0
+        """Bytes of the current head, counted exactly from what the parser reported."""
+        self.head_bytes = 0
+        """Bytes received while a head was incomplete: catches what the parser still holds."""
+        self.in_head = True
+        self.completed = False
+        self.fresh = False
+        """Idle between requests: the keep-alive timeout runs, not the header timeout."""
+        self.deadline = loop.time() + server.limits.header_timeout
+        self.queue: deque[_Request] = deque()
+        self.paused = False
+        self.closing = False
+        self.stop_after = False
+        """No request after the current one is read (Connection: close, a body, a refusal)."""
+        self.reject = 0
+
+    # -- asyncio callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server._opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.queue.clear()
+        self.server._closed(self)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: close once the answers are written
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.server._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.closing or self.stop_after:
+            return  # lingering or answered for good: what the client still sends is dropped
+        self.completed = False
+        try:
+            self.parser.feed_data(self.server._read_view[:nbytes])
+        except httptools.HttpParserUpgrade:
+            self._submit(_Request("", b"", {}, True, 0), stop=True)  # not HTTP any more
+            return
+        except httptools.HttpParserError:
+            if not self.stop_after:  # a refusal from a callback, or garbage
+                self._submit(_Request("", b"", {}, True, self.reject or 400), stop=True)
+            return
+        if self.in_head:
+            self.head_bytes = 0 if self.completed else self.head_bytes + nbytes
+            if self.head_bytes > self.server.limits.max_header_bytes:
+                self._submit(_Request("", b"", {}, True, 431), stop=True)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.server._busy(self)
+        self.deadline = self.loop.time() + SEND_TIMEOUT
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        while self.queue and not self.paused:
+            self._answer(self.queue.popleft())
+        if self.paused or self.closing:
+            return
+        if self.transport is not None and not self.stop_after:
+            self.transport.resume_reading()
+        self._idle()
+
+    # -- httptools callbacks -------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.stop_after:
+            raise _Refused  # nothing after a request that ends the connection
+        self.url = b""
+        self.request = {}
+        self.body = False
+        self.head_len = 0
+        if self.fresh:
+            self.fresh = False
+            self.deadline = self.loop.time() + self.server.limits.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.server.limits.max_url_bytes:
+            self.reject = 414
+            raise _Refused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_len += len(name) + len(value) + 4
+        if self.head_len + len(self.url) > self.server.limits.max_header_bytes:
+            self.reject = 431
+            raise _Refused
+        name = name.lower()
+        if name in _WANTED:
+            self.request[name] = value.decode("latin-1")
+            if name == b"transfer-encoding" or (
+                name == b"content-length" and value.strip() != b"0"
+            ):
+                self.body = True
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        parser = self.parser
+        close = self.body or not parser.should_keep_alive()
+        method = parser.get_method().decode("ascii", "replace")
+        self._submit(_Request(method, self.url, self.request, close), stop=close)
+
+    def on_message_complete(self) -> None:
+        self.in_head = True
+        self.completed = True
+
+    # -- answering -----------------------------------------------------------------
+
+    def _submit(self, request: _Request, stop: bool) -> None:
+        """Answer now, or after the answers before it when the client is behind."""
+        if stop:
+            self.stop_after = True
+        if self.paused or self.queue:
+            if len(self.queue) >= MAX_PIPELINED:
+                self.queue[-1].close = True  # answer what waits, then close
+                self.stop_after = True  # and parse nothing more
+                return
+            self.queue.append(request)
+            return
+        self._answer(request)
+        if not self.paused and not self.closing:
+            self._idle()
+
+    def _answer(self, request: _Request) -> None:
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        app = self.server.app
+        if request.refusal:
+            response = app.refusal(request.refusal)
+        elif not request.method:  # an upgrade: the bytes that follow are not ours to read
+            self._linger()
+            return
+        else:
+            path = _path(request.url)
+            response = (
+                app.refusal(400)
+                if path is None
+                else app.respond(request.method, path, request.request)
+            )
+        close = request.close or self.server.stopping
+        if close:
+            connection = b"connection: close\r\n"
+        elif "keep-alive" in request.request.get(b"connection", "").lower():
+            connection = b"connection: keep-alive\r\n"
+        else:
+            connection = b""
+        head = b"".join(
+            [
+                _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d \r\n" % response.status,
+                self.server._date(),
+                *[name + b": " + value + b"\r\n" for name, value in response.headers],
+                connection,
+                b"\r\n",
+            ]
+        )
+        transport.write(head + response.body if response.body else head)
+        if close:
+            self._linger()
+
+    def _idle(self) -> None:
+        """The answer is written: wait for the next request, for keepalive_timeout at most."""
+        if self.server.stopping:
+            self.expire()
+            return
+        self.fresh = True
+        self.deadline = self.loop.time() + self.server.limits.keepalive_timeout
+        self.server._idle(self)
+
+    def _linger(self) -> None:
+        """Close after the answers are sent, reading and dropping input for a moment."""
+        self.closing = True
+        self.queue.clear()
+        self.deadline = self.loop.time() + LINGER_SECONDS
+        transport = self.transport
+        if transport is None:
+            return
+        if self.paused:
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+    def expire(self) -> None:
+        """A deadline passed (or the server stops): drop the connection and what it holds."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def shutdown(self) -> None:
+        """The server stops: close at once when idle, else after the answers in progress."""
+        if not self.paused and not self.queue:
+            self.expire()
+        elif self.queue:
+            self.queue[-1].close = True
+            self.stop_after = True
+
+
+def _path(url: bytes) -> str | None:
+    """The percent-decoded path of a request target; None when it is not one."""
+    if url[:1] != b"/" or b"?" in url or b"#" in url:
+        try:
+            raw = httptools.parse_url(url).path
+        except httptools.HttpParserInvalidURLError:
+            return None
+        if raw is None:
+            return None
+        url = raw
+    try:
+        path = url.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return urllib.parse.unquote(path) if "%" in path else path
 
 
 class HttpServer:
-    """uvicorn serving `App` on host:port, stopped by `stop()`."""
+    """`App` served over HTTP/1.1 on host:port, until `stop()` (from any thread)."""
 
-    def __init__(self, app: App, host: str, port: int, max_connections: int = 1000) -> None:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            lifespan="off",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,
-            limit_concurrency=max_connections,
-            timeout_keep_alive=5,
-        )
-        self._server = _Server(config)
-
-    async def serve(self) -> None:
-        await self._server.serve()
+    def __init__(self, app: App, host: str, port: int, limits: Limits | None = None) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.limits = limits or Limits()
+        self.stopping = False
+        self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._connections: set[_Connection] = set()
+        self._idle_order: dict[_Connection, None] = {}
+        """Connections with no answer in progress, the longest idle first."""
+        self._read_buffer = bytearray(READ_SIZE)
+        self._read_view = memoryview(self._read_buffer)
+        """One read buffer for all: each read is parsed before the next one is made."""
+        self._date_at = 0
+        self._date_line = b""
+        self._full_warned = 0.0
+        self._ticker: asyncio.TimerHandle | None = None
 
     @property
     def started(self) -> bool:
-        return bool(self._server.started)
+        return self._started
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def serve(self) -> None:
+        """Listen and serve until `stop()`; OSError when the address cannot be used."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._wake = asyncio.Event()
+        server = await loop.create_server(
+            lambda: _Connection(self, loop), self.host, self.port, backlog=BACKLOG
+        )
+        self._started = True
+        self._ticker = loop.call_later(_TICK, self._tick)
+        try:
+            if not self.stopping:
+                await self._wake.wait()
+        finally:
+            self.stopping = True
+            if self._ticker is not None:
+                self._ticker.cancel()
+            server.close()
+            for connection in list(self._connections):
+                connection.shutdown()
+            deadline = loop.time() + _STOP_GRACE
+            while self._connections and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            for connection in list(self._connections):
+                connection.expire()
+            await server.wait_closed()
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        """Stop taking connections, finish the answers in progress, close the rest."""
+        self.stopping = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(wake.set)
+
+    # -- bookkeeping for the connections ----------------------------------------------
+
+    def _opened(self, connection: _Connection) -> None:
+        self._connections.add(connection)
+        self._idle_order[connection] = None
+        if len(self._connections) <= self.limits.max_connections:
+            return
+        victim = next((c for c in self._idle_order if c is not connection), connection)
+        self._closed(victim)
+        victim.expire()
+        now = time.monotonic()
+        if now - self._full_warned > 60:
+            self._full_warned = now
+            log.warning(
+                "%d connections open, the limit: closing the longest idle ones for new ones",
+                self.limits.max_connections,
+            )
+
+    def _closed(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+        self._idle_order.pop(connection, None)
+
+    def _idle(self, connection: _Connection) -> None:
+        self._idle_order.pop(connection, None)
+        if connection in self._connections:
+            self._idle_order[connection] = None
+
+    def _busy(self, connection: _Connection) -> None:
+        self._idle_order.pop(connection, None)
+
+    def _tick(self) -> None:
+        """Drop every connection whose deadline passed; runs every _TICK seconds."""
+        assert self._loop is not None
+        now = self._loop.time()
+        for connection in [c for c in self._connections if c.deadline < now]:
+            self._closed(connection)
+            connection.expire()
+        if not self.stopping:
+            self._ticker = self._loop.call_later(_TICK, self._tick)
+
+    def _date(self) -> bytes:
+        now = int(time.time())
+        if now != self._date_at:
+            self._date_at = now
+            self._date_line = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self._date_line
