@@ -183,7 +183,7 @@ def _main(argv: Sequence[str] | None) -> int:
         try:
             if args.links_command == "show":
                 return show_link(config, args.url)  # reads only: works beside the service
-            with _sole_writer(config, "links check"):
+            with _sole_writer(config):
                 return check_links_command(config, args.all, args.limit, args.format)
         except InUseError as exc:
             return _in_use(exc)
@@ -192,7 +192,7 @@ def _main(argv: Sequence[str] | None) -> int:
             return 1
     if args.command == "thumbnails":
         try:
-            with _sole_writer(config, "thumbnails"):
+            with _sole_writer(config):
                 return thumbnails_command(config)
         except InUseError as exc:
             return _in_use(exc)
@@ -218,7 +218,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stderr.flush()
         os._exit(code)
     try:
-        with _sole_writer(config, "build"):
+        with _sole_writer(config):
             report = build(config, datetime.now(UTC), _progress_bar())
     except InUseError as exc:
         return _in_use(exc)
@@ -249,7 +249,7 @@ def config_command(action: str, path: Path | None, overrides: dict[str, Any]) ->
     return 0
 
 
-def _sole_writer(config: Config, command: str) -> contextlib.AbstractContextManager[None]:
+def _sole_writer(config: Config) -> contextlib.AbstractContextManager[None]:
     """The locks of the state file and output directory, for a one-off command that writes.
 
     Beside a running service, such a command would write the service's output with
@@ -257,7 +257,7 @@ def _sole_writer(config: Config, command: str) -> contextlib.AbstractContextMana
     """
     from aggregator.locks import writing
 
-    return writing(config.state.path, config.output.dir, command)
+    return writing(config.state.path, config.output.dir)
 
 
 def _in_use(exc: InUseError) -> int:

@@ -163,7 +163,7 @@ class Service:
         self._watcher: threading.Thread | None = None
         self._reloading = threading.Lock()
         # One writer per state file and output directory, for the life of the process.
-        self._locks = locks.hold(self.config.state.path, self.config.output.dir, "run")
+        self._locks = locks.hold(self.config.state.path, self.config.output.dir)
         try:
             self.store = Store(self.config.state.path)
         except BaseException:

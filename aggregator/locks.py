@@ -5,15 +5,16 @@ between them, and a one-off command writing beside the service rewrites the
 service's output with its own settings. So every process that writes takes two
 exclusive `flock`s first, and keeps them until it exits:
 
-    <state.path>.lock   a lock file beside the state file; the holder writes its
-                        pid and command into it, so a refusal can name them
-    <output.dir>        the directory itself: no file is added to what is
-                        served (the holder's pid is read from /proc/locks)
+    <state.path>        the state file itself (created empty when missing): the lock
+                        is on the file, so no other spelling of its path (a symbolic
+                        or hard link) and no removable lock file gets round it
+    <output.dir>        the directory itself: no file is added to what is served
 
+A refusal names the holder's pid, read from /proc/locks (Linux), and its command.
 The kernel drops a lock when its holder exits in any way, `kill -9` included,
-so a lock is never stale: a lock file left on disk locks nothing. (`flock`,
-not `fcntl` record locks: SQLite uses those on the state file itself, and a
-process's own `fcntl` locks vanish when any descriptor of the file is closed.)
+so a lock is never stale. (`flock`, not `fcntl` record locks: SQLite uses those on
+the state file, they are a separate kind on Linux, and a process's own `fcntl`
+locks vanish when any descriptor of the file is closed.)
 """
 
 from __future__ import annotations
@@ -29,11 +30,6 @@ from pathlib import Path
 from aggregator.errors import InUseError, OutputError, StateError
 
 
-def state_lock_path(state: Path) -> Path:
-    """The lock file of a state file: beside it, where SQLite keeps its -wal and -shm."""
-    return state.with_name(state.name + ".lock")
-
-
 @dataclass
 class Held:
     """An exclusive lock on `path`, held until `release()` or the process ends."""
@@ -47,37 +43,28 @@ class Held:
             self.fd = -1
 
 
-def acquire(lock_path: Path, what: Path, command: str) -> Held:
-    """Take the lock on `lock_path` (which guards `what`) for this process, or raise.
+def acquire(path: Path) -> Held:
+    """Take the lock on the file at `path` (created empty if missing) for this process.
 
-    `InUseError` names `what` and the pid (and command) of the holder;
-    `OSError` when the lock file cannot be created at all.
+    Raises `InUseError` naming `path` and the holder's pid and command; `OSError`
+    when the file cannot be opened or created. Read access is enough to lock.
     """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    # Not O_TRUNC: the holder's pid must stay readable until the lock is ours.
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return _lock(fd, path)
+
+
+def _lock(fd: int, path: Path) -> Held:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _holder(fd)
+        pid = _flock_holder(fd)
         os.close(fd)
-        raise InUseError(what, *holder) from None
+        raise InUseError(path, pid, _command_of(pid)) from None
     except OSError:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
-    return Held(lock_path, fd)
-
-
-def _holder(fd: int) -> tuple[int | None, str]:
-    """(pid, command) the holder wrote into the lock file; (None, "") if not yet written."""
-    try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace")
-    except OSError:
-        return None, ""
-    pid, _, command = text.strip().partition(" ")
-    return (int(pid) if pid.isdigit() else None), command.strip()
+    return Held(path, fd)
 
 
 def acquire_directory(directory: Path) -> Held | None:
@@ -89,17 +76,11 @@ def acquire_directory(directory: Path) -> Held | None:
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = _flock_holder(fd)
-        os.close(fd)
-        raise InUseError(directory, pid, _command_of(pid)) from None
+        return _lock(fd, directory)
     except OSError as exc:
-        os.close(fd)
         if exc.errno in (errno.ENOLCK, errno.EBADF, errno.EINVAL, errno.EOPNOTSUPP):
             return None
         raise
-    return Held(directory, fd)
 
 
 def _flock_holder(fd: int) -> int | None:
@@ -134,9 +115,9 @@ def _command_of(pid: int | None) -> str:
 
 
 @contextlib.contextmanager
-def writing(state: Path, out: Path, command: str) -> Iterator[None]:
+def writing(state: Path, out: Path) -> Iterator[None]:
     """Hold the locks of a state file and an output directory for the `with` block."""
-    held = hold(state, out, command)
+    held = hold(state, out)
     try:
         yield
     finally:
@@ -144,17 +125,21 @@ def writing(state: Path, out: Path, command: str) -> Iterator[None]:
             lock.release()
 
 
-def hold(state: Path, out: Path, command: str) -> list[Held]:
+def hold(state: Path, out: Path) -> list[Held]:
     """Take the state lock, then the output lock; both or neither.
 
     Raises `InUseError` when another process holds either, `StateError` or
     `OutputError` when a lock file cannot be created.
     """
-    lock = state_lock_path(state)
     try:
-        first = acquire(lock, state, command)
+        first = acquire(state)
     except OSError as exc:
-        raise StateError(f"{lock}: cannot lock the state file ({exc.strerror})") from None
+        if not state.exists() and not os.access(state.parent, os.W_OK | os.X_OK):
+            raise StateError(
+                f"{state}: cannot create the state file: its folder {state.parent} is not "
+                f"writable ({exc.strerror}); make it writable for this user"
+            ) from None
+        raise StateError(f"{state}: cannot lock the state file ({exc.strerror})") from None
     try:
         second = acquire_directory(out)
     except OSError as exc:

@@ -80,7 +80,6 @@ def test_the_locks_die_with_their_holder_and_add_nothing_to_the_output(
     service.wait_next_scan()
     assert not [p for p in service.out.rglob("*") if "lock" in p.name]  # nothing extra served
     service.kill()  # kill -9: no chance to clean up
-    assert (service.state.parent / "aggregator.sqlite3.lock").exists()
     service.start()  # the kernel dropped the locks with the process
     assert service.stop() == 0
 
@@ -112,6 +111,36 @@ def test_one_off_commands_beside_the_service_refuse_and_write_nothing(tmp_path: 
         assert svc.stop() == 0
         # Once the service is gone, the same command runs.
         assert aggregator("build", *paths, cwd=tmp_path).returncode == 0
+
+
+def test_no_other_spelling_of_the_state_file_and_no_removed_file_gets_round_the_lock(
+    service: RunningService, tmp_path: Path
+) -> None:
+    """The lock is on the state file itself: a symbolic or hard link to it is the same
+    file, and removing whatever lies beside it (an old `.lock`, say) unlocks nothing."""
+    pid = service.process.pid if service.process else 0
+    for leftover in service.state.parent.iterdir():
+        if leftover != service.state and not leftover.name.startswith(service.state.name + "-"):
+            leftover.unlink()  # anything but the state file and SQLite's -wal/-shm
+    symbolic = tmp_path / "symbolic.sqlite3"
+    symbolic.symlink_to(service.state)
+    hard = service.state.parent / "hard.sqlite3"
+    os.link(service.state, hard)
+    for n, spelling in enumerate((service.state, symbolic, hard)):
+        out = tmp_path / f"out{n}"
+        done = aggregator(
+            "build",
+            "--seeds",
+            str(service.seeds),
+            "--out",
+            str(out),
+            "--state",
+            str(spelling),
+            cwd=tmp_path,
+        )
+        assert done.returncode == 1, done
+        assert f"pid {pid}" in done.stderr and "in use" in done.stderr, done.stderr
+        assert not out.exists() or not any(out.iterdir())
 
 
 def test_a_set_public_url_brings_no_start_up_note(tmp_path: Path) -> None:
