@@ -35,11 +35,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from aggregator import __version__, locks, logs
 from aggregator.config import Config, LinksConfig, server_url
 from aggregator.errors import AggregatorError, ConfigError, Interrupted, SeedDirError
+from aggregator.formats import is_feed
 from aggregator.links import Request, RunResult
 from aggregator.metrics import Metrics
 from aggregator.output import OutputDir
 from aggregator.pipeline import Pipeline, image_fetching
-from aggregator.render import archive_page
 from aggregator.server import (
     App,
     HttpServer,
@@ -286,7 +286,7 @@ class Service:
     def _announce(self, written: list[str]) -> None:
         """Tell the WebSub hub about every feed whose bytes changed (in the background)."""
         hub = self.config.websub.hub
-        feeds = [p for p in written if p.startswith("feeds/") and archive_page(p) is None]
+        feeds = [p for p in written if is_feed(p)]
         if not hub or not feeds:
             return
         from aggregator.websub import publish
