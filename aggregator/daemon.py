@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -50,6 +49,7 @@ from aggregator.server import (
 )
 from aggregator.state import Store
 from aggregator.text import printable
+from aggregator.urls import host_of
 
 log = logging.getLogger("aggregator")
 RESCAN = "rescan"
@@ -111,7 +111,7 @@ def advertises_loopback(config: Config) -> bool:
     url = config.site.public_url
     if url != server_url(config.server.host, config.server.port):
         return False
-    host = urlsplit(url).hostname or ""
+    host = host_of(url)
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
