@@ -40,6 +40,7 @@ import httptools
 
 from aggregator.formats import (
     DEFAULT_CONTENT_TYPE,
+    FEED_FORMATS,
     archive_page,
     archive_path,
     file_kind,
@@ -97,11 +98,18 @@ def accepts_gzip(header: str) -> bool:
     return False
 
 
+_BROWSER_FEED_TYPES = tuple(
+    f.media_type.partition("/")[2] for f in FEED_FORMATS.values() if f.kind.for_browsers
+)
+"""`atom+xml`, `rss+xml`: named in an Accept value, they mark a feed reader, not a browser
+(for the formats a browser gets as a page: see `formats.FileKind.for_browsers`)."""
+
+
 def wants_page(accept: str) -> bool:
     """Whether an Accept value is a browser's, opening a page: it asks for HTML and names no
     feed type (feed readers name theirs, or send `*/*`)."""
     value = accept.lower()
-    return "text/html" in value and "atom+xml" not in value and "rss+xml" not in value
+    return "text/html" in value and not any(name in value for name in _BROWSER_FEED_TYPES)
 
 
 def etag_matches(header: str, etag: str) -> bool:

@@ -159,6 +159,9 @@ def test_every_registered_format_renders_and_is_served_with_its_type(
             assert answer.status_code == 200, relative
             assert answer.headers["content-type"] == f"{form.media_type}; charset=utf-8"
             assert read_ids(name, answer.content) == atom_ids, name
+            # a reader naming the type beside text/html gets the feed as its own type
+            reader = client.get(relative, headers={"accept": f"text/html, {form.media_type}"})
+            assert reader.headers["content-type"] == answer.headers["content-type"], name
             assert (form.media_type, relative) in index.alternates()
             page = check_page((site.out / "topics" / "ai.html").read_bytes())
             assert (form.media_type, f"../{relative}") in page.alternates()
