@@ -132,7 +132,7 @@ def _alternates(
 
 
 def render_index(
-    feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = ("atom",)
+    feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = (ATOM,)
 ) -> bytes:
     """The home page: every feed with its entry count, last update and autodiscovery links."""
     title = escape(strip_invalid_xml(site.title))
@@ -179,7 +179,7 @@ it holds the same articles as the topic feeds, so take one or the other, not bot
 def render_topic_page(
     plan: FeedPlan,
     site: SiteConfig,
-    formats: Sequence[str] = ("atom",),
+    formats: Sequence[str] = (ATOM,),
     thumbnails: Mapping[str, Thumbnail] | None = None,
 ) -> bytes:
     """A feed's page for people: its newest entries and how to subscribe.
