@@ -85,7 +85,8 @@ class FeedFormat:
     label: str
     """What pages call it: `Subscribe: <label>`."""
     renderer: str
-    """`module:function`, a `FeedRenderer`; imported on first use (see `renderer`)."""
+    """`module:function`, a `FeedRenderer`, imported on first use (see `renderer`): what
+    needs only the registry (server, daemon, config) does not load the renderers' libraries."""
 
     @property
     def suffix(self) -> str:
@@ -190,7 +191,10 @@ def archive_path(slug: str, number: int) -> str:
     return f"{archive_folder(slug)}/{number}{ARCHIVE_SUFFIX}"
 
 
-_ARCHIVE_PAGE = re.compile(r"feeds/(?P<slug>[^/]+)/archive/(?P<number>[1-9][0-9]{0,8})\.atom")
+_ARCHIVE_PAGE = re.compile(
+    rf"{FEEDS_FOLDER}/(?P<slug>[^/]+)/archive/(?P<number>[1-9][0-9]{{0,8}})"
+    + re.escape(ARCHIVE_SUFFIX)
+)
 
 
 def archive_page(relative: str) -> tuple[str, int] | None:

@@ -174,6 +174,21 @@ def test_each_renderer_the_registry_names_renders_a_valid_feed(name: str) -> Non
     assert read_ids(name, data) == [plan.entries[0].id]
 
 
+def test_archive_paths_and_their_parsing_agree() -> None:
+    for slug, number in (("all", 1), ("ren-gong-zhi-neng", 12), ("ai", 999_999_999)):
+        assert archive_page(archive_path(slug, number)) == (slug, number)
+    for other in (
+        feed_path("ai"),
+        "feeds/ai/archive/0.atom",
+        "feeds/ai/archive/01.atom",
+        "feeds/ai/archive/1.rss",
+        "feeds/a/b/archive/1.atom",
+        "topics/ai/archive/1.atom",
+        "feeds/ai/archive/1000000000.atom",
+    ):
+        assert archive_page(other) is None, other
+
+
 def test_the_config_takes_every_registered_format_and_refuses_others() -> None:
     config = load_config(overrides=EVERY_FORMAT, environ={})
     assert config.feeds.formats == FEED_FORMAT_NAMES
