@@ -55,7 +55,7 @@ from aggregator.links import (
     retry_after,
     url_allowed,
 )
-from aggregator.urls import http_url, without_userinfo
+from aggregator.urls import host_of, http_url, without_userinfo
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """host, port → IP addresses (raises `NameNotResolved`)."""
@@ -295,7 +295,7 @@ class Checker:
         result = RunResult()
         for request in requests:
             try:
-                key = (urlsplit(request.url).hostname or "").lower()
+                key = host_of(request.url)
             except ValueError:
                 result.attempts.append(
                     Attempt(request.url, failure=Failure.INVALID, detail="malformed URL")
@@ -397,7 +397,7 @@ class Checker:
 
     async def _close_pools(self, which: Callable[[str], bool]) -> None:
         """Close the pools of the hosts `which` picks, so open connections stay bounded."""
-        keys = [k for k in self._transports if which(_host_of(k))]
+        keys = [k for k in self._transports if which(host_of(k))]
         for key in keys:
             transport = self._transports.pop(key)
             await transport.aclose()
@@ -436,7 +436,7 @@ class Checker:
 
     async def _follow(self, request: Request) -> Attempt:
         url = request.url
-        method = "GET" if request.keep or self._head_agrees.get(_host_of(url)) is False else "HEAD"
+        method = "GET" if request.keep or self._head_agrees.get(host_of(url)) is False else "HEAD"
         head_gone: int | None = None
         hops: list[Hop] = []
         seen = {url}
@@ -463,7 +463,7 @@ class Checker:
                 )
             status = response.status_code
             if head_gone is not None:  # GET after HEAD said gone: did they agree?
-                self._head_agrees[_host_of(url)] = status in (404, 410)
+                self._head_agrees[host_of(url)] = status in (404, 410)
                 head_gone = None
             location = response.headers.get("location")
             if status in REDIRECTS and location:
@@ -484,7 +484,7 @@ class Checker:
                     return Attempt(request.url, status, Failure.REDIRECTS, detail, tuple(hops))
                 seen.add(url)
                 continue
-            host = _host_of(url)
+            host = host_of(url)
             gone = status in (404, 410)
             trusted = gone and not request.confirm and self._head_agrees.get(host) is True
             if method == "HEAD" and not (200 <= status < 300 or status == 304) and not trusted:
@@ -514,7 +514,7 @@ class Checker:
 
     async def _refused_behind_proxy(self, url: str) -> str | None:
         """With a proxy the proxy connects; still refuse what resolves to a non-public address."""
-        host = (urlsplit(url).hostname or "").strip("[]")
+        host = host_of(url)
         try:
             addresses = [str(ipaddress.ip_address(host))]
         except ValueError:
@@ -582,10 +582,6 @@ def _validator(value: str | None) -> str | None:
     if value and len(value) <= 256 and value.isascii() and value.isprintable():
         return value
     return None
-
-
-def _host_of(origin: str) -> str:
-    return (urlsplit(origin).hostname or "").lower()
 
 
 def _is_tls(exc: BaseException) -> bool:

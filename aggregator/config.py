@@ -18,7 +18,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from aggregator.errors import ConfigError
+from aggregator.formats import ATOM, FEED_FORMAT_NAMES
 from aggregator.scan import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.text import printable
 from aggregator.urls import InvalidURL, http_url
@@ -97,6 +98,12 @@ class SiteConfig(_Section):
         return self.public_url or DEFAULT_PUBLIC_URL
 
 
+if TYPE_CHECKING:
+    FeedFormatName = str
+else:  # the registry's names, so that an unknown one is refused by name
+    FeedFormatName = Literal[FEED_FORMAT_NAMES]
+
+
 class FeedsConfig(_Section):
     max_entries: int = Field(DEFAULT_MAX_ENTRIES, ge=1, le=1000)
     min_quality: float = Field(0, ge=0, le=100)
@@ -104,7 +111,7 @@ class FeedsConfig(_Section):
     """0 keeps articles of any age."""
     require_published: bool = False
     max_related: int = Field(5, ge=0, le=20)
-    formats: tuple[Literal["atom", "json", "rss"], ...] = ("atom",)
+    formats: tuple[FeedFormatName, ...] = (ATOM,)
     """Atom always; JSON Feed 1.1 and RSS 2.0 beside it on request."""
     archive: bool = False
     """Keep entries that leave a feed in RFC 5005 archive pages (feeds/<slug>/archive/<n>.atom)."""
@@ -112,7 +119,7 @@ class FeedsConfig(_Section):
     @field_validator("formats")
     @classmethod
     def _with_atom(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if "atom" not in value:
+        if ATOM not in value:
             raise ValueError("atom is always written: list it with the others")
         return tuple(dict.fromkeys(value))
 

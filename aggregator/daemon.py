@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -35,11 +34,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from aggregator import __version__, locks, logs
 from aggregator.config import Config, LinksConfig, server_url
 from aggregator.errors import AggregatorError, ConfigError, Interrupted, SeedDirError
+from aggregator.formats import is_feed
 from aggregator.links import Request, RunResult
 from aggregator.metrics import Metrics
 from aggregator.output import OutputDir
 from aggregator.pipeline import Pipeline, image_fetching
-from aggregator.render import archive_page
 from aggregator.server import (
     App,
     HttpServer,
@@ -50,6 +49,7 @@ from aggregator.server import (
 )
 from aggregator.state import Store
 from aggregator.text import printable
+from aggregator.urls import host_of
 
 log = logging.getLogger("aggregator")
 RESCAN = "rescan"
@@ -111,7 +111,7 @@ def advertises_loopback(config: Config) -> bool:
     url = config.site.public_url
     if url != server_url(config.server.host, config.server.port):
         return False
-    host = urlsplit(url).hostname or ""
+    host = host_of(url)
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -286,7 +286,7 @@ class Service:
     def _announce(self, written: list[str]) -> None:
         """Tell the WebSub hub about every feed whose bytes changed (in the background)."""
         hub = self.config.websub.hub
-        feeds = [p for p in written if p.startswith("feeds/") and archive_page(p) is None]
+        feeds = [p for p in written if is_feed(p)]
         if not hub or not feeds:
             return
         from aggregator.websub import publish

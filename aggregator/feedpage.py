@@ -13,9 +13,11 @@ Pure: constants and one function that puts the instruction into a document.
 
 from __future__ import annotations
 
+from aggregator.formats import FILE_KINDS
+
 STYLESHEET_PATH = "feed.xsl"
 """Where the stylesheet lives, relative to the output directory."""
-STYLESHEET_TYPE = "text/xsl"
+STYLESHEET_TYPE = FILE_KINDS[".xsl"].media_type
 
 
 def with_stylesheet(document: bytes, relative: str) -> bytes:

@@ -10,16 +10,16 @@ import json
 from typing import Any
 
 from aggregator.config import SiteConfig
+from aggregator.formats import FeedOptions, feed_path, page_path
 from aggregator.plan import FeedPlan
-from aggregator.render import feed_path, feed_title, page_path
+from aggregator.render import feed_title
 from aggregator.text import strip_invalid_xml
 
 VERSION = "https://jsonfeed.org/version/1.1"
 
 
-def render_json(
-    plan: FeedPlan, site: SiteConfig, max_related: int, hub: str | None = None
-) -> bytes:
+def render_json(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
+    max_related, hub = options.max_related, options.hub
     about = plan.topic.name if plan.topic else "every topic"
     items: list[dict[str, Any]] = []
     for entry in plan.entries:

@@ -31,6 +31,8 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from aggregator.urls import host_of
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -188,7 +190,7 @@ class Attempt:
 
     @property
     def host(self) -> str:
-        return (urlsplit(self.url).hostname or "").lower()
+        return host_of(self.url)
 
     @property
     def permanent(self) -> bool:
@@ -232,7 +234,7 @@ def host_pauses(
     (`127.1`, `localhost`...) waits too, once the checker has looked it up."""
     kept = {host: until for host, until in pauses.items() if until > now}
     asked = [(a.host, a.retry_after) for a in result.attempts if a.status in (429, 503)]
-    asked += [((urlsplit(url).hostname or "").lower(), s) for url, s in result.deferred.items()]
+    asked += [(host_of(url), s) for url, s in result.deferred.items()]
     for host, seconds in asked:
         if seconds:
             until = now + timedelta(seconds=seconds)
@@ -249,7 +251,7 @@ def pauses_left(pauses: Mapping[str, datetime], now: datetime) -> dict[str, floa
 
 def is_paused(url: str, pauses: Mapping[str, datetime], now: datetime) -> bool:
     try:
-        host = (urlsplit(url).hostname or "").lower()
+        host = host_of(url)
     except ValueError:
         return False
     return pauses.get(host, now) > now

@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 
 from aggregator.errors import OutputError
+from aggregator.formats import FILE_KINDS
 
 TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_SECONDS = 600
 
 
-GZIP_SUFFIXES = (".atom", ".rss", ".json", ".opml", ".html", ".xml", ".svg", ".xsl")
+GZIP_SUFFIXES = tuple(suffix for suffix, kind in FILE_KINDS.items() if kind.compressible)
+"""The kinds of file that get a `.gz` sidecar (when asked): the text ones."""
 
 
 class OutputDir:

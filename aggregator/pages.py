@@ -17,8 +17,9 @@ from html import escape
 
 from aggregator.config import SiteConfig
 from aggregator.feedpage import STYLESHEET, STYLESHEET_PATH
+from aggregator.formats import ATOM, FEED_FORMATS, feed_path, page_path
 from aggregator.plan import Entry, FeedPlan, FeedSummary
-from aggregator.render import FORMATS, feed_path, feed_title, page_path
+from aggregator.render import feed_title
 from aggregator.text import strip_invalid_xml
 
 INDEX_PATH = "index.html"
@@ -98,9 +99,6 @@ def _datetime_attribute(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-_LABELS = {"atom": "Atom feed", "json": "JSON Feed", "rss": "RSS"}
-
-
 def _head(title: str, links: str, up: str) -> str:
     """The head of a page; `up` leads from the page to the root (for the icon)."""
     return f"""<!doctype html>
@@ -124,16 +122,17 @@ def _alternates(
     """Autodiscovery tags of a feed, one per format; `up` leads from the page to the root."""
     tags = []
     for fmt in formats:
-        title = feed_title(site, feed.topic) + ("" if fmt == "atom" else f" ({_LABELS[fmt]})")
+        label = FEED_FORMATS[fmt].label
+        title = feed_title(site, feed.topic) + ("" if fmt == ATOM else f" ({label})")
         tags.append(
-            f'<link rel="alternate" type="{FORMATS[fmt][1]}" title="{escape(title)}" '
+            f'<link rel="alternate" type="{FEED_FORMATS[fmt].media_type}" title="{escape(title)}" '
             f'href="{up}{escape(feed_path(feed.slug, fmt))}">'
         )
     return "\n".join(tags)
 
 
 def render_index(
-    feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = ("atom",)
+    feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = (ATOM,)
 ) -> bytes:
     """The home page: every feed with its entry count, last update and autodiscovery links."""
     title = escape(strip_invalid_xml(site.title))
@@ -143,8 +142,8 @@ def render_index(
         f"{escape(_name(p))}</a></td>"
         f"<td class=n>{p.total}</td>{_date(p.updated)}<td class=f>"
         + " · ".join(
-            f'<a href="{escape(feed_path(p.slug, fmt))}" type="{FORMATS[fmt][1]}">'
-            f"{_LABELS[fmt]}</a>"
+            f'<a href="{escape(feed_path(p.slug, fmt))}" type="{FEED_FORMATS[fmt].media_type}">'
+            f"{FEED_FORMATS[fmt].label}</a>"
             for fmt in formats
         )
         + "</td></tr>"
@@ -180,7 +179,7 @@ it holds the same articles as the topic feeds, so take one or the other, not bot
 def render_topic_page(
     plan: FeedPlan,
     site: SiteConfig,
-    formats: Sequence[str] = ("atom",),
+    formats: Sequence[str] = (ATOM,),
     thumbnails: Mapping[str, Thumbnail] | None = None,
 ) -> bytes:
     """A feed's page for people: its newest entries and how to subscribe.
@@ -193,7 +192,7 @@ def render_topic_page(
     title = f"{name} · {site_name}"
     subscribe = " ".join(
         f'<a class=subscribe href="../{escape(feed_path(plan.slug, fmt))}" '
-        f'type="{FORMATS[fmt][1]}">Subscribe: {_LABELS[fmt]}</a>'
+        f'type="{FEED_FORMATS[fmt].media_type}">Subscribe: {FEED_FORMATS[fmt].label}</a>'
         for fmt in formats
     )
     feed_url = escape(site.base_url + feed_path(plan.slug))

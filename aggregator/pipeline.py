@@ -32,7 +32,17 @@ from itertools import islice
 from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
 from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted, SeedDirError
-from aggregator.jsonfeed import render_json
+from aggregator.formats import (
+    ARCHIVE_SUFFIX,
+    ATOM,
+    FEED_FORMATS,
+    FeedOptions,
+    archive_folder,
+    archive_path,
+    feed_path,
+    page_path,
+    renderer,
+)
 from aggregator.links import (
     Attempt,
     LinkRules,
@@ -72,17 +82,11 @@ from aggregator.plan import (
     topic_catalog,
 )
 from aggregator.render import (
-    FORMATS,
     OLDEST,
     History,
     archive_bound,
-    archive_folder,
-    archive_path,
     empty_page_date,
-    feed_path,
-    page_path,
     render_atom,
-    render_rss,
 )
 from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.state import Store, StoredEntry
@@ -385,10 +389,10 @@ class Pipeline:
         for relative, data in SITE_FILES.items():
             self._write(relative, data, report)
         if self._complete:
-            for fmt, (suffix, _) in FORMATS.items():
+            for fmt, form in FEED_FORMATS.items():
                 on = fmt in feeds.formats
                 keep = {feed_path(slug, fmt) for slug in self._summaries} if on else set()
-                report.removed += self.out.prune("feeds", suffix, keep)
+                report.removed += self.out.prune("feeds", form.suffix, keep)
             pages = {page_path(slug) for slug in self._summaries}
             report.removed += self.out.prune("topics", ".html", pages)
             if topics is None:  # every page was seen: thumbnails no page shows can go
@@ -397,7 +401,7 @@ class Pipeline:
                 report.removed += self.out.prune(FOLDER, SUFFIX, self._shown_thumbs)
             for folder in self.out.folders("feeds"):  # archives of feeds that are gone
                 if folder not in self._summaries or not feeds.archive:
-                    report.removed += self.out.prune(archive_folder(folder), ".atom", set())
+                    report.removed += self.out.prune(archive_folder(folder), ARCHIVE_SUFFIX, set())
                     self.out.remove_empty(archive_folder(folder))
         return report
 
@@ -456,15 +460,11 @@ class Pipeline:
             self._write_archive(plan, catalog, layout, bounds, digests, entry, report)
         self._write(feed_path(slug), data, report)
         # The other formats carry the same entries, in the same order.
-        if "json" in feeds.formats:
-            self._write(
-                feed_path(slug, "json"), render_json(plan, site, feeds.max_related, hub), report
-            )
-        if "rss" in feeds.formats:
-            ttl = max(1, self.config.cache_max_age // 60)
-            self._write(
-                feed_path(slug, "rss"), render_rss(plan, site, feeds.max_related, ttl, hub), report
-            )
+        ttl = max(1, self.config.cache_max_age // 60)
+        options = FeedOptions(feeds.max_related, hub, ttl)
+        for fmt in FEED_FORMATS:
+            if fmt != ATOM and fmt in feeds.formats:
+                self._write(feed_path(slug, fmt), renderer(fmt)(plan, site, options), report)
         thumbs = self._thumbnails(plan)
         page = render_topic_page(plan, site, feeds.formats, thumbs)
         self._write(page_path(slug), page, report)
@@ -572,7 +572,7 @@ class Pipeline:
         # Pages past the last are stale (reopened, or laid out anew): the server must not
         # take the page before one of them for a closed page.
         keep = {archive_path(slug, n) for n in range(1, last + 1)}
-        report.removed += self.out.prune(archive_folder(slug), ".atom", keep)
+        report.removed += self.out.prune(archive_folder(slug), ARCHIVE_SUFFIX, keep)
 
     # -- thumbnails ---------------------------------------------------------------------
 

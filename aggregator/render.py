@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import io
-import re
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -25,43 +24,23 @@ from feedgen.util import xml_elem
 
 from aggregator.config import SiteConfig
 from aggregator.feedpage import with_stylesheet
+from aggregator.formats import (
+    FEED_FORMATS,
+    FeedOptions,
+    archive_path,
+    feed_path,
+    page_path,
+)
 from aggregator.plan import Entry, FeedPlan, to_micros
 from aggregator.text import strip_invalid_xml
 from aggregator.topics import Topic
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
-ATOM_TYPE = "application/atom+xml"
-RSS_TYPE = "application/rss+xml"
-JSON_TYPE = "application/feed+json"
-FORMATS = {"atom": (".atom", ATOM_TYPE), "json": (".json", JSON_TYPE), "rss": (".rss", RSS_TYPE)}
-"""format → (file suffix, media type)"""
+ATOM_TYPE = FEED_FORMATS["atom"].media_type
+RSS_TYPE = FEED_FORMATS["rss"].media_type
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """`updated` of a plan with none: a last resort, stable where the build time would not be
 (the state dates every feed, an empty one too: see `plan.feed_stamp`)."""
-
-
-def feed_path(slug: str, fmt: str = "atom") -> str:
-    """Where a feed lives, relative to the output directory."""
-    return f"feeds/{slug}{FORMATS[fmt][0]}"
-
-
-def archive_folder(slug: str) -> str:
-    """Where the archive pages of a feed live (RFC 5005)."""
-    return f"feeds/{slug}/archive"
-
-
-def archive_path(slug: str, number: int) -> str:
-    """Where archive page `number` (1: the oldest) of a feed lives."""
-    return f"{archive_folder(slug)}/{number}.atom"
-
-
-_ARCHIVE_PAGE = re.compile(r"feeds/(?P<slug>[^/]+)/archive/(?P<number>[1-9][0-9]{0,8})\.atom")
-
-
-def archive_page(relative: str) -> tuple[str, int] | None:
-    """(slug, number) when `relative` is where an archive page lives, else None."""
-    match = _ARCHIVE_PAGE.fullmatch(relative)
-    return (match["slug"], int(match["number"])) if match else None
 
 
 OLDEST = (-(2**62), "")
@@ -111,11 +90,6 @@ class History:
 
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
-
-
-def page_path(slug: str) -> str:
-    """Where a feed's page for people lives, relative to the output directory."""
-    return f"topics/{slug}.html"
 
 
 def feed_id(public_url: str, topic_key: str | None) -> str:
@@ -221,6 +195,12 @@ def render_atom(
     return with_stylesheet(data, where)  # a page, when opened in a browser
 
 
+def atom_feed(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
+    """The current Atom document of one feed, without archive links: the Atom renderer as
+    the format registry calls it (the pipeline calls `render_atom`, for the history)."""
+    return render_atom(plan, site, options.max_related, options.hub)
+
+
 def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
     article = entry.article
     fe = fg.add_entry(order="append")
@@ -250,14 +230,13 @@ def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
     fe.related.links = [(r.url, r.title) for r in article.related[:max_related]]
 
 
-def render_rss(
-    plan: FeedPlan, site: SiteConfig, max_related: int, ttl_minutes: int, hub: str | None = None
-) -> bytes:
+def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
     """The RSS 2.0 document of one feed: the same entries, ids (as guids) and order as Atom.
 
     An item's provider is its `dc:creator` (RSS `author` must be an e-mail
     address); the WebSub `hub`, if any, is named as in Atom (`atom:link rel="hub"`).
     """
+    hub, ttl_minutes = options.hub, options.ttl_minutes
     fg = FeedGenerator()
     fg.load_extension("media", atom=False, rss=True)
     fg.load_extension("dc", atom=False, rss=True)

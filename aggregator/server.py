@@ -38,31 +38,18 @@ from typing import Any, cast
 
 import httptools
 
+from aggregator.formats import (
+    DEFAULT_CONTENT_TYPE,
+    FEED_FORMATS,
+    archive_page,
+    archive_path,
+    file_kind,
+    is_feed,
+)
 from aggregator.metrics import Metrics
-from aggregator.render import archive_page, archive_path
 
 log = logging.getLogger("aggregator")
 
-CONTENT_TYPES = {
-    ".atom": "application/atom+xml; charset=utf-8",
-    ".rss": "application/rss+xml; charset=utf-8",
-    ".json": "application/feed+json; charset=utf-8",
-    ".opml": "text/x-opml; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".xml": "application/xml; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-    ".xsl": "text/xsl; charset=utf-8",
-}
-_COMPRESSIBLE = {".atom", ".rss", ".json", ".opml", ".html", ".xml", ".css", ".txt", ".svg", ".xsl"}
-_FOR_BROWSERS = {
-    ".atom": "application/xml; charset=utf-8",
-    ".rss": "application/xml; charset=utf-8",
-}
-"""What a feed is sent as to a browser opening it: Chromium shows `application/atom+xml` and
-`application/rss+xml` as plain text, but styles XML with the stylesheet the feed names."""
 _MAX_FILE_BYTES = 64 * 1024 * 1024
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"
 """Pages need nothing but their own styles and images: no script, no other host."""
@@ -111,11 +98,18 @@ def accepts_gzip(header: str) -> bool:
     return False
 
 
+_BROWSER_FEED_TYPES = tuple(
+    f.media_type.partition("/")[2] for f in FEED_FORMATS.values() if f.kind.for_browsers
+)
+"""`atom+xml`, `rss+xml`: named in an Accept value, they mark a feed reader, not a browser
+(for the formats a browser gets as a page: see `formats.FileKind.for_browsers`)."""
+
+
 def wants_page(accept: str) -> bool:
     """Whether an Accept value is a browser's, opening a page: it asks for HTML and names no
     feed type (feed readers name theirs, or send `*/*`)."""
     value = accept.lower()
-    return "text/html" in value and "atom+xml" not in value and "rss+xml" not in value
+    return "text/html" in value and not any(name in value for name in _BROWSER_FEED_TYPES)
 
 
 def etag_matches(header: str, etag: str) -> bool:
@@ -211,25 +205,26 @@ class StaticFiles:
     def _load(
         self, relative: str, body: bytes, version: tuple[int, int, int], mtime: int
     ) -> CachedFile:
-        suffix = os.path.splitext(relative)[1].lower()
-        content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        kind = file_kind(relative)
+        content_type = kind.content_type if kind else DEFAULT_CONTENT_TYPE
+        browser_type = kind.browser_content_type if kind else None
         tag = hashlib.blake2b(body, digest_size=12).hexdigest()
         max_age = ARCHIVE_MAX_AGE if self._closed_archive_page(relative) else self.max_age()
         common = [
             (b"last-modified", formatdate(mtime, usegmt=True).encode()),
             (b"cache-control", f"public, max-age={max_age}".encode()),
             (b"content-type", content_type.encode()),
-            *(_FEED_SECURITY_HEADERS if suffix in _FOR_BROWSERS else _SECURITY_HEADERS),
+            *(_FEED_SECURITY_HEADERS if browser_type else _SECURITY_HEADERS),
         ]
         websub = self.hub()
-        if websub is not None and relative.startswith("feeds/") and not archive_page(relative):
+        if websub is not None and is_feed(relative):
             hub, base = websub
             link = f'<{hub}>; rel="hub", <{base}{relative}>; rel="self"'
             common.append((b"link", link.encode("utf-8")))
         gzipped = None
         packed = None
-        if suffix in _COMPRESSIBLE:
-            vary = b"Accept-Encoding, Accept" if suffix in _FOR_BROWSERS else b"Accept-Encoding"
+        if kind is not None and kind.compressible:
+            vary = b"Accept-Encoding, Accept" if browser_type else b"Accept-Encoding"
             common.append((b"vary", vary))
             packed = gzip.compress(body, compresslevel=6, mtime=0)
             if len(packed) < len(body):
@@ -238,9 +233,9 @@ class StaticFiles:
                 )
         plain = _representation(body, f'"{tag}"', common)
         for_browsers = None
-        if suffix in _FOR_BROWSERS:
+        if browser_type:  # a feed: see `formats.FileKind.for_browsers`
             xml = [
-                (name, _FOR_BROWSERS[suffix].encode() if name == b"content-type" else value)
+                (name, browser_type.encode() if name == b"content-type" else value)
                 for name, value in common
             ]
             page = _representation(body, f'"{tag}-x"', xml)

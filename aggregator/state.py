@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from aggregator.archive import Key, Row
 from aggregator.errors import Interrupted, StateError
@@ -62,6 +61,7 @@ from aggregator.plan import (
 )
 from aggregator.scan import SeedFile
 from aggregator.topics import TopicRules
+from aggregator.urls import host_of
 
 SCHEMA_VERSION = 4
 _CHUNK = 500
@@ -970,7 +970,7 @@ def _feed_view(state: LinkState | None) -> tuple[object, ...]:
 
 def _host(url: str) -> str:
     try:
-        return (urlsplit(url).hostname or "").lower()
+        return host_of(url)
     except ValueError:
         return ""
 

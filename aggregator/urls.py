@@ -113,6 +113,12 @@ def entry_id(url: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, normalize_url(url))}"
 
 
+def host_of(url: str) -> str:
+    """The lower-case host name of `url`, without brackets ("" when it has none): the key
+    of per-host state (pauses, connections). Raises ValueError for a malformed URL."""
+    return (urlsplit(url).hostname or "").lower()
+
+
 def hostname(value: str) -> str:
     """Return `value` as a lower-case ASCII host name (IDNA for unicode); raise otherwise."""
     name = value.strip().lower().rstrip(".")

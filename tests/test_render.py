@@ -9,11 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.config import SiteConfig
+from aggregator.formats import feed_path
 from aggregator.model import Article, Image, Provider, Related
 from aggregator.output import OutputDir
 from aggregator.parse import parse_seed
 from aggregator.plan import Entry, FeedPlan, FeedStamp, feed_stamp, topic_catalog
-from aggregator.render import feed_path, render_atom
+from aggregator.render import render_atom
 from aggregator.topics import TopicRules
 from tests.conftest import seed_text
 from tests.feedcheck import ATOM, check_feed

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggregator.links import is_paused
 from aggregator.text import clean_line, strip_invalid_xml
-from aggregator.urls import InvalidURL, entry_id, http_url, normalize_url
+from aggregator.urls import InvalidURL, entry_id, host_of, http_url, normalize_url
 
 
 @pytest.mark.parametrize(
@@ -30,6 +33,29 @@ from aggregator.urls import InvalidURL, entry_id, http_url, normalize_url
 def test_unusable_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidURL):
         http_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://Example.COM/a", "example.com"),
+        ("http://user:pw@News.Example:8080/x?y#z", "news.example"),
+        ("http://[::1]:8080/", "::1"),
+        ("http://127.0.0.1/", "127.0.0.1"),
+        ("mailto:someone@example.com", ""),
+        ("/relative", ""),
+    ],
+)
+def test_host_of_is_the_one_key_for_per_host_state(url: str, host: str) -> None:
+    assert host_of(url) == host
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    if host:  # a pause kept under that key holds for every spelling of the URL's host
+        assert is_paused(url.upper(), {host: now + timedelta(1)}, now)
+
+
+def test_host_of_refuses_a_malformed_url() -> None:
+    with pytest.raises(ValueError):
+        host_of("http://[::1/")
 
 
 def test_http_urls_pass_trimmed() -> None:
