@@ -151,15 +151,15 @@ def output_files(root: Path) -> dict[str, bytes]:
 
 
 def difference(service: Mapping[str, bytes], cold: Mapping[str, bytes]) -> str | None:
-    """None when both outputs are the same; else the first differing file and a diff."""
+    """None when both outputs are the same; else which files only one side has, and the
+    first file both have that differs, with a unified diff (cold build → service)."""
+    lines = []
     only_service = sorted(set(service) - set(cold))
     only_cold = sorted(set(cold) - set(service))
     if only_service or only_cold:
-        return (
-            f"files only in the service's output: {only_service}\n"
-            f"files only in the cold build's: {only_cold}"
-        )
-    for name in sorted(service):
+        lines.append(f"files only in the service's output: {only_service}")
+        lines.append(f"files only in the cold build's: {only_cold}")
+    for name in sorted(set(service) & set(cold)):
         if service[name] != cold[name]:
             diff = difflib.unified_diff(
                 cold[name].decode("utf-8", "replace").splitlines(),
@@ -168,8 +168,10 @@ def difference(service: Mapping[str, bytes], cold: Mapping[str, bytes]) -> str |
                 f"service/{name}",
                 lineterm="",
             )
-            return f"{name} differs:\n" + "\n".join(diff)
-    return None
+            lines.append(f"{name} differs:")
+            lines.extend(diff)
+            break
+    return "\n".join(lines) if lines else None
 
 
 def copy_state(source: Path, target: Path) -> None:
@@ -327,6 +329,15 @@ class ServiceMatchesColdBuild(RuleBasedStateMachine):
             self.fields[new] = self.fields.pop(old)
         self.quiet_point()
 
+    @precondition(lambda self: bool(self.files))
+    @rule(data=st.data())
+    def touch(self, data: st.DataObject) -> None:
+        """Save a seed again unchanged: a new mtime, the same bytes."""
+        name = data.draw(st.sampled_from(self.present()), label="name")
+        self.step(f"touch {name}")
+        self.write(name, self.files[name])
+        self.quiet_point()
+
     @precondition(lambda self: bool(self.valid()))
     @rule(data=st.data(), how=st.sampled_from(sorted(BROKEN)))
     def break_seed(self, data: st.DataObject, how: str) -> None:
@@ -391,9 +402,18 @@ class ServiceMatchesColdBuild(RuleBasedStateMachine):
         self.svc.start()
         self.quiet_point()
 
-    @rule()
-    def kill_9(self) -> None:
-        self.step("kill -9, start")
+    @rule(data=st.data(), delay=st.none() | st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3]))
+    def kill_9(self, data: st.DataObject, delay: float | None) -> None:
+        """SIGKILL (what the OOM killer sends), then start; with `delay`, that long after
+        an edit, so the kill may land in the middle of the scan and writes it causes."""
+        if delay is not None and self.valid():
+            name = data.draw(st.sampled_from(self.valid()), label="name")
+            title = data.draw(titles, label="title")
+            self.step(f"edit {name}: title = {title!r}, kill -9 {delay}s later, start")
+            self.put(name, {**self.fields[name], "title": title})
+            time.sleep(delay)
+        else:
+            self.step("kill -9, start")
         self.svc.kill()
         self.svc.start()
         self.quiet_point()
@@ -461,3 +481,13 @@ def test_service_output_equals_a_cold_build() -> None:
 @pytest.mark.slow
 def test_service_output_equals_a_cold_build_long() -> None:
     run_machine(examples=40, steps=25)
+
+
+def test_a_difference_names_the_files_and_shows_the_first_diff() -> None:
+    assert difference({"a": b"1\n"}, {"a": b"1\n"}) is None
+    message = difference({"a": b"1\n2\n", "b": b""}, {"a": b"1\n3\n", "c": b""})
+    assert message is not None
+    assert "files only in the service's output: ['b']" in message
+    assert "files only in the cold build's: ['c']" in message
+    assert "a differs:" in message
+    assert "-3" in message and "+2" in message
