@@ -228,10 +228,12 @@ def ledger_update(
     """The ledger row of an entry after seeing its content (hash) at `now`.
 
     A new entry is `updated` when it was published; afterwards `updated` moves
-    to the moment a change was seen, and only when what readers see changed.
+    to the moment a change was seen, and only when what readers see changed. It
+    is never before `published` (an edit can move the date ahead, up to the day a
+    future date is shown early).
     """
     if previous is None:
         return LedgerRow(content_hash, now, published)
     if previous.content_hash == content_hash:
         return previous
-    return LedgerRow(content_hash, previous.first_seen, max(now, previous.updated))
+    return LedgerRow(content_hash, previous.first_seen, max(now, previous.updated, published))

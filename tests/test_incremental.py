@@ -199,6 +199,24 @@ def test_far_future_dates_wait_instead_of_topping_every_feed(site: Site) -> None
     assert root.findtext(f"{ATOM}updated", "").startswith("2026-10-31")
 
 
+def test_an_entry_redated_into_the_next_day_is_never_updated_before_published(
+    built: Site,
+) -> None:
+    """An edit that moves an article's date a few hours ahead (within the day a future
+    date is shown early): its `updated` is the change, and never before its `published`."""
+    ahead = NOW + timedelta(hours=12)
+    built.add(
+        "ai.md",
+        title="AI story",
+        topics=["AI"],
+        originalUrl="https://i.example/ai",
+        publishedDateTime=ahead.isoformat(),
+    )
+    built.build(NOW + timedelta(minutes=1))
+    entry = entries_by_title(built.feed("ai"))["AI story"]  # check_feed: updated >= published
+    assert datetime.fromisoformat(entry["updated"]) == ahead
+
+
 def test_changed_topic_aliases_apply_to_stored_entries_at_the_next_build(site: Site) -> None:
     site.add("ki.md", title="KI story", topics=["KI"], originalUrl="https://t.example/ki")
     site.build()
