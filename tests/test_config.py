@@ -153,11 +153,14 @@ def test_a_public_url_with_a_password_is_refused_without_showing_it(
     section, name = key.split(".")
     path = tmp_path / "c.yaml"
     path.write_text(f"{section}:\n  {name}: 'https://w:pw@feeds.example/'\n")
-    for given in ({"path": path, "environ": {}}, {"environ": {env: "https://u:pw@h.example/"}}):
+    for file, environ, source in (
+        (path, {}, str(path)),
+        (None, {env: "https://u:pw@h.example/"}, env),
+    ):
         with pytest.raises(ConfigError) as caught:
-            load_config(**given)  # type: ignore[arg-type]
+            load_config(file, environ=environ)
         (problem,) = caught.value.problems
-        assert problem.startswith(f"{path if 'path' in given else env}: {key}: ")
+        assert problem.startswith(f"{source}: {key}: ")
         assert "user name or password" in problem
         assert "pw@" not in problem
         assert "feeds.example/" in problem or "h.example/" in problem
