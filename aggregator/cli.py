@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -42,6 +43,8 @@ FLAG_NAMES = {
 """The settings command-line flags set (`config show` names the flag)."""
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a tool stopped by SIGPIPE, as `... | head` does to others."""
+STDOUT_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+"""Errors of a standard output that cannot be written to (`> /dev/full`): one line, exit 1."""
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -153,6 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        # Output files and the state file report their own errors; what escapes with one
+        # of these is standard output that cannot take the summary (`> /dev/full`, a full
+        # disk): say so in one line, and keep the flush at exit from failing again.
+        if exc.errno not in STDOUT_WRITE_ERRORS or exc.filename is not None:
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        print(f"aggregator: cannot write to standard output: {exc.strerror}", file=sys.stderr)
+        return 1
     return code
 
 

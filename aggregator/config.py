@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -34,7 +35,7 @@ from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
 from aggregator.scan import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.text import printable
-from aggregator.urls import InvalidURL, http_url
+from aggregator.urls import InvalidURL, http_url, redact
 
 ENV_PREFIX = "AGGREGATOR_"
 ENV_CONFIG = "AGGREGATOR_CONFIG"
@@ -84,10 +85,7 @@ class SiteConfig(_Section):
     def _absolute(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            url = http_url(value)
-        except InvalidURL as exc:
-            raise ValueError(f"expected an absolute http(s) URL ({exc})") from None
+        url = _public_http_url(value)
         if "?" in url or "#" in url:
             raise ValueError("expected a URL without query or fragment")
         return url if url.endswith("/") else url + "/"
@@ -222,10 +220,23 @@ class WebSubConfig(_Section):
     def _hub_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            return http_url(value)
-        except InvalidURL as exc:
-            raise ValueError(f"expected an absolute http(s) URL ({exc})") from None
+        return _public_http_url(value)
+
+
+def _public_http_url(value: str) -> str:
+    """`value` as an absolute http(s) URL that may be published: these go out in every feed,
+    page and OPML, and in the link checker's User-Agent, so a user name or password in
+    them is refused (the error shows the URL without it)."""
+    try:
+        url = http_url(value)
+    except InvalidURL as exc:
+        raise ValueError(f"expected an absolute http(s) URL ({exc})") from None
+    if "@" in urlsplit(url).netloc:
+        raise ValueError(
+            "a user name or password in this URL would be published in every feed and page; "
+            "give the URL without it"
+        )
+    return url
 
 
 class LoggingConfig(_Section):
@@ -270,7 +281,10 @@ class Config(_Section):
         ):
             return data
         server = server if isinstance(server, dict) else {}
-        url = server_url(str(server.get("host", "127.0.0.1")), server.get("port", 8080))
+        port = _port_number(server.get("port", 8080))
+        if port is None:  # server.port's own error says what is wrong; derive nothing from it
+            return data
+        url = server_url(str(server.get("host", "127.0.0.1")), port)
         return {**data, "site": {**site, "public_url": url}}
 
     @model_validator(mode="after")
@@ -284,6 +298,17 @@ class Config(_Section):
         if self.server.cache_max_age is not None:
             return self.server.cache_max_age
         return max(1, round(self.scan.interval))
+
+
+def _port_number(value: object) -> int | None:
+    """`value` as a TCP port a server can listen on, or None (pure)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        return None
+    return port if 1 <= port <= 65535 else None
 
 
 def server_url(host: str, port: object) -> str:
@@ -364,11 +389,14 @@ def explain_config(
     origin: dict[tuple[str, ...], str] = {}
     for name, layer in layers:
         _merge(merged, layer, origin, name)
+    misnamed = _misnamed_settings(environ)
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
-        problems = _describe(exc, origin, path)
+        problems = (*_describe(exc, origin, path), *misnamed)
         raise ConfigError("; ".join(problems), problems) from None
+    if misnamed:
+        raise ConfigError("; ".join(misnamed), tuple(misnamed))
     sources = {".".join(loc): kind for loc, kind in origin.items() if len(loc) == 2}
     site = merged.get("site")
     if not isinstance(site, dict) or site.get("public_url") is None:
@@ -425,7 +453,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
+            continue  # `_misnamed_settings` looks at these
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         try:
             value = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
@@ -433,6 +461,37 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             value = raw
         data.setdefault(section, {})[key] = raw if value is None else value
     return data
+
+
+def _misnamed_settings(environ: Mapping[str, str]) -> list[str]:
+    """One line per `AGGREGATOR_*` variable meant as a setting but not named as one (pure).
+
+    Settings are `AGGREGATOR_<SECTION>__<KEY>`; `AGGREGATOR_SCAN_INTERVAL` (one underscore)
+    would otherwise be ignored without a word. A variable whose first word is not, and does
+    not resemble, a section is left alone: the project's own `AGGREGATOR_CONFIG`, and
+    others a deployment or test run may set.
+    """
+    settings = {
+        f"{section}_{key}": f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+        for section, field in Config.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        for key in field.annotation.model_fields
+    }
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or "__" in name or name == ENV_CONFIG:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        first = rest.partition("_")[0]
+        if not difflib.get_close_matches(first, list(Config.model_fields), n=1, cutoff=0.75):
+            continue
+        close = difflib.get_close_matches(rest, list(settings), n=1, cutoff=0.8)
+        hint = f"; did you mean {settings[close[0]]}?" if close else ""
+        lines.append(
+            f"{name}: not a setting (settings are {ENV_PREFIX}<SECTION>__<KEY>, "
+            f"two underscores between section and key){hint}"
+        )
+    return lines
 
 
 def _merge(
@@ -476,7 +535,10 @@ def _describe(
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key" + _suggestion(loc)
-        value = printable(repr(error.get("input")), 80)
+        given = error.get("input")
+        if isinstance(given, str) and "//" in given:
+            given = redact(given)  # never echo a password given in a URL
+        value = printable(repr(given), 80)
         lines.append(f"{source}: {key}: {message} (got {value})")
     return tuple(lines)
 

@@ -588,7 +588,7 @@ class Service:
                 )
             for source, warning in scanned.warnings:
                 name = printable(source)
-                log.info("%s: %s", name, warning, extra=logs.fields(file=name, warning=warning))
+                log.warning("%s: %s", name, warning, extra=logs.fields(file=name, warning=warning))
             for problem in scanned.problems:
                 log.error(
                     "seed directory: %s (its seeds are kept as they were)",

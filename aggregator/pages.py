@@ -76,7 +76,11 @@ ol.entries p{margin:.25rem 0;overflow-wrap:anywhere}
 .meta{color:#555;font-size:.9rem}
 ol.entries img{float:right;width:8rem;height:auto;max-height:8rem;object-fit:cover;
 margin:0 0 .5rem 1rem;border-radius:.3rem}
-@media (max-width:36rem){th.u,td.u{display:none}th.f{width:7rem}ol.entries img{width:5.5rem}}
+@media (max-width:36rem){th.u,td.u{display:none}ol.entries img{width:5.5rem}}
+@media (max-width:48rem){table,tbody,thead{display:block}tr{display:flex;flex-wrap:wrap}
+tr>*{min-width:0}tr>:first-child{flex:1 0 100%;border-bottom:0;padding-bottom:0}
+th.n,td.n,th.u,td.u{flex:0 0 5.5rem;box-sizing:border-box}th.u,td.u{flex-basis:12.5rem}
+th.f,td.f{flex:1 1 0}}
 @media (prefers-color-scheme:dark){body{background:#161616;color:#e8e8e8}a{color:#8ab4f8}
 th,td,ol.entries li{border-color:#333}.meta{color:#aaa}.subscribe{background:#8ab4f8;color:#161616}}
 """.strip()

@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import multiprocessing.context
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -172,6 +173,7 @@ def load_seeds(
         yield from _counted(map(reader, files), total, progress)
         return
     chunk = max(1, min(256, total // (workers * 8)))
+    _quiet_resource_tracker()
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_worker_context(),
@@ -182,6 +184,24 @@ def load_seeds(
         yield from _counted(pool.map(reader, files, chunksize=chunk), total, progress)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+RESOURCE_TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
+"""A warnings filter for multiprocessing's resource tracker (see `_quiet_resource_tracker`)."""
+
+
+def _quiet_resource_tracker() -> None:
+    """Keep multiprocessing's resource tracker from writing its warnings into the log.
+
+    The tracker is a process of its own that shares the service's stderr. When the
+    service is killed (`kill -9`, the OOM killer) during a parallel build, it removes the
+    pool's semaphores, as it should, and says so in plain-text warnings that would break
+    a JSON log. It takes its warning options from `sys.warnoptions` when it starts (as
+    every interpreter multiprocessing starts does), so they are set before the first
+    pool; the warnings of this process itself are not changed.
+    """
+    if RESOURCE_TRACKER_QUIET not in sys.warnoptions:
+        sys.warnoptions.append(RESOURCE_TRACKER_QUIET)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:

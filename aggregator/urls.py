@@ -62,7 +62,7 @@ def http_url(value: str) -> str:
     return url
 
 
-_USERINFO = re.compile(r"(?<=//)[^/?#\s]*@")
+_USERINFO = re.compile(r"(?:(?<=//)|^)[^/?#\s]*@")
 
 
 def without_userinfo(url: str) -> str:
@@ -79,8 +79,9 @@ def without_userinfo(url: str) -> str:
 
 
 def redact(text: str) -> str:
-    """`text` (a URL, perhaps malformed) with anything like `user:password@` after `//`
-    removed: for messages about URLs that could not be read."""
+    """`text` (a URL, perhaps malformed, or a host name) with anything like `user:password@`
+    after `//` or at the start removed: for messages about URLs and hosts that could not
+    be read (`carol:pw@prov.example` given as a domain must not reach logs or state)."""
     return _USERINFO.sub("", text)
 
 

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(
 
 LONG = "Kraftfahrzeughaftpflichtversicherungsbedingungen" * 2  # 96 characters, one word
 PHONE = (390, 844)
+TABLET = (700, 1000)
 DESKTOP = (1280, 900)
 
 
@@ -188,41 +189,61 @@ def test_a_feed_opened_in_the_browser_is_a_page_about_it(service: RunningService
     assert f"{service.base}/feed.xsl" in fetched
 
 
-TOPICS = [
-    "Cybersecurity",
-    "Programming languages",
-    "Künstliche Intelligenz",
-    "Quantum computing",
-    "Computer vision",
-    "Ciencia de datos",
-    "Open source",
-    "Machine learning",
-    "人工智能",
+BUNDLED_SEEDS = Path(__file__).parent.parent / "seeds"
+LONG_WORDS = [
+    "Entertainment",
+    "Environment",
+    "Programming",
+    "Telecommunications",
+    "Nachhaltigkeitsberichterstattung",  # about 270 px: fits a phone's line on its own
+    "Кибербезопасность и криптография",
+    "Περιβαλλοντική πολιτική",
+    "Informationssicherheitsmanagement",
 ]
+"""Long topic words beside the bundled seeds' own topics: each fits a 390 px line alone."""
 
 
 def test_topic_names_keep_their_words_on_a_phone(site: Site) -> None:
-    """The index of a site with everyday topic names, with every format, on a phone."""
+    """The index and topic pages of the bundled seeds, and of long topic words, on a phone
+    (and a small tablet):
+    with the default config and with every format, no word that fits the screen's line
+    on its own breaks (a 110 px topic column once showed "Cybersecurit / y")."""
     from playwright.sync_api import sync_playwright
 
-    for n, topic in enumerate(TOPICS):
-        site.add(f"{n}.md", topics=[topic], originalUrl=f"https://n.example/{n}")
-    site.build(overrides={"feeds.formats": ("atom", "json", "rss")})
+    shutil.copytree(BUNDLED_SEEDS, site.seeds, dirs_exist_ok=True)
+    for n, topic in enumerate(LONG_WORDS):
+        site.add(f"long-{n}.md", topics=[topic], originalUrl=f"https://n.example/{n}")
+    files = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietFiles, directory=str(site.out)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{files.server_address[1]}/"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            context = browser.new_context(
-                viewport={"width": PHONE[0], "height": PHONE[1]}, java_script_enabled=False
-            )
-            context.route("**/*", lambda route: route.abort())  # the page alone
-            page = context.new_page()
-            page.set_content((site.out / "index.html").read_text(encoding="utf-8"))
-            names = page.locator("td.t a").all_inner_texts()
-            assert sorted(names) == sorted(["All topics", *TOPICS])
-            _readable(page, "td.t a")
-            _fits(page, PHONE[0])
+            for formats, (width, height) in (
+                (("atom",), PHONE),
+                (("atom", "json", "rss"), PHONE),
+                (("atom", "json", "rss"), TABLET),
+            ):
+                site.build(overrides={"feeds.formats": formats})
+                context = browser.new_context(
+                    viewport={"width": width, "height": height}, java_script_enabled=False
+                )
+                page = context.new_page()
+                page.goto(base + "index.html")
+                names = page.locator("td.t a").all_inner_texts()
+                assert {"Cybersecurity", "Künstliche Intelligenz", *LONG_WORDS} <= set(names)
+                _readable(page, "td.t a")
+                _fits(page, width)
+                pages = page.locator("td.t a").evaluate_all("links => links.map(a => a.href)")
+                for url in pages:
+                    page.goto(url)
+                    _readable(page, "h1")
+                    _fits(page, width)
+                context.close()
         finally:
             browser.close()
+            files.shutdown()
+            files.server_close()
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):
@@ -278,12 +299,15 @@ def _note(problems: list[str], text: str) -> None:
     problems.append(text)
 
 
-_BROKEN_WORDS = """selector => {
+_BROKEN_WORDS = """([selector, phone]) => {
     const broken = [];
+    const main = document.querySelector("main") || document.body;
     for (const element of document.querySelectorAll(selector)) {
-        let box = element;  // the width of a line: that of the nearest box that is no inline
+        // On a phone or small tablet, a word that fits a line of the page must never break,
+        // whatever column it is in; on a wider screen, one that fits its own box.
+        let box = element;
         while (getComputedStyle(box).display === "inline") box = box.parentElement;
-        const line = box.clientWidth;
+        const line = phone ? main.clientWidth : box.clientWidth;
         for (const node of element.childNodes) {
             if (node.nodeType !== Node.TEXT_NODE) continue;
             for (const word of node.data.matchAll(/\\S+/g)) {
@@ -312,10 +336,13 @@ _SMALL_TARGETS = """() => {
 
 
 def _readable(page: Page, names: str) -> None:
-    """Words in `names` break only when they cannot fit a line, and every link is a tap target
-    at least 24 px high."""
+    """Words in `names` break only when they cannot fit a line (on a phone: a line of the
+    page, not merely their table column), and every link is a tap target at least 24 px
+    high."""
     assert page.locator(names).count() > 0
-    broken = page.evaluate(_BROKEN_WORDS, names)
+    viewport = page.viewport_size
+    phone = viewport is not None and viewport["width"] <= TABLET[0]
+    broken = page.evaluate(_BROKEN_WORDS, [names, phone])
     assert broken == [], f"words broken across lines at {page.url}: {broken}"
     small = page.evaluate(_SMALL_TARGETS)
     assert small == [], f"tap targets under 24 px at {page.url}: {small}"

@@ -156,3 +156,24 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     assert result.stderr == ""
     assert result.returncode != 0
     check_feed((tmp_path / "out" / "feeds" / "ai.atom").read_bytes())  # the work was done
+
+
+def test_a_full_standard_output_is_one_line_and_status_1(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "ok.md").write_text(seed_text(title="Fine"))
+    with open("/dev/full", "w") as full:  # like `aggregator build > /dev/full`
+        result = subprocess.run(
+            [sys.executable, "-m", "aggregator", "build", "--seeds", "seeds", "--out", "out"],
+            cwd=tmp_path,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "aggregator: cannot write to standard output: No space left on device"
+    ]
+    check_feed((tmp_path / "out" / "feeds" / "ai.atom").read_bytes())  # the work was done

@@ -141,3 +141,56 @@ def test_the_effective_settings_say_where_each_came_from(tmp_path: Path) -> None
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize(
+    ("key", "env"),
+    [("site.public_url", "AGGREGATOR_SITE__PUBLIC_URL"), ("websub.hub", "AGGREGATOR_WEBSUB__HUB")],
+)
+def test_a_public_url_with_a_password_is_refused_without_showing_it(
+    tmp_path: Path, key: str, env: str
+) -> None:
+    section, name = key.split(".")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{section}:\n  {name}: 'https://w:pw@feeds.example/'\n")
+    for file, environ, source in (
+        (path, {}, str(path)),
+        (None, {env: "https://u:pw@h.example/"}, env),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_config(file, environ=environ)
+        (problem,) = caught.value.problems
+        assert problem.startswith(f"{source}: {key}: ")
+        assert "user name or password" in problem
+        assert "pw@" not in problem
+        assert "feeds.example/" in problem or "h.example/" in problem
+
+
+def test_a_bad_port_is_the_only_error_and_is_blamed_on_its_source(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  port: 8080\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides={"server.port": 0}, environ={})
+    assert caught.value.problems == (
+        "command line: server.port: Input should be greater than or equal to 1 (got 0)",
+    )
+    path.write_text("server:\n  port: 70000\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert [p.split(": ")[:2] for p in caught.value.problems] == [[str(path), "server.port"]]
+    path.write_text("server:\n  port: '8099'\n")
+    assert load_config(path, environ={}).site.public_url == "http://127.0.0.1:8099/"
+
+
+def test_an_environment_variable_meant_as_a_setting_but_misnamed_is_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"AGGREGATOR_SCAN_INTERVAL": "3", "AGGREGATOR_SEVER_PORT": "1"})
+    assert caught.value.problems == (
+        "AGGREGATOR_SCAN_INTERVAL: not a setting (settings are AGGREGATOR_<SECTION>__<KEY>, "
+        "two underscores between section and key); did you mean AGGREGATOR_SCAN__INTERVAL?",
+        "AGGREGATOR_SEVER_PORT: not a setting (settings are AGGREGATOR_<SECTION>__<KEY>, "
+        "two underscores between section and key); did you mean AGGREGATOR_SERVER__PORT?",
+    )
+    # What the project itself and its tests set is not a setting, and is no error.
+    others = ("REQUIRE_NGINX", "REQUIRE_BROWSER", "UPDATE_GOLDEN", "TEST_SESSION")
+    assert load_config(environ={f"AGGREGATOR_{name}": "1" for name in others}) == Config()

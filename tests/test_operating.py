@@ -96,3 +96,26 @@ def test_a_first_start_without_seeds_says_nothing_is_served_and_what_to_do(
         assert "the last good feeds are still served" in later[-1]
         assert svc.get("/feeds/ai.atom").status_code == 200
         assert svc.stop() == 0
+
+
+def test_a_password_removed_from_a_seed_url_is_a_warning_logged_once(tmp_path: Path) -> None:
+    svc = RunningService(
+        tmp_path,
+        logging={"format": "json", "level": "warning"},
+        links={"enabled": False},
+        thumbnails={"enabled": False},
+    )
+    (svc.seeds / "creds.md").write_text(
+        seed_text(title="Creds", originalUrl="https://bob:s3cret@news.example/creds")
+    )
+    with svc:
+        svc.start()
+        svc.wait_next_scan()
+        svc.wait_next_scan()  # a rescan with nothing changed says nothing again
+        assert svc.stop() == 0
+        log = svc.log()
+    assert "s3cret" not in log
+    said = [e for e in json_events(log) if "password removed" in e["message"]]
+    assert len(said) == 1, said
+    assert said[0]["level"] == "warning" and said[0]["file"] == "creds.md"
+    assert said[0]["warning"].startswith("originalUrl: ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -76,3 +77,32 @@ def command(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return "?"
+
+
+def test_a_json_log_stays_json_after_kill_9_during_a_parallel_build(tmp_path: Path) -> None:
+    """Multiprocessing's resource tracker, left behind by `kill -9`, cleans up the pool's
+    semaphores; it must not write its plain-text warnings into the service's JSON log."""
+    with RunningService(tmp_path, build={"workers": 2}, logging={"format": "json"}) as svc:
+        for n in range(1500):  # enough to parse in worker processes
+            (svc.seeds / f"s{n:05d}.md").write_text(
+                seed_text(title=f"Story {n}", originalUrl=f"https://o.example/{n}")
+            )
+        svc.start(wait=False)
+        assert svc.process is not None
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(seen) < 3 and time.monotonic() < deadline:
+            seen |= descendants(svc.process.pid)
+            time.sleep(0.01)
+        assert len(seen) >= 3, svc.log()
+        svc.kill()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in seen) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the tracker writes (or would) before it ends
+        assert not any(alive(pid) for pid in seen)
+        log = svc.log()
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert lines, "the service logged nothing before it was killed"
+    for line in lines:
+        event = json.loads(line)
+        assert isinstance(event, dict) and "level" in event, line

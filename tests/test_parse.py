@@ -215,3 +215,13 @@ def test_a_bad_url_with_a_password_is_reported_without_it() -> None:
     _, _, warnings = parse(seed_text(webUrl="https://bob:s3cret@news.example/a b"))
     assert len(warnings) == 1 and warnings[0].startswith("webUrl: ")
     assert "s3cret" not in warnings[0] and "bob" not in warnings[0]
+
+
+def test_a_provider_domain_with_a_password_is_reported_without_it() -> None:
+    article, error, warnings = parse(
+        seed_text(provider={"name": "Prov", "domain": "carol:S3cretPW5@prov.example"})
+    )
+    assert error is None and isinstance(article, Article)
+    assert len(warnings) == 1 and warnings[0].startswith("provider.domain: not a valid host")
+    assert "'prov.example'" in warnings[0]
+    assert "S3cret" not in warnings[0] and "carol" not in warnings[0]
