@@ -599,7 +599,12 @@ class Service:
             if not self._render_all and not self.pipeline.output_intact():
                 log.warning("files of the output directory went missing: writing them again")
                 self._render_all = True
-            if self._render_all or scanned.entries_changed or self.config.feeds.max_age_days:
+            if (
+                self._render_all
+                or scanned.entries_changed
+                or scanned.names_changed
+                or self.config.feeds.max_age_days
+            ):
                 topics = None if self._render_all else scanned.topics
                 rendered = self.pipeline.render(now, topics, should_stop=stopping)
                 self._render_all = False

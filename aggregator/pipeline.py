@@ -133,6 +133,9 @@ class ScanReport:
     """Parts of the seed directory that could not be read; nothing there counts as deleted."""
     topics: set[str] = field(default_factory=set)
     entries_changed: int = 0
+    names_changed: bool = False
+    """A topic's display name moved (its seeds now spell it otherwise) though no entry
+    changed: every page and the OPML name it, so everything is rendered again."""
 
 
 @dataclass
@@ -364,6 +367,10 @@ class Pipeline:
         applied = self.store.refresh(self.rules, now, should_stop, self.link_rules)
         report.topics = applied.topics
         report.entries_changed = applied.entries_changed
+        if (report.parsed or gone) and not applied.entries_changed and self._catalog is not None:
+            slugs = self.store.topic_slugs()
+            catalog = topic_catalog(self.store.spelling_counts(), self.rules, slugs)
+            report.names_changed = catalog != self._catalog
         self._known = known
         return report
 

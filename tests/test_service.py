@@ -396,3 +396,18 @@ def test_a_future_article_is_published_by_the_service_when_it_falls_due(
     config = load_config(svc.config_path, environ={})
     build(config, datetime.now(UTC))  # a cold build from the same seeds and state file
     assert {p: p.read_bytes() for p in svc.out.rglob("*") if p.is_file()} == served
+
+
+def test_a_new_spelling_of_a_topic_renames_it_in_the_running_service(tmp_path: Path) -> None:
+    """Only the spelling changes (`ai` → `AI`, the same topic and the same entries): the
+    pages and the OPML name it as a cold build would."""
+    svc = RunningService(tmp_path)
+    seed = svc.seeds / "a.md"
+    seed.write_text(seed_text(title="One", topics=["ai"], originalUrl="https://s.example/1"))
+    with svc:
+        svc.start()
+        assert 'text="ai"' in svc.get("/feeds.opml").text
+        seed.write_text(seed_text(title="One", topics=["AI"], originalUrl="https://s.example/1"))
+        svc.wait_next_scan()
+        assert 'text="AI"' in svc.get("/feeds.opml").text
+        assert ">AI<" in svc.get("/topics/ai.html").text
