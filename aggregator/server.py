@@ -371,9 +371,16 @@ LINGER_SECONDS = 2.0
 the refusal reaches it before the connection closes (closing with unread data sends a reset)."""
 READ_SIZE = 16 * 1024
 MAX_PIPELINED = 64
-FD_RESERVE = 256
-"""Open files kept for everything but client connections (state file, seeds, link checks)."""
-BACKLOG = 2048
+BACKLOG = 128
+"""The listen queue, and what asyncio accepts per readiness event: each accepted socket
+reaches `HttpServer._opened` (where the longest idle connection is closed to make room) two
+loop iterations later, and the one closed is released one iteration after that, so up to
+three batches of sockets are open beyond `max_connections` at once."""
+FD_RESERVE = 3 * BACKLOG + 128
+"""Open files kept for everything but settled client connections: three accept batches (see
+`BACKLOG`), and 128 for the rest (state file, seeds, link checks, the process's own)."""
+ACCEPT_ERROR_INTERVAL = 60.0
+"""Seconds between two log lines saying accepting failed for want of descriptors or memory."""
 _TICK = 0.25
 _STOP_GRACE = 1.5
 _STATUS_LINES = {
@@ -429,8 +436,7 @@ def raise_open_file_limit() -> tuple[int, int]:
 
 def connection_capacity(open_files: int, configured: int | None) -> int:
     """How many client connections fit in `open_files` descriptors (and `configured`)."""
-    room = open_files - FD_RESERVE if open_files > 2 * FD_RESERVE else open_files // 2
-    room = max(room, 1)
+    room = max(open_files - FD_RESERVE, open_files // 4, 1)
     return room if configured is None else max(1, min(configured, room))
 
 
@@ -727,6 +733,8 @@ class HttpServer:
         self._date_at = 0
         self._date_line = b""
         self._full_warned = 0.0
+        self._accept_warned = 0.0
+        self._passed_on: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None = None
         self._ticker: asyncio.TimerHandle | None = None
 
     @property
@@ -742,6 +750,15 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._wake = asyncio.Event()
+        self._passed_on = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_error)
+        try:
+            await self._listen(loop)
+        finally:
+            loop.set_exception_handler(self._passed_on)
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._wake is not None
         server = await loop.create_server(
             lambda: _Connection(self, loop), self.host, self.port, backlog=BACKLOG
         )
@@ -763,6 +780,32 @@ class HttpServer:
             for connection in list(self._connections):
                 connection.expire()
             await server.wait_closed()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Log a failed accept (no descriptor or memory left) as one line a minute at most.
+
+        asyncio logs each one with a traceback and retries a second later, which at the
+        open-file limit is thousands of lines a second; everything else goes on as before.
+        """
+        message = str(context.get("message", ""))
+        if not message.startswith("socket.accept() out of system resource"):
+            if self._passed_on is not None:
+                self._passed_on(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - self._accept_warned >= ACCEPT_ERROR_INTERVAL or not self._accept_warned:
+            self._accept_warned = now
+            error = context.get("exception")
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            log.error(
+                "cannot accept connections: %s (open-file limit %d, %d client connections); "
+                "retrying every second, logged once a minute",
+                reason,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                len(self._connections),
+            )
 
     def stop(self) -> None:
         """Stop taking connections, finish the answers in progress, close the rest."""
