@@ -480,6 +480,7 @@ class _Connection(asyncio.BufferedProtocol):
         "server",
         "stop_after",
         "transport",
+        "unsent",
         "url",
     )
 
@@ -506,6 +507,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.stop_after = False
         """No request after the current one is read (Connection: close, a body, a refusal)."""
         self.reject = 0
+        self.unsent = 0
+        """Bytes left in the write buffer when last looked at (while the client is behind)."""
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -545,12 +548,15 @@ class _Connection(asyncio.BufferedProtocol):
     def pause_writing(self) -> None:
         self.paused = True
         self.server._busy(self)
-        self.deadline = self.loop.time() + SEND_TIMEOUT
+        self._sending()
         if self.transport is not None and not self.closing:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.closing:
+            return  # the tick follows the rest of the output, then lingers
+        self.server._sent(self)
         while self.queue and not self.paused:
             self._answer(self.queue.popleft())
         if self.paused or self.closing:
@@ -666,12 +672,25 @@ class _Connection(asyncio.BufferedProtocol):
         self.deadline = self.loop.time() + self.server.limits.keepalive_timeout
         self.server._idle(self)
 
+    def _sending(self) -> None:
+        """The client is behind: it is dropped after SEND_TIMEOUT seconds without progress."""
+        self.unsent = self.transport.get_write_buffer_size() if self.transport else 0
+        self.deadline = self.loop.time() + SEND_TIMEOUT
+        self.server._sending.add(self)
+
     def _linger(self) -> None:
-        """Close after the answers are sent, reading and dropping input for a moment."""
+        """Close after the answers are sent, reading and dropping input for a moment.
+
+        The moment (LINGER_SECONDS) starts once the output is all written: until then the
+        send timeout applies, so a slow reader still gets a large answer whole.
+        """
         self.closing = True
         self.queue.clear()
-        self.deadline = self.loop.time() + LINGER_SECONDS
         transport = self.transport
+        if transport is None or not transport.get_write_buffer_size():
+            self.deadline = self.loop.time() + LINGER_SECONDS
+        else:
+            self._sending()
         if transport is None:
             return
         if self.paused:
@@ -727,6 +746,9 @@ class HttpServer:
         self._connections: set[_Connection] = set()
         self._idle_order: dict[_Connection, None] = {}
         """Connections with no answer in progress, the longest idle first."""
+        self._sending: set[_Connection] = set()
+        """Connections whose client is behind reading (see SEND_TIMEOUT), or that close once
+        their output is written."""
         self._read_buffer = bytearray(READ_SIZE)
         self._read_view = memoryview(self._read_buffer)
         """One read buffer for all: each read is parsed before the next one is made."""
@@ -836,6 +858,10 @@ class HttpServer:
     def _closed(self, connection: _Connection) -> None:
         self._connections.discard(connection)
         self._idle_order.pop(connection, None)
+        self._sending.discard(connection)
+
+    def _sent(self, connection: _Connection) -> None:
+        self._sending.discard(connection)
 
     def _idle(self, connection: _Connection) -> None:
         self._idle_order.pop(connection, None)
@@ -849,6 +875,15 @@ class HttpServer:
         """Drop every connection whose deadline passed; runs every _TICK seconds."""
         assert self._loop is not None
         now = self._loop.time()
+        for connection in list(self._sending):
+            transport = connection.transport
+            left = transport.get_write_buffer_size() if transport is not None else 0
+            if left < connection.unsent:  # progress: the send timeout starts again
+                connection.unsent = left
+                connection.deadline = now + SEND_TIMEOUT
+            if not left and connection.closing:  # all written: linger, then close
+                self._sending.discard(connection)
+                connection.deadline = now + LINGER_SECONDS
         for connection in [c for c in self._connections if c.deadline < now]:
             self._closed(connection)
             connection.expire()

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import http.client
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -176,3 +177,42 @@ def test_path_rules_and_accept_encoding_parsing() -> None:
         assert safe_relative(bad) is None
     assert accepts_gzip("gzip") and accepts_gzip("br, gzip;q=0.5") and accepts_gzip("*")
     assert not accepts_gzip("gzip;q=0") and not accepts_gzip("br") and not accepts_gzip("")
+
+
+def _slow_read(port: int, request: bytes, pace: float) -> bytes:
+    """Send `request` and read the whole answer until the server closes, slowly: 64 KiB per
+    `pace` seconds into a small receive buffer, so most of the answer waits in the server."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(40)
+    sock.connect(("127.0.0.1", port))
+    received = bytearray()
+    try:
+        sock.sendall(request)
+        while chunk := sock.recv(64 * 1024):
+            received += chunk
+            time.sleep(pace)
+    finally:
+        sock.close()
+    return bytes(received)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /big.bin HTTP/1.0\r\n\r\n",
+    ],
+)
+def test_a_closing_answer_reaches_a_slow_reader_whole(served: Served, request_line: bytes) -> None:
+    # 8 MB at about 2 MB/s takes longer than the linger after the answer is queued (2 s):
+    # the connection closes only once everything was sent.
+    big = os.urandom(8 * 1024 * 1024)
+    (served.root / "big.bin").write_bytes(big)
+    answer = _slow_read(served.port, request_line, 0.03)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"content-length: %d" % len(big) in head.lower()
+    got = len(body)
+    assert got == len(big)
+    assert body == big, "the bytes differ"
