@@ -358,7 +358,7 @@ class App:
 #     been idle longest (no answer in progress; nginx reuses idle keep-alive
 #     connections the same way), so idle or slow clients never lock others out;
 #   - pipelined requests are answered in order; while a client does not read,
-#     reading from it stops, and at most MAX_PIPELINED answers wait.
+#     reading from it stops, so the requests of one read at most wait (MAX_PIPELINED).
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0
@@ -370,7 +370,11 @@ LINGER_SECONDS = 2.0
 """After refusing a request, read and discard what the client still sends for this long, so
 the refusal reaches it before the connection closes (closing with unread data sends a reset)."""
 READ_SIZE = 16 * 1024
-MAX_PIPELINED = 64
+MAX_PIPELINED = READ_SIZE // 16 + 1
+"""Parsed requests that may wait for their answers: more than one read can hold (a request
+takes 16 bytes at least), since reading stops while answers wait, so every request of a
+client that reads its answers is answered. They are small (no body, a few headers); past
+this, the connection would close after the answers before it."""
 BACKLOG = 128
 """The listen queue, and what asyncio accepts per readiness event: each accepted socket
 reaches `HttpServer._opened` (where the longest idle connection is closed to make room) two

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
@@ -216,3 +217,43 @@ def test_a_closing_answer_reaches_a_slow_reader_whole(served: Served, request_li
     got = len(body)
     assert got == len(big)
     assert body == big, "the bytes differ"
+
+
+def _answer(reader: BinaryIO) -> tuple[int, bytes]:
+    """(status, body) of the next answer on a connection (Content-Length bodies only)."""
+    status_line = reader.readline()
+    if not status_line:
+        raise ConnectionError("closed without an answer")
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return int(status_line.split()[1]), reader.read(length)
+
+
+def test_a_reading_client_gets_every_pipelined_answer(served: Served) -> None:
+    # 1,000 answers of 32 KB are more than the socket buffers hold: reading stops until the
+    # client catches up, and every request of the reads already made waits its turn.
+    part = os.urandom(32 * 1024)
+    (served.root / "part.bin").write_bytes(part)
+    count = 1000
+    sock = socket.create_connection(("127.0.0.1", served.port), timeout=10)
+    request = b"GET /part.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    sender = threading.Thread(target=sock.sendall, args=(request * count,))
+    sender.start()
+    time.sleep(0.5)  # a slow start: the answers pile up in the server
+    reader = sock.makefile("rb")
+    answered = 0
+    try:
+        for _ in range(count):
+            status, body = _answer(reader)
+            assert status == 200 and body == part, status
+            answered += 1
+    except (ConnectionError, OSError):
+        pass
+    sender.join(10)
+    assert answered == count
+    sock.sendall(request)  # and the connection goes on
+    assert _answer(reader)[0] == 200
+    sock.close()
