@@ -180,8 +180,10 @@ def test_running_out_of_descriptors_is_logged_once_not_per_accept(tmp_path: Path
                 assert svc.get("/healthz").status_code == 200
             time.sleep(2)
             added = svc.log().splitlines()[logged:]
-            assert sum("cannot accept connections" in line for line in added) >= 1, added
-            assert len(added) <= 3, "\n".join(added[:20])
+            # (A scan may fail for want of descriptors too, and say so: a real error here.)
+            assert sum("cannot accept connections" in line for line in added) == 1, added
+            noise = [line for line in added if "out of system resource" in line]
+            assert not noise and not any("Traceback" in line for line in added), added[:20]
         finally:
             for sock in idle:
                 sock.close()
