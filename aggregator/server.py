@@ -276,6 +276,7 @@ _REFUSALS = {
     400: b"bad request\n",
     414: b"request URL too long\n",
     431: b"request header fields too large\n",
+    505: b"HTTP version not supported\n",
 }
 
 
@@ -322,7 +323,7 @@ class App:
         return self._send(200, rep.body, rep.headers, method)
 
     def refusal(self, status: int) -> Response:
-        """The answer to a request the protocol layer refuses (400, 414, 431)."""
+        """The answer to a request the protocol layer refuses (400, 414, 431, 505)."""
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         return self._send(status, _REFUSALS[status], headers, "GET")
 
@@ -474,6 +475,7 @@ class _Connection(asyncio.BufferedProtocol):
         "fresh",
         "head_bytes",
         "head_len",
+        "hosts",
         "in_head",
         "loop",
         "parser",
@@ -498,6 +500,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.body = False
         self.head_len = 0
         """Bytes of the current head, counted exactly from what the parser reported."""
+        self.hosts = 0
+        """Host header lines in the current head (RFC 9112 §3.2: exactly one in HTTP/1.1)."""
         self.head_bytes = 0
         """Bytes received while a head was incomplete: catches what the parser still holds."""
         self.in_head = True
@@ -540,9 +544,11 @@ class _Connection(asyncio.BufferedProtocol):
         except httptools.HttpParserUpgrade:
             self._submit(_Request("", b"", {}, True, 0), stop=True)  # not HTTP any more
             return
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
             if not self.stop_after:  # a refusal from a callback, or garbage
-                self._submit(_Request("", b"", {}, True, self.reject or 400), stop=True)
+                # llhttp knows HTTP/1.0, 1.1 and 2.0 (refused below); other versions are 505
+                refusal = 505 if str(exc) == "Invalid HTTP version" else 400
+                self._submit(_Request("", b"", {}, True, self.reject or refusal), stop=True)
             return
         if self.in_head:
             self.head_bytes = 0 if self.completed else self.head_bytes + nbytes
@@ -578,6 +584,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.request = {}
         self.body = False
         self.head_len = 0
+        self.hosts = 0
         if self.fresh:
             self.fresh = False
             self.deadline = self.loop.time() + self.server.limits.header_timeout
@@ -594,7 +601,9 @@ class _Connection(asyncio.BufferedProtocol):
             self.reject = 431
             raise _Refused
         name = name.lower()
-        if name in _WANTED:
+        if name == b"host":
+            self.hosts += 1
+        elif name in _WANTED:
             self.request[name] = value.decode("latin-1")
             if name == b"transfer-encoding" or (
                 name == b"content-length" and value.strip() != b"0"
@@ -607,6 +616,10 @@ class _Connection(asyncio.BufferedProtocol):
         parser = self.parser
         close = self.body or not parser.should_keep_alive()
         method = parser.get_method().decode("ascii", "replace")
+        refusal = _version_refusal(parser.get_http_version(), self.hosts)
+        if refusal:
+            self._submit(_Request(method, b"", {}, True, refusal), stop=True)
+            return
         self._submit(_Request(method, self.url, self.request, close), stop=close)
 
     def on_message_complete(self) -> None:
@@ -718,15 +731,35 @@ class _Connection(asyncio.BufferedProtocol):
             self.stop_after = True
 
 
+def _version_refusal(version: str, hosts: int) -> int:
+    """The status refusing a head of this HTTP version with this many Host lines; 0 if none.
+
+    Pure. RFC 9112 §2.6: a major version other than 1 is not spoken here (505). §3.2: an
+    HTTP/1.1 request names its host, and no request names two (400).
+    """
+    if not version.startswith("1."):
+        return 505
+    if hosts > 1 or (hosts == 0 and version != "1.0"):
+        return 400
+    return 0
+
+
 def _path(url: bytes) -> str | None:
-    """The percent-decoded path of a request target; None when it is not one."""
+    """The percent-decoded path of a request target; None when it is not one.
+
+    An absolute-form target without a path (`http://host`, `http://host?q`) means `/`
+    (RFC 9112 §3.2.2, RFC 3986 §6.2.3).
+    """
     if url[:1] != b"/" or b"?" in url or b"#" in url:
         try:
-            raw = httptools.parse_url(url).path
+            parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             return None
+        raw = parsed.path
         if raw is None:
-            return None
+            if parsed.host is None:
+                return None
+            raw = b"/"
         url = raw
     try:
         path = url.decode("ascii")

@@ -257,3 +257,33 @@ def test_a_reading_client_gets_every_pipelined_answer(served: Served) -> None:
     sock.sendall(request)  # and the connection goes on
     assert _answer(reader)[0] == 200
     sock.close()
+
+
+def _exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """(status, body) of the answer to `data` sent as is on a new connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        return _answer(sock.makefile("rb"))
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /feeds/ai.atom HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 names its host
+        (b"GET /feeds/ai.atom HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /feeds/ai.atom HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", 400),
+        (b"GET /feeds/ai.atom HTTP/1.0\r\n\r\n", 200),  # HTTP/1.0 need not
+        (b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+        (b"GET /feeds/ai.atom HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /feeds/ai.atom HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /feeds/ai.atom HTTP/0.9\r\n\r\n", 505),
+        (b"GET http://x.example HTTP/1.1\r\nHost: x.example\r\n\r\n", 200),  # the index
+        (b"GET http://x.example?a=b HTTP/1.1\r\nHost: x.example\r\n\r\n", 200),
+        (b"GET http://x.example/feeds/ai.atom HTTP/1.1\r\nHost: x.example\r\n\r\n", 200),
+    ],
+)
+def test_request_lines_and_host_follow_rfc_9112(served: Served, data: bytes, status: int) -> None:
+    got, body = _exchange(served.port, data)
+    assert got == status, body[:80]
+    if b"http://x.example HTTP" in data or b"?a=b" in data:
+        assert b"<title>home</title>" in body
