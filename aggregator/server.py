@@ -357,7 +357,8 @@ class App:
 #     and its connection closed: nothing here reads request bodies;
 #   - at `max_connections`, a new connection closes the connection that has
 #     been idle longest (no answer in progress; nginx reuses idle keep-alive
-#     connections the same way), so idle or slow clients never lock others out;
+#     connections the same way), or when none is idle the one nearest its send
+#     timeout, so idle or slow clients never lock others out;
 #   - pipelined requests are answered in order; while a client does not read,
 #     reading from it stops, so the requests of one read at most wait (MAX_PIPELINED).
 
@@ -557,7 +558,6 @@ class _Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self.paused = True
-        self.server._busy(self)
         self._sending()
         if self.transport is not None and not self.closing:
             self.transport.pause_reading()
@@ -693,7 +693,8 @@ class _Connection(asyncio.BufferedProtocol):
         """The client is behind: it is dropped after SEND_TIMEOUT seconds without progress."""
         self.unsent = self.transport.get_write_buffer_size() if self.transport else 0
         self.deadline = self.loop.time() + SEND_TIMEOUT
-        self.server._sending.add(self)
+        self.server._busy(self)
+        self.server._progress(self)
 
     def _linger(self) -> None:
         """Close after the answers are sent, reading and dropping input for a moment.
@@ -706,6 +707,7 @@ class _Connection(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or not transport.get_write_buffer_size():
             self.deadline = self.loop.time() + LINGER_SECONDS
+            self.server._idle(self)
         else:
             self._sending()
         if transport is None:
@@ -783,15 +785,17 @@ class HttpServer:
         self._connections: set[_Connection] = set()
         self._idle_order: dict[_Connection, None] = {}
         """Connections with no answer in progress, the longest idle first."""
-        self._sending: set[_Connection] = set()
+        self._sending: dict[_Connection, None] = {}
         """Connections whose client is behind reading (see SEND_TIMEOUT), or that close once
-        their output is written."""
+        their output is written; in the order of their last progress, so the first is the
+        one nearest its send timeout."""
         self._read_buffer = bytearray(READ_SIZE)
         self._read_view = memoryview(self._read_buffer)
         """One read buffer for all: each read is parsed before the next one is made."""
         self._date_at = 0
         self._date_line = b""
-        self._full_warned = 0.0
+        self._full_warned: dict[str, float] = {}
+        """When each kind of making room was last logged."""
         self._accept_warned = 0.0
         self._passed_on: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None = None
         self._ticker: asyncio.TimerHandle | None = None
@@ -877,28 +881,46 @@ class HttpServer:
     # -- bookkeeping for the connections ----------------------------------------------
 
     def _opened(self, connection: _Connection) -> None:
+        """A new connection; at the limit, another one makes room for it.
+
+        The one idle longest, as nginx does with keep-alive connections. When none is idle,
+        every slot is held by a client still being sent its answers: the one that read
+        nothing for longest (nearest its send timeout) goes, the likeliest to be holding a
+        slot on purpose, so that new clients (and /healthz) are still answered rather than
+        locked out until send timeouts pass.
+        """
         self._connections.add(connection)
         self._idle_order[connection] = None
         if len(self._connections) <= self.limits.max_connections:
             return
-        victim = next((c for c in self._idle_order if c is not connection), connection)
+        victim = next((c for c in self._idle_order if c is not connection), None)
+        what = "closing the longest idle ones for new ones"
+        if victim is None:
+            victim = next(iter(self._sending), None)
+            what = "none idle: closing the ones slowest to read their answers for new ones"
+        if victim is None:  # only connections lingering over: the new one waits its turn
+            victim = connection
+            what = "none idle: closing new ones"
         self._closed(victim)
         victim.expire()
         now = time.monotonic()
-        if now - self._full_warned > 60:
-            self._full_warned = now
-            log.warning(
-                "%d connections open, the limit: closing the longest idle ones for new ones",
-                self.limits.max_connections,
-            )
+        if now - self._full_warned.get(what, 0.0) > 60:
+            self._full_warned[what] = now
+            log.warning("%d connections open, the limit: %s", self.limits.max_connections, what)
 
     def _closed(self, connection: _Connection) -> None:
         self._connections.discard(connection)
         self._idle_order.pop(connection, None)
-        self._sending.discard(connection)
+        self._sending.pop(connection, None)
 
     def _sent(self, connection: _Connection) -> None:
-        self._sending.discard(connection)
+        self._sending.pop(connection, None)
+
+    def _progress(self, connection: _Connection) -> None:
+        """The client read some of its answers: it goes last in the sending order."""
+        self._sending.pop(connection, None)
+        if connection in self._connections:
+            self._sending[connection] = None
 
     def _idle(self, connection: _Connection) -> None:
         self._idle_order.pop(connection, None)
@@ -918,9 +940,11 @@ class HttpServer:
             if left < connection.unsent:  # progress: the send timeout starts again
                 connection.unsent = left
                 connection.deadline = now + SEND_TIMEOUT
+                self._progress(connection)
             if not left and connection.closing:  # all written: linger, then close
-                self._sending.discard(connection)
+                self._sending.pop(connection, None)
                 connection.deadline = now + LINGER_SECONDS
+                self._idle(connection)  # nothing left to send: it may make room
         for connection in [c for c in self._connections if c.deadline < now]:
             self._closed(connection)
             connection.expire()

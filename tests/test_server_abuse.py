@@ -257,6 +257,43 @@ def test_at_the_connection_limit_the_longest_idle_connection_makes_room(tmp_path
         assert "up to 20 client connections" in svc.log()
 
 
+def test_when_every_slot_is_busy_sending_the_slowest_reader_makes_room(tmp_path: Path) -> None:
+    with _start(tmp_path, server={"max_connections": 20}) as svc:
+        for n in range(40):  # a feed of about 80 KB
+            (svc.seeds / f"big{n}.md").write_text(
+                seed_text(
+                    title=f"Big {n}",
+                    topics=["AI"],
+                    originalUrl=f"https://s.example/big/{n}",
+                    excerpt=f"Words {n} " * 200,
+                )
+            )
+        svc.start()
+        # 20 clients that ask for 100 feeds each (more than the socket buffers hold) and read
+        # nothing: no connection is idle.
+        slow = []
+        for _ in range(20):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", svc.port))
+            sock.sendall(b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+            slow.append(sock)
+            time.sleep(0.05)
+        try:
+            time.sleep(0.5)
+            for _ in range(3):  # each new client closes the reader nearest its send timeout
+                assert svc.get("/healthz").status_code == 200
+            assert closed_within(slow[0], 5)
+            log = svc.log()
+            assert "none idle: closing the ones" in log, log
+            assert "closing the longest idle" not in log
+        finally:
+            for sock in slow:
+                sock.close()
+        assert svc.stop() == 0
+
+
 # -- request head size -------------------------------------------------------------------
 
 
