@@ -166,6 +166,8 @@ class StaticFiles:
         """(hub URL, public URL of the directory) when WebSub is on: feeds get Link headers."""
         self._cache: dict[str, CachedFile] = {}
         self._lock = threading.Lock()
+        self._inputs = self._header_inputs()
+        """What the cached headers were made from, besides each file (see `reconfigured`)."""
 
     def get(self, url_path: str) -> CachedFile | None:
         relative = safe_relative(url_path)
@@ -198,9 +200,27 @@ class StaticFiles:
         return cached
 
     def clear(self) -> None:
-        """Forget every cached file (after a config change)."""
+        """Forget every cached file."""
         with self._lock:
             self._cache.clear()
+
+    def reconfigured(self) -> bool:
+        """After a config change: forget the cached files if what their headers are made of
+        (max age, WebSub hub and public URL) changed; True when they were forgotten.
+
+        Otherwise the cache stays, so a reload does not have every file read and gzipped
+        again while clients keep asking for them.
+        """
+        inputs = self._header_inputs()
+        with self._lock:
+            if inputs == self._inputs:
+                return False
+            self._inputs = inputs
+            self._cache.clear()
+        return True
+
+    def _header_inputs(self) -> tuple[int, tuple[str, str] | None]:
+        return self.max_age(), self.hub()
 
     def _load(
         self, relative: str, body: bytes, version: tuple[int, int, int], mtime: int

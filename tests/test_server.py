@@ -287,3 +287,26 @@ def test_request_lines_and_host_follow_rfc_9112(served: Served, data: bytes, sta
     assert got == status, body[:80]
     if b"http://x.example HTTP" in data or b"?a=b" in data:
         assert b"<title>home</title>" in body
+
+
+def test_a_config_change_forgets_cached_files_only_when_their_headers_change(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "ai.atom").write_bytes(FEED)
+    max_age = [60]
+    hub: list[tuple[str, str]] = []
+    files = StaticFiles(tmp_path, lambda: max_age[0], lambda: hub[0] if hub else None)
+    first = files.get("/feeds/ai.atom")
+    assert first is not None
+    assert files.reconfigured() is False  # a reload that changes nothing the headers hold
+    assert files.get("/feeds/ai.atom") is first  # not read and gzipped again
+    max_age[0] = 300
+    assert files.reconfigured() is True
+    again = files.get("/feeds/ai.atom")
+    assert again is not None and again is not first
+    assert (b"cache-control", b"public, max-age=300") in again.plain.headers
+    hub.append(("https://hub.example/", "https://feeds.example/"))
+    assert files.reconfigured() is True
+    linked = files.get("/feeds/ai.atom")
+    assert linked is not None and any(name == b"link" for name, _ in linked.plain.headers)
