@@ -573,7 +573,7 @@ class Service:
             self.config = pending
             self.pipeline.reconfigure(pending, now)
             if self._files is not None:
-                self._files.clear()  # Cache-Control follows the new interval
+                self._files.reconfigured()  # Cache-Control follows the new interval
             self._render_all = True
         stopping = self._stopping.is_set
         try:

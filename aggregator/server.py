@@ -166,6 +166,8 @@ class StaticFiles:
         """(hub URL, public URL of the directory) when WebSub is on: feeds get Link headers."""
         self._cache: dict[str, CachedFile] = {}
         self._lock = threading.Lock()
+        self._inputs = self._header_inputs()
+        """What the cached headers were made from, besides each file (see `reconfigured`)."""
 
     def get(self, url_path: str) -> CachedFile | None:
         relative = safe_relative(url_path)
@@ -198,9 +200,27 @@ class StaticFiles:
         return cached
 
     def clear(self) -> None:
-        """Forget every cached file (after a config change)."""
+        """Forget every cached file."""
         with self._lock:
             self._cache.clear()
+
+    def reconfigured(self) -> bool:
+        """After a config change: forget the cached files if what their headers are made of
+        (max age, WebSub hub and public URL) changed; True when they were forgotten.
+
+        Otherwise the cache stays, so a reload does not have every file read and gzipped
+        again while clients keep asking for them.
+        """
+        inputs = self._header_inputs()
+        with self._lock:
+            if inputs == self._inputs:
+                return False
+            self._inputs = inputs
+            self._cache.clear()
+        return True
+
+    def _header_inputs(self) -> tuple[int, tuple[str, str] | None]:
+        return self.max_age(), self.hub()
 
     def _load(
         self, relative: str, body: bytes, version: tuple[int, int, int], mtime: int
@@ -276,6 +296,7 @@ _REFUSALS = {
     400: b"bad request\n",
     414: b"request URL too long\n",
     431: b"request header fields too large\n",
+    505: b"HTTP version not supported\n",
 }
 
 
@@ -322,7 +343,7 @@ class App:
         return self._send(200, rep.body, rep.headers, method)
 
     def refusal(self, status: int) -> Response:
-        """The answer to a request the protocol layer refuses (400, 414, 431)."""
+        """The answer to a request the protocol layer refuses (400, 414, 431, 505)."""
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         return self._send(status, _REFUSALS[status], headers, "GET")
 
@@ -356,9 +377,10 @@ class App:
 #     and its connection closed: nothing here reads request bodies;
 #   - at `max_connections`, a new connection closes the connection that has
 #     been idle longest (no answer in progress; nginx reuses idle keep-alive
-#     connections the same way), so idle or slow clients never lock others out;
+#     connections the same way), or when none is idle the one nearest its send
+#     timeout, so idle or slow clients never lock others out;
 #   - pipelined requests are answered in order; while a client does not read,
-#     reading from it stops, and at most MAX_PIPELINED answers wait.
+#     reading from it stops, so the requests of one read at most wait (MAX_PIPELINED).
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0
@@ -370,10 +392,21 @@ LINGER_SECONDS = 2.0
 """After refusing a request, read and discard what the client still sends for this long, so
 the refusal reaches it before the connection closes (closing with unread data sends a reset)."""
 READ_SIZE = 16 * 1024
-MAX_PIPELINED = 64
-FD_RESERVE = 256
-"""Open files kept for everything but client connections (state file, seeds, link checks)."""
-BACKLOG = 2048
+MAX_PIPELINED = READ_SIZE // 16 + 1
+"""Parsed requests that may wait for their answers: more than one read can hold (a request
+takes 16 bytes at least), since reading stops while answers wait, so every request of a
+client that reads its answers is answered. They are small (no body, a few headers); past
+this, the connection would close after the answers before it."""
+BACKLOG = 128
+"""The listen queue, and what asyncio accepts per readiness event: each accepted socket
+reaches `HttpServer._opened` (where the longest idle connection is closed to make room) two
+loop iterations later, and the one closed is released one iteration after that, so up to
+three batches of sockets are open beyond `max_connections` at once."""
+FD_RESERVE = 3 * BACKLOG + 128
+"""Open files kept for everything but settled client connections: three accept batches (see
+`BACKLOG`), and 128 for the rest (state file, seeds, link checks, the process's own)."""
+ACCEPT_ERROR_INTERVAL = 60.0
+"""Seconds between two log lines saying accepting failed for want of descriptors or memory."""
 _TICK = 0.25
 _STOP_GRACE = 1.5
 _STATUS_LINES = {
@@ -429,8 +462,7 @@ def raise_open_file_limit() -> tuple[int, int]:
 
 def connection_capacity(open_files: int, configured: int | None) -> int:
     """How many client connections fit in `open_files` descriptors (and `configured`)."""
-    room = open_files - FD_RESERVE if open_files > 2 * FD_RESERVE else open_files // 2
-    room = max(room, 1)
+    room = max(open_files - FD_RESERVE, open_files // 4, 1)
     return room if configured is None else max(1, min(configured, room))
 
 
@@ -464,6 +496,7 @@ class _Connection(asyncio.BufferedProtocol):
         "fresh",
         "head_bytes",
         "head_len",
+        "hosts",
         "in_head",
         "loop",
         "parser",
@@ -474,6 +507,7 @@ class _Connection(asyncio.BufferedProtocol):
         "server",
         "stop_after",
         "transport",
+        "unsent",
         "url",
     )
 
@@ -487,6 +521,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.body = False
         self.head_len = 0
         """Bytes of the current head, counted exactly from what the parser reported."""
+        self.hosts = 0
+        """Host header lines in the current head (RFC 9112 §3.2: exactly one in HTTP/1.1)."""
         self.head_bytes = 0
         """Bytes received while a head was incomplete: catches what the parser still holds."""
         self.in_head = True
@@ -500,6 +536,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.stop_after = False
         """No request after the current one is read (Connection: close, a body, a refusal)."""
         self.reject = 0
+        self.unsent = 0
+        """Bytes left in the write buffer when last looked at (while the client is behind)."""
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -527,9 +565,11 @@ class _Connection(asyncio.BufferedProtocol):
         except httptools.HttpParserUpgrade:
             self._submit(_Request("", b"", {}, True, 0), stop=True)  # not HTTP any more
             return
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
             if not self.stop_after:  # a refusal from a callback, or garbage
-                self._submit(_Request("", b"", {}, True, self.reject or 400), stop=True)
+                # llhttp knows HTTP/1.0, 1.1 and 2.0 (refused below); other versions are 505
+                refusal = 505 if str(exc) == "Invalid HTTP version" else 400
+                self._submit(_Request("", b"", {}, True, self.reject or refusal), stop=True)
             return
         if self.in_head:
             self.head_bytes = 0 if self.completed else self.head_bytes + nbytes
@@ -538,13 +578,15 @@ class _Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self.paused = True
-        self.server._busy(self)
-        self.deadline = self.loop.time() + SEND_TIMEOUT
+        self._sending()
         if self.transport is not None and not self.closing:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.closing:
+            return  # the tick follows the rest of the output, then lingers
+        self.server._sent(self)
         while self.queue and not self.paused:
             self._answer(self.queue.popleft())
         if self.paused or self.closing:
@@ -562,6 +604,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.request = {}
         self.body = False
         self.head_len = 0
+        self.hosts = 0
         if self.fresh:
             self.fresh = False
             self.deadline = self.loop.time() + self.server.limits.header_timeout
@@ -578,7 +621,9 @@ class _Connection(asyncio.BufferedProtocol):
             self.reject = 431
             raise _Refused
         name = name.lower()
-        if name in _WANTED:
+        if name == b"host":
+            self.hosts += 1
+        elif name in _WANTED:
             self.request[name] = value.decode("latin-1")
             if name == b"transfer-encoding" or (
                 name == b"content-length" and value.strip() != b"0"
@@ -591,6 +636,10 @@ class _Connection(asyncio.BufferedProtocol):
         parser = self.parser
         close = self.body or not parser.should_keep_alive()
         method = parser.get_method().decode("ascii", "replace")
+        refusal = _version_refusal(parser.get_http_version(), self.hosts)
+        if refusal:
+            self._submit(_Request(method, b"", {}, True, refusal), stop=True)
+            return
         self._submit(_Request(method, self.url, self.request, close), stop=close)
 
     def on_message_complete(self) -> None:
@@ -660,12 +709,27 @@ class _Connection(asyncio.BufferedProtocol):
         self.deadline = self.loop.time() + self.server.limits.keepalive_timeout
         self.server._idle(self)
 
+    def _sending(self) -> None:
+        """The client is behind: it is dropped after SEND_TIMEOUT seconds without progress."""
+        self.unsent = self.transport.get_write_buffer_size() if self.transport else 0
+        self.deadline = self.loop.time() + SEND_TIMEOUT
+        self.server._busy(self)
+        self.server._progress(self)
+
     def _linger(self) -> None:
-        """Close after the answers are sent, reading and dropping input for a moment."""
+        """Close after the answers are sent, reading and dropping input for a moment.
+
+        The moment (LINGER_SECONDS) starts once the output is all written: until then the
+        send timeout applies, so a slow reader still gets a large answer whole.
+        """
         self.closing = True
         self.queue.clear()
-        self.deadline = self.loop.time() + LINGER_SECONDS
         transport = self.transport
+        if transport is None or not transport.get_write_buffer_size():
+            self.deadline = self.loop.time() + LINGER_SECONDS
+            self.server._idle(self)
+        else:
+            self._sending()
         if transport is None:
             return
         if self.paused:
@@ -689,15 +753,35 @@ class _Connection(asyncio.BufferedProtocol):
             self.stop_after = True
 
 
+def _version_refusal(version: str, hosts: int) -> int:
+    """The status refusing a head of this HTTP version with this many Host lines; 0 if none.
+
+    Pure. RFC 9112 §2.6: a major version other than 1 is not spoken here (505). §3.2: an
+    HTTP/1.1 request names its host, and no request names two (400).
+    """
+    if not version.startswith("1."):
+        return 505
+    if hosts > 1 or (hosts == 0 and version != "1.0"):
+        return 400
+    return 0
+
+
 def _path(url: bytes) -> str | None:
-    """The percent-decoded path of a request target; None when it is not one."""
+    """The percent-decoded path of a request target; None when it is not one.
+
+    An absolute-form target without a path (`http://host`, `http://host?q`) means `/`
+    (RFC 9112 §3.2.2, RFC 3986 §6.2.3).
+    """
     if url[:1] != b"/" or b"?" in url or b"#" in url:
         try:
-            raw = httptools.parse_url(url).path
+            parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             return None
+        raw = parsed.path
         if raw is None:
-            return None
+            if parsed.host is None:
+                return None
+            raw = b"/"
         url = raw
     try:
         path = url.decode("ascii")
@@ -721,12 +805,19 @@ class HttpServer:
         self._connections: set[_Connection] = set()
         self._idle_order: dict[_Connection, None] = {}
         """Connections with no answer in progress, the longest idle first."""
+        self._sending: dict[_Connection, None] = {}
+        """Connections whose client is behind reading (see SEND_TIMEOUT), or that close once
+        their output is written; in the order of their last progress, so the first is the
+        one nearest its send timeout."""
         self._read_buffer = bytearray(READ_SIZE)
         self._read_view = memoryview(self._read_buffer)
         """One read buffer for all: each read is parsed before the next one is made."""
         self._date_at = 0
         self._date_line = b""
-        self._full_warned = 0.0
+        self._full_warned: dict[str, float] = {}
+        """When each kind of making room was last logged."""
+        self._accept_warned = 0.0
+        self._passed_on: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None = None
         self._ticker: asyncio.TimerHandle | None = None
 
     @property
@@ -742,6 +833,15 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._wake = asyncio.Event()
+        self._passed_on = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_error)
+        try:
+            await self._listen(loop)
+        finally:
+            loop.set_exception_handler(self._passed_on)
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._wake is not None
         server = await loop.create_server(
             lambda: _Connection(self, loop), self.host, self.port, backlog=BACKLOG
         )
@@ -764,6 +864,32 @@ class HttpServer:
                 connection.expire()
             await server.wait_closed()
 
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Log a failed accept (no descriptor or memory left) as one line a minute at most.
+
+        asyncio logs each one with a traceback and retries a second later, which at the
+        open-file limit is thousands of lines a second; everything else goes on as before.
+        """
+        message = str(context.get("message", ""))
+        if not message.startswith("socket.accept() out of system resource"):
+            if self._passed_on is not None:
+                self._passed_on(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - self._accept_warned >= ACCEPT_ERROR_INTERVAL or not self._accept_warned:
+            self._accept_warned = now
+            error = context.get("exception")
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            log.error(
+                "cannot accept connections: %s (open-file limit %d, %d client connections); "
+                "retrying every second, logged once a minute",
+                reason,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                len(self._connections),
+            )
+
     def stop(self) -> None:
         """Stop taking connections, finish the answers in progress, close the rest."""
         self.stopping = True
@@ -775,24 +901,46 @@ class HttpServer:
     # -- bookkeeping for the connections ----------------------------------------------
 
     def _opened(self, connection: _Connection) -> None:
+        """A new connection; at the limit, another one makes room for it.
+
+        The one idle longest, as nginx does with keep-alive connections. When none is idle,
+        every slot is held by a client still being sent its answers: the one that read
+        nothing for longest (nearest its send timeout) goes, the likeliest to be holding a
+        slot on purpose, so that new clients (and /healthz) are still answered rather than
+        locked out until send timeouts pass.
+        """
         self._connections.add(connection)
         self._idle_order[connection] = None
         if len(self._connections) <= self.limits.max_connections:
             return
-        victim = next((c for c in self._idle_order if c is not connection), connection)
+        victim = next((c for c in self._idle_order if c is not connection), None)
+        what = "closing the longest idle ones for new ones"
+        if victim is None:
+            victim = next(iter(self._sending), None)
+            what = "none idle: closing the ones slowest to read their answers for new ones"
+        if victim is None:  # only connections lingering over: the new one waits its turn
+            victim = connection
+            what = "none idle: closing new ones"
         self._closed(victim)
         victim.expire()
         now = time.monotonic()
-        if now - self._full_warned > 60:
-            self._full_warned = now
-            log.warning(
-                "%d connections open, the limit: closing the longest idle ones for new ones",
-                self.limits.max_connections,
-            )
+        if now - self._full_warned.get(what, 0.0) > 60:
+            self._full_warned[what] = now
+            log.warning("%d connections open, the limit: %s", self.limits.max_connections, what)
 
     def _closed(self, connection: _Connection) -> None:
         self._connections.discard(connection)
         self._idle_order.pop(connection, None)
+        self._sending.pop(connection, None)
+
+    def _sent(self, connection: _Connection) -> None:
+        self._sending.pop(connection, None)
+
+    def _progress(self, connection: _Connection) -> None:
+        """The client read some of its answers: it goes last in the sending order."""
+        self._sending.pop(connection, None)
+        if connection in self._connections:
+            self._sending[connection] = None
 
     def _idle(self, connection: _Connection) -> None:
         self._idle_order.pop(connection, None)
@@ -806,6 +954,17 @@ class HttpServer:
         """Drop every connection whose deadline passed; runs every _TICK seconds."""
         assert self._loop is not None
         now = self._loop.time()
+        for connection in list(self._sending):
+            transport = connection.transport
+            left = transport.get_write_buffer_size() if transport is not None else 0
+            if left < connection.unsent:  # progress: the send timeout starts again
+                connection.unsent = left
+                connection.deadline = now + SEND_TIMEOUT
+                self._progress(connection)
+            if not left and connection.closing:  # all written: linger, then close
+                self._sending.pop(connection, None)
+                connection.deadline = now + LINGER_SECONDS
+                self._idle(connection)  # nothing left to send: it may make room
         for connection in [c for c in self._connections if c.deadline < now]:
             self._closed(connection)
             connection.expire()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -87,14 +88,22 @@ class RunningService:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: bool = True) -> RunningService:
+    def start(self, wait: bool = True, open_files: int | None = None) -> RunningService:
+        """Start the service; `open_files` sets its soft and hard RLIMIT_NOFILE, so it
+        cannot raise the limit itself."""
         log = self.log_path.open("ab")
+
+        def limit() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "aggregator", "run", "--config", str(self.config_path)],
             cwd=self.root,
             stdout=log,
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=limit if open_files is not None else None,
         )
         if wait:
             self.wait_healthy()

@@ -6,11 +6,13 @@ import asyncio
 import gzip
 import http.client
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
@@ -176,3 +178,135 @@ def test_path_rules_and_accept_encoding_parsing() -> None:
         assert safe_relative(bad) is None
     assert accepts_gzip("gzip") and accepts_gzip("br, gzip;q=0.5") and accepts_gzip("*")
     assert not accepts_gzip("gzip;q=0") and not accepts_gzip("br") and not accepts_gzip("")
+
+
+def _slow_read(port: int, request: bytes, pace: float) -> bytes:
+    """Send `request` and read the whole answer until the server closes, slowly: 64 KiB per
+    `pace` seconds into a small receive buffer, so most of the answer waits in the server."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(40)
+    sock.connect(("127.0.0.1", port))
+    received = bytearray()
+    try:
+        sock.sendall(request)
+        while chunk := sock.recv(64 * 1024):
+            received += chunk
+            time.sleep(pace)
+    finally:
+        sock.close()
+    return bytes(received)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /big.bin HTTP/1.0\r\n\r\n",
+    ],
+)
+def test_a_closing_answer_reaches_a_slow_reader_whole(served: Served, request_line: bytes) -> None:
+    # 8 MB at about 2 MB/s takes longer than the linger after the answer is queued (2 s):
+    # the connection closes only once everything was sent.
+    big = os.urandom(8 * 1024 * 1024)
+    (served.root / "big.bin").write_bytes(big)
+    answer = _slow_read(served.port, request_line, 0.03)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"content-length: %d" % len(big) in head.lower()
+    got = len(body)
+    assert got == len(big)
+    assert body == big, "the bytes differ"
+
+
+def _answer(reader: BinaryIO) -> tuple[int, bytes]:
+    """(status, body) of the next answer on a connection (Content-Length bodies only)."""
+    status_line = reader.readline()
+    if not status_line:
+        raise ConnectionError("closed without an answer")
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return int(status_line.split()[1]), reader.read(length)
+
+
+def test_a_reading_client_gets_every_pipelined_answer(served: Served) -> None:
+    # 1,000 answers of 32 KB are more than the socket buffers hold: reading stops until the
+    # client catches up, and every request of the reads already made waits its turn.
+    part = os.urandom(32 * 1024)
+    (served.root / "part.bin").write_bytes(part)
+    count = 1000
+    sock = socket.create_connection(("127.0.0.1", served.port), timeout=10)
+    request = b"GET /part.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    sender = threading.Thread(target=sock.sendall, args=(request * count,))
+    sender.start()
+    time.sleep(0.5)  # a slow start: the answers pile up in the server
+    reader = sock.makefile("rb")
+    answered = 0
+    try:
+        for _ in range(count):
+            status, body = _answer(reader)
+            assert status == 200 and body == part, status
+            answered += 1
+    except (ConnectionError, OSError):
+        pass
+    sender.join(10)
+    assert answered == count
+    sock.sendall(request)  # and the connection goes on
+    assert _answer(reader)[0] == 200
+    sock.close()
+
+
+def _exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """(status, body) of the answer to `data` sent as is on a new connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        return _answer(sock.makefile("rb"))
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /feeds/ai.atom HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 names its host
+        (b"GET /feeds/ai.atom HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /feeds/ai.atom HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", 400),
+        (b"GET /feeds/ai.atom HTTP/1.0\r\n\r\n", 200),  # HTTP/1.0 need not
+        (b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+        (b"GET /feeds/ai.atom HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /feeds/ai.atom HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /feeds/ai.atom HTTP/0.9\r\n\r\n", 505),
+        (b"GET http://x.example HTTP/1.1\r\nHost: x.example\r\n\r\n", 200),  # the index
+        (b"GET http://x.example?a=b HTTP/1.1\r\nHost: x.example\r\n\r\n", 200),
+        (b"GET http://x.example/feeds/ai.atom HTTP/1.1\r\nHost: x.example\r\n\r\n", 200),
+    ],
+)
+def test_request_lines_and_host_follow_rfc_9112(served: Served, data: bytes, status: int) -> None:
+    got, body = _exchange(served.port, data)
+    assert got == status, body[:80]
+    if b"http://x.example HTTP" in data or b"?a=b" in data:
+        assert b"<title>home</title>" in body
+
+
+def test_a_config_change_forgets_cached_files_only_when_their_headers_change(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "ai.atom").write_bytes(FEED)
+    max_age = [60]
+    hub: list[tuple[str, str]] = []
+    files = StaticFiles(tmp_path, lambda: max_age[0], lambda: hub[0] if hub else None)
+    first = files.get("/feeds/ai.atom")
+    assert first is not None
+    assert files.reconfigured() is False  # a reload that changes nothing the headers hold
+    assert files.get("/feeds/ai.atom") is first  # not read and gzipped again
+    max_age[0] = 300
+    assert files.reconfigured() is True
+    again = files.get("/feeds/ai.atom")
+    assert again is not None and again is not first
+    assert (b"cache-control", b"public, max-age=300") in again.plain.headers
+    hub.append(("https://hub.example/", "https://feeds.example/"))
+    assert files.reconfigured() is True
+    linked = files.get("/feeds/ai.atom")
+    assert linked is not None and any(name == b"link" for name, _ in linked.plain.headers)

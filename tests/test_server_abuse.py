@@ -141,6 +141,55 @@ def test_1500_idle_connections_leave_healthz_and_feeds_answering(tmp_path: Path)
         assert svc.stop() == 0
 
 
+def test_at_a_low_open_file_limit_idle_connections_never_exhaust_descriptors(
+    tmp_path: Path,
+) -> None:
+    # The service's hard limit is 1024, so it cannot raise it: 1,500 idle clients are more
+    # than its descriptors, and each batch of accepted sockets must fit in what is kept free
+    # for them before the longest idle connections are closed.
+    _own_file_limit(2048)
+    with _start(tmp_path) as svc:
+        svc.start(open_files=1024)
+        logged = len(svc.log().splitlines())
+        idle = [connect(svc.port) for _ in range(1500)]
+        try:
+            time.sleep(1)
+            for path in ("/healthz", "/feeds/ai.atom", "/healthz"):
+                status, seconds = timed_get(svc.base + path)
+                assert status == 200, (path, status)
+                assert seconds < 1.0, (path, seconds)
+            time.sleep(1)
+            added = svc.log().splitlines()[logged:]
+            assert len(added) <= 3, "\n".join(added[:20])
+        finally:
+            for sock in idle:
+                sock.close()
+        assert svc.stop() == 0
+
+
+def test_running_out_of_descriptors_is_logged_once_not_per_accept(tmp_path: Path) -> None:
+    # With 200 descriptors, accept batches do overshoot: accepting fails (EMFILE) and pauses
+    # a second at a time, which is logged as one line, not a traceback per failure.
+    _own_file_limit(2048)
+    with _start(tmp_path) as svc:
+        svc.start(open_files=200)
+        logged = len(svc.log().splitlines())
+        idle = [connect(svc.port) for _ in range(600)]
+        try:
+            for _ in range(3):
+                assert svc.get("/healthz").status_code == 200
+            time.sleep(2)
+            added = svc.log().splitlines()[logged:]
+            # (A scan may fail for want of descriptors too, and say so: a real error here.)
+            assert sum("cannot accept connections" in line for line in added) == 1, added
+            noise = [line for line in added if "out of system resource" in line]
+            assert not noise and not any("Traceback" in line for line in added), added[:20]
+        finally:
+            for sock in idle:
+                sock.close()
+        assert svc.stop() == 0
+
+
 def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
     service: RunningService,
 ) -> None:
@@ -206,6 +255,43 @@ def test_at_the_connection_limit_the_longest_idle_connection_makes_room(tmp_path
             for sock in idle:
                 sock.close()
         assert "up to 20 client connections" in svc.log()
+
+
+def test_when_every_slot_is_busy_sending_the_slowest_reader_makes_room(tmp_path: Path) -> None:
+    with _start(tmp_path, server={"max_connections": 20}) as svc:
+        for n in range(40):  # a feed of about 80 KB
+            (svc.seeds / f"big{n}.md").write_text(
+                seed_text(
+                    title=f"Big {n}",
+                    topics=["AI"],
+                    originalUrl=f"https://s.example/big/{n}",
+                    excerpt=f"Words {n} " * 200,
+                )
+            )
+        svc.start()
+        # 20 clients that ask for 100 feeds each (more than the socket buffers hold) and read
+        # nothing: no connection is idle.
+        slow = []
+        for _ in range(20):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", svc.port))
+            sock.sendall(b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+            slow.append(sock)
+            time.sleep(0.05)
+        try:
+            time.sleep(0.5)
+            for _ in range(3):  # each new client closes the reader nearest its send timeout
+                assert svc.get("/healthz").status_code == 200
+            assert closed_within(slow[0], 5)
+            log = svc.log()
+            assert "none idle: closing the ones" in log, log
+            assert "closing the longest idle" not in log
+        finally:
+            for sock in slow:
+                sock.close()
+        assert svc.stop() == 0
 
 
 # -- request head size -------------------------------------------------------------------
@@ -405,8 +491,9 @@ def test_the_service_raises_its_open_file_limit_and_says_what_it_holds(tmp_path:
 
 
 def test_connection_capacity_leaves_descriptors_for_everything_else() -> None:
-    assert connection_capacity(1024, None) == 768
-    assert connection_capacity(1_048_576, None) == 1_048_320
-    assert connection_capacity(300, None) == 150  # a tiny limit: half of it
+    # FD_RESERVE: three accept batches of BACKLOG sockets, and 128 for the rest.
+    assert connection_capacity(1024, None) == 512
+    assert connection_capacity(1_048_576, None) == 1_048_064
+    assert connection_capacity(300, None) == 75  # a tiny limit: a quarter of it
     assert connection_capacity(1024, 100) == 100
-    assert connection_capacity(1024, 5000) == 768  # never more than the descriptors allow
+    assert connection_capacity(1024, 5000) == 512  # never more than the descriptors allow
