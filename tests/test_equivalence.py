@@ -179,14 +179,24 @@ def difference(service: Mapping[str, bytes], cold: Mapping[str, bytes]) -> str |
 
 
 def copy_state(source: Path, target: Path) -> None:
-    """A consistent copy of a state file another process holds open (SQLite backup API)."""
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
+    """A consistent copy of a state file another process holds open (SQLite backup API).
+
+    Opening a WAL database can fail for a moment while its writer opens or closes it
+    (the -wal and -shm files come and go): such a failure is tried again.
+    """
+    for attempt in range(5):
+        src = sqlite3.connect(source)
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+            return
+        except sqlite3.OperationalError:
+            if attempt == 4:
+                raise
+        finally:
+            dst.close()
+            src.close()
+        time.sleep(0.2)
 
 
 class ServiceMatchesColdBuild(RuleBasedStateMachine):
