@@ -129,7 +129,7 @@ def hold(state: Path, out: Path) -> list[Held]:
     """Take the state lock, then the output lock; both or neither.
 
     Raises `InUseError` when another process holds either, `StateError` or
-    `OutputError` when a lock file cannot be created.
+    `OutputError` when the state file or output directory cannot be opened to lock.
     """
     try:
         first = acquire(state)
