@@ -50,7 +50,11 @@ class EntryFacts:
 
 @dataclass(frozen=True, slots=True)
 class Kind:
-    """One kind of feed."""
+    """One kind of feed: which entries its feeds hold, and what pages and feeds call them.
+
+    Its feeds' Atom ids are made from their `FeedKey` (see `feed_id`), so a kind's
+    `name` is for good: renaming it gives every feed of the kind a new id.
+    """
 
     name: str
     every_entry: bool
@@ -71,7 +75,8 @@ class Kind:
     a feed with no entries is not written (and its files go)."""
 
     def text(self, template: str, feed: Feed) -> str:
-        """`template` (one of the kind's) filled in for `feed`: `{name}` and `{key}`."""
+        """`template` (one of the kind's) filled in for `feed`: `{name}` and `{key}` (the
+        values are text, never templates). Raises KeyError when it names another field."""
         return template.format(name=feed.name, key=feed.key.key)
 
 
@@ -107,7 +112,8 @@ class Feed:
 
     @property
     def order(self) -> tuple[int, str]:
-        """Where the feed comes in the index: by kind (in `KINDS` order), then by slug."""
+        """Where the feed comes in the index: by kind (in `KINDS` order), then by slug.
+        Raises ValueError for a kind `KINDS` does not have."""
         return (list(KINDS).index(self.key.kind), self.slug)
 
 
