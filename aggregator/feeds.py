@@ -4,17 +4,29 @@
     FeedKey("topic", "<key>")   one feed per topic, keyed by the topic's key
 
 A kind is one entry of `KINDS`: whether its feeds take every entry or only the
-entries it names (`members`, a pure function of what is known of an entry). The
-store keeps, per entry, the feeds it is in (kind, key) and never decides them;
-renderers, pages and the server see a `FeedKey`, never a `Topic | None`.
+entries it names (`members`, a pure function of what is known of an entry), and
+everything the renderers and pages say that depends on the kind (a feed's title,
+what it is "of", its name on pages, its Atom id, which OPML file lists it, where
+it comes in the index). The store keeps, per entry, the feeds it is in (kind,
+key) and never decides them; renderers and pages see a `Feed` (its `FeedKey`,
+slug and display name), never a `Topic | None`.
+
+Adding a kind is one entry of `KINDS` (and, if its feeds are not to be listed in
+an OPML file that is written already, the writing of its own).
 
 No third-party imports: the server, workers and the store all read this.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+FEEDS_OPML = "feeds.opml"
+"""The OPML file of the topic feeds, in one folder (see `pages.render_opml`)."""
+ALL_OPML = "all.opml"
+"""The OPML file of the feed of everything, on its own (see `pages.render_all_opml`)."""
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -38,13 +50,77 @@ class EntryFacts:
 
 @dataclass(frozen=True, slots=True)
 class Kind:
-    """One kind of feed."""
+    """One kind of feed: which entries its feeds hold, and what pages and feeds call them.
+
+    Its feeds' Atom ids are made from their `FeedKey` (see `feed_id`), so a kind's
+    `name` is for good: renaming it gives every feed of the kind a new id.
+    """
 
     name: str
     every_entry: bool
     """True: the kind's one feed holds every entry (nothing is stored per entry)."""
     members: Callable[[EntryFacts], Iterable[str]]
     """Keys of the feeds of this kind that an entry is in."""
+    title: str = "{name}"
+    """What a feed of this kind is called after the site's title (`<site>: <title>`), as a
+    template: `{name}` is the feed's display name (see `Feed.name`)."""
+    about: str = "{name}"
+    """What the feed's articles are on (`Articles on <about>, newest first`), a template."""
+    heading: str = "{name}"
+    """The feed's name on its page, in the index and in OPML outlines, a template."""
+    opml: str = FEEDS_OPML
+    """The OPML file (relative to the output directory) that lists the kind's feeds."""
+    written_empty: bool = False
+    """True: its feeds are written even with no entries (the site always has them); False:
+    a feed with no entries is not written (and its files go)."""
+
+    def text(self, template: str, feed: Feed) -> str:
+        """`template` (one of the kind's) filled in for `feed`: `{name}` and `{key}` (the
+        values are text, never templates). Raises KeyError when it names another field."""
+        return template.format(name=feed.name, key=feed.key.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One feed as the renderers and pages see it: what it is and where its files live."""
+
+    key: FeedKey
+    slug: str
+    """The only part of the feed that reaches a file name (see `topics.assign_slugs`)."""
+    name: str = ""
+    """The display name of what the feed is of (a topic's name); "" for the `all` feed."""
+
+    @property
+    def kind(self) -> Kind:
+        """The feed's kind (KeyError: a kind `KINDS` does not have)."""
+        return KINDS[self.key.kind]
+
+    @property
+    def title(self) -> str:
+        """What the feed is called after the site's title: a topic's name, `all topics`."""
+        return self.kind.text(self.kind.title, self)
+
+    @property
+    def about(self) -> str:
+        """What its articles are on: a topic's name, `every topic`."""
+        return self.kind.text(self.kind.about, self)
+
+    @property
+    def heading(self) -> str:
+        """Its name on pages and in OPML outlines: a topic's name, `All topics`."""
+        return self.kind.text(self.kind.heading, self)
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """Where the feed comes in the index: by kind (in `KINDS` order), then by slug.
+        Raises ValueError for a kind `KINDS` does not have."""
+        return (list(KINDS).index(self.key.kind), self.slug)
+
+
+def feed_id(public_url: str, key: FeedKey) -> str:
+    """A stable Atom feed id: a name-based UUID (v5) of the site's address and the feed's
+    key (`<url>#all`, `<url>#topic:<key>`), so it never changes while both stay."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{public_url}#{key}')}"
 
 
 def _nothing(_: EntryFacts) -> Iterable[str]:
@@ -59,13 +135,28 @@ ALL_KIND = "all"
 TOPIC_KIND = "topic"
 
 KINDS: dict[str, Kind] = {
-    ALL_KIND: Kind(ALL_KIND, every_entry=True, members=_nothing),
+    ALL_KIND: Kind(
+        ALL_KIND,
+        every_entry=True,
+        members=_nothing,
+        title="all topics",
+        about="every topic",
+        heading="All topics",
+        opml=ALL_OPML,
+        written_empty=True,
+    ),
     TOPIC_KIND: Kind(TOPIC_KIND, every_entry=False, members=_topics),
 }
-"""Every kind of feed, by name."""
+"""Every kind of feed, by name, in the order the index lists their feeds."""
 
 ALL = FeedKey(ALL_KIND)
 """The feed of every article."""
+
+ALL_SLUG = "all"
+"""The slug of the feed of every article; no topic can take it."""
+
+ALL_FEED = Feed(ALL, ALL_SLUG)
+"""The feed of every article, as renderers see it."""
 
 
 def topic_feed(key: str) -> FeedKey:

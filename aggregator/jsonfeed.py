@@ -20,7 +20,7 @@ VERSION = "https://jsonfeed.org/version/1.1"
 
 def render_json(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
     max_related, hub = options.max_related, options.hub
-    about = plan.topic.name if plan.topic else "every topic"
+    about = plan.feed.about
     items: list[dict[str, Any]] = []
     for entry in plan.entries:
         article = entry.article
@@ -50,7 +50,7 @@ def render_json(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes
         items.append(item)
     feed = {
         "version": VERSION,
-        "title": feed_title(site, plan.topic),
+        "title": feed_title(site, plan.feed),
         "home_page_url": site.base_url + page_path(plan.slug),
         "feed_url": site.base_url + feed_path(plan.slug, "json"),
         "description": f"Articles on {about}, newest first",

@@ -17,15 +17,16 @@ from html import escape
 
 from aggregator.config import SiteConfig
 from aggregator.feedpage import STYLESHEET, STYLESHEET_PATH
+from aggregator.feeds import ALL_OPML, FEEDS_OPML, Feed
 from aggregator.formats import ATOM, FEED_FORMATS, feed_path, page_path
 from aggregator.plan import Entry, FeedPlan, FeedSummary
 from aggregator.render import feed_title
 from aggregator.text import strip_invalid_xml
 
 INDEX_PATH = "index.html"
-OPML_PATH = "feeds.opml"
-"""The topic feeds, in one folder."""
-ALL_OPML_PATH = "all.opml"
+OPML_PATH = FEEDS_OPML
+"""The topic feeds, in one folder (the kinds whose `opml` it is: see `feeds.KINDS`)."""
+ALL_OPML_PATH = ALL_OPML
 """The feed of everything, on its own (see `render_all_opml`)."""
 
 FAVICON_PATH = "favicon.svg"
@@ -86,8 +87,9 @@ th,td,ol.entries li{border-color:#333}.meta{color:#aaa}.subscribe{background:#8a
 """.strip()
 
 
-def _name(feed: FeedSummary | FeedPlan) -> str:
-    return feed.topic.name if feed.topic else "All topics"
+def _listed_in(opml: str, feeds: Sequence[FeedSummary]) -> list[FeedSummary]:
+    """The feeds whose kind is listed in the OPML file `opml`, in the order given."""
+    return [summary for summary in feeds if summary.feed.kind.opml == opml]
 
 
 def _date(moment: datetime | None) -> str:
@@ -120,14 +122,12 @@ def _head(title: str, links: str, up: str) -> str:
 """
 
 
-def _alternates(
-    feed: FeedSummary | FeedPlan, site: SiteConfig, formats: Sequence[str], up: str
-) -> str:
+def _alternates(feed: Feed, site: SiteConfig, formats: Sequence[str], up: str) -> str:
     """Autodiscovery tags of a feed, one per format; `up` leads from the page to the root."""
     tags = []
     for fmt in formats:
         label = FEED_FORMATS[fmt].label
-        title = feed_title(site, feed.topic) + ("" if fmt == ATOM else f" ({label})")
+        title = feed_title(site, feed) + ("" if fmt == ATOM else f" ({label})")
         tags.append(
             f'<link rel="alternate" type="{FEED_FORMATS[fmt].media_type}" title="{escape(title)}" '
             f'href="{up}{escape(feed_path(feed.slug, fmt))}">'
@@ -140,10 +140,10 @@ def render_index(
 ) -> bytes:
     """The home page: every feed with its entry count, last update and autodiscovery links."""
     title = escape(strip_invalid_xml(site.title))
-    head_links = "\n".join(_alternates(p, site, formats, "") for p in feeds)
+    head_links = "\n".join(_alternates(p.feed, site, formats, "") for p in feeds)
     rows = "\n".join(
         f'<tr><td class=t><a href="{escape(page_path(p.slug))}" dir="auto">'
-        f"{escape(_name(p))}</a></td>"
+        f"{escape(p.feed.heading)}</a></td>"
         f"<td class=n>{p.total}</td>{_date(p.updated)}<td class=f>"
         + " · ".join(
             f'<a href="{escape(feed_path(p.slug, fmt))}" type="{FEED_FORMATS[fmt].media_type}">'
@@ -153,7 +153,7 @@ def render_index(
         + "</td></tr>"
         for p in feeds
     )
-    topics = sum(1 for feed in feeds if feed.topic is not None)
+    topics = len(_listed_in(OPML_PATH, feeds))
     page = (
         _head(title, head_links, "")
         + f"""<body>
@@ -191,7 +191,7 @@ def render_topic_page(
     `thumbnails` maps an image URL to its local copy; images without one are
     not shown, so the page makes no request to another host.
     """
-    name = escape(_name(plan))
+    name = escape(plan.feed.heading)
     site_name = escape(strip_invalid_xml(site.title))
     title = f"{name} · {site_name}"
     subscribe = " ".join(
@@ -204,7 +204,7 @@ def render_topic_page(
     more = f" (the newest {shown} of {plan.total})" if plan.total > shown else ""
     items = "\n".join(_entry_item(entry, thumbnails or {}) for entry in plan.entries)
     page = (
-        _head(title, _alternates(plan, site, formats, "../"), "../")
+        _head(title, _alternates(plan.feed, site, formats, "../"), "../")
         + f"""<body>
 <header>
 <nav><a href="../{INDEX_PATH}">← <bdi>{site_name}</bdi>: all topics</a></nav>
@@ -251,7 +251,7 @@ def render_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
     """OPML 2.0 with every topic feed in one folder named after the site, so a reader
     subscribes to all in one step. The feed of everything is left out: see `render_all_opml`.
     """
-    topics = [feed for feed in feeds if feed.topic is not None]
+    topics = _listed_in(OPML_PATH, feeds)
     site_name = strip_invalid_xml(site.title) or "Topics"
     root, body = _opml(f"{site_name}: topic feeds", topics)
     folder = ET.SubElement(body, "outline", text=site_name, title=site_name)
@@ -268,7 +268,7 @@ def render_all_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
     feeds, rss2email mails each feed's copy) would show it once in a random feed,
     or once per feed. A separate file keeps each import whole and free of repeats.
     """
-    everything = [feed for feed in feeds if feed.topic is None]
+    everything = _listed_in(ALL_OPML_PATH, feeds)
     root, body = _opml(f"{strip_invalid_xml(site.title)}: all topics", everything)
     for feed in everything:
         _outline(body, feed, site)
@@ -291,8 +291,8 @@ def _outline(parent: ET.Element, feed: FeedSummary, site: SiteConfig) -> None:
         parent,
         "outline",
         type="rss",
-        text=_name(feed),
-        title=feed_title(site, feed.topic),
+        text=feed.feed.heading,
+        title=feed_title(site, feed.feed),
         xmlUrl=site.base_url + feed_path(feed.slug),
         htmlUrl=site.base_url + page_path(feed.slug),
     )

@@ -33,6 +33,7 @@ from itertools import islice
 from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
 from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted, SeedDirError
+from aggregator.feeds import ALL_FEED, Feed
 from aggregator.formats import (
     ARCHIVE_SUFFIX,
     ATOM,
@@ -81,6 +82,7 @@ from aggregator.plan import (
     falls_due,
     feed_stamp,
     topic_catalog,
+    topic_feed_of,
 )
 from aggregator.render import (
     OLDEST,
@@ -387,8 +389,8 @@ class Pipeline:
         if catalog != self._catalog or feeds.max_age_days:
             topics = None  # names or slugs moved, or entries age out: redo everything
         flt = FeedFilter.of(feeds, now)
-        targets: list[Topic | None] = [None]
-        targets += [t for t in catalog.values() if topics is None or t.key in topics]
+        targets: list[Feed] = [ALL_FEED]
+        targets += [topic_feed_of(t) for t in catalog.values() if topics is None or t.key in topics]
         if topics is None:
             self._summaries = {}
             self._wanted = {}
@@ -398,18 +400,18 @@ class Pipeline:
             live = {t.slug for t in catalog.values()} | {ALL_SLUG}
             self._summaries = {s: v for s, v in self._summaries.items() if s in live}
         report = RenderReport()
-        for topic in targets:
+        for target in targets:
             if should_stop():
                 self._catalog = None  # the next render starts over
                 raise Interrupted
-            summary = self._render_feed(topic, catalog, flt, report, now)
-            slug = topic.slug if topic else ALL_SLUG
+            summary = self._render_feed(target, catalog, flt, report, now)
+            slug = target.slug
             if summary is None:
                 self._summaries.pop(slug, None)
             else:
                 self._summaries[slug] = summary
         self._catalog = catalog
-        summaries = sorted(self._summaries.values(), key=lambda s: (s.topic is not None, s.slug))
+        summaries = sorted(self._summaries.values(), key=lambda s: s.feed.order)
         self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
         self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
         self._write(ALL_OPML_PATH, render_all_opml(summaries, self.config.site), report)
@@ -434,7 +436,7 @@ class Pipeline:
 
     def _render_feed(
         self,
-        topic: Topic | None,
+        feed: Feed,
         catalog: Mapping[str, Topic],
         flt: FeedFilter,
         report: RenderReport,
@@ -442,8 +444,8 @@ class Pipeline:
     ) -> FeedSummary | None:
         """Write one feed in every format, its page and its archive; None: it has no entries."""
         feeds, site = self.config.feeds, self.config.site
-        slug = topic.slug if topic else ALL_SLUG
-        key = topic.key if topic else None
+        slug = feed.slug
+        key = feed.key.key or None  # STORE-KEY: a FeedKey once the store takes one
         rows: list[Row] = []
         bounds: list[Key] = []
         digests: list[str] = []
@@ -455,21 +457,21 @@ class Pipeline:
             bounds = reopen(rows, bounds, feeds.max_entries)
         newer_than = bounds[-1] if bounds else None
         stored, total = self.store.feed_page(key, flt, feeds.max_entries, newer_than)
-        if topic is not None and total == 0:
+        if not feed.kind.written_empty and total == 0:
             return None
 
         def entry(e: StoredEntry) -> Entry:
             shown = sorted((catalog[k] for k in e.topic_keys if k in catalog), key=lambda t: t.name)
             return Entry(e.id, e.article, tuple(shown), e.updated, e.link)
 
-        plan = FeedPlan(slug, topic, tuple(entry(e) for e in stored), total)
+        plan = FeedPlan(feed, tuple(entry(e) for e in stored), total)
         hub = self.config.websub.hub
         data = render_atom(plan, site, feeds.max_related, hub)
         page_size = feeds.max_entries
         while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
             # Readers choke on huge feeds: keep fewer (oversized) entries instead, and
             # close archive pages at that size too (they would be as large).
-            plan = FeedPlan(slug, topic, plan.entries[: len(plan.entries) * 3 // 4], total)
+            plan = FeedPlan(feed, plan.entries[: len(plan.entries) * 3 // 4], total)
             page_size = len(plan.entries)
             data = render_atom(plan, site, feeds.max_related, hub)
         stamp = self._stamp(key, plan, now)
@@ -521,7 +523,7 @@ class Pipeline:
                 present[url] = Thumbnail(file, *size)
         if len(present) < len(found):  # files deleted, or another width: fetch them again
             self.store.forget_thumbnails_of([url for url in found if url not in present])
-        key = plan.topic.key if plan.topic else None
+        key = plan.feed.key.key or None  # FEED-KEY: the feed's FeedKey once render takes them
         for url in images:
             if url not in present:
                 self._wanted.setdefault(url, set()).add(key)
@@ -583,7 +585,7 @@ class Pipeline:
                 report.unchanged += 1
                 continue
             stored = self.store.entries([row.entry_id for row in rows])
-            page = FeedPlan(slug, plan.topic, tuple(entry(e) for e in stored), len(stored))
+            page = FeedPlan(plan.feed, tuple(entry(e) for e in stored), len(stored))
             if not stored and number <= len(layout.bounds):  # a closed page emptied by removals
                 page = replace(page, floor=empty_page_date(layout.bounds[number - 1]))
             history = History(
@@ -594,7 +596,8 @@ class Pipeline:
             data = render_atom(page, site, self.config.feeds.max_related, None, history)
             self._write(path, data, report)
         if list(layout.bounds) != list(bounds) or kept != list(digests):
-            self.store.keep_archive(plan.topic.key if plan.topic else None, layout.bounds, kept)
+            # STORE-KEY: a FeedKey once the store takes one
+            self.store.keep_archive(plan.feed.key.key or None, layout.bounds, kept)
         self._archive_pages[slug] = last
         # Pages past the last are stale (reopened, or laid out anew): the server must not
         # take the page before one of them for a closed page.

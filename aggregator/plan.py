@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from aggregator.feeds import Feed, topic_feed
 from aggregator.model import Article, SeedRecord, article_to_json
 from aggregator.topics import Topic, TopicRules, assign_slugs, display_names
 
@@ -39,22 +40,31 @@ class Entry:
         return self.link or self.article.url
 
 
+def topic_feed_of(topic: Topic) -> Feed:
+    """The feed of `topic`: keyed by the topic's key, written under its slug, named after it."""
+    return Feed(topic_feed(topic.key), topic.slug, topic.name)
+
+
 @dataclass(frozen=True, slots=True)
 class FeedSummary:
     """One feed as the index page and OPML list it."""
 
-    slug: str
-    topic: Topic | None
-    """None for the feed of all articles."""
+    feed: Feed
     total: int
     """Entries the feed has before `feeds.max_entries` caps it."""
     updated: datetime | None
 
+    @property
+    def slug(self) -> str:
+        """The feed's slug (see `Feed.slug`)."""
+        return self.feed.slug
+
 
 @dataclass(frozen=True, slots=True)
 class FeedPlan:
-    slug: str
-    topic: Topic | None
+    """One feed document to render: the feed and its entries."""
+
+    feed: Feed
     entries: tuple[Entry, ...]
     """Newest published first, at most `feeds.max_entries`."""
     total: int
@@ -70,8 +80,14 @@ class FeedPlan:
             return newest
         return self.floor
 
+    @property
+    def slug(self) -> str:
+        """The feed's slug (see `Feed.slug`)."""
+        return self.feed.slug
+
     def summary(self) -> FeedSummary:
-        return FeedSummary(self.slug, self.topic, self.total, self.updated)
+        """What the index and OPML say of the feed."""
+        return FeedSummary(self.feed, self.total, self.updated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import io
-import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from feedgen.util import xml_elem
 
 from aggregator.config import SiteConfig
 from aggregator.feedpage import with_stylesheet
+from aggregator.feeds import Feed, feed_id
 from aggregator.formats import (
     FEED_FORMATS,
     FeedOptions,
@@ -33,7 +33,6 @@ from aggregator.formats import (
 )
 from aggregator.plan import Entry, FeedPlan, to_micros
 from aggregator.text import strip_invalid_xml
-from aggregator.topics import Topic
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 ATOM_TYPE = FEED_FORMATS["atom"].media_type
@@ -92,15 +91,9 @@ class History:
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
 
 
-def feed_id(public_url: str, topic_key: str | None) -> str:
-    """A stable feed id: a name-based UUID of the site and the topic's key."""
-    name = f"{public_url}#topic:{topic_key}" if topic_key is not None else f"{public_url}#all"
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
-
-
-def feed_title(site: SiteConfig, topic: Topic | None) -> str:
-    name = topic.name if topic else "all topics"
-    return f"{strip_invalid_xml(site.title)}: {name}"
+def feed_title(site: SiteConfig, feed: Feed) -> str:
+    """The title of `feed`: the site's title, then what the feed's kind calls it."""
+    return f"{strip_invalid_xml(site.title)}: {feed.title}"
 
 
 class _ArchiveMark(BaseExtension):  # type: ignore[misc]
@@ -161,9 +154,9 @@ def render_atom(
     fg = FeedGenerator()
     fg.load_extension("media", atom=True, rss=True)
     fg.register_extension("related", _RelatedLinksFeed, _RelatedLinks, atom=True, rss=False)
-    fg.id(feed_id(site.base_url, plan.topic.key if plan.topic else None))
-    fg.title(feed_title(site, plan.topic))
-    about = plan.topic.name if plan.topic else "every topic"
+    fg.id(feed_id(site.base_url, plan.feed.key))
+    fg.title(feed_title(site, plan.feed))
+    about = plan.feed.about
     current = site.base_url + feed_path(plan.slug)
     if history.number is None:
         fg.subtitle(f"Articles on {about}, newest first")
@@ -243,11 +236,11 @@ def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
     if hub:
         fg.register_extension("hub", _RssHub, atom=False, rss=True)
         fg.hub.href = hub
-    fg.title(feed_title(site, plan.topic))
+    fg.title(feed_title(site, plan.feed))
     # feedgen takes the last link added as the channel's <link>: the page, so it goes last.
     fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
     fg.link(href=site.base_url + page_path(plan.slug), rel="alternate")
-    about = plan.topic.name if plan.topic else "every topic"
+    about = plan.feed.about
     fg.description(f"Articles on {about}, newest first")
     fg.generator("aggregator")
     fg.ttl(max(1, ttl_minutes))

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 from anyascii import anyascii
 
+from aggregator.feeds import ALL_SLUG as ALL_SLUG  # the slug no topic can take
 from aggregator.text import clean_line
 
-ALL_SLUG = "all"
-"""The slug of the feed of every article; no topic can take it."""
 MAX_SLUG_LENGTH = 60
 _RESERVED = frozenset(
     {ALL_SLUG, "con", "prn", "aux", "nul"}

@@ -9,11 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.config import SiteConfig
+from aggregator.feeds import ALL_FEED
 from aggregator.formats import feed_path
 from aggregator.model import Article, Image, Provider, Related
 from aggregator.output import OutputDir
 from aggregator.parse import parse_seed
-from aggregator.plan import Entry, FeedPlan, FeedStamp, feed_stamp, topic_catalog
+from aggregator.plan import Entry, FeedPlan, FeedStamp, feed_stamp, topic_catalog, topic_feed_of
 from aggregator.render import render_atom
 from aggregator.topics import TopicRules
 from tests.conftest import seed_text
@@ -40,7 +41,9 @@ def plans_for(art: Article) -> list[FeedPlan]:
     catalog = topic_catalog([(name, 1) for name in art.topics], TopicRules.build())
     topics = tuple(sorted(catalog.values(), key=lambda t: t.name))
     entry = Entry(art.id, art, topics, art.published)
-    return [FeedPlan("all", None, (entry,), 1)] + [FeedPlan(t.slug, t, (entry,), 1) for t in topics]
+    return [FeedPlan(ALL_FEED, (entry,), 1)] + [
+        FeedPlan(topic_feed_of(t), (entry,), 1) for t in topics
+    ]
 
 
 def test_related_links_are_rel_related_and_the_entry_has_one_alternate() -> None:
