@@ -1,0 +1,36 @@
+"""The typed rows that cross the storage seam (no positional tuples)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aggregator.feeds import TOPIC_KIND, FeedKey
+from aggregator.model import Article
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One entry as the feeds show it."""
+
+    id: str
+    article: Article
+    feeds: frozenset[FeedKey]
+    """The feeds the entry is in, of the kinds that store their members (not `all`)."""
+    updated: datetime
+    link: str | None = None
+    """The link shown when link checking replaced the article's own; None: its own."""
+
+    @property
+    def topic_keys(self) -> tuple[str, ...]:
+        """Keys of the topics the entry is in, sorted."""
+        return tuple(sorted(f.key for f in self.feeds if f.kind == TOPIC_KIND))
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How many seed files, entries and rejected seeds the store holds."""
+
+    seeds: int
+    entries: int
+    rejected: int
