@@ -11,15 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.config import load_config
 from aggregator.errors import Interrupted
 from aggregator.feeds import ALL, FeedKey, topic_feed
 from aggregator.links import LinkRules, LinkState, Outcome
 from aggregator.model import Article, LoadedSeed, SeedRecord, article_to_json
+from aggregator.output import OutputDir
+from aggregator.pipeline import Pipeline
 from aggregator.plan import FeedFilter, FeedStamp, to_micros
 from aggregator.refresh import refresh
 from aggregator.scan import SeedFile
 from aggregator.store import MemoryStore, SqliteStore, StateStore
 from aggregator.topics import TopicRules
+from tests.conftest import NOW
 
 ENGINES: dict[str, Callable[[Path], StateStore]] = {
     "sqlite": lambda tmp: SqliteStore(tmp / "state" / "aggregator.sqlite3"),
@@ -521,3 +525,36 @@ def test_clearing_dirty_leaves_nothing_due(store: StateStore) -> None:
     store.entries.clear_dirty()
     assert store.entries.dirty() == []
     assert refresh(store, RULES, T0).entries_changed == 0
+
+
+def test_the_pipeline_on_the_memory_store_gives_the_golden_output(tmp_path: Path) -> None:
+    root = Path(__file__).parent.parent
+    golden = Path(__file__).parent / "golden" / "bundled"
+    config = load_config(
+        root / "config" / "aggregator.yaml",
+        overrides={
+            "seeds.dir": root / "seeds",
+            "output.dir": tmp_path / "out",
+            "state.path": tmp_path / "unused.sqlite3",
+        },
+        environ={},
+    )
+    memory = MemoryStore()
+    pipeline = Pipeline(config, memory, OutputDir(config.output.dir, config.output.gzip_sidecars))
+    pipeline.scan(NOW)
+    pipeline.render(NOW)
+    produced = {
+        p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
+        for p in sorted((tmp_path / "out").rglob("*"))
+        if p.is_file()
+    }
+    expected = {
+        p.relative_to(golden).as_posix(): p.read_bytes()
+        for p in sorted(golden.rglob("*"))
+        if p.is_file()
+    }
+    assert produced == expected
+    assert not (tmp_path / "unused.sqlite3").exists()
+    again = pipeline.scan(NOW)
+    assert again.entries_changed == 0
+    assert pipeline.render(NOW).written == []
