@@ -816,7 +816,7 @@ def build(config: Config, now: datetime, progress: Progress | None = None) -> Bu
             articles=store.counts().entries,
             topics=pipeline.topic_count,
             rejected=sorted(store.seeds.rejected() + pipeline.refused),
-            duplicates=store.seeds.duplicates(),
+            duplicates=list(store.seeds.duplicates()),
         )
 
 

@@ -21,18 +21,21 @@ from aggregator.store.protocol import (
     StateStore,
     ThumbnailStore,
 )
-from aggregator.store.rows import Counts, StoredEntry
+from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
 from aggregator.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 __all__ = [
     "SCHEMA_VERSION",
     "Counts",
+    "Duplicate",
     "EntryStore",
     "FeedStateStore",
     "LinkStore",
     "MemoryStore",
+    "Rejected",
     "SeedStore",
     "SettingsStore",
+    "SpellingCount",
     "SqliteStore",
     "StateError",
     "StateStore",

@@ -21,7 +21,7 @@ from aggregator.links import LinkState
 from aggregator.model import LoadedSeed, SeedRecord, article_from_json
 from aggregator.plan import FeedFilter, FeedStamp, LedgerRow, to_micros
 from aggregator.scan import SeedFile
-from aggregator.store.rows import Counts, StoredEntry
+from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
 from aggregator.store.sqlite.thumbnails import due
 
 
@@ -109,27 +109,27 @@ class MemorySeeds(_Part):
             if seed is not None and seed.record is not None:
                 self._d.dirty.add(seed.record.entry_id)
 
-    def spelling_counts(self) -> list[tuple[str, int]]:
+    def spelling_counts(self) -> list[SpellingCount]:
         counts: dict[str, int] = {}
         for seed in self._d.seeds.values():
             if seed.record is not None:
                 for spelling in set(seed.record.topics):
                     counts[spelling] = counts.get(spelling, 0) + 1
-        return list(counts.items())
+        return [SpellingCount(spelling, count) for spelling, count in counts.items()]
 
-    def rejected(self) -> list[tuple[str, str]]:
+    def rejected(self) -> list[Rejected]:
         return sorted(
-            (source, s.error) for source, s in self._d.seeds.items() if s.error is not None
+            Rejected(source, s.error) for source, s in self._d.seeds.items() if s.error is not None
         )
 
-    def duplicates(self) -> list[tuple[str, str]]:
+    def duplicates(self) -> list[Duplicate]:
         found = []
         for source, seed in self._d.seeds.items():
             if seed.record is None:
                 continue
             used = self._d.entries.get(seed.record.entry_id)
             if used is not None and used.source != source:
-                found.append((source, used.source))
+                found.append(Duplicate(source, used.source))
         return sorted(found)
 
 

@@ -29,7 +29,7 @@ from aggregator.links import LinkState
 from aggregator.model import LoadedSeed
 from aggregator.plan import FeedFilter, FeedStamp, LedgerRow
 from aggregator.scan import SeedFile
-from aggregator.store.rows import Counts, StoredEntry
+from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
 
 
 class SeedStore(Protocol):
@@ -58,16 +58,16 @@ class SeedStore(Protocol):
         """Forget deleted seed files; their entries become due for refresh."""
         ...
 
-    def spelling_counts(self) -> list[tuple[str, int]]:
+    def spelling_counts(self) -> list[SpellingCount]:
         """Every topic spelling the good seeds use, with how many seeds use it."""
         ...
 
-    def rejected(self) -> list[tuple[str, str]]:
-        """(source, reason) of every seed whose current content is rejected, by source."""
+    def rejected(self) -> list[Rejected]:
+        """Every every seed whose current content is rejected, by source."""
         ...
 
-    def duplicates(self) -> list[tuple[str, str]]:
-        """(source, source of the copy used instead) for every duplicate seed, by source."""
+    def duplicates(self) -> list[Duplicate]:
+        """Every duplicate seed (and the source of the copy used instead), by source."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from aggregator.feeds import TOPIC_KIND, FeedKey
 from aggregator.model import Article
@@ -34,3 +35,25 @@ class Counts:
     seeds: int
     entries: int
     rejected: int
+
+
+class Rejected(NamedTuple):
+    """A seed whose current content is rejected."""
+
+    source: str
+    reason: str
+
+
+class Duplicate(NamedTuple):
+    """A seed holding an article another seed's copy is used for."""
+
+    source: str
+    used: str
+    """The source of the copy used instead."""
+
+
+class SpellingCount(NamedTuple):
+    """A topic spelling in use, and how many seeds use it."""
+
+    spelling: str
+    seeds: int

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from aggregator.model import LoadedSeed
 from aggregator.scan import SeedFile
+from aggregator.store.rows import Duplicate, Rejected, SpellingCount
 from aggregator.store.sqlite.db import Database, chunks, marks
 
 
@@ -110,26 +111,25 @@ class SqliteSeeds:
                 db.execute("DELETE FROM seeds WHERE source = ?", (source,))
                 db.execute("DELETE FROM seed_topics WHERE source = ?", (source,))
 
-    def spelling_counts(self) -> list[tuple[str, int]]:
+    def spelling_counts(self) -> list[SpellingCount]:
         with self._db.reading() as db:
-            return list(db.execute("SELECT spelling, COUNT(*) FROM seed_topics GROUP BY spelling"))
+            rows = db.execute("SELECT spelling, COUNT(*) FROM seed_topics GROUP BY spelling")
+            return [SpellingCount(spelling, count) for spelling, count in rows]
 
-    def rejected(self) -> list[tuple[str, str]]:
+    def rejected(self) -> list[Rejected]:
         with self._db.reading() as db:
-            return list(
-                db.execute(
-                    "SELECT source, error FROM seeds WHERE error IS NOT NULL ORDER BY source"
-                )
+            rows = db.execute(
+                "SELECT source, error FROM seeds WHERE error IS NOT NULL ORDER BY source"
             )
+            return [Rejected(source, error) for source, error in rows]
 
-    def duplicates(self) -> list[tuple[str, str]]:
+    def duplicates(self) -> list[Duplicate]:
         with self._db.reading() as db:
-            return list(
-                db.execute(
-                    "SELECT s.source, e.source FROM seeds s JOIN entries e"
-                    " ON e.entry_id = s.entry_id WHERE s.source != e.source ORDER BY s.source"
-                )
+            rows = db.execute(
+                "SELECT s.source, e.source FROM seeds s JOIN entries e"
+                " ON e.entry_id = s.entry_id WHERE s.source != e.source ORDER BY s.source"
             )
+            return [Duplicate(source, used) for source, used in rows]
 
 
 def _json_list(items: Sequence[str]) -> str:
