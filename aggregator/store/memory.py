@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TypeVar
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros, visible_change
@@ -21,8 +22,16 @@ from aggregator.links import LinkState
 from aggregator.model import LoadedSeed, SeedRecord, article_from_json
 from aggregator.plan import FeedFilter, FeedStamp, LedgerRow, to_micros
 from aggregator.scan import SeedFile
-from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
-from aggregator.store.sqlite.thumbnails import due
+from aggregator.store.rows import (
+    Counts,
+    Duplicate,
+    Rejected,
+    SpellingCount,
+    StoredEntry,
+    thumbnails_due,
+)
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -241,7 +250,7 @@ class MemoryEntries(_Part):
             shown = [
                 (us, i) for us, i in members if us > bound_us or (us == bound_us and i < bound_id)
             ]
-        return self.entries([i for _, i in shown[: max(limit, 0)]]), len(members)
+        return self.entries([i for _, i in _first(shown, limit)]), len(members)
 
     def feed_rows(self, feed: FeedKey, flt: FeedFilter) -> list[Row]:
         ledger = self._d.ledger
@@ -258,6 +267,11 @@ class MemoryEntries(_Part):
             if c.published_us > flt.published_before_us and not c.hidden
         ]
         return min(later, default=None)
+
+
+def _first(items: list[_T], limit: int) -> list[_T]:
+    """The first `limit` items; all of them for a negative limit (as SQL's LIMIT)."""
+    return items if limit < 0 else items[:limit]
 
 
 def _passes(c: EntryColumns, flt: FeedFilter) -> bool:
@@ -292,7 +306,7 @@ class MemoryLinks(_Part):
             for url, link in self._d.links.items()
             if everything or link.next_check_us <= cutoff
         )
-        return [url for _, _, url in rows[: max(limit, 0)]]
+        return [url for _, _, url in _first(rows, limit)]
 
     def save_link_states(
         self, states: Sequence[LinkState], deferred: Mapping[str, datetime]
@@ -345,7 +359,7 @@ class MemoryThumbnails(_Part):
         wanted = list(dict.fromkeys(urls))
         thumbs = self._d.thumbs
         known = {u: (thumbs[u].file, thumbs[u].next_try_us) for u in wanted if u in thumbs}
-        return due(wanted, known, to_micros(now), limit)
+        return thumbnails_due(wanted, known, to_micros(now), limit)
 
     def keep_thumbnail(self, url: str, file: str) -> None:
         self._d.thumbs[url] = _Thumb(file, 0, 0, "")

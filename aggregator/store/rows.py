@@ -1,7 +1,9 @@
-"""The typed rows that cross the storage seam (no positional tuples)."""
+"""The typed rows that cross the storage seam (no positional tuples), and the one rule
+every engine shares: which thumbnails are due."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -57,3 +59,17 @@ class SpellingCount(NamedTuple):
 
     spelling: str
     seeds: int
+
+
+def thumbnails_due(
+    wanted: Sequence[str], known: Mapping[str, tuple[str | None, int]], cutoff: int, limit: int
+) -> list[str]:
+    """Of `wanted` (no repeats), at most `limit` to fetch: those never tried, in order, then
+    those without a file whose next try (`known`: url → (file, next_try_us)) is at or before
+    `cutoff`, longest due first."""
+    fresh = [u for u in wanted if u not in known]
+    retry = sorted(
+        (u for u in wanted if u in known and known[u][0] is None and known[u][1] <= cutoff),
+        key=lambda u: known[u][1],
+    )
+    return (fresh + retry)[:limit]

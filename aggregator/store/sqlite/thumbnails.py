@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from aggregator.plan import to_micros
+from aggregator.store.rows import thumbnails_due
 from aggregator.store.sqlite.db import Database
 
 
@@ -28,7 +29,7 @@ class SqliteThumbnails:
             known: dict[str, tuple[str | None, int]] = {
                 url: (file, next_try) for url, file, next_try in self._db.in_chunks(select, wanted)
             }
-        return due(wanted, known, to_micros(now), limit)
+        return thumbnails_due(wanted, known, to_micros(now), limit)
 
     def keep_thumbnail(self, url: str, file: str) -> None:
         with self._db.writing() as db:
@@ -67,17 +68,3 @@ class SqliteThumbnails:
                 if (file is not None and file not in kept) or (file is None and url not in still)
             ]
             db.executemany("DELETE FROM thumbs WHERE url = ?", [(u,) for u in gone])
-
-
-def due(
-    wanted: Sequence[str], known: dict[str, tuple[str | None, int]], cutoff: int, limit: int
-) -> list[str]:
-    """Of `wanted` (no repeats), at most `limit` to fetch: those never tried, in order, then
-    those without a file whose next try (`known`: url → (file, next_try_us)) is at or before
-    `cutoff`, longest due first."""
-    fresh = [u for u in wanted if u not in known]
-    retry = sorted(
-        (u for u in wanted if u in known and known[u][0] is None and known[u][1] <= cutoff),
-        key=lambda u: known[u][1],
-    )
-    return (fresh + retry)[:limit]
