@@ -5,11 +5,14 @@ Adding an engine = adding one entry to `ENGINES`; it is done when this file pass
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.config import load_config
 from aggregator.errors import Interrupted
@@ -558,3 +561,80 @@ def test_the_pipeline_on_the_memory_store_gives_the_golden_output(tmp_path: Path
     again = pipeline.scan(NOW)
     assert again.entries_changed == 0
     assert pipeline.render(NOW).written == []
+
+
+# -- every engine does the same with the same calls -----------------------------------
+
+SOURCES = ["a.md", "b.md", "c/d.md"]
+URLS = ["https://u.example/1", "https://u.example/2"]
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("store"),
+            st.sampled_from(SOURCES),
+            st.sampled_from(URLS),
+            st.sampled_from(["T1", "T2"]),
+            st.frozensets(st.sampled_from(["AI", "ai", "Go"]), max_size=2),
+            st.booleans(),
+        ),
+        st.tuples(st.just("forget"), st.sampled_from(SOURCES)),
+        st.tuples(st.just("link"), st.sampled_from(URLS), st.sampled_from(list(Outcome))),
+        st.tuples(st.just("refresh")),
+    ),
+    max_size=12,
+)
+
+
+def apply_operation(store: StateStore, op: tuple[object, ...], step: int) -> None:
+    now = T0 + timedelta(hours=step)
+    match op:
+        case ("store", str(source), str(url), str(title), frozenset() as topics, bool(ok)):
+            names = tuple(sorted(str(t) for t in topics))
+            seed = good(source, url, title=title, topics=names) if ok else bad(source)
+            store.seeds.store_seeds([seed])
+        case ("forget", str(source)):
+            store.seeds.forget_seeds([source])
+        case ("link", str(url), Outcome() as outcome):
+            store.links.save_link_states([checked(url, outcome, now + timedelta(days=1))], {})
+        case _:
+            refresh(store, RULES, now)
+
+
+def observed(store: StateStore) -> object:
+    feeds = [ALL, topic_feed("ai"), topic_feed("go")]
+    pages = [
+        [
+            (e.id, e.article.title, e.updated, e.link, e.feeds)
+            for e in store.entries.feed_page(f, EVERYTHING, 10)[0]
+        ]
+        for f in feeds
+    ]
+    return (
+        store.counts(),
+        store.seeds.rejected(),
+        store.seeds.duplicates(),
+        sorted(store.seeds.spelling_counts()),
+        store.seeds.seed_stats(),
+        store.entries.dirty(),
+        pages,
+        [store.entries.feed_rows(f, EVERYTHING) for f in feeds],
+        store.links.due_links(T0 + timedelta(days=30), 10),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(operations)
+def test_every_engine_answers_the_same_after_the_same_calls(ops: list[tuple[object, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        stores = [make(Path(scratch) / name) for name, make in sorted(ENGINES.items())]
+        try:
+            for step, op in enumerate([*ops, ("refresh",)]):
+                for store in stores:
+                    apply_operation(store, op, step)
+                first, *others = (observed(store) for store in stores)
+                for other in others:
+                    assert other == first
+        finally:
+            for store in stores:
+                store.close()
