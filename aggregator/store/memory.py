@@ -2,7 +2,8 @@
 
 Nothing is persisted. `transaction()` copies the data on entry and puts the
 copy back when the block raises. The same contract as the SQLite store
-(tests/test_store_contract.py runs against both).
+(tests/test_store_contract.py runs against both), except that calls from
+several threads are not serialized outside `transaction()`: one thread at a time.
 """
 
 from __future__ import annotations
