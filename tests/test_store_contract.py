@@ -523,6 +523,18 @@ def test_reread_marks_make_seeds_due_again(store: StateStore) -> None:
     assert store.seeds.seed_stats()["a.md"] == (10, 1)
 
 
+def test_an_entry_whose_seed_was_replaced_by_a_rejected_one_before_refresh_is_left_out(
+    store: StateStore,
+) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1")])
+    refresh(store, RULES, T0)
+    store.seeds.forget_seeds(["a.md"])
+    store.seeds.store_seeds([bad("a.md")])
+    assert store.entries.entries([entry_id("https://a.example/1")]) == []
+    refresh(store, RULES, T0)
+    assert store.counts().entries == 0
+
+
 def test_clearing_dirty_leaves_nothing_due(store: StateStore) -> None:
     store.seeds.store_seeds([good("a.md", "https://a.example/1")])
     store.entries.clear_dirty()
@@ -623,7 +635,7 @@ def observed(store: StateStore) -> object:
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(operations)
 def test_every_engine_answers_the_same_after_the_same_calls(ops: list[tuple[object, ...]]) -> None:
     with tempfile.TemporaryDirectory() as scratch:

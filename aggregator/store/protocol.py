@@ -72,7 +72,13 @@ class SeedStore(Protocol):
 
 
 class EntryStore(Protocol):
-    """The entries (duplicates merged), the feeds they are in, their ledger rows."""
+    """The entries (duplicates merged), the feeds they are in, their ledger rows.
+
+    What `entries`, `feed_page` and `feed_rows` return is defined when nothing is
+    due for refresh (the pipeline refreshes right after storing seeds): before,
+    an entry whose seed was forgotten may still be counted and listed, or be left
+    out for want of an article to show.
+    """
 
     def dirty(self) -> list[str]:
         """The ids of the entries due for refresh, sorted."""

@@ -171,7 +171,8 @@ class SqliteEntries:
             " WHERE e.entry_id IN"
         )
         for entry_id, text, updated, link in self._db.in_chunks(select, ids):
-            found[entry_id] = (text, updated, link)
+            if text is not None:  # None: its seed was forgotten, not yet refreshed
+                found[entry_id] = (text, updated, link)
         select = "SELECT kind, key, entry_id FROM entry_feeds WHERE entry_id IN"
         for kind, key, entry_id in self._db.in_chunks(select, ids):
             feeds.setdefault(entry_id, set()).add(FeedKey(kind, key))
