@@ -47,7 +47,7 @@ from aggregator.server import (
     connection_capacity,
     raise_open_file_limit,
 )
-from aggregator.state import Store
+from aggregator.store import open_store
 from aggregator.text import printable
 from aggregator.urls import host_of
 
@@ -165,7 +165,7 @@ class Service:
         # One writer per state file and output directory, for the life of the process.
         self._locks = locks.hold(self.config.state.path, self.config.output.dir)
         try:
-            self.store = Store(self.config.state.path)
+            self.store = open_store(self.config.state.path)
         except BaseException:
             self._release_locks()
             raise
@@ -651,7 +651,9 @@ class Service:
         m.scan_seconds.observe(took)
         m.seeds.set(counts.seeds)
         refused = self.pipeline.refused
-        rejected = sorted(self.store.rejected() + refused) if counts.rejected or refused else []
+        rejected = (
+            sorted(self.store.seeds.rejected() + refused) if counts.rejected or refused else []
+        )
         m.seeds_rejected.set(len(rejected))
         m.articles.set(counts.entries)
         m.topics.set(topics)

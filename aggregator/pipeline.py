@@ -33,7 +33,7 @@ from itertools import islice
 from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
 from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted, SeedDirError
-from aggregator.feeds import ALL_FEED, Feed
+from aggregator.feeds import ALL, ALL_FEED, Feed, FeedKey, topic_feed
 from aggregator.formats import (
     ARCHIVE_SUFFIX,
     ATOM,
@@ -84,6 +84,7 @@ from aggregator.plan import (
     topic_catalog,
     topic_feed_of,
 )
+from aggregator.refresh import refresh
 from aggregator.render import (
     OLDEST,
     History,
@@ -92,7 +93,7 @@ from aggregator.render import (
     render_atom,
 )
 from aggregator.scan import SeedFile, check_paths, scan
-from aggregator.state import Store, StoredEntry
+from aggregator.store import StateStore, StoredEntry, open_store
 from aggregator.thumbs import (
     FOLDER,
     HEADER_BYTES,
@@ -238,7 +239,7 @@ def _counted(
 class Pipeline:
     """Keeps the output directory in step with the seed directory, through the state store."""
 
-    def __init__(self, config: Config, store: Store, out: OutputDir) -> None:
+    def __init__(self, config: Config, store: StateStore, out: OutputDir) -> None:
         self.store = store
         self.out = out
         self.config = config
@@ -254,23 +255,23 @@ class Pipeline:
         """Slug → how many archive pages it has, after the last render of its feed."""
         self._complete = True
         self._refused: set[tuple[str, str]] = set()
-        store.reread_rejected_if_changed(_seed_settings(config))
-        store.reread_all_if_changed("reading_rules", READING_RULES)
-        if store.settings_changed("entry_rules", _entry_rules(config)):
-            store.mark_all_dirty()  # topic or link rules changed: the next scan redoes entries
+        store.settings.reread_rejected_if_changed(_seed_settings(config))
+        store.settings.reread_all_if_changed("reading_rules", READING_RULES)
+        if store.settings.settings_changed("entry_rules", _entry_rules(config)):
+            store.entries.mark_all_dirty()  # topic or link rules changed: the next scan redoes them
         self._known: dict[str, tuple[int, int]] | None = None
         """(size, mtime_ns) of every stored seed, as the store has them; None: ask the store."""
 
     def reconfigure(self, config: Config, now: datetime) -> None:
         """Use a new config; the next `render` redoes every feed."""
         self.rules, self.link_rules = _rules(config), _link_rules(config)
-        if self.store.settings_changed("entry_rules", _entry_rules(config)):
-            self.store.mark_all_dirty()
-            self.store.refresh(self.rules, now, link_rules=self.link_rules)
+        if self.store.settings.settings_changed("entry_rules", _entry_rules(config)):
+            self.store.entries.mark_all_dirty()
+            refresh(self.store, self.rules, now, link_rules=self.link_rules)
         self.config = config
         self._catalog = None
         self._known = None
-        self.store.reread_rejected_if_changed(_seed_settings(config))
+        self.store.settings.reread_rejected_if_changed(_seed_settings(config))
 
     def scan(
         self, now: datetime, progress: Progress | None = None, should_stop: StopCheck = _never
@@ -321,7 +322,7 @@ class Pipeline:
 
     def _known_stats(self) -> dict[str, tuple[int, int]]:
         if self._known is None:
-            self._known = self.store.seed_stats()
+            self._known = self.store.seeds.seed_stats()
         return self._known
 
     def _apply(
@@ -340,11 +341,11 @@ class Pipeline:
             key=lambda f: f.source,
         )
         if gone:
-            self.store.forget_seeds(gone)
+            self.store.seeds.forget_seeds(gone)
             for source in gone:
                 known.pop(source, None)
         report.removed = len(gone)
-        digests = self.store.digests([f.source for f in changed if f.source in known])
+        digests = self.store.seeds.digests([f.source for f in changed if f.source in known])
         seeds = self.config.seeds
         results = load_seeds(changed, seeds.max_file_bytes, self.config.build.workers, progress)
         touched: list[SeedFile] = []
@@ -362,16 +363,16 @@ class Pipeline:
                 if result.error is not None:
                     report.rejected.append((result.source, result.error))
             report.parsed += len(fresh)
-            self.store.store_seeds(fresh)
+            self.store.seeds.store_seeds(fresh)
             known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
         if touched:
-            self.store.touch(touched)
-        applied = self.store.refresh(self.rules, now, should_stop, self.link_rules)
+            self.store.seeds.touch(touched)
+        applied = refresh(self.store, self.rules, now, should_stop, self.link_rules)
         report.topics = applied.topics
         report.entries_changed = applied.entries_changed
         if (report.parsed or gone) and not applied.entries_changed and self._catalog is not None:
-            slugs = self.store.topic_slugs()
-            catalog = topic_catalog(self.store.spelling_counts(), self.rules, slugs)
+            slugs = self.store.feeds.topic_slugs()
+            catalog = topic_catalog(self.store.seeds.spelling_counts(), self.rules, slugs)
             report.names_changed = catalog != self._catalog
         self._known = known
         return report
@@ -380,11 +381,11 @@ class Pipeline:
         self, now: datetime, topics: set[str] | None = None, should_stop: StopCheck = _never
     ) -> RenderReport:
         """Re-render `all`, the given topics (None: every topic), the index and the OPML."""
-        slugs = self.store.topic_slugs()
-        catalog = topic_catalog(self.store.spelling_counts(), self.rules, slugs)
+        slugs = self.store.feeds.topic_slugs()
+        catalog = topic_catalog(self.store.seeds.spelling_counts(), self.rules, slugs)
         new_slugs = {t.key: t.slug for t in catalog.values() if t.key not in slugs}
         if new_slugs:
-            self.store.keep_topic_slugs(new_slugs)
+            self.store.feeds.keep_topic_slugs(new_slugs)
         feeds = self.config.feeds
         if catalog != self._catalog or feeds.max_age_days:
             topics = None  # names or slugs moved, or entries age out: redo everything
@@ -425,8 +426,10 @@ class Pipeline:
             pages = {page_path(slug) for slug in self._summaries}
             report.removed += self.out.prune("topics", ".html", pages)
             if topics is None:  # every page was seen: thumbnails no page shows can go
-                self.store.forget_thumbnails(self._shown_thumbs, self._wanted)
-                self.store.forget_archives([None, *(t.key for t in catalog.values())])
+                self.store.thumbnails.forget_thumbnails(self._shown_thumbs, self._wanted)
+                self.store.feeds.forget_archives(
+                    [ALL, *(topic_feed(t.key) for t in catalog.values())]
+                )
                 report.removed += self.out.prune(FOLDER, SUFFIX, self._shown_thumbs)
             for folder in self.out.folders("feeds"):  # archives of feeds that are gone
                 if folder not in self._summaries or not feeds.archive:
@@ -445,18 +448,18 @@ class Pipeline:
         """Write one feed in every format, its page and its archive; None: it has no entries."""
         feeds, site = self.config.feeds, self.config.site
         slug = feed.slug
-        key = feed.key.key or None  # STORE-KEY: a FeedKey once the store takes one
+        key = feed.key
         rows: list[Row] = []
         bounds: list[Key] = []
         digests: list[str] = []
         if feeds.archive:
-            rows = self.store.feed_rows(key, flt.any_age())
-            bounds, digests = self.store.archive(key)
+            rows = self.store.entries.feed_rows(key, flt.any_age())
+            bounds, digests = self.store.feeds.archive(key)
             if not bounds and not digests:  # no record (a new state file): read the pages
                 bounds = self._bounds_on_disk(slug)
             bounds = reopen(rows, bounds, feeds.max_entries)
         newer_than = bounds[-1] if bounds else None
-        stored, total = self.store.feed_page(key, flt, feeds.max_entries, newer_than)
+        stored, total = self.store.entries.feed_page(key, flt, feeds.max_entries, newer_than)
         if not feed.kind.written_empty and total == 0:
             return None
 
@@ -499,12 +502,12 @@ class Pipeline:
         self._write(page_path(slug), page, report)
         return plan.summary()
 
-    def _stamp(self, key: str | None, plan: FeedPlan, now: datetime) -> FeedStamp:
+    def _stamp(self, key: FeedKey, plan: FeedPlan, now: datetime) -> FeedStamp:
         """The feed's stamp after this render: when it last lost an entry (kept in the state)."""
-        previous = self.store.feed_stamp(key)
+        previous = self.store.feeds.feed_stamp(key)
         stamp = feed_stamp(previous, (e.id for e in plan.entries), plan.updated, now)
         if stamp != previous:
-            self.store.keep_feed_stamp(key, stamp)
+            self.store.feeds.keep_feed_stamp(key, stamp)
         return stamp
 
     def _thumbnails(self, plan: FeedPlan) -> dict[str, Thumbnail]:
@@ -514,7 +517,7 @@ class Pipeline:
             return {}
         images = [e.article.images[0].url for e in plan.entries if e.article.images]
         width = self.config.thumbnails.width
-        found = self.store.thumbnails(images)
+        found = self.store.thumbnails.thumbnails(images)
         present: dict[str, Thumbnail] = {}
         for url, file in found.items():
             head = self.out.head(file, HEADER_BYTES) if file == thumbnail_path(url, width) else None
@@ -522,7 +525,7 @@ class Pipeline:
             if size is not None:
                 present[url] = Thumbnail(file, *size)
         if len(present) < len(found):  # files deleted, or another width: fetch them again
-            self.store.forget_thumbnails_of([url for url in found if url not in present])
+            self.store.thumbnails.forget_thumbnails_of([url for url in found if url not in present])
         key = plan.feed.key.key or None  # FEED-KEY: the feed's FeedKey once render takes them
         for url in images:
             if url not in present:
@@ -584,7 +587,7 @@ class Pipeline:
             if same and self.out.path(path).is_file():
                 report.unchanged += 1
                 continue
-            stored = self.store.entries([row.entry_id for row in rows])
+            stored = self.store.entries.entries([row.entry_id for row in rows])
             page = FeedPlan(plan.feed, tuple(entry(e) for e in stored), len(stored))
             if not stored and number <= len(layout.bounds):  # a closed page emptied by removals
                 page = replace(page, floor=empty_page_date(layout.bounds[number - 1]))
@@ -596,8 +599,7 @@ class Pipeline:
             data = render_atom(page, site, self.config.feeds.max_related, None, history)
             self._write(path, data, report)
         if list(layout.bounds) != list(bounds) or kept != list(digests):
-            # STORE-KEY: a FeedKey once the store takes one
-            self.store.keep_archive(plan.feed.key.key or None, layout.bounds, kept)
+            self.store.feeds.keep_archive(plan.feed.key, layout.bounds, kept)
         self._archive_pages[slug] = last
         # Pages past the last are stale (reopened, or laid out anew): the server must not
         # take the page before one of them for a closed page.
@@ -611,12 +613,14 @@ class Pipeline:
         keep = self.config.thumbnails.max_bytes
         pauses = self._pauses()
         wanted = [url for url in self._wanted if not is_paused(url, pauses, now)]
-        return [Request(url, keep=keep) for url in self.store.thumbnails_due(wanted, now, limit)]
+        return [
+            Request(url, keep=keep)
+            for url in self.store.thumbnails.thumbnails_due(wanted, now, limit)
+        ]
 
     def _pauses(self) -> dict[str, datetime]:
         """Host → until when it asked to be left alone (kept in the state across runs)."""
-        stored = json.loads(self.store.meta(PAUSES) or "{}")
-        return {host: datetime.fromisoformat(until) for host, until in stored.items()}
+        return self.store.links.pauses()
 
     def paused(self, now: datetime) -> dict[str, float]:
         """Host name or server → seconds it still asked to be left alone: for the checker,
@@ -625,7 +629,7 @@ class Pipeline:
 
     def _note_pauses(self, result: RunResult, now: datetime) -> None:
         pauses = host_pauses(self._pauses(), result, now)
-        self.store.keep_meta(PAUSES, json.dumps({h: t.isoformat() for h, t in pauses.items()}))
+        self.store.links.keep_pauses(pauses)
 
     def apply_thumbnails(self, result: RunResult, now: datetime) -> ThumbnailReport:
         """Make and keep thumbnails of what was fetched; note what failed, to try later."""
@@ -643,16 +647,18 @@ class Pipeline:
                 continue
             file = thumbnail_path(attempt.url, width)
             self.out.write(file, data)
-            self.store.keep_thumbnail(attempt.url, file)
+            self.store.thumbnails.keep_thumbnail(attempt.url, file)
             report.made += 1
             report.topics.update(self._wanted.pop(attempt.url, set()))
-        tries = self.store.thumbnail_tries([url for url, _ in failed])
+        tries = self.store.thumbnails.thumbnail_tries([url for url, _ in failed])
         for url, why in failed:
-            self.store.thumbnail_failed(url, why, tries[url] + 1, now + retry_delay(tries[url] + 1))
+            self.store.thumbnails.thumbnail_failed(
+                url, why, tries[url] + 1, now + retry_delay(tries[url] + 1)
+            )
         report.failed = failed
         for url, seconds in result.deferred.items():  # the host asked for a pause
             later = now + max(timedelta(seconds=seconds), retry_delay(1))
-            self.store.thumbnail_failed(url, "the host asked to wait", 0, later)
+            self.store.thumbnails.thumbnail_failed(url, "the host asked to wait", 0, later)
         return report
 
     # -- link checking ----------------------------------------------------------------
@@ -662,10 +668,10 @@ class Pipeline:
         pauses = self._pauses()
         urls = [
             url
-            for url in self.store.due_links(now, limit, everything)
+            for url in self.store.links.due_links(now, limit, everything)
             if not is_paused(url, pauses, now)
         ]
-        states = self.store.link_states(urls)
+        states = self.store.links.link_states(urls)
         first_confirms = self.config.links.dead_after <= 1
         requests = []
         for url in urls:
@@ -687,20 +693,20 @@ class Pipeline:
             dead_min_hours=links.dead_min_hours,
         )
         self._note_pauses(result, now)
-        before = self.store.link_states([a.url for a in result.attempts])
+        before = self.store.links.link_states([a.url for a in result.attempts])
         down = network_down(result.attempts)
         states = [advance(before.get(a.url), a, now, policy, down) for a in result.attempts]
         deferred = {url: now + timedelta(seconds=s) for url, s in result.deferred.items()}
-        changed = self.store.save_link_states(states, deferred)
-        applied = self.store.refresh(self.rules, now, link_rules=self.link_rules)
-        self.store.forget_unused_links()
+        changed = self.store.links.save_link_states(states, deferred)
+        applied = refresh(self.store, self.rules, now, link_rules=self.link_rules)
+        self.store.links.forget_unused_links()
         return LinkReport(states, changed, down, applied.topics, applied.entries_changed)
 
     def next_due(self, now: datetime) -> datetime | None:
         """When the earliest article held back for its future date falls due (None: none is):
         the feeds must be rendered then, though no seed changes."""
         flt = FeedFilter.of(self.config.feeds, now)
-        return falls_due(self.store.earliest_held_back(flt))
+        return falls_due(self.store.entries.earliest_held_back(flt))
 
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""
@@ -784,7 +790,7 @@ class BuildReport:
 def opened(config: Config) -> Iterator[Pipeline]:
     """A pipeline on the configured directories and state file, closed afterwards."""
     out = OutputDir(config.output.dir, config.output.gzip_sidecars)
-    store = Store(config.state.path)
+    store = open_store(config.state.path)
     try:
         yield Pipeline(config, store, out)
     finally:
@@ -806,8 +812,8 @@ def build(config: Config, now: datetime, progress: Progress | None = None) -> Bu
             render=rendered,
             articles=store.counts().entries,
             topics=pipeline.topic_count,
-            rejected=sorted(store.rejected() + pipeline.refused),
-            duplicates=store.duplicates(),
+            rejected=sorted(store.seeds.rejected() + pipeline.refused),
+            duplicates=list(store.seeds.duplicates()),
         )
 
 
@@ -833,8 +839,6 @@ def check_links(
         return result, report
 
 
-PAUSES = "host_pauses"
-"""The state's record of the hosts that asked (Retry-After) to be left alone, and until when."""
 IMAGE_FETCHES = 8
 """Image fetches in flight at most: each keeps a body of up to `thumbnails.max_bytes`."""
 
@@ -864,8 +868,8 @@ def fetch_thumbnails(config: Config, now: datetime) -> ThumbnailReport:
 
 def link_history(config: Config, url: str) -> LinkState | None:
     """What is stored about one URL (for `aggregator links show`)."""
-    store = Store(config.state.path)
+    store = open_store(config.state.path)
     try:
-        return store.link_states([url]).get(url)
+        return store.links.link_states([url]).get(url)
     finally:
         store.close()

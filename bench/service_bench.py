@@ -33,7 +33,7 @@ import yaml
 from aggregator.config import load_config
 from aggregator.output import OutputDir
 from aggregator.pipeline import Pipeline
-from aggregator.state import Store
+from aggregator.store import open_store
 from bench.common import AGGREGATOR, corpus, tree_rss_kib
 
 NEW_SEED = """---
@@ -242,7 +242,7 @@ def main() -> None:
             },
             environ={},
         )
-        store = Store(config.state.path)
+        store = open_store(config.state.path)
         pipeline = Pipeline(config, store, OutputDir(config.output.dir))
         first = time.perf_counter()
         pipeline.scan(datetime.now(UTC))  # loads the stat cache the service keeps between scans

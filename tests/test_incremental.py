@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.errors import StateError
-from aggregator.state import Store
+from aggregator.store import open_store
 from tests.conftest import NOW, Site
 from tests.feedcheck import ATOM, check_feed, entry_titles
 
@@ -147,11 +147,11 @@ def test_a_state_file_from_a_newer_version_or_not_sqlite_is_refused(tmp_path: Pa
     with sqlite3.connect(newer) as db:
         db.execute("PRAGMA user_version = 999")
     with pytest.raises(StateError, match="newer"):
-        Store(newer)
+        open_store(newer)
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StateError, match=str(junk)):
-        Store(junk)
+        open_store(junk)
 
 
 def test_a_look_alike_topic_never_takes_over_an_existing_feed(site: Site) -> None:

@@ -1,0 +1,171 @@
+"""What an entry is, decided from its seeds, its feeds' rules and its links: pure functions.
+
+    pick_copies     which copy of a duplicate article is used (the first by source path)
+    decide          an entry after its seeds, topics and link verdicts: its stored row,
+                    its ledger row, and whether anything readers can see changed
+    visible_change  whether a new link state can change what a feed shows
+
+No I/O and no clock (`now` is passed in): the store persists what these
+decide, and `aggregator.refresh` moves the rows between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aggregator.feeds import EntryFacts, FeedKey, memberships
+from aggregator.links import LinkRules, LinkState, Outcome, effective_link
+from aggregator.plan import LedgerRow, fingerprint, ledger_update
+
+
+def from_micros(value: int) -> datetime:
+    """Integer microseconds since the epoch (the stored form) as a UTC datetime."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+
+
+@dataclass(frozen=True, slots=True)
+class SeedCopy:
+    """One good seed's copy of an article: what deciding its entry needs."""
+
+    entry_id: str
+    source: str
+    published_us: int
+    quality: float | None
+    is_published: bool | None
+    shown: str
+    """Hash of what readers see of the article (topics aside)."""
+    original_url: str | None
+    web_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryColumns:
+    """What the store keeps of an entry besides its feeds: the copy used and the columns
+    the feeds filter and order on."""
+
+    source: str
+    published_us: int
+    quality: float | None
+    is_published: bool | None
+    original_url: str | None
+    web_url: str | None
+    link: str | None
+    """The link shown when link checking replaced the article's own; None: its own."""
+    hidden: bool
+    """True: every link of the entry is dead (or `drop` applies): no feed shows it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What becomes of one entry."""
+
+    entry_id: str
+    columns: EntryColumns | None
+    """The entry's row after the decision; None: the entry is gone (no good seed left)."""
+    feeds: frozenset[FeedKey]
+    """The feeds (of kinds that store members) the entry is in after the decision."""
+    ledger: LedgerRow | None
+    """The ledger row to write; None: the stored one stays as it is."""
+    write_columns: bool
+    """True: the row (`columns`, or its removal) must be written."""
+    write_feeds: bool
+    """True: the entry's feed memberships must be written anew."""
+    touched: frozenset[FeedKey]
+    """The feeds whose content may have changed (empty: nothing changed)."""
+
+    @property
+    def changed(self) -> bool:
+        """True when the entry was added, removed, or changed in content, feeds or filters."""
+        return self.write_columns or self.write_feeds
+
+
+def pick_copies(copies: Iterable[SeedCopy]) -> dict[str, SeedCopy]:
+    """The copy used of each entry: of the seeds holding the same article, the first by path.
+
+    Returns entry id → copy, for every entry id among `copies`.
+    """
+    chosen: dict[str, SeedCopy] = {}
+    for copy in copies:
+        held = chosen.get(copy.entry_id)
+        if held is None or copy.source < held.source:
+            chosen[copy.entry_id] = copy
+    return chosen
+
+
+def decide(
+    entry_id: str,
+    copy: SeedCopy | None,
+    topic_keys: frozenset[str],
+    before: EntryColumns | None,
+    before_feeds: frozenset[FeedKey],
+    ledger: LedgerRow | None,
+    link_states: Mapping[str, LinkState],
+    link_rules: LinkRules,
+    now: datetime,
+) -> Decision:
+    """The entry `entry_id` after its seeds changed or a link verdict came in.
+
+    `copy` is the copy used (None: no good seed holds it any more), `topic_keys`
+    the keys of the topics its seeds name (after the topic rules), `before` and
+    `before_feeds` what the store holds of it, `ledger` its ledger row (kept
+    even when the entry went away, so a returning entry keeps its dates), and
+    `link_states` what is known of its URLs. Returns the `Decision`; raises nothing.
+    """
+    if copy is None:
+        gone = before is not None
+        return Decision(
+            entry_id,
+            None,
+            frozenset(),
+            None,
+            write_columns=gone,
+            write_feeds=gone,
+            touched=before_feeds if gone else frozenset(),
+        )
+    feeds = memberships(EntryFacts(topic_keys))
+    own = copy.original_url or copy.web_url
+    link = effective_link(copy.original_url, copy.web_url, link_states, link_rules)
+    shown_link = None if link in (None, own) else link
+    row = ledger_update(
+        ledger,
+        fingerprint(copy.shown, topic_keys, shown_link),
+        from_micros(copy.published_us),
+        now,
+    )
+    columns = EntryColumns(
+        copy.source,
+        copy.published_us,
+        copy.quality,
+        copy.is_published,
+        copy.original_url,
+        copy.web_url,
+        shown_link,
+        link is None,
+    )
+    new_ledger = None if row == ledger else row
+    if new_ledger is None and before == columns and feeds == before_feeds:
+        return Decision(entry_id, columns, feeds, None, False, False, frozenset())
+    return Decision(
+        entry_id,
+        columns,
+        feeds,
+        new_ledger,
+        write_columns=True,
+        write_feeds=feeds != before_feeds,
+        touched=before_feeds | feeds,
+    )
+
+
+def visible_change(old: LinkState | None, new: LinkState | None) -> bool:
+    """True when going from `old` to `new` can change what a feed shows of an entry with
+    that URL: a confirmed death (or its end), or a different permanent new home."""
+    return _feed_view(old) != _feed_view(new)
+
+
+def _feed_view(state: LinkState | None) -> tuple[bool, str | None]:
+    if state is None:
+        return (False, None)
+    moved = state.final_url if state.permanent and state.status is Outcome.ALIVE else None
+    return (state.status is Outcome.DEAD, moved)

@@ -1,0 +1,320 @@
+"""The storage protocol: what the pipeline asks of a state store, grouped by concern.
+
+    store.seeds        SeedStore        seed files: stats, digests, records, errors
+    store.entries      EntryStore       entries, their feeds and ledger; what is due for refresh
+    store.links        LinkStore        the link checker's state per URL, and host pauses
+    store.thumbnails   ThumbnailStore   thumbnails made, and failed fetches to retry
+    store.feeds        FeedStateStore   topic slugs, feed stamps, archive bounds and digests
+    store.settings     SettingsStore    the recorded settings and the "reread if changed" marks
+
+The store persists decisions and never makes them (see `aggregator.entries`,
+`aggregator.refresh`). Every method is one transaction unless called inside
+`transaction()`. Every method raises `StateError` when the state cannot be
+read or written (the file deleted, replaced, damaged, unwritable); nothing else
+unless said. An engine is one class that satisfies `StateStore` and passes
+tests/test_store_contract.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from aggregator.archive import Key, Row
+from aggregator.entries import Decision, EntryColumns, SeedCopy
+from aggregator.feeds import FeedKey
+from aggregator.links import LinkState
+from aggregator.model import LoadedSeed
+from aggregator.plan import FeedFilter, FeedStamp, LedgerRow
+from aggregator.scan import SeedFile
+from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
+
+
+class SeedStore(Protocol):
+    """The seed files read: one record each (the last good one), and the current error."""
+
+    def seed_stats(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of every known seed file, by source."""
+        ...
+
+    def digests(self, sources: Sequence[str]) -> dict[str, str]:
+        """The content digest of each of `sources` that is known, by source."""
+        ...
+
+    def touch(self, files: Iterable[SeedFile]) -> None:
+        """Record a new size and mtime for known files whose bytes did not change."""
+        ...
+
+    def store_seeds(self, batch: Sequence[tuple[SeedFile, LoadedSeed]]) -> None:
+        """Record read seed files; their entries (before and after) become due for refresh.
+
+        A rejected seed keeps its last good record (and its entry) and gets the error.
+        """
+        ...
+
+    def forget_seeds(self, sources: Iterable[str]) -> None:
+        """Forget deleted seed files; their entries become due for refresh."""
+        ...
+
+    def spelling_counts(self) -> list[SpellingCount]:
+        """Every topic spelling the good seeds use, with how many seeds use it."""
+        ...
+
+    def rejected(self) -> list[Rejected]:
+        """Every every seed whose current content is rejected, by source."""
+        ...
+
+    def duplicates(self) -> list[Duplicate]:
+        """Every duplicate seed (and the source of the copy used instead), by source."""
+        ...
+
+
+class EntryStore(Protocol):
+    """The entries (duplicates merged), the feeds they are in, their ledger rows.
+
+    What `entries`, `feed_page` and `feed_rows` return is defined when nothing is
+    due for refresh (the pipeline refreshes right after storing seeds): before,
+    an entry whose seed was forgotten may still be counted and listed, or be left
+    out for want of an article to show.
+    """
+
+    def dirty(self) -> list[str]:
+        """The ids of the entries due for refresh, sorted."""
+        ...
+
+    def mark_all_dirty(self) -> None:
+        """Make every entry due for refresh (after topic or link rules changed)."""
+        ...
+
+    def clear_dirty(self) -> None:
+        """Nothing is due for refresh any more."""
+        ...
+
+    def copies(self, entry_ids: Sequence[str]) -> list[SeedCopy]:
+        """Every good seed's copy of these entries (several for a duplicate), in no order."""
+        ...
+
+    def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Entry id → the topic spellings any seed holding it uses (entries with none left out)."""
+        ...
+
+    def columns(self, entry_ids: Sequence[str]) -> dict[str, EntryColumns]:
+        """What is stored of these entries (those stored), by id."""
+        ...
+
+    def feeds_of(self, entry_ids: Sequence[str]) -> dict[str, frozenset[FeedKey]]:
+        """The feeds each of these entries is stored in (entries in none left out)."""
+        ...
+
+    def ledger(self, entry_ids: Sequence[str]) -> dict[str, LedgerRow]:
+        """The ledger rows of these entries (those that have one), by id."""
+        ...
+
+    def apply(self, decisions: Sequence[Decision]) -> None:
+        """Write what `aggregator.entries.decide` decided: rows, memberships, ledger rows.
+
+        The ledger row of a removed entry is kept (a returning entry keeps its dates).
+        """
+        ...
+
+    def entries(self, ids: Sequence[str]) -> list[StoredEntry]:
+        """The stored entries with these ids, in this order (unknown ids left out)."""
+        ...
+
+    def feed_page(
+        self, feed: FeedKey, flt: FeedFilter, limit: int, newer_than: Key | None = None
+    ) -> tuple[list[StoredEntry], int]:
+        """The newest `limit` entries of a feed that `flt` lets through, and how many there are.
+
+        Newest first (ties: by id). Hidden entries are never in a feed. With
+        `newer_than`, only entries placed before that key in feed order (the
+        ones no closed archive page holds); the count is of them all.
+        """
+        ...
+
+    def feed_rows(self, feed: FeedKey, flt: FeedFilter) -> list[Row]:
+        """Every entry of a feed that `flt` lets through, newest first, as archives need them."""
+        ...
+
+    def earliest_held_back(self, flt: FeedFilter) -> int | None:
+        """published_us of the earliest visible entry dated after what `flt` lets through;
+        None: there is none."""
+        ...
+
+
+class LinkStore(Protocol):
+    """Per article URL, the link checker's state and when it is due; per host, pauses."""
+
+    def ensure(self, urls: Iterable[str]) -> None:
+        """Know these URLs (never checked, due at once) unless known already."""
+        ...
+
+    def link_states(self, urls: Sequence[str]) -> dict[str, LinkState]:
+        """The stored state of each of `urls` that was checked, by URL."""
+        ...
+
+    def due_links(self, now: datetime, limit: int, everything: bool = False) -> list[str]:
+        """At most `limit` URLs to check: never checked first, then the most overdue
+        (ties by URL); with `everything`, due or not."""
+        ...
+
+    def save_link_states(
+        self, states: Sequence[LinkState], deferred: Mapping[str, datetime]
+    ) -> int:
+        """Store check results (each state has its `next_check`) and move the `deferred`
+        known URLs to the given moments. Entries whose shown link may change
+        (`aggregator.entries.visible_change`) become due for refresh.
+
+        Returns how many URLs changed in a way feeds can see.
+        """
+        ...
+
+    def forget_unused_links(self) -> int:
+        """Drop the URLs no entry refers to any more; returns how many."""
+        ...
+
+    def pauses(self) -> dict[str, datetime]:
+        """Host name or server → until when it asked (Retry-After) to be left alone."""
+        ...
+
+    def keep_pauses(self, pauses: Mapping[str, datetime]) -> None:
+        """Replace the recorded host pauses with `pauses`."""
+        ...
+
+
+class ThumbnailStore(Protocol):
+    """The thumbnails made (image URL → file), and the failed fetches to try again."""
+
+    def thumbnails(self, urls: Iterable[str]) -> dict[str, str]:
+        """Image URL → its thumbnail file, for those of `urls` that have one."""
+        ...
+
+    def thumbnails_due(self, urls: Iterable[str], now: datetime, limit: int) -> list[str]:
+        """Of `urls`, at most `limit` without a thumbnail whose next try has come: the never
+        tried first (in the given order), then the failed ones, longest due first."""
+        ...
+
+    def keep_thumbnail(self, url: str, file: str) -> None:
+        """Record the thumbnail file made of an image (its failures are forgotten)."""
+        ...
+
+    def thumbnail_tries(self, urls: Sequence[str]) -> dict[str, int]:
+        """How many fetches of each image failed in a row (0: none, or never tried)."""
+        ...
+
+    def thumbnail_failed(self, url: str, detail: str, tries: int, next_try: datetime) -> None:
+        """Note a failed fetch (the `tries`-th in a row), not to be tried before `next_try`.
+        `detail` is kept to 300 characters."""
+        ...
+
+    def forget_thumbnails_of(self, urls: Sequence[str]) -> None:
+        """Forget the thumbnails of these images (their files are gone): fetch them anew."""
+        ...
+
+    def forget_thumbnails(self, keep_files: Iterable[str], wanted: Iterable[str]) -> None:
+        """Drop the thumbnails whose file is not in `keep_files`, and the failures of
+        images not in `wanted` (no page wants them any more)."""
+        ...
+
+
+class FeedStateStore(Protocol):
+    """What is kept per feed: topic slugs, stamps, archive bounds and page digests."""
+
+    def topic_slugs(self) -> dict[str, str]:
+        """The slug every topic ever seen was given (key → slug)."""
+        ...
+
+    def keep_topic_slugs(self, slugs: Mapping[str, str]) -> None:
+        """Remember newly assigned slugs; existing ones never change (those are ignored)."""
+        ...
+
+    def feed_stamp(self, feed: FeedKey) -> FeedStamp | None:
+        """What was kept of a feed when it was last rendered; None: nothing."""
+        ...
+
+    def keep_feed_stamp(self, feed: FeedKey, stamp: FeedStamp) -> None:
+        """Keep a feed's stamp (replacing the one kept)."""
+        ...
+
+    def archive(self, feed: FeedKey) -> tuple[list[Key], list[str]]:
+        """The closed-page bounds and the page digests kept for a feed's archive
+        (both empty: nothing kept)."""
+        ...
+
+    def keep_archive(self, feed: FeedKey, bounds: Sequence[Key], digests: Sequence[str]) -> None:
+        """Keep a feed's archive bounds and page digests (replacing those kept)."""
+        ...
+
+    def forget_archives(self, keep: Iterable[FeedKey]) -> None:
+        """Drop what is kept of the archives of every feed not in `keep`."""
+        ...
+
+
+class SettingsStore(Protocol):
+    """The settings the stored data depends on, as last recorded."""
+
+    def settings_changed(self, name: str, value: str) -> bool:
+        """Record `value` under `name`; True when a different value was recorded before
+        (False the first time)."""
+        ...
+
+    def reread_all_if_changed(self, name: str, value: str) -> bool:
+        """When `value` is not the one recorded under `name` (or none is), record it and make
+        every seed due to be read again; True when it did."""
+        ...
+
+    def reread_rejected_if_changed(self, settings: str) -> bool:
+        """When the settings reading depends on changed, record them and make the rejected
+        seeds due to be read again; True when a different value was recorded before."""
+        ...
+
+    def meta(self, name: str) -> str | None:
+        """The value recorded under `name`; None: none."""
+        ...
+
+    def keep_meta(self, name: str, value: str) -> None:
+        """Record `value` under `name`."""
+        ...
+
+
+class StateStore(Protocol):
+    """A state store: the concerns above, one transaction scope, counts, close."""
+
+    @property
+    def path(self) -> str:
+        """Where the state lives (a file path, or a name for stores without one)."""
+        ...
+
+    @property
+    def seeds(self) -> SeedStore: ...
+    @property
+    def entries(self) -> EntryStore: ...
+    @property
+    def links(self) -> LinkStore: ...
+    @property
+    def thumbnails(self) -> ThumbnailStore: ...
+    @property
+    def feeds(self) -> FeedStateStore: ...
+    @property
+    def settings(self) -> SettingsStore: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything inside is one transaction: rolled back when the block raises (the
+        exception propagates), committed when it ends. Nestable: an inner block that
+        raises rolls back its own part only. Other threads wait until it ends."""
+        ...
+
+    def check_file(self) -> None:
+        """Raise `StateError` when the state can no longer be written where it was opened
+        (the file deleted or replaced under a running service)."""
+        ...
+
+    def counts(self) -> Counts:
+        """How many seeds, entries and rejected seeds are stored."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; no method may be called afterwards."""
+        ...

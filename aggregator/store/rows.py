@@ -1,0 +1,75 @@
+"""The typed rows that cross the storage seam (no positional tuples), and the one rule
+every engine shares: which thumbnails are due."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from aggregator.feeds import TOPIC_KIND, FeedKey
+from aggregator.model import Article
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One entry as the feeds show it."""
+
+    id: str
+    article: Article
+    feeds: frozenset[FeedKey]
+    """The feeds the entry is in, of the kinds that store their members (not `all`)."""
+    updated: datetime
+    link: str | None = None
+    """The link shown when link checking replaced the article's own; None: its own."""
+
+    @property
+    def topic_keys(self) -> tuple[str, ...]:
+        """Keys of the topics the entry is in, sorted."""
+        return tuple(sorted(f.key for f in self.feeds if f.kind == TOPIC_KIND))
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How many seed files, entries and rejected seeds the store holds."""
+
+    seeds: int
+    entries: int
+    rejected: int
+
+
+class Rejected(NamedTuple):
+    """A seed whose current content is rejected."""
+
+    source: str
+    reason: str
+
+
+class Duplicate(NamedTuple):
+    """A seed holding an article another seed's copy is used for."""
+
+    source: str
+    used: str
+    """The source of the copy used instead."""
+
+
+class SpellingCount(NamedTuple):
+    """A topic spelling in use, and how many seeds use it."""
+
+    spelling: str
+    seeds: int
+
+
+def thumbnails_due(
+    wanted: Sequence[str], known: Mapping[str, tuple[str | None, int]], cutoff: int, limit: int
+) -> list[str]:
+    """Of `wanted` (no repeats), at most `limit` to fetch: those never tried, in order, then
+    those without a file whose next try (`known`: url → (file, next_try_us)) is at or before
+    `cutoff`, longest due first."""
+    fresh = [u for u in wanted if u not in known]
+    retry = sorted(
+        (u for u in wanted if u in known and known[u][0] is None and known[u][1] <= cutoff),
+        key=lambda u: known[u][1],
+    )
+    return (fresh + retry)[:limit]

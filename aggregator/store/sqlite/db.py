@@ -1,0 +1,185 @@
+"""The SQLite connection shared by the concerns: one lock, one transaction scope, errors.
+
+sqlite3 stays inside `aggregator.store.sqlite`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aggregator.errors import StateError
+from aggregator.store.sqlite.schema import migrate
+
+CHUNK = 500
+"""Values per `IN (...)`: under SQLite's limit on variables."""
+
+
+class Database:
+    """The state file's connection. Every `writing` block is one transaction (or a part of
+    the `transaction()` around it); a lock serializes threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self.lock = threading.RLock()
+        self._depth = 0
+        """How many `transaction()` blocks are open."""
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file opened, to notice it being deleted or replaced."""
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _check_writable(Path(self.path))
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 5000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            if self.path != ":memory:":
+                found = os.stat(self.path)
+                self._identity = (found.st_dev, found.st_ino)
+            migrate(self.db, self.path, self.writing)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"{self.path}: cannot use the state file ({exc})") from None
+
+    def check_file(self) -> None:
+        """Raise `StateError` when the path no longer names the file this store has open.
+
+        A state file deleted or replaced (a restored backup moved into place) under
+        a running service would otherwise take every write into a file nobody sees
+        again: each transaction checks first.
+        """
+        if self._identity is None:
+            return
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot check the state file ({exc.strerror})") from None
+        if found is None or (found.st_dev, found.st_ino) != self._identity:
+            what = "deleted" if found is None else "replaced by another file"
+            raise StateError(
+                f"{self.path}: the state file was {what} while in use; nothing more is "
+                "written to the old one: restart the service to open the file now at that path"
+            )
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around the block (a savepoint inside another); rolled back when
+        the block raises."""
+        with self.lock, self.errors():
+            if self._depth == 0:
+                self.check_file()
+                begin, commit, rollback = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+            else:
+                name = f"s{self._depth}"
+                begin, commit = f"SAVEPOINT {name}", f"RELEASE {name}"
+                rollback = f"ROLLBACK TO {name}; RELEASE {name}"
+            self.db.execute(begin)
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                with contextlib.suppress(sqlite3.Error):
+                    for statement in rollback.split("; "):
+                        self.db.execute(statement)
+                raise
+            self._depth -= 1
+            self.db.execute(commit)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """The connection, in a transaction: its own, or the `transaction()` open around it."""
+        with self.lock:
+            if self._depth:
+                with self.errors():
+                    yield self.db
+                return
+            with self.transaction():
+                yield self.db
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads (inside the open transaction, if any)."""
+        with self.lock, self.errors():
+            if not self._depth:
+                self.check_file()
+            yield self.db
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn SQLite's errors into `StateError` with what to do about them."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"{self.path}: state file error ({exc}); check that it, its folder and its "
+                "-wal and -shm files are writable by the user aggregator runs as and that the "
+                "disk has room; if it is damaged, restore it from a backup or recover it with "
+                "`sqlite3 FILE .recover` (it holds the dates readers have seen)"
+            ) from None
+
+    def in_chunks(self, select: str, values: Sequence[str]) -> Iterator[Any]:
+        """Rows of `select` ... IN (values), a chunk of values at a time (SQLite's limit)."""
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start : start + CHUNK]
+            yield from self.db.execute(f"{select} ({','.join('?' * len(chunk))})", chunk)
+
+
+def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    """`items`, CHUNK at a time."""
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def marks(count: int) -> str:
+    """`count` SQL placeholders, comma-separated."""
+    return ",".join("?" * count)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a state file this process cannot write, before SQLite opens it, and repair
+    the -wal and -shm files an earlier read-only open left read-only.
+
+    SQLite gives a new -shm the mode of the database file: opened while the file
+    was read-only, it leaves a read-only -shm that keeps the file unusable after
+    it is made writable again. Their mode is set back to the file's (the -wal
+    holds committed changes and is kept; the -shm is an index rebuilt from it).
+    """
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StateError(
+            f"{folder}: the state file's folder is not writable by the user aggregator runs "
+            "as (SQLite keeps its -wal and -shm files there): make it writable"
+        )
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # a new state file
+    if not os.access(path, os.W_OK):
+        raise StateError(
+            f"{path}: the state file is read-only (mode {stat.S_IMODE(mode):04o}): make it "
+            "writable by the user aggregator runs as (chmod u+w); nothing in it is lost"
+        )
+    for suffix in ("-wal", "-shm"):
+        sidecar = Path(f"{path}{suffix}")
+        if sidecar.exists() and not os.access(sidecar, os.W_OK):
+            try:
+                os.chmod(sidecar, stat.S_IMODE(mode))
+            except OSError as exc:
+                raise StateError(
+                    f"{sidecar}: read-only, left by an open of the state file while it was "
+                    f"read-only, and it cannot be made writable ({exc.strerror}): give it the "
+                    "state file's owner and mode"
+                ) from None

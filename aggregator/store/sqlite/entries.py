@@ -1,0 +1,254 @@
+"""The entries (SQLite): `entries`, `entry_feeds`, `ledger`, `dirty`, and the feeds' queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aggregator.archive import Key, Row
+from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
+from aggregator.feeds import KINDS, FeedKey
+from aggregator.model import article_from_json
+from aggregator.plan import FeedFilter, LedgerRow, to_micros
+from aggregator.store.rows import StoredEntry
+from aggregator.store.sqlite.db import Database
+
+_FILTER = """
+    (:min_quality <= 0 OR COALESCE(e.quality, 0) >= :min_quality)
+    AND (:require_published = 0 OR e.is_published = 1)
+    AND (:after IS NULL OR e.published_us >= :after)
+    AND e.published_us <= :before
+    AND e.hidden = 0
+"""
+
+
+class SqliteEntries:
+    """`EntryStore` on the state file."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def dirty(self) -> list[str]:
+        with self._db.reading() as db:
+            return [row[0] for row in db.execute("SELECT entry_id FROM dirty ORDER BY entry_id")]
+
+    def mark_all_dirty(self) -> None:
+        with self._db.writing() as db:
+            db.execute("INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries")
+
+    def clear_dirty(self) -> None:
+        with self._db.writing() as db:
+            db.execute("DELETE FROM dirty")
+
+    def copies(self, entry_ids: Sequence[str]) -> list[SeedCopy]:
+        select = (
+            "SELECT entry_id, source, published_us, quality, is_published, shown,"
+            " original_url, web_url FROM seeds WHERE entry_id IN"
+        )
+        with self._db.reading():
+            return [
+                SeedCopy(
+                    entry_id=entry_id,
+                    source=source,
+                    published_us=published_us,
+                    quality=quality,
+                    is_published=None if flag is None else bool(flag),
+                    shown=shown,
+                    original_url=original,
+                    web_url=web,
+                )
+                for entry_id, source, published_us, quality, flag, shown, original, web in (
+                    self._db.in_chunks(select, entry_ids)
+                )
+            ]
+
+    def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        select = (
+            "SELECT s.entry_id, t.spelling FROM seed_topics t JOIN seeds s"
+            " ON s.source = t.source WHERE s.entry_id IN"
+        )
+        with self._db.reading():
+            for entry_id, spelling in self._db.in_chunks(select, entry_ids):
+                found.setdefault(entry_id, set()).add(spelling)
+        return found
+
+    def columns(self, entry_ids: Sequence[str]) -> dict[str, EntryColumns]:
+        select = (
+            "SELECT entry_id, source, published_us, quality, is_published, original_url,"
+            " web_url, link, hidden FROM entries WHERE entry_id IN"
+        )
+        with self._db.reading():
+            return {
+                entry_id: EntryColumns(
+                    source=source,
+                    published_us=published_us,
+                    quality=quality,
+                    is_published=None if flag is None else bool(flag),
+                    original_url=original,
+                    web_url=web,
+                    link=link,
+                    hidden=bool(hidden),
+                )
+                for entry_id, source, published_us, quality, flag, original, web, link, hidden in (
+                    self._db.in_chunks(select, entry_ids)
+                )
+            }
+
+    def feeds_of(self, entry_ids: Sequence[str]) -> dict[str, frozenset[FeedKey]]:
+        found: dict[str, set[FeedKey]] = {}
+        select = "SELECT kind, key, entry_id FROM entry_feeds WHERE entry_id IN"
+        with self._db.reading():
+            for kind, key, entry_id in self._db.in_chunks(select, entry_ids):
+                found.setdefault(entry_id, set()).add(FeedKey(kind, key))
+        return {entry_id: frozenset(feeds) for entry_id, feeds in found.items()}
+
+    def ledger(self, entry_ids: Sequence[str]) -> dict[str, LedgerRow]:
+        select = (
+            "SELECT entry_id, content_hash, first_seen_us, updated_us FROM ledger WHERE entry_id IN"
+        )
+        with self._db.reading():
+            return {
+                entry_id: LedgerRow(content_hash, from_micros(first_seen), from_micros(updated))
+                for entry_id, content_hash, first_seen, updated in (
+                    self._db.in_chunks(select, entry_ids)
+                )
+            }
+
+    def apply(self, decisions: Sequence[Decision]) -> None:
+        gone = [(d.entry_id,) for d in decisions if d.columns is None and d.write_columns]
+        rows = [
+            (
+                d.entry_id,
+                c.source,
+                c.published_us,
+                c.quality,
+                None if c.is_published is None else int(c.is_published),
+                c.original_url,
+                c.web_url,
+                c.link,
+                int(c.hidden),
+            )
+            for d in decisions
+            if d.write_columns and (c := d.columns) is not None
+        ]
+        moved = [(d.entry_id,) for d in decisions if d.write_feeds and d.columns is not None]
+        members = [
+            (feed.kind, feed.key, d.entry_id)
+            for d in decisions
+            if d.write_feeds and d.columns is not None
+            for feed in sorted(d.feeds)
+        ]
+        ledger = [
+            (d.entry_id, r.content_hash, to_micros(r.first_seen), to_micros(r.updated))
+            for d in decisions
+            if (r := d.ledger) is not None
+        ]
+        with self._db.writing() as db:
+            db.executemany("DELETE FROM entries WHERE entry_id = ?", gone)
+            db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", gone)
+            db.executemany("INSERT OR REPLACE INTO ledger VALUES (?, ?, ?, ?)", ledger)
+            db.executemany(
+                "INSERT OR REPLACE INTO entries (entry_id, source, published_us, quality,"
+                " is_published, original_url, web_url, link, hidden)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", moved)
+            db.executemany(
+                "INSERT INTO entry_feeds (kind, key, entry_id) VALUES (?, ?, ?)", members
+            )
+
+    def entries(self, ids: Sequence[str]) -> list[StoredEntry]:
+        with self._db.reading():
+            return self._entries(ids)
+
+    def _entries(self, ids: Sequence[str]) -> list[StoredEntry]:
+        found: dict[str, tuple[str, int, str | None]] = {}
+        feeds: dict[str, set[FeedKey]] = {}
+        select = (
+            "SELECT e.entry_id, s.article, l.updated_us, e.link FROM entries e"
+            " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
+            " WHERE e.entry_id IN"
+        )
+        for entry_id, text, updated, link in self._db.in_chunks(select, ids):
+            if text is not None:  # None: its seed was forgotten, not yet refreshed
+                found[entry_id] = (text, updated, link)
+        select = "SELECT kind, key, entry_id FROM entry_feeds WHERE entry_id IN"
+        for kind, key, entry_id in self._db.in_chunks(select, ids):
+            feeds.setdefault(entry_id, set()).add(FeedKey(kind, key))
+        return [
+            StoredEntry(
+                entry_id,
+                article_from_json(found[entry_id][0]),
+                frozenset(feeds.get(entry_id, ())),
+                from_micros(found[entry_id][1]),
+                found[entry_id][2],
+            )
+            for entry_id in ids
+            if entry_id in found
+        ]
+
+    def feed_page(
+        self, feed: FeedKey, flt: FeedFilter, limit: int, newer_than: Key | None = None
+    ) -> tuple[list[StoredEntry], int]:
+        params = _filter_params(feed, flt)
+        params["limit"] = limit
+        source, where = _feed_source(feed)
+        bound = ""
+        if newer_than is not None:
+            params["bound_us"], params["bound_id"] = newer_than
+            bound = (
+                " AND (e.published_us > :bound_us"
+                " OR (e.published_us = :bound_us AND e.entry_id < :bound_id))"
+            )
+        with self._db.reading() as db:
+            rows = db.execute(
+                f"SELECT e.entry_id FROM {source} WHERE {where}{bound}"
+                " ORDER BY e.published_us DESC, e.entry_id LIMIT :limit",
+                params,
+            ).fetchall()
+            (total,) = db.execute(f"SELECT COUNT(*) FROM {source} WHERE {where}", params).fetchone()
+            entries = self._entries([row[0] for row in rows])
+        return entries, total
+
+    def feed_rows(self, feed: FeedKey, flt: FeedFilter) -> list[Row]:
+        params = _filter_params(feed, flt)
+        source, where = _feed_source(feed)
+        with self._db.reading() as db:
+            rows = db.execute(
+                f"SELECT e.published_us, e.entry_id, l.updated_us FROM {source}"
+                f" JOIN ledger l ON l.entry_id = e.entry_id WHERE {where}"
+                " ORDER BY e.published_us DESC, e.entry_id",
+                params,
+            ).fetchall()
+        return [Row(*row) for row in rows]
+
+    def earliest_held_back(self, flt: FeedFilter) -> int | None:
+        with self._db.reading() as db:
+            (earliest,) = db.execute(
+                "SELECT MIN(published_us) FROM entries WHERE published_us > ? AND hidden = 0",
+                (flt.published_before_us,),
+            ).fetchone()
+        return None if earliest is None else int(earliest)
+
+
+def _filter_params(feed: FeedKey, flt: FeedFilter) -> dict[str, object]:
+    return {
+        "kind": feed.kind,
+        "key": feed.key,
+        "min_quality": flt.min_quality,
+        "require_published": int(flt.require_published),
+        "after": flt.published_after_us,
+        "before": flt.published_before_us,
+    }
+
+
+def _feed_source(feed: FeedKey) -> tuple[str, str]:
+    """The FROM and WHERE of a feed's entries."""
+    kind = KINDS.get(feed.kind)
+    if kind is not None and kind.every_entry:
+        return "entries e", _FILTER
+    return (
+        "entry_feeds f JOIN entries e ON e.entry_id = f.entry_id",
+        f"f.kind = :kind AND f.key = :key AND {_FILTER}",
+    )

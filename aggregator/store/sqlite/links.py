@@ -1,0 +1,105 @@
+"""The link checker's state per URL, and the hosts' pauses (SQLite): `links`, `host_pauses`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from aggregator.entries import from_micros, visible_change
+from aggregator.links import LinkState, state_from_json, state_to_json
+from aggregator.plan import to_micros
+from aggregator.store.sqlite.db import Database
+from aggregator.urls import host_of
+
+
+class SqliteLinks:
+    """`LinkStore` on the state file."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def ensure(self, urls: Iterable[str]) -> None:
+        with self._db.writing() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO links (url, host) VALUES (?, ?)",
+                [(u, _host(u)) for u in urls],
+            )
+
+    def link_states(self, urls: Sequence[str]) -> dict[str, LinkState]:
+        select = "SELECT url, state FROM links WHERE state IS NOT NULL AND url IN"
+        with self._db.reading():
+            return {
+                url: state_from_json(url, text) for url, text in self._db.in_chunks(select, urls)
+            }
+
+    def due_links(self, now: datetime, limit: int, everything: bool = False) -> list[str]:
+        where = "" if everything else "WHERE next_check_us <= :now"
+        with self._db.reading() as db:
+            rows = db.execute(
+                f"SELECT url FROM links {where} ORDER BY checked, next_check_us, url LIMIT :limit",
+                {"now": to_micros(now), "limit": limit},
+            )
+            return [row[0] for row in rows]
+
+    def save_link_states(
+        self, states: Sequence[LinkState], deferred: Mapping[str, datetime]
+    ) -> int:
+        changed = 0
+        with self._db.writing() as db:
+            old = self.link_states([s.url for s in states])
+            for state in states:
+                assert state.next_check is not None
+                db.execute(
+                    "INSERT INTO links (url, host, checked, next_check_us, state)"
+                    " VALUES (?, ?, 1, ?, ?) ON CONFLICT (url) DO UPDATE SET checked = 1,"
+                    " next_check_us = excluded.next_check_us, state = excluded.state",
+                    (
+                        state.url,
+                        _host(state.url),
+                        to_micros(state.next_check),
+                        state_to_json(state),
+                    ),
+                )
+                if visible_change(old.get(state.url), state):
+                    changed += 1
+                    db.execute(
+                        "INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries"
+                        " WHERE original_url = ? OR web_url = ?",
+                        (state.url, state.url),
+                    )
+            db.executemany(
+                "UPDATE links SET next_check_us = ? WHERE url = ?",
+                [(to_micros(when), url) for url, when in deferred.items()],
+            )
+        return changed
+
+    def forget_unused_links(self) -> int:
+        with self._db.writing() as db:
+            cursor = db.execute(
+                "DELETE FROM links WHERE url NOT IN (SELECT original_url FROM entries"
+                " WHERE original_url IS NOT NULL UNION SELECT web_url FROM entries"
+                " WHERE web_url IS NOT NULL)"
+            )
+            return cursor.rowcount
+
+    def pauses(self) -> dict[str, datetime]:
+        with self._db.reading() as db:
+            return {
+                host: from_micros(until)
+                for host, until in db.execute("SELECT host, until_us FROM host_pauses")
+            }
+
+    def keep_pauses(self, pauses: Mapping[str, datetime]) -> None:
+        with self._db.writing() as db:
+            db.execute("DELETE FROM host_pauses")
+            db.executemany(
+                "INSERT INTO host_pauses VALUES (?, ?)",
+                [(host, to_micros(until)) for host, until in pauses.items()],
+            )
+
+
+def _host(url: str) -> str:
+    try:
+        return host_of(url)
+    except ValueError:
+        return ""

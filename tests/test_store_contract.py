@@ -1,0 +1,652 @@
+"""The storage contract: the same tests against every state store engine.
+
+Adding an engine = adding one entry to `ENGINES`; it is done when this file passes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.config import load_config
+from aggregator.errors import Interrupted
+from aggregator.feeds import ALL, FeedKey, topic_feed
+from aggregator.links import LinkRules, LinkState, Outcome
+from aggregator.model import Article, LoadedSeed, SeedRecord, article_to_json
+from aggregator.output import OutputDir
+from aggregator.pipeline import Pipeline
+from aggregator.plan import FeedFilter, FeedStamp, to_micros
+from aggregator.refresh import refresh
+from aggregator.scan import SeedFile
+from aggregator.store import MemoryStore, SqliteStore, StateStore
+from aggregator.topics import TopicRules
+from tests.conftest import NOW
+
+ENGINES: dict[str, Callable[[Path], StateStore]] = {
+    "sqlite": lambda tmp: SqliteStore(tmp / "state" / "aggregator.sqlite3"),
+    "memory": lambda tmp: MemoryStore(),
+}
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+RULES = TopicRules.build()
+EVERYTHING = FeedFilter(0.0, None, False, to_micros(T0 + timedelta(days=3650)))
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    engine = ENGINES[request.param](tmp_path)
+    yield engine
+    engine.close()
+
+
+def file(source: str, size: int = 10, mtime_ns: int = 1) -> SeedFile:
+    return SeedFile(f"/seeds/{source}", source, size, mtime_ns, 0, 0)
+
+
+def good(
+    source: str,
+    url: str,
+    *,
+    topics: tuple[str, ...] = (),
+    published: datetime = T0,
+    quality: float | None = None,
+    is_published: bool | None = None,
+    title: str = "title",
+    web: str | None = None,
+    size: int = 10,
+) -> tuple[SeedFile, LoadedSeed]:
+    article = Article(
+        source, title, published, url, web, topics, quality=quality, is_published=is_published
+    )
+    record = SeedRecord(
+        entry_id=article.id,
+        article_json=article_to_json(article),
+        topics=topics,
+        published_us=to_micros(published),
+        quality=quality,
+        is_published=is_published,
+        shown=f"{title}|{url}",
+        original_url=url,
+        web_url=web,
+    )
+    return file(source, size), LoadedSeed(source, f"digest-{source}-{title}", record, None, ())
+
+
+def bad(source: str, error: str = "no title") -> tuple[SeedFile, LoadedSeed]:
+    return file(source, 7), LoadedSeed(source, f"bad-{source}", None, error, ())
+
+
+def titles(store: StateStore, feed: FeedKey = ALL, flt: FeedFilter = EVERYTHING) -> list[str]:
+    entries, _ = store.entries.feed_page(feed, flt, 100)
+    return [e.article.title for e in entries]
+
+
+def entry_id(url: str) -> str:
+    return Article("x", "x", T0, url, None).id
+
+
+# -- seeds ------------------------------------------------------------------------------
+
+
+def test_seeds_are_stored_touched_and_forgotten(store: StateStore) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1"), bad("b.md")])
+    assert store.seeds.seed_stats() == {"a.md": (10, 1), "b.md": (7, 1)}
+    assert store.seeds.digests(["a.md", "b.md", "c.md"]) == {
+        "a.md": "digest-a.md-title",
+        "b.md": "bad-b.md",
+    }
+    store.seeds.touch([file("a.md", 11, 5)])
+    assert store.seeds.seed_stats()["a.md"] == (11, 5)
+    assert store.entries.dirty() == [entry_id("https://a.example/1")]
+    refresh(store, RULES, T0)
+    assert store.entries.dirty() == []
+    assert store.counts().seeds == 2 and store.counts().entries == 1
+    assert store.counts().rejected == 1
+    store.seeds.forget_seeds(["a.md", "b.md"])
+    assert store.seeds.seed_stats() == {}
+    assert store.entries.dirty() == [entry_id("https://a.example/1")]
+    refresh(store, RULES, T0)
+    assert store.counts().seeds == 0 and store.counts().entries == 0
+
+
+def test_a_rejected_seed_keeps_its_last_good_record(store: StateStore) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1", title="First")])
+    refresh(store, RULES, T0)
+    store.seeds.store_seeds([bad("a.md", "half-saved")])
+    refresh(store, RULES, T0)
+    assert titles(store) == ["First"]
+    assert store.seeds.rejected() == [("a.md", "half-saved")]
+    assert store.seeds.digests(["a.md"]) == {"a.md": "bad-a.md"}
+    store.seeds.store_seeds([good("a.md", "https://a.example/1", title="Fixed")])
+    refresh(store, RULES, T0)
+    assert titles(store) == ["Fixed"]
+    assert store.seeds.rejected() == []
+    store.seeds.store_seeds([bad("new.md")])
+    refresh(store, RULES, T0)
+    assert titles(store) == ["Fixed"]
+    assert store.counts().rejected == 1
+
+
+def test_the_first_copy_by_path_wins_and_the_others_are_duplicates(store: StateStore) -> None:
+    url = "https://a.example/same"
+    store.seeds.store_seeds(
+        [good("b.md", url, title="B"), good("a.md", url, title="A"), good("c.md", url, title="C")]
+    )
+    refresh(store, RULES, T0)
+    assert titles(store) == ["A"]
+    assert store.seeds.duplicates() == [("b.md", "a.md"), ("c.md", "a.md")]
+    store.seeds.forget_seeds(["a.md"])
+    refresh(store, RULES, T0)
+    assert titles(store) == ["B"]
+    assert store.seeds.duplicates() == [("c.md", "b.md")]
+    assert store.counts().entries == 1
+
+
+def test_spelling_counts_count_seeds_per_spelling(store: StateStore) -> None:
+    store.seeds.store_seeds(
+        [
+            good("a.md", "https://a.example/1", topics=("AI", "Go")),
+            good("b.md", "https://a.example/2", topics=("AI",)),
+        ]
+    )
+    assert sorted(store.seeds.spelling_counts()) == [("AI", 2), ("Go", 1)]
+
+
+# -- entries and feeds ------------------------------------------------------------------
+
+
+def test_entries_carry_their_feeds_and_topic_feeds_hold_their_members(store: StateStore) -> None:
+    store.seeds.store_seeds(
+        [
+            good("a.md", "https://a.example/1", topics=("AI", "Go"), title="A"),
+            good(
+                "b.md",
+                "https://a.example/2",
+                topics=("Go",),
+                title="B",
+                published=T0 - timedelta(1),
+            ),
+            good("c.md", "https://a.example/3", title="C", published=T0 - timedelta(2)),
+        ]
+    )
+    applied = refresh(store, RULES, T0)
+    assert applied.entries_changed == 3
+    assert applied.topics == {"ai", "go"}
+    assert applied.feeds == {topic_feed("ai"), topic_feed("go")}
+    assert titles(store) == ["A", "B", "C"]
+    assert titles(store, topic_feed("go")) == ["A", "B"]
+    assert titles(store, topic_feed("ai")) == ["A"]
+    assert titles(store, topic_feed("none")) == []
+    (a,) = store.entries.entries([entry_id("https://a.example/1")])
+    assert a.feeds == {topic_feed("ai"), topic_feed("go")}
+    assert a.topic_keys == ("ai", "go")
+    # Nothing changed: nothing to do, nothing touched.
+    store.entries.mark_all_dirty()
+    assert len(store.entries.dirty()) == 3
+    again = refresh(store, RULES, T0 + timedelta(hours=1))
+    assert again.entries_changed == 0 and again.feeds == set()
+    # A topic dropped from a seed: both feeds are touched, the entry leaves one.
+    store.seeds.store_seeds([good("a.md", "https://a.example/1", topics=("AI",), title="A")])
+    applied = refresh(store, RULES, T0)
+    assert applied.topics == {"ai", "go"}
+    assert titles(store, topic_feed("go")) == ["B"]
+
+
+def test_entries_come_in_the_order_asked_and_unknown_ids_are_left_out(store: StateStore) -> None:
+    store.seeds.store_seeds(
+        [
+            good("a.md", "https://a.example/1", title="A"),
+            good("b.md", "https://a.example/2", title="B"),
+        ]
+    )
+    refresh(store, RULES, T0)
+    ids = [entry_id("https://a.example/2"), "nope", entry_id("https://a.example/1")]
+    found = store.entries.entries(ids)
+    assert [e.article.title for e in found] == ["B", "A"]
+    assert found[0].updated == T0 and found[0].link is None
+
+
+def test_feed_pages_filter_order_count_and_stop_at_a_bound(store: StateStore) -> None:
+    day = timedelta(days=1)
+    store.seeds.store_seeds(
+        [
+            good(
+                "1.md",
+                "https://e.example/1",
+                published=T0,
+                quality=0.9,
+                is_published=True,
+                title="1",
+            ),
+            good(
+                "2.md",
+                "https://e.example/2",
+                published=T0,
+                quality=0.2,
+                is_published=True,
+                title="2",
+            ),
+            good("3.md", "https://e.example/3", published=T0 - day, quality=None, title="3"),
+            good(
+                "4.md",
+                "https://e.example/4",
+                published=T0 - 9 * day,
+                quality=0.9,
+                is_published=False,
+                title="4",
+            ),
+            good(
+                "5.md",
+                "https://e.example/5",
+                published=T0 + 5 * day,
+                quality=0.9,
+                is_published=True,
+                title="5",
+            ),
+        ]
+    )
+    refresh(store, RULES, T0)
+    same_day = sorted(["1", "2"], key=lambda t: entry_id(f"https://e.example/{t}"))
+    before = to_micros(T0 + day)
+    plain = FeedFilter(0.0, None, False, before)
+    assert titles(store, ALL, plain) == [*same_day, "3", "4"]
+    assert titles(store, ALL, FeedFilter(0.5, None, False, before)) == ["1", "4"]
+    assert titles(store, ALL, FeedFilter(0.0, None, True, before)) == same_day
+    assert titles(store, ALL, FeedFilter(0.0, to_micros(T0 - 2 * day), False, before)) == [
+        *same_day,
+        "3",
+    ]
+    entries, total = store.entries.feed_page(ALL, plain, 2)
+    assert [e.article.title for e in entries] == same_day and total == 4
+    bound = (to_micros(T0), entry_id(f"https://e.example/{same_day[1]}"))
+    entries, total = store.entries.feed_page(ALL, plain, 10, newer_than=bound)
+    assert [e.article.title for e in entries] == [same_day[0]] and total == 4
+    rows = store.entries.feed_rows(ALL, plain)
+    assert [r.entry_id for r in rows] == [e.id for e in store.entries.feed_page(ALL, plain, 9)[0]]
+    assert rows[-1].published_us == to_micros(T0 - 9 * day)
+    assert rows[-1].updated_us == to_micros(T0 - 9 * day)
+    assert store.entries.earliest_held_back(plain) == to_micros(T0 + 5 * day)
+    assert store.entries.earliest_held_back(EVERYTHING) is None
+
+
+def test_the_ledger_outlives_an_entry_so_a_returning_entry_keeps_its_dates(
+    store: StateStore,
+) -> None:
+    url = "https://a.example/1"
+    store.seeds.store_seeds([good("a.md", url, title="A")])
+    refresh(store, RULES, T0)
+    first = store.entries.ledger([entry_id(url)])[entry_id(url)]
+    store.seeds.forget_seeds(["a.md"])
+    assert refresh(store, RULES, T0 + timedelta(days=1)).entries_changed == 1
+    assert store.entries.entries([entry_id(url)]) == []
+    assert store.entries.ledger([entry_id(url)]) == {entry_id(url): first}
+    store.seeds.store_seeds([good("a.md", url, title="A")])
+    refresh(store, RULES, T0 + timedelta(days=2))
+    (back,) = store.entries.entries([entry_id(url)])
+    assert back.updated == first.updated
+    store.seeds.store_seeds([good("a.md", url, title="A, edited")])
+    refresh(store, RULES, T0 + timedelta(days=3))
+    (edited,) = store.entries.entries([entry_id(url)])
+    assert edited.updated == T0 + timedelta(days=3)
+
+
+def test_a_transaction_is_rolled_back_when_it_raises(store: StateStore) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1", title="A")])
+    refresh(store, RULES, T0)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.seeds.store_seeds([good("b.md", "https://a.example/2", title="B")])
+        store.feeds.keep_topic_slugs({"x": "x"})
+        refresh(store, RULES, T0)
+        assert titles(store) == ["A", "B"]
+        raise RuntimeError("boom")
+    assert titles(store) == ["A"]
+    assert store.seeds.seed_stats() == {"a.md": (10, 1)}
+    assert store.feeds.topic_slugs() == {}
+    with store.transaction():
+        store.feeds.keep_topic_slugs({"kept": "kept"})
+        with pytest.raises(RuntimeError), store.transaction():
+            store.feeds.keep_topic_slugs({"inner": "inner"})
+            raise RuntimeError("inner")
+    assert store.feeds.topic_slugs() == {"kept": "kept"}
+
+
+def test_an_interrupted_refresh_keeps_nothing_and_the_entries_stay_due(store: StateStore) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1", title="A")])
+    with pytest.raises(Interrupted):
+        refresh(store, RULES, T0, should_stop=lambda: True)
+    assert titles(store) == []
+    assert store.entries.dirty() == [entry_id("https://a.example/1")]
+    refresh(store, RULES, T0)
+    assert titles(store) == ["A"]
+
+
+# -- links ------------------------------------------------------------------------------
+
+
+def checked(url: str, status: Outcome, next_check: datetime, **more: object) -> LinkState:
+    return LinkState(url, status, next_check=next_check, last_checked=T0, **more)  # type: ignore[arg-type]
+
+
+def test_links_are_due_new_first_then_most_overdue(store: StateStore) -> None:
+    store.seeds.store_seeds(
+        [
+            good("a.md", "https://a.example/1", web="https://w.example/1"),
+            good("b.md", "https://a.example/2"),
+        ]
+    )
+    refresh(store, RULES, T0)
+    new = ["https://a.example/1", "https://a.example/2", "https://w.example/1"]
+    assert store.links.due_links(T0, 10) == new
+    assert store.links.due_links(T0, 1) == new[:1]
+    later, soon = T0 + timedelta(hours=5), T0 + timedelta(hours=1)
+    store.links.save_link_states(
+        [
+            checked("https://a.example/1", Outcome.ALIVE, later),
+            checked("https://a.example/2", Outcome.ALIVE, soon),
+        ],
+        {},
+    )
+    assert store.links.due_links(T0, 10) == ["https://w.example/1"]
+    assert store.links.due_links(T0 + timedelta(hours=6), 10) == [
+        "https://w.example/1",
+        "https://a.example/2",
+        "https://a.example/1",
+    ]
+    assert store.links.due_links(T0, 10, everything=True)[1:] == [
+        "https://a.example/2",
+        "https://a.example/1",
+    ]
+    store.links.save_link_states([], {"https://a.example/2": T0 + timedelta(hours=9)})
+    assert store.links.due_links(T0 + timedelta(hours=6), 10)[1:] == ["https://a.example/1"]
+    states = store.links.link_states(["https://a.example/1", "https://w.example/1", "nope"])
+    assert list(states) == ["https://a.example/1"]
+    assert states["https://a.example/1"].status is Outcome.ALIVE
+    assert states["https://a.example/1"].next_check == later
+
+
+def test_a_dead_link_hides_or_moves_an_entry_after_refresh(store: StateStore) -> None:
+    store.seeds.store_seeds(
+        [
+            good("a.md", "https://a.example/1", web="https://w.example/1", title="A"),
+            good("b.md", "https://a.example/2", title="B"),
+        ]
+    )
+    refresh(store, RULES, T0)
+    later = T0 + timedelta(days=1)
+    changed = store.links.save_link_states(
+        [
+            checked("https://a.example/1", Outcome.DEAD, later),
+            checked("https://a.example/2", Outcome.ALIVE, later),
+        ],
+        {},
+    )
+    assert changed == 1  # alive is what was assumed: nothing a feed shows changes
+    assert store.entries.dirty() == [entry_id("https://a.example/1")]
+    applied = refresh(store, RULES, T0)
+    assert applied.entries_changed == 1
+    (a,) = store.entries.entries([entry_id("https://a.example/1")])
+    assert a.link == "https://w.example/1"
+    store.links.save_link_states([checked("https://w.example/1", Outcome.DEAD, later)], {})
+    refresh(store, RULES, T0)
+    assert titles(store) == ["B"]  # every link dead: hidden
+    assert store.entries.earliest_held_back(FeedFilter(0, None, False, 0)) == to_micros(T0)
+    store.seeds.store_seeds(
+        [good("a.md", "https://a.example/1", web="https://w.example/1", title="A")]
+    )
+    refresh(store, RULES, T0, link_rules=LinkRules(on_dead="keep"))
+    assert sorted(titles(store)) == ["A", "B"]
+
+
+def test_unused_links_are_forgotten(store: StateStore) -> None:
+    store.seeds.store_seeds(
+        [good("a.md", "https://a.example/1"), good("b.md", "https://a.example/2")]
+    )
+    refresh(store, RULES, T0)
+    store.seeds.forget_seeds(["b.md"])
+    refresh(store, RULES, T0)
+    assert store.links.forget_unused_links() == 1
+    assert store.links.due_links(T0, 10) == ["https://a.example/1"]
+
+
+def test_host_pauses_are_kept_and_replaced(store: StateStore) -> None:
+    assert store.links.pauses() == {}
+    pauses = {"a.example": T0 + timedelta(seconds=30), "1.2.3.4": T0 + timedelta(hours=1)}
+    store.links.keep_pauses(pauses)
+    assert store.links.pauses() == pauses
+    store.links.keep_pauses({"b.example": T0})
+    assert store.links.pauses() == {"b.example": T0}
+
+
+# -- thumbnails ---------------------------------------------------------------------------
+
+
+def test_thumbnails_due_kept_failed_and_forgotten(store: StateStore) -> None:
+    thumbs = store.thumbnails
+    images = ["https://i.example/1", "https://i.example/2", "https://i.example/3"]
+    assert thumbs.thumbnails_due(images + images[:1], T0, 10) == images
+    thumbs.keep_thumbnail(images[0], "thumbs/1.webp")
+    thumbs.thumbnail_failed(images[1], "x" * 400, 2, T0 + timedelta(hours=2))
+    thumbs.thumbnail_failed(images[2], "nope", 1, T0 + timedelta(hours=1))
+    assert thumbs.thumbnails(images) == {images[0]: "thumbs/1.webp"}
+    assert thumbs.thumbnail_tries([*images, "https://i.example/4"]) == {
+        images[0]: 0,
+        images[1]: 2,
+        images[2]: 1,
+        "https://i.example/4": 0,
+    }
+    assert thumbs.thumbnails_due(images, T0, 10) == []
+    later = T0 + timedelta(hours=3)
+    assert thumbs.thumbnails_due([*images, "https://i.example/4"], later, 10) == [
+        "https://i.example/4",
+        images[2],
+        images[1],
+    ]
+    assert thumbs.thumbnails_due(images, later, 1) == [images[2]]
+    thumbs.forget_thumbnails_of([images[0]])
+    assert thumbs.thumbnails(images) == {}
+    thumbs.keep_thumbnail(images[0], "thumbs/1.webp")
+    thumbs.keep_thumbnail("https://i.example/5", "thumbs/5.webp")
+    thumbs.forget_thumbnails(["thumbs/1.webp"], [images[1]])
+    assert thumbs.thumbnails([*images, "https://i.example/5"]) == {images[0]: "thumbs/1.webp"}
+    assert thumbs.thumbnail_tries(images) == {images[0]: 0, images[1]: 2, images[2]: 0}
+
+
+# -- feeds: slugs, stamps, archives -----------------------------------------------------
+
+
+def test_topic_slugs_never_change(store: StateStore) -> None:
+    store.feeds.keep_topic_slugs({"c++": "c-plus-plus", "go": "go"})
+    store.feeds.keep_topic_slugs({"c++": "c", "rust": "rust"})
+    assert store.feeds.topic_slugs() == {"c++": "c-plus-plus", "go": "go", "rust": "rust"}
+
+
+def test_feed_stamps_are_kept_per_feed(store: StateStore) -> None:
+    assert store.feeds.feed_stamp(ALL) is None
+    stamp = FeedStamp(("a", "b"), T0, T0 + timedelta(microseconds=5))
+    store.feeds.keep_feed_stamp(ALL, stamp)
+    store.feeds.keep_feed_stamp(topic_feed("ai"), FeedStamp((), None, None))
+    assert store.feeds.feed_stamp(ALL) == stamp
+    assert store.feeds.feed_stamp(topic_feed("ai")) == FeedStamp((), None, None)
+    assert store.feeds.feed_stamp(topic_feed("go")) is None
+    store.feeds.keep_feed_stamp(ALL, FeedStamp(("c",), None, T0))
+    assert store.feeds.feed_stamp(ALL) == FeedStamp(("c",), None, T0)
+
+
+def test_archives_are_kept_per_feed_and_forgotten(store: StateStore) -> None:
+    assert store.feeds.archive(ALL) == ([], [])
+    store.feeds.keep_archive(ALL, [(5, "e1"), (3, "e2")], ["d1", "d2", "d3"])
+    store.feeds.keep_archive(topic_feed(""), [(1, "x")], ["t"])
+    store.feeds.keep_archive(topic_feed("go"), [], ["g"])
+    assert store.feeds.archive(ALL) == ([(5, "e1"), (3, "e2")], ["d1", "d2", "d3"])
+    assert store.feeds.archive(topic_feed("")) == ([(1, "x")], ["t"])
+    store.feeds.forget_archives([ALL, topic_feed("rust")])
+    assert store.feeds.archive(ALL) == ([(5, "e1"), (3, "e2")], ["d1", "d2", "d3"])
+    assert store.feeds.archive(topic_feed("go")) == ([], [])
+    assert store.feeds.archive(topic_feed("")) == ([], [])
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def test_settings_are_recorded_and_changes_reported(store: StateStore) -> None:
+    settings = store.settings
+    assert settings.settings_changed("rules", "1") is False
+    assert settings.settings_changed("rules", "1") is False
+    assert settings.settings_changed("rules", "2") is True
+    assert settings.meta("rules") == "2"
+    settings.keep_meta("other", "x")
+    assert settings.meta("other") == "x" and settings.meta("none") is None
+
+
+def test_reread_marks_make_seeds_due_again(store: StateStore) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1"), bad("b.md")])
+    settings = store.settings
+    # Nothing recorded yet: the rejected seeds are read again, but nothing "changed".
+    assert settings.reread_rejected_if_changed("limits 1") is False
+    assert store.seeds.seed_stats() == {"a.md": (10, 1), "b.md": (7, -1)}
+    store.seeds.touch([file("b.md", 7)])
+    assert settings.reread_rejected_if_changed("limits 1") is False
+    assert store.seeds.seed_stats() == {"a.md": (10, 1), "b.md": (7, 1)}
+    assert settings.reread_rejected_if_changed("limits 2") is True
+    assert store.seeds.seed_stats() == {"a.md": (10, 1), "b.md": (7, -1)}
+    assert store.seeds.digests(["b.md"]) == {"b.md": ""}
+    assert settings.reread_all_if_changed("reading", "v1") is True
+    assert store.seeds.seed_stats() == {"a.md": (10, -1), "b.md": (7, -1)}
+    store.seeds.touch([file("a.md")])
+    assert settings.reread_all_if_changed("reading", "v1") is False
+    assert store.seeds.seed_stats()["a.md"] == (10, 1)
+
+
+def test_an_entry_whose_seed_was_replaced_by_a_rejected_one_before_refresh_is_left_out(
+    store: StateStore,
+) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1")])
+    refresh(store, RULES, T0)
+    store.seeds.forget_seeds(["a.md"])
+    store.seeds.store_seeds([bad("a.md")])
+    assert store.entries.entries([entry_id("https://a.example/1")]) == []
+    refresh(store, RULES, T0)
+    assert store.counts().entries == 0
+
+
+def test_clearing_dirty_leaves_nothing_due(store: StateStore) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1")])
+    store.entries.clear_dirty()
+    assert store.entries.dirty() == []
+    assert refresh(store, RULES, T0).entries_changed == 0
+
+
+def test_the_pipeline_on_the_memory_store_gives_the_golden_output(tmp_path: Path) -> None:
+    root = Path(__file__).parent.parent
+    golden = Path(__file__).parent / "golden" / "bundled"
+    config = load_config(
+        root / "config" / "aggregator.yaml",
+        overrides={
+            "seeds.dir": root / "seeds",
+            "output.dir": tmp_path / "out",
+            "state.path": tmp_path / "unused.sqlite3",
+        },
+        environ={},
+    )
+    memory = MemoryStore()
+    pipeline = Pipeline(config, memory, OutputDir(config.output.dir, config.output.gzip_sidecars))
+    pipeline.scan(NOW)
+    pipeline.render(NOW)
+    produced = {
+        p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
+        for p in sorted((tmp_path / "out").rglob("*"))
+        if p.is_file()
+    }
+    expected = {
+        p.relative_to(golden).as_posix(): p.read_bytes()
+        for p in sorted(golden.rglob("*"))
+        if p.is_file()
+    }
+    assert produced == expected
+    assert not (tmp_path / "unused.sqlite3").exists()
+    again = pipeline.scan(NOW)
+    assert again.entries_changed == 0
+    assert pipeline.render(NOW).written == []
+
+
+# -- every engine does the same with the same calls -----------------------------------
+
+SOURCES = ["a.md", "b.md", "c/d.md"]
+URLS = ["https://u.example/1", "https://u.example/2"]
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("store"),
+            st.sampled_from(SOURCES),
+            st.sampled_from(URLS),
+            st.sampled_from(["T1", "T2"]),
+            st.frozensets(st.sampled_from(["AI", "ai", "Go"]), max_size=2),
+            st.booleans(),
+        ),
+        st.tuples(st.just("forget"), st.sampled_from(SOURCES)),
+        st.tuples(st.just("link"), st.sampled_from(URLS), st.sampled_from(list(Outcome))),
+        st.tuples(st.just("refresh")),
+    ),
+    max_size=12,
+)
+
+
+def apply_operation(store: StateStore, op: tuple[object, ...], step: int) -> None:
+    now = T0 + timedelta(hours=step)
+    match op:
+        case ("store", str(source), str(url), str(title), frozenset() as topics, bool(ok)):
+            names = tuple(sorted(str(t) for t in topics))
+            seed = good(source, url, title=title, topics=names) if ok else bad(source)
+            store.seeds.store_seeds([seed])
+        case ("forget", str(source)):
+            store.seeds.forget_seeds([source])
+        case ("link", str(url), Outcome() as outcome):
+            store.links.save_link_states([checked(url, outcome, now + timedelta(days=1))], {})
+        case _:
+            refresh(store, RULES, now)
+
+
+def observed(store: StateStore) -> object:
+    feeds = [ALL, topic_feed("ai"), topic_feed("go")]
+    pages = [
+        [
+            (e.id, e.article.title, e.updated, e.link, e.feeds)
+            for e in store.entries.feed_page(f, EVERYTHING, 10)[0]
+        ]
+        for f in feeds
+    ]
+    return (
+        store.counts(),
+        store.seeds.rejected(),
+        store.seeds.duplicates(),
+        sorted(store.seeds.spelling_counts()),
+        store.seeds.seed_stats(),
+        store.entries.dirty(),
+        pages,
+        [store.entries.feed_rows(f, EVERYTHING) for f in feeds],
+        store.links.due_links(T0 + timedelta(days=30), 10),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations)
+def test_every_engine_answers_the_same_after_the_same_calls(ops: list[tuple[object, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        stores = [make(Path(scratch) / name) for name, make in sorted(ENGINES.items())]
+        try:
+            for step, op in enumerate([*ops, ("refresh",)]):
+                for store in stores:
+                    apply_operation(store, op, step)
+                first, *others = (observed(store) for store in stores)
+                for other in others:
+                    assert other == first
+        finally:
+            for store in stores:
+                store.close()
