@@ -158,6 +158,8 @@ class Service:
     async def _main(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
+        if self._stopping.is_set():  # asked to stop before the loop ran
+            self._stop_event.set()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self.request_stop)
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
