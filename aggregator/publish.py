@@ -11,7 +11,7 @@ entries, to tell which archive pages changed (only those are rendered).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -322,9 +322,8 @@ class Publisher:
 
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""
-        paths = written_paths(
-            self._summaries, self._archive_pages, self._shown_thumbs, self.config.feeds.formats
-        )
+        slugs, formats = self._summaries.keys(), self.config.feeds.formats
+        paths = written_paths(slugs, self._archive_pages, self._shown_thumbs, formats)
         return all(self.out.path(p).is_file() for p in paths)
 
     def has_output(self) -> bool:
@@ -367,20 +366,22 @@ def bounds_on_disk(out: OutputDir, slug: str) -> list[Key]:
 
 
 def written_paths(
-    summaries: Mapping[str, FeedSummary],
+    slugs: Collection[str],
     archive_pages: Mapping[str, int],
     thumbs: Iterable[str],
     formats: Iterable[str],
 ) -> list[str]:
-    """Returns the output files a render of the feeds in `summaries` writes: each feed in
-    every format, its page and its archive pages (`archive_pages`: slug → how many), the
-    thumbnails the pages show, the index, the OPML files and the site files."""
-    paths = [feed_path(s, f) for s in summaries for f in formats]
-    paths += [page_path(s) for s in summaries]
+    """Returns the output files a render of the feeds `slugs` writes: each feed in every
+    format, its page and its archive pages (`archive_pages`: slug → how many; those of
+    other slugs are left out), the thumbnails the pages show, the index, the OPML files
+    and the site files."""
+    formats = list(formats)
+    paths = [feed_path(s, f) for s in slugs for f in formats]
+    paths += [page_path(s) for s in slugs]
     paths += [
         archive_path(s, n)
         for s, last in archive_pages.items()
-        if s in summaries
+        if s in slugs
         for n in range(1, last + 1)
     ]
     paths += sorted(thumbs)
