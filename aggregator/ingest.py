@@ -73,7 +73,10 @@ class ScanReport:
 def load_seeds(
     files: Sequence[SeedFile], max_bytes: int, workers: int, progress: Progress | None = None
 ) -> Iterator[LoadedSeed]:
-    """`load_seed` for every file, in worker processes when there are many; results in order."""
+    """`load_seed` for every file, in worker processes when there are many.
+
+    Yields the results in the order of `files`; a seed that cannot be read or parsed is a
+    result with its `error`, not an exception."""
     reader = partial(load_seed, max_bytes=max_bytes)
     workers = workers or os.cpu_count() or 1
     total = len(files)
@@ -180,6 +183,8 @@ class Ingest:
     ) -> ScanReport:
         """Walk the seed directory, parse what changed, and bring the state up to date.
 
+        Returns what was found, read, removed and rejected, and which topics changed.
+
         Raises `SeedDirError` when the seed directory itself cannot be read;
         then nothing in the state changes. Raises `Interrupted` when
         `should_stop` turns true; the next scan picks up where this one stopped.
@@ -207,7 +212,9 @@ class Ingest:
     def scan_paths(
         self, paths: Iterable[str], now: datetime, should_stop: StopCheck = never
     ) -> ScanReport:
-        """Look at just these paths (from file-system events) and bring the state up to date."""
+        """Look at just these paths (from file-system events) and bring the state up to date.
+
+        Returns and raises as `scan` does (it walks everything when a folder went away)."""
         seeds = self.config.seeds
         files, missing = check_paths(seeds.dir, paths, seeds.extensions)
         known = self._known_stats()
