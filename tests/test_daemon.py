@@ -6,6 +6,7 @@ stays in test_service.py and test_crash.py.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 import time
@@ -184,6 +185,81 @@ def test_a_new_seed_is_served_after_the_next_scan(tmp_path: Path) -> None:
         assert entry_titles(check_feed(svc.get("/feeds/space.atom").content)) == ["Fresh"]
 
     assert svc.run(drive) == 0
+
+
+def two_topics(root: Path) -> InProcessService:
+    svc = InProcessService(root)
+    (svc.seeds / "ai.md").write_text(
+        seed_text(title="AI one", topics=["AI"], originalUrl="https://s.example/1")
+    )
+    (svc.seeds / "space.md").write_text(
+        seed_text(title="Space one", topics=["Space"], originalUrl="https://s.example/2")
+    )
+    return svc
+
+
+def test_a_missing_seed_directory_is_an_error_and_the_last_feeds_stay(tmp_path: Path) -> None:
+    def drive(svc: InProcessService) -> None:
+        good = svc.get("/feeds/ai.atom").content
+        moved = svc.root / "moved-away"
+        shutil.move(svc.seeds, moved)
+        svc.wait_next_scan()
+        status, health = svc.health()
+        assert status == 503 and "cannot read the seed directory" in health["last_error"]
+        assert svc.get("/feeds/ai.atom").content == good
+        assert (svc.out / "feeds" / "space.atom").exists()
+        shutil.move(moved, svc.seeds)
+        svc.wait_next_scan()
+        svc.wait_healthy()
+        assert svc.get("/feeds/ai.atom").content == good
+
+    assert two_topics(tmp_path).run(drive) == 0
+
+
+def test_metrics_count_scans_and_requests(tmp_path: Path) -> None:
+    def drive(svc: InProcessService) -> None:
+        svc.get("/feeds/ai.atom")
+        svc.get("/nope")
+        text = svc.get("/metrics").text
+        assert 'aggregator_scans_total{outcome="ok"}' in text
+        assert 'aggregator_http_requests_total{status="404"} 1.0' in text
+        assert "aggregator_seeds 2.0" in text
+
+    assert two_topics(tmp_path).run(drive) == 0
+
+
+def test_after_a_failed_write_the_next_scan_writes_everything_again(tmp_path: Path) -> None:
+    def drive(svc: InProcessService) -> None:
+        feed = svc.out / "feeds" / "ai.atom"
+        feed.unlink()
+        feed.mkdir()  # the write of ai.atom now fails
+        (svc.seeds / "ai3.md").write_text(
+            seed_text(
+                title="AI three",
+                topics=["AI"],
+                originalUrl="https://s.example/ai3",
+                publishedDateTime="2025-01-01T00:00:00Z",
+            )
+        )
+        svc.wait_next_scan()
+        status, health = svc.health()
+        assert status == 503 and "ai.atom" in health["last_error"]
+        feed.rmdir()
+        svc.wait_next_scan()
+        svc.wait_healthy()
+        titles = entry_titles(check_feed(svc.get("/feeds/ai.atom").content))
+        assert titles == ["AI three", "AI one"]
+
+    assert two_topics(tmp_path).run(drive) == 0
+
+
+def test_files_deleted_from_the_output_are_written_again(tmp_path: Path) -> None:
+    def drive(svc: InProcessService) -> None:
+        shutil.rmtree(svc.out / "feeds")
+        svc.wait_next_scan()
+        assert entry_titles(check_feed(svc.get("/feeds/ai.atom").content)) == ["AI one"]
+
+    assert two_topics(tmp_path).run(drive) == 0
 
 
 def files(out: Path) -> dict[Path, bytes]:
