@@ -32,11 +32,12 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import __version__, locks, logs
-from aggregator.app import App, RescanReport, make_app
+from aggregator.app import App, make_app
 from aggregator.config import Config, server_url
 from aggregator.errors import AggregatorError, ConfigError, Interrupted, SeedDirError
 from aggregator.formats import is_feed
 from aggregator.metrics import Metrics
+from aggregator.reporting import Reporter
 from aggregator.server import (
     HttpServer,
     Limits,
@@ -46,16 +47,8 @@ from aggregator.server import (
     raise_open_file_limit,
 )
 from aggregator.status import (
-    MAX_HEALTH_REJECTED,
-    BuildStatus,
-    LinkStatus,
-    RejectedFile,
-    ScanFailure,
-    ScanStatus,
     Status,
-    iso,
 )
-from aggregator.text import printable
 from aggregator.urls import host_of
 
 log = logging.getLogger("aggregator")
@@ -115,6 +108,7 @@ class Service:
         self._load_config = load_config
         self.status = Status()
         self.metrics = Metrics()
+        self.reporter = Reporter(self.status, self.metrics)
         self._stopping = threading.Event()
         self._work = threading.Lock()
         """Held by whichever scan runs: the rescan job or the watcher; never both."""
@@ -434,16 +428,7 @@ class Service:
         if not report.tried:
             return
         self._announce(report.written)
-        for url, why in report.failed:
-            log.info("thumbnail: %s: %s", url, why, extra=logs.fields(url=url, reason=why))
-        took = time.monotonic() - started
-        log.info(
-            "thumbnails: %d made, %d failed, in %.1fs",
-            report.made,
-            len(report.failed),
-            took,
-            extra=logs.fields(made=report.made, failed=len(report.failed), seconds=round(took, 3)),
-        )
+        self.reporter.thumbnails_made(report, started)
 
     def _links_job(self) -> None:
         """Check the URLs that are due (the app re-renders the feeds whose entries changed)."""
@@ -457,38 +442,7 @@ class Service:
         if not run.requested:
             return
         self._announce(run.written)
-        report, result, now = run.report, run.result, run.at
-        for state in report.states:
-            self.metrics.links_checked.labels(state.status.value).inc()
-        counts: dict[str, int] = {}
-        for state in report.states:
-            counts[state.status.value] = counts.get(state.status.value, 0) + 1
-        took = time.monotonic() - started
-        log.info(
-            "link check: %d URLs in %.1fs (%s)%s; %d changed what feeds show",
-            len(result.attempts),
-            took,
-            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
-            "; network looks down, nothing declared dead" if report.network_down else "",
-            report.changed,
-            extra=logs.fields(
-                checked=len(result.attempts),
-                deferred=len(result.deferred),
-                verdicts=counts,
-                network_down=report.network_down,
-                changed=report.changed,
-                seconds=round(took, 3),
-            ),
-        )
-        with self.status.lock:
-            self.status.last_links = LinkStatus(
-                at=iso(now),
-                checked=len(result.attempts),
-                deferred=len(result.deferred),
-                verdicts=counts,
-                network_down=report.network_down,
-                changed=report.changed,
-            )
+        self.reporter.links_checked(run, started)
 
     def scan_once(self, paths: set[str] | None = None, due: bool = False) -> None:
         """One rescan (of everything, or of `paths`) and the rendering the app finds it
@@ -518,30 +472,10 @@ class Service:
         finally:
             if self.app.config is not before and self._files is not None:
                 self._files.reconfigured()  # Cache-Control follows the new interval
-        self._log_scan(done)
         if done.render is not None:
             self._announce(done.render.written)
-        self._succeeded(now, started, done)
+        self.reporter.scan_succeeded(now, started, done, self.app.tally())
         self._schedule_due(now)
-
-    def _log_scan(self, done: RescanReport) -> None:
-        scanned = done.scan
-        for source, reason in scanned.rejected:
-            name = printable(source)
-            log.warning(
-                "%s: rejected: %s", name, reason, extra=logs.fields(file=name, reason=reason)
-            )
-        for source, warning in scanned.warnings:
-            name = printable(source)
-            log.warning("%s: %s", name, warning, extra=logs.fields(file=name, warning=warning))
-        for problem in scanned.problems:
-            log.error(
-                "seed directory: %s (its seeds are kept as they were)",
-                problem,
-                extra=logs.fields(problem=problem),
-            )
-        if done.output_missing:
-            log.warning("files of the output directory went missing: writing them again")
 
     def _schedule_due(self, now: datetime) -> None:
         """Render the feeds when the earliest future-dated article falls due: no seed
@@ -560,87 +494,9 @@ class Service:
             if not self._stopping.is_set():
                 self.scan_once(due=True)
 
-    def _succeeded(self, now: datetime, started: float, done: RescanReport) -> None:
-        took = time.monotonic() - started
-        scanned, rendered = done.scan, done.render
-        tally = self.app.tally()
-        m = self.metrics
-        m.scans.labels("ok").inc()
-        m.scan_seconds.observe(took)
-        m.seeds.set(tally.seeds)
-        m.seeds_rejected.set(len(tally.rejected))
-        m.articles.set(tally.articles)
-        m.topics.set(tally.topics)
-        with self.status.lock:
-            self.status.scans += 1
-            self.status.last_scan = ScanStatus(
-                at=iso(now),
-                ok=True,
-                seconds=round(took, 3),
-                files=scanned.files,
-                parsed=scanned.parsed,
-                removed=scanned.removed,
-                problems=scanned.problems,
-            )
-            if rendered is not None:
-                m.files_written.inc(len(rendered.written))
-                self.status.last_build = BuildStatus(
-                    at=iso(now),
-                    written=len(rendered.written),
-                    unchanged=rendered.unchanged,
-                    removed=len(rendered.removed),
-                )
-            self.status.counts = tally.counts()
-            self.status.rejected_files = [
-                RejectedFile(printable(source), reason)
-                for source, reason in tally.rejected[:MAX_HEALTH_REJECTED]
-            ]
-        if scanned.parsed or scanned.removed or (rendered and rendered.written):
-            written = len(rendered.written) if rendered else 0
-            log.info(
-                "scan: %d files, %d read, %d gone; %d files written in %.2fs",
-                scanned.files,
-                scanned.parsed,
-                scanned.removed,
-                written,
-                took,
-                extra=logs.fields(
-                    files=scanned.files,
-                    parsed=scanned.parsed,
-                    removed=scanned.removed,
-                    written=written,
-                    rejected=len(scanned.rejected),
-                    seconds=round(took, 3),
-                ),
-            )
-
     def _failed(self, now: datetime, started: float, error: str, seed_dir: bool = False) -> None:
-        if self.status.last_build is not None or self.app.has_output():
-            consequence = "the last good feeds are still served"
-        else:
-            consequence = "nothing is served yet"
-        every = f"tried again every {self.config.scan.interval:g}s"
-        if seed_dir:
-            todo = (
-                "Create the seed directory, or point seeds.dir (--seeds, AGGREGATOR_SEEDS__DIR) "
-                f"at it; it is {every}"
-            )
-        else:
-            todo = f"It is {every}"
-        log.error(
-            "scan failed: %s; %s. %s.",
-            error,
-            consequence,
-            todo,
-            extra=logs.fields(error=error, served=consequence.startswith("the last")),
-        )
-        self.metrics.scans.labels("error").inc()
-        with self.status.lock:
-            self.status.scans += 1
-            self.status.last_scan = ScanFailure(
-                at=iso(now), ok=False, seconds=round(time.monotonic() - started, 3), error=error
-            )
-            self.status.last_error = error
+        interval = self.config.scan.interval
+        self.reporter.scan_failed(now, started, error, seed_dir, interval, self.app.has_output)
 
     # -- file-system events ------------------------------------------------------------
 
