@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import __version__
+from aggregator.app import App, BuildReport, make_app
 from aggregator.config import Config, explain_config, load_config, server_url, settings_lines
 from aggregator.errors import AggregatorError, ConfigError, InUseError
-from aggregator.pipeline import BuildReport, Progress, build
+from aggregator.ingest import Progress
 from aggregator.text import printable
 
 PROGRESS_MIN_FILES = 500
@@ -218,7 +219,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
         logs.configure(config.logging.format, config.logging.level)
         try:
-            code = Service(load).run()
+            code = Service(config, load).run()
         except InUseError as exc:
             print(f"aggregator: {exc}: not starting a second service on it", file=sys.stderr)
             return 1
@@ -231,8 +232,8 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stderr.flush()
         os._exit(code)
     try:
-        with _sole_writer(config):
-            report = build(config, datetime.now(UTC), _progress_bar())
+        with _sole_writer(config), make_app(config) as app:
+            report = app.build(datetime.now(UTC), _progress_bar())
     except InUseError as exc:
         return _in_use(exc)
     except AggregatorError as exc:
@@ -285,16 +286,17 @@ def _in_use(exc: InUseError) -> int:
 def check_links_command(config: Config, everything: bool, limit: int | None, fmt: str) -> int:
     """`links check`: check now, print each URL (table or JSON) and a summary."""
     from aggregator.links import classify
-    from aggregator.pipeline import check_links
 
     bar: Any = None
     if sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(unit="url", desc="checking links", leave=False)
-    result, report = check_links(
-        config, datetime.now(UTC), everything, limit, (lambda _: bar.update()) if bar else None
-    )
+    now = datetime.now(UTC)
+    with make_app(config) as app:
+        app.rescan(now)
+        run = app.check_links(now, everything, limit, (lambda _: bar.update()) if bar else None)
+    result, report = run.result, run.report
     if bar is not None:
         bar.close()
     verdicts = {state.url: state for state in report.states}
@@ -359,13 +361,14 @@ def check_links_command(config: Config, everything: bool, limit: int | None, fmt
 
 def thumbnails_command(config: Config) -> int:
     """`thumbnails`: fetch the images that are due, print what failed and a summary."""
-    from aggregator.pipeline import fetch_thumbnails
-
     if not config.thumbnails.enabled:
         print("aggregator: thumbnails are off (thumbnails.enabled: false)", file=sys.stderr)
         return 2
     try:
-        report = fetch_thumbnails(config, datetime.now(UTC))
+        now = datetime.now(UTC)
+        with make_app(config) as app:
+            app.rescan(now)
+            report = app.fetch_thumbnails(now)
     except AggregatorError as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
         return 1
@@ -379,11 +382,9 @@ def thumbnails_command(config: Config) -> int:
 
 def show_link(config: Config, url: str) -> int:
     """`links show URL`: the stored state and recent history of one URL."""
-    from aggregator.pipeline import link_history
-
     state = None
     for spelling in dict.fromkeys([url, url.strip(), _normalized(url)]):  # as typed first
-        state = link_history(config, spelling) if spelling else None
+        state = App.stored_link(config, spelling) if spelling else None
         if state is not None:
             break
     if state is None:

@@ -4,8 +4,9 @@
     scheduler thread (APS 3.x)  the rescan job: scan → store → render → write
     watcher thread (optional)   file-system events ask for a rescan now
 
-The scheduler only ticks; what changed is decided by the pipeline from the
-state file. Signals are handled here and nowhere else:
+The scheduler only ticks and the jobs only call the app's use cases
+(aggregator.app): what changed, and what to render because of it, is the app's
+business. Signals are handled here and nowhere else:
 
     SIGTERM, SIGINT   stop taking work, let the write in progress finish, exit 0
     SIGHUP            reload the config; an invalid one is reported and the old kept
@@ -23,32 +24,31 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import __version__, locks, logs
-from aggregator.config import Config, LinksConfig, server_url
+from aggregator.app import App, make_app
+from aggregator.config import Config, server_url
 from aggregator.errors import AggregatorError, ConfigError, Interrupted, SeedDirError
 from aggregator.formats import is_feed
-from aggregator.links import Request, RunResult
 from aggregator.metrics import Metrics
-from aggregator.output import OutputDir
-from aggregator.pipeline import Pipeline, image_fetching
+from aggregator.reporting import Reporter
 from aggregator.server import (
-    App,
     HttpServer,
     Limits,
+    Routes,
     StaticFiles,
     connection_capacity,
     raise_open_file_limit,
 )
-from aggregator.store import open_store
-from aggregator.text import printable
+from aggregator.status import (
+    Status,
+)
 from aggregator.urls import host_of
 
 log = logging.getLogger("aggregator")
@@ -59,50 +59,8 @@ DUE = "due"
 """The one-off job that renders the feeds when a held-back (future-dated) article falls due."""
 NETWORK = "network"
 """The executor of the jobs that go out to other hosts."""
-_Report = TypeVar("_Report")
 STOP_TIMEOUT = 8.0
 """Seconds a shutdown waits for the job in progress (SIGTERM must end within 10 s)."""
-MAX_HEALTH_REJECTED = 20
-"""Rejected seed files /healthz names (first by path); `rejected` counts them all."""
-
-
-@dataclass
-class Status:
-    """What /healthz reports; written by the scan job, read by the server."""
-
-    started: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
-    last_scan: dict[str, Any] | None = None
-    last_build: dict[str, Any] | None = None
-    last_links: dict[str, Any] | None = None
-    last_error: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    rejected_files: list[dict[str, str]] = field(default_factory=list)
-    """The first MAX_HEALTH_REJECTED rejected seeds by path: {"file", "reason"}."""
-    scans: int = 0
-    """Scans finished since start-up, successful or not."""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def report(self) -> tuple[int, dict[str, Any]]:
-        with self.lock:
-            ok = self.last_scan is not None and bool(self.last_scan["ok"])
-            state = "ok" if ok else ("starting" if self.last_scan is None else "error")
-            body = {
-                "status": state,
-                "version": __version__,
-                "started": self.started,
-                "last_scan": self.last_scan,
-                "last_build": self.last_build,
-                "last_links": self.last_links,
-                "last_error": self.last_error,
-                "scans": self.scans,
-                **self.counts,
-                "rejected_files": self.rejected_files,
-            }
-        return (200 if ok else 503), body
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
 
 
 def advertises_loopback(config: Config) -> bool:
@@ -142,18 +100,18 @@ ConfigLoader = Callable[[], Config]
 class Service:
     """The running service. `run()` blocks until SIGTERM/SIGINT (or `request_stop()`)."""
 
-    def __init__(self, load_config: ConfigLoader) -> None:
+    def __init__(self, config: Config, load_config: ConfigLoader) -> None:
+        """`config`: the config to start with; `load_config` reads it again (SIGHUP).
+
+        Raises `InUseError` when another process writes the state file or output
+        directory, `StateError` or `OutputError` when they are unusable."""
         self._load_config = load_config
-        self.config = load_config()
         self.status = Status()
         self.metrics = Metrics()
+        self.reporter = Reporter(self.status, self.metrics)
         self._stopping = threading.Event()
         self._work = threading.Lock()
         """Held by whichever scan runs: the rescan job or the watcher; never both."""
-        self._pending_config: Config | None = None
-        self._pending_lock = threading.Lock()
-        self._render_all = True
-        """Render every feed at the next scan: at start-up, after a reload or a failure."""
         self._scheduler: BackgroundScheduler | None = None
         self._server: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,14 +121,17 @@ class Service:
         self._watcher: threading.Thread | None = None
         self._reloading = threading.Lock()
         # One writer per state file and output directory, for the life of the process.
-        self._locks = locks.hold(self.config.state.path, self.config.output.dir)
+        self._locks = locks.hold(config.state.path, config.output.dir)
         try:
-            self.store = open_store(self.config.state.path)
+            self.app: App = make_app(config)
         except BaseException:
             self._release_locks()
             raise
-        self.out = OutputDir(self.config.output.dir, self.config.output.gzip_sidecars)
-        self.pipeline = Pipeline(self.config, self.store, self.out)
+
+    @property
+    def config(self) -> Config:
+        """The config in effect (the app's)."""
+        return self.app.config
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -179,7 +140,7 @@ class Service:
         try:
             code = asyncio.run(self._main())
         finally:
-            self.store.close()
+            self.app.close()
             self._release_locks()
         log.info("stopped")
         return code
@@ -191,6 +152,8 @@ class Service:
     async def _main(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
+        if self._stopping.is_set():  # asked to stop before the loop ran
+            self._stop_event.set()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self.request_stop)
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
@@ -221,8 +184,9 @@ class Service:
             )
         serving: asyncio.Task[bool] | None = None
         if config.server.enabled:
-            self._files = StaticFiles(self.out.root, lambda: self.config.cache_max_age, self._hub)
-            app = App(self._files, self.status.report, self.metrics)
+            root = self.app.out.root
+            self._files = StaticFiles(root, lambda: self.config.cache_max_age, self._hub)
+            routes = Routes(self._files, self.status.report, self.metrics)
             before, open_files = raise_open_file_limit()
             capacity = connection_capacity(open_files, config.server.max_connections)
             limits = Limits(
@@ -231,7 +195,7 @@ class Service:
                 max_header_bytes=config.server.max_header_bytes,
                 max_connections=capacity,
             )
-            self._server = HttpServer(app, config.server.host, config.server.port, limits)
+            self._server = HttpServer(routes, config.server.host, config.server.port, limits)
             serving = asyncio.create_task(self._serve())
             while not self._server.started and not serving.done():
                 await asyncio.sleep(0.01)
@@ -239,11 +203,11 @@ class Service:
                 return 1
             log.info(
                 "serving %s at http://%s:%d/",
-                self.out.root,
+                root,
                 config.server.host,
                 config.server.port,
                 extra=logs.fields(
-                    output=str(self.out.root), host=config.server.host, port=config.server.port
+                    output=str(root), host=config.server.host, port=config.server.port
                 ),
             )
             log.info(
@@ -365,8 +329,7 @@ class Service:
         ):
             if new_value != old_value:
                 log.warning("%s changed: it takes effect when the service restarts", key)
-        with self._pending_lock:
-            self._pending_config = config
+        self.app.reconfigure(config)  # in effect from the start of the next scan
         if self._scheduler is not None and config.scan != old.scan:
             self._scheduler.reschedule_job(
                 RESCAN, trigger="interval", seconds=config.scan.interval, jitter=config.scan.jitter
@@ -439,189 +402,79 @@ class Service:
             if not self._stopping.is_set():
                 self.scan_once()
 
-    def _over_http(
-        self,
-        what: str,
-        settings: LinksConfig,
-        plan: Callable[[datetime], list[Request]],
-        apply: Callable[[RunResult, datetime], _Report],
-        topics: Callable[[_Report], set[str] | None],
-    ) -> tuple[_Report, RunResult, datetime] | None:
-        """One run of the checker with `settings`: fetch what `plan` asks for, let `apply`
-        keep the result, and render the topics `topics` names (None: none). None when there
-        was nothing to do, the service is stopping, or the run failed (then logged, as
-        `what` failed)."""
-        from aggregator.checker import run_checks, user_agent
-
-        config = self.config
-        now = datetime.now(UTC)
+    def _network_run(self, what: str, run: Callable[[], None]) -> None:
+        """Run one job that goes out to other hosts; failures go to the log as `what`."""
         try:
-            with self._work:
-                requests = plan(now)
-                paused = self.pipeline.paused(now)
-            if not requests or self._stopping.is_set():
-                return None
-            agent = user_agent(config.links, config.site.base_url)
-            stop = self._stopping.is_set
-            result = run_checks(settings, agent, requests, should_stop=stop, pauses=paused)
-            with self._work:
-                now = datetime.now(UTC)  # the run took a while: render with the time it is
-                report = apply(result, now)
-                changed = topics(report)
-                if changed is not None and self.status.last_build is not None:
-                    try:
-                        rendered = self.pipeline.render(now, changed, self._stopping.is_set)
-                    except BaseException:
-                        self._render_all = True  # what apply changed is in no file yet
-                        raise
-                    self._announce(rendered.written)
+            run()
         except Interrupted:
-            return None
+            return
         except AggregatorError as exc:
             log.error("%s failed: %s", what, exc, extra=logs.fields(job=what, error=str(exc)))
-            return None
         except Exception:
             log.exception("%s failed", what)
-            return None
-        return report, result, now
+
+    def _now(self) -> datetime:
+        return datetime.now(UTC)
 
     def _thumbnails_job(self) -> None:
-        """Fetch the images pages want thumbnails of; re-render the pages that gained some."""
-        settings = self.config.thumbnails
-        if not settings.enabled:
-            return
+        """Fetch the images pages want thumbnails of (the app re-renders those pages)."""
+        if self.config.thumbnails.enabled:
+            self._network_run("thumbnails", self._fetch_thumbnails)
+
+    def _fetch_thumbnails(self) -> None:
         started = time.monotonic()
-        done = self._over_http(
-            "thumbnails",
-            image_fetching(self.config),
-            lambda now: self.pipeline.thumbnail_requests(now, settings.budget),
-            self.pipeline.apply_thumbnails,
-            lambda r: {key for key in r.topics if key is not None} if r.made else None,
-        )
-        if done is None:
+        stop = self._stopping.is_set
+        report = self.app.fetch_thumbnails(self._now(), should_stop=stop, clock=self._now)
+        if not report.tried:
             return
-        report = done[0]
-        for url, why in report.failed:
-            log.info("thumbnail: %s: %s", url, why, extra=logs.fields(url=url, reason=why))
-        took = time.monotonic() - started
-        log.info(
-            "thumbnails: %d made, %d failed, in %.1fs",
-            report.made,
-            len(report.failed),
-            took,
-            extra=logs.fields(made=report.made, failed=len(report.failed), seconds=round(took, 3)),
-        )
+        self._announce(report.written)
+        self.reporter.thumbnails_made(report, started)
 
     def _links_job(self) -> None:
-        """Check the URLs that are due; re-render the topics whose entries changed."""
-        links = self.config.links
-        if not links.enabled:
-            return
+        """Check the URLs that are due (the app re-renders the feeds whose entries changed)."""
+        if self.config.links.enabled:
+            self._network_run("link check", self._check_links)
+
+    def _check_links(self) -> None:
         started = time.monotonic()
-        done = self._over_http(
-            "link check",
-            links,
-            lambda now: self.pipeline.link_requests(now, links.budget),
-            self.pipeline.apply_link_results,
-            lambda r: r.topics if r.entries_changed else None,
-        )
-        if done is None:
+        stop = self._stopping.is_set
+        run = self.app.check_links(self._now(), should_stop=stop, clock=self._now)
+        if not run.requested:
             return
-        report, result, now = done
-        for state in report.states:
-            self.metrics.links_checked.labels(state.status.value).inc()
-        counts: dict[str, int] = {}
-        for state in report.states:
-            counts[state.status.value] = counts.get(state.status.value, 0) + 1
-        took = time.monotonic() - started
-        log.info(
-            "link check: %d URLs in %.1fs (%s)%s; %d changed what feeds show",
-            len(result.attempts),
-            took,
-            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
-            "; network looks down, nothing declared dead" if report.network_down else "",
-            report.changed,
-            extra=logs.fields(
-                checked=len(result.attempts),
-                deferred=len(result.deferred),
-                verdicts=counts,
-                network_down=report.network_down,
-                changed=report.changed,
-                seconds=round(took, 3),
-            ),
-        )
-        with self.status.lock:
-            self.status.last_links = {
-                "at": _iso(now),
-                "checked": len(result.attempts),
-                "deferred": len(result.deferred),
-                "verdicts": counts,
-                "network_down": report.network_down,
-                "changed": report.changed,
-            }
+        self._announce(run.written)
+        self.reporter.links_checked(run, started)
 
-    def scan_once(self, paths: set[str] | None = None) -> None:
-        """One rescan (of everything, or of `paths`) and the rendering it calls for.
+    def scan_once(self, paths: set[str] | None = None, due: bool = False) -> None:
+        """One rescan (of everything, or of `paths`) and the rendering the app finds it
+        calls for; `due`: a held-back article fell due, so every feed is rendered.
 
-        Failures go to the log and /healthz; the next scan then renders every feed.
+        Failures go to the log and /healthz; the app then renders every feed next time.
         """
         started = time.monotonic()
-        now = datetime.now(UTC)
-        with self._pending_lock:
-            pending, self._pending_config = self._pending_config, None
-        if pending is not None:
-            self.config = pending
-            self.pipeline.reconfigure(pending, now)
-            if self._files is not None:
-                self._files.reconfigured()  # Cache-Control follows the new interval
-            self._render_all = True
+        now = self._now()
         stopping = self._stopping.is_set
+        before = self.app.config
         try:
-            if paths is None:
-                scanned = self.pipeline.scan(now, should_stop=stopping)
+            if due:
+                done = self.app.render_due(now, should_stop=stopping)
             else:
-                scanned = self.pipeline.scan_paths(paths, now, should_stop=stopping)
-            for source, reason in scanned.rejected:
-                name = printable(source)
-                log.warning(
-                    "%s: rejected: %s", name, reason, extra=logs.fields(file=name, reason=reason)
-                )
-            for source, warning in scanned.warnings:
-                name = printable(source)
-                log.warning("%s: %s", name, warning, extra=logs.fields(file=name, warning=warning))
-            for problem in scanned.problems:
-                log.error(
-                    "seed directory: %s (its seeds are kept as they were)",
-                    problem,
-                    extra=logs.fields(problem=problem),
-                )
-            rendered = None
-            if not self._render_all and not self.pipeline.output_intact():
-                log.warning("files of the output directory went missing: writing them again")
-                self._render_all = True
-            if (
-                self._render_all
-                or scanned.entries_changed
-                or scanned.names_changed
-                or self.config.feeds.max_age_days
-            ):
-                topics = None if self._render_all else scanned.topics
-                rendered = self.pipeline.render(now, topics, should_stop=stopping)
-                self._render_all = False
-                self._announce(rendered.written)
+                done = self.app.rescan(now, paths, should_stop=stopping)
         except Interrupted:
             log.info("scan interrupted by shutdown")
             return
         except AggregatorError as exc:
-            self._render_all = True
             self._failed(now, started, str(exc), isinstance(exc, SeedDirError))
             return
         except Exception as exc:
-            self._render_all = True
             log.exception("scan failed")
             self._failed(now, started, f"{type(exc).__name__}: {exc}")
             return
-        self._succeeded(now, started, scanned, rendered)
+        finally:
+            if self.app.config is not before and self._files is not None:
+                self._files.reconfigured()  # Cache-Control follows the new interval
+        if done.render is not None:
+            self._announce(done.render.written)
+        self.reporter.scan_succeeded(now, started, done, self.app.tally())
         self._schedule_due(now)
 
     def _schedule_due(self, now: datetime) -> None:
@@ -629,7 +482,7 @@ class Service:
         changes then, so no scan would otherwise notice."""
         if self._scheduler is None or self._stopping.is_set():
             return
-        due = self.pipeline.next_due(now)
+        due = self.app.next_due(now)
         if due is None:
             with contextlib.suppress(JobLookupError):  # none scheduled, or it just ran
                 self._scheduler.remove_job(DUE)
@@ -639,102 +492,11 @@ class Service:
     def _due_job(self) -> None:
         with self._work:
             if not self._stopping.is_set():
-                self._render_all = True
-                self.scan_once()
-
-    def _succeeded(self, now: datetime, started: float, scanned: Any, rendered: Any) -> None:
-        took = time.monotonic() - started
-        counts = self.store.counts()
-        topics = self.pipeline.topic_count
-        m = self.metrics
-        m.scans.labels("ok").inc()
-        m.scan_seconds.observe(took)
-        m.seeds.set(counts.seeds)
-        refused = self.pipeline.refused
-        rejected = (
-            sorted(self.store.seeds.rejected() + refused) if counts.rejected or refused else []
-        )
-        m.seeds_rejected.set(len(rejected))
-        m.articles.set(counts.entries)
-        m.topics.set(topics)
-        with self.status.lock:
-            self.status.scans += 1
-            self.status.last_scan = {
-                "at": _iso(now),
-                "ok": True,
-                "seconds": round(took, 3),
-                "files": scanned.files,
-                "parsed": scanned.parsed,
-                "removed": scanned.removed,
-                "problems": scanned.problems,
-            }
-            if rendered is not None:
-                m.files_written.inc(len(rendered.written))
-                self.status.last_build = {
-                    "at": _iso(now),
-                    "written": len(rendered.written),
-                    "unchanged": rendered.unchanged,
-                    "removed": len(rendered.removed),
-                }
-            self.status.counts = {
-                "seeds": counts.seeds,
-                "articles": counts.entries,
-                "topics": topics,
-                "rejected": len(rejected),
-            }
-            self.status.rejected_files = [
-                {"file": printable(source), "reason": reason}
-                for source, reason in rejected[:MAX_HEALTH_REJECTED]
-            ]
-        if scanned.parsed or scanned.removed or (rendered and rendered.written):
-            written = len(rendered.written) if rendered else 0
-            log.info(
-                "scan: %d files, %d read, %d gone; %d files written in %.2fs",
-                scanned.files,
-                scanned.parsed,
-                scanned.removed,
-                written,
-                took,
-                extra=logs.fields(
-                    files=scanned.files,
-                    parsed=scanned.parsed,
-                    removed=scanned.removed,
-                    written=written,
-                    rejected=len(scanned.rejected),
-                    seconds=round(took, 3),
-                ),
-            )
+                self.scan_once(due=True)
 
     def _failed(self, now: datetime, started: float, error: str, seed_dir: bool = False) -> None:
-        if self.status.last_build is not None or self.pipeline.has_output():
-            consequence = "the last good feeds are still served"
-        else:
-            consequence = "nothing is served yet"
-        every = f"tried again every {self.config.scan.interval:g}s"
-        if seed_dir:
-            todo = (
-                "Create the seed directory, or point seeds.dir (--seeds, AGGREGATOR_SEEDS__DIR) "
-                f"at it; it is {every}"
-            )
-        else:
-            todo = f"It is {every}"
-        log.error(
-            "scan failed: %s; %s. %s.",
-            error,
-            consequence,
-            todo,
-            extra=logs.fields(error=error, served=consequence.startswith("the last")),
-        )
-        self.metrics.scans.labels("error").inc()
-        with self.status.lock:
-            self.status.scans += 1
-            self.status.last_scan = {
-                "at": _iso(now),
-                "ok": False,
-                "seconds": round(time.monotonic() - started, 3),
-                "error": error,
-            }
-            self.status.last_error = error
+        interval = self.config.scan.interval
+        self.reporter.scan_failed(now, started, error, seed_dir, interval, self.app.has_output)
 
     # -- file-system events ------------------------------------------------------------
 

@@ -300,7 +300,7 @@ _REFUSALS = {
 }
 
 
-class App:
+class Routes:
     """What the server answers: static files, /healthz and /metrics, from memory.
 
     `respond` is called by the protocol layer below for every request head; it
@@ -486,7 +486,7 @@ class _Request:
 
 
 class _Connection(asyncio.BufferedProtocol):
-    """One client connection: heads parsed by httptools, answered at once from `App`."""
+    """One client connection: heads parsed by httptools, answered at once from `Routes`."""
 
     __slots__ = (
         "body",
@@ -791,9 +791,9 @@ def _path(url: bytes) -> str | None:
 
 
 class HttpServer:
-    """`App` served over HTTP/1.1 on host:port, until `stop()` (from any thread)."""
+    """`Routes` served over HTTP/1.1 on host:port, until `stop()` (from any thread)."""
 
-    def __init__(self, app: App, host: str, port: int, limits: Limits | None = None) -> None:
+    def __init__(self, app: Routes, host: str, port: int, limits: Limits | None = None) -> None:
         self.app = app
         self.host = host
         self.port = port

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.service_bench [--count 100000] [--rounds 5]
 
-1. Rescan with nothing changed (`Pipeline.scan`) beside a bare `os.scandir` +
+1. Rescan with nothing changed (`Ingest.scan`) beside a bare `os.scandir` +
    `stat` walk of the same tree. Aim: ≤ 1.0 s and ≤ 5× the walk.
 2. Peak RSS of `aggregator run` (main process plus parse workers) during its
    cold start on the corpus. Aim: ≤ 300 MB.
@@ -31,8 +31,7 @@ import httpx
 import yaml
 
 from aggregator.config import load_config
-from aggregator.output import OutputDir
-from aggregator.pipeline import Pipeline
+from aggregator.ingest import Ingest
 from aggregator.store import open_store
 from bench.common import AGGREGATOR, corpus, tree_rss_kib
 
@@ -243,7 +242,8 @@ def main() -> None:
             environ={},
         )
         store = open_store(config.state.path)
-        pipeline = Pipeline(config, store, OutputDir(config.output.dir))
+        pipeline = Ingest(config, store)
+        pipeline.prepare()
         first = time.perf_counter()
         pipeline.scan(datetime.now(UTC))  # loads the stat cache the service keeps between scans
         first = time.perf_counter() - first

@@ -1,7 +1,10 @@
-"""A real `aggregator run` in a subprocess, on temp dirs and a free port, for tests."""
+"""A real `aggregator run` on temp dirs and a free port, for tests: in a subprocess
+(`RunningService`), or in this process (`InProcessService`) where a process of its own
+proves nothing more."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import resource
@@ -9,7 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +165,99 @@ class RunningService:
         assert self.process is not None
         self.process.kill()
         self.process.wait(10)
+
+
+class _Lines(logging.Handler):
+    """Keeps the text of every record, as the service's log file would have it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname.lower()} {record.getMessage()}")
+
+
+class InProcessService(RunningService):
+    """A `Service` run in this process, on the same temp dirs and config file.
+
+    `run(drive)` runs the service's event loop in the calling (main) thread, as signal
+    handlers need, and `drive(self)` on a thread of its own once /healthz says ok; the
+    service is stopped when `drive` returns (or fails, which `run` raises again).
+    `signal` sends the signal to this process: the service's handlers take it.
+    """
+
+    def __init__(self, root: Path, **settings: Any) -> None:
+        super().__init__(root, **settings)
+        self._handler = _Lines()
+        self._finished = threading.Event()
+
+    def run(self, drive: Callable[[InProcessService], None], timeout: float = 60) -> int:
+        """Serve until `drive` returns; returns `Service.run`'s exit status."""
+        from aggregator.config import load_config
+        from aggregator.daemon import Service
+
+        logger, root = logging.getLogger("aggregator"), logging.getLogger()
+        saved = (logger.level, list(root.handlers), root.level)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self._handler)
+        failures: list[BaseException] = []
+        service = Service(load_config(self.config_path), lambda: load_config(self.config_path))
+        self.service = service
+
+        def driver() -> None:
+            try:
+                self.wait_healthy()
+                drive(self)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
+                failures.append(exc)
+            finally:
+                service.request_stop()
+
+        thread = threading.Thread(target=driver, name="test-driver", daemon=True)
+        thread.start()
+        try:
+            code = service.run()
+        finally:
+            self._finished.set()
+            logger.removeHandler(self._handler)
+            logger.setLevel(saved[0])
+            for handler in list(root.handlers):  # a reload configures the root logger
+                root.removeHandler(handler)
+            for handler in saved[1]:
+                root.addHandler(handler)
+            root.setLevel(saved[2])
+        thread.join(timeout)
+        if failures:
+            raise failures[0]
+        return code
+
+    def log(self) -> str:
+        return "\n".join(self._handler.lines)
+
+    def wait_next_scan(self, timeout: float = 20) -> dict[str, Any]:
+        """Run one scan now, as the rescan job does (no waiting for the interval); returns
+        the health after it."""
+        self.service._rescan_job()
+        _, health = self.health()
+        return health
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert not self._finished.is_set(), "the service has stopped"
+        os.kill(os.getpid(), sig)
+
+    def wait_for(self, check: Any, timeout: float = 20) -> dict[str, Any]:
+        """Poll /healthz until `check(body)` holds."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if self._finished.is_set():
+                raise AssertionError(f"the service stopped:\n{self.log()}")
+            try:
+                _, last = self.health()
+                if check(last):
+                    return last
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; last health {last}\n{self.log()}")

@@ -242,7 +242,7 @@ def test_a_new_state_file_keeps_the_closed_pages_as_they_were(site: Site) -> Non
 
 
 def test_archive_pages_stay_as_small_as_the_feed(site: Site) -> None:
-    from aggregator.pipeline import MAX_FEED_BYTES
+    from aggregator.publish import MAX_FEED_BYTES
 
     related = [
         {
@@ -265,19 +265,18 @@ def test_archive_pages_stay_as_small_as_the_feed(site: Site) -> None:
 
 
 def test_a_deleted_archive_page_is_noticed(site: Site) -> None:
-    from aggregator.pipeline import opened
+    from aggregator.app import make_app
 
     for n in range(10):
         add(site, n, n + 1)
     config = site.config(**ARCHIVED)
-    with opened(config) as pipeline:
-        pipeline.scan(NOW)
-        pipeline.render(NOW)
-        assert pipeline.output_intact()
+    with make_app(config) as app:
+        app.rescan(NOW)
+        assert app.output_intact()
         (site.out / "feeds" / "ai" / "archive" / "2.atom").unlink()
-        assert not pipeline.output_intact()
-        pipeline.render(NOW)
-        assert pipeline.output_intact()
+        assert not app.output_intact()
+        assert app.rescan(NOW).output_missing
+        assert app.output_intact()
     ids, _ = walk(site)
     assert len(ids) == 10
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aggregator.pipeline import check_links
+from tests.apps import check_links
 from tests.conftest import NOW, Site
 from tests.feedcheck import ATOM, check_feed
 from tests.hostile_http import HostileServer

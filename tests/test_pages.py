@@ -18,8 +18,8 @@ import listparser
 import pytest
 from PIL import Image
 
-from aggregator.pipeline import fetch_thumbnails
 from aggregator.thumbs import HEADER_BYTES, webp_size
+from tests.apps import fetch_thumbnails
 from tests.conftest import NOW, Site
 from tests.feedcheck import check_feed, entry_ids
 from tests.pagecheck import check_page, validate_pages, vnu

@@ -31,7 +31,7 @@ from aggregator.formats import (
     renderer,
 )
 from aggregator.metrics import Metrics
-from aggregator.server import App, HttpServer, StaticFiles
+from aggregator.server import HttpServer, Routes, StaticFiles
 from aggregator.thumbs import SUFFIX as THUMBNAIL_SUFFIX
 from tests.conftest import Site
 from tests.feedcheck import check_feed, check_rss, entry_ids
@@ -99,7 +99,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Site, str]]:
         }
     )
     files = StaticFiles(site.out, lambda: 60, hub=lambda: (HUB, "http://127.0.0.1/"))
-    app = App(files, lambda: (200, {"status": "ok"}), Metrics())
+    app = Routes(files, lambda: (200, {"status": "ok"}), Metrics())
     port = free_port()
     server = HttpServer(app, "127.0.0.1", port)
     thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)

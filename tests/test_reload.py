@@ -1,4 +1,6 @@
-"""SIGHUP and the config file: what a reload may change, and what it must refuse."""
+"""SIGHUP and the config file: what a reload may change, and what it must refuse.
+
+The reloads a process of its own proves nothing more for are in test_daemon.py."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import httpx
 import pytest
 
 from tests.conftest import seed_text
-from tests.feedcheck import check_feed, entry_titles
 from tests.service import RunningService
 
 
@@ -35,56 +36,11 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
         yield svc
 
 
-def feed_files(out: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-
-
 def wait_for_log(svc: RunningService, text: str, count: int = 1, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while svc.log().count(text) < count:
         assert time.monotonic() < deadline, f"no {text!r} in the log:\n{svc.log()}"
         time.sleep(0.05)
-
-
-def test_an_empty_config_file_is_refused_on_reload(service: RunningService) -> None:
-    before = feed_files(service.out)
-    for n, text in enumerate(["", "  \n\n", "# all commented out\n# seeds:\n"], 1):
-        service.config_path.write_text(text)
-        service.signal(signal.SIGHUP)
-        wait_for_log(service, "config reload failed, keeping the running config", n)
-        service.wait_next_scan()
-    assert "the config file is empty" in service.log()
-    _, health = service.health()
-    assert health["status"] == "ok" and health["articles"] == 2
-    assert feed_files(service.out) == before
-    assert service.stop() == 0
-
-
-@pytest.mark.parametrize(
-    ("section", "key", "value"),
-    [
-        ("seeds", "dir", "elsewhere"),
-        ("output", "dir", "other-public"),
-        ("state", "path", "other.sqlite3"),
-        ("site", "public_url", "https://moved.example/"),
-        ("server", "port", 1),
-    ],
-)
-def test_a_reload_that_needs_a_restart_is_refused_whole(
-    service: RunningService, section: str, key: str, value: object
-) -> None:
-    before = feed_files(service.out)
-    service.settings[section][key] = value
-    service.settings["feeds"] = {"max_entries": 1}  # would apply, but the reload is refused
-    service.write_config()
-    service.signal(signal.SIGHUP)
-    wait_for_log(service, "config reload refused")
-    service.wait_next_scan()
-    assert f"{section}.{key} changed" in service.log()
-    assert "restart" in service.log()
-    assert len(entry_titles(check_feed(service.get("/feeds/ai.atom").content))) == 2
-    assert feed_files(service.out) == before
-    assert service.stop() == 0
 
 
 def test_sighup_while_the_config_is_a_fifo_never_blocks_the_service(

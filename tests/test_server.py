@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from aggregator.metrics import Metrics
-from aggregator.server import App, HttpServer, StaticFiles, accepts_gzip, safe_relative
+from aggregator.server import HttpServer, Routes, StaticFiles, accepts_gzip, safe_relative
 from tests.service import free_port
 
 FEED = b"<?xml version='1.0' encoding='UTF-8'?>\n<feed>" + b"<entry/>" * 200 + b"</feed>\n"
@@ -57,7 +57,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     (root / "feeds" / ".tmp-half").write_text("partial")
     (tmp_path / "secret.txt").write_text("TOP SECRET")
     (root / "link.txt").symlink_to(tmp_path / "secret.txt")
-    app = App(StaticFiles(root, lambda: 60), lambda: (200, {"status": "ok"}), Metrics())
+    app = Routes(StaticFiles(root, lambda: 60), lambda: (200, {"status": "ok"}), Metrics())
     port = free_port()
     server = HttpServer(app, "127.0.0.1", port)
     thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)

@@ -14,13 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator.app import make_app
 from aggregator.config import load_config
 from aggregator.errors import Interrupted
 from aggregator.feeds import ALL, FeedKey, topic_feed
 from aggregator.links import LinkRules, LinkState, Outcome
 from aggregator.model import Article, LoadedSeed, SeedRecord, article_to_json
-from aggregator.output import OutputDir
-from aggregator.pipeline import Pipeline
 from aggregator.plan import FeedFilter, FeedStamp, to_micros
 from aggregator.refresh import refresh
 from aggregator.scan import SeedFile
@@ -555,24 +554,23 @@ def test_the_pipeline_on_the_memory_store_gives_the_golden_output(tmp_path: Path
         environ={},
     )
     memory = MemoryStore()
-    pipeline = Pipeline(config, memory, OutputDir(config.output.dir, config.output.gzip_sidecars))
-    pipeline.scan(NOW)
-    pipeline.render(NOW)
-    produced = {
-        p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
-        for p in sorted((tmp_path / "out").rglob("*"))
-        if p.is_file()
-    }
-    expected = {
-        p.relative_to(golden).as_posix(): p.read_bytes()
-        for p in sorted(golden.rglob("*"))
-        if p.is_file()
-    }
-    assert produced == expected
-    assert not (tmp_path / "unused.sqlite3").exists()
-    again = pipeline.scan(NOW)
-    assert again.entries_changed == 0
-    assert pipeline.render(NOW).written == []
+    with make_app(config, memory) as app:
+        app.build(NOW)
+        produced = {
+            p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
+            for p in sorted((tmp_path / "out").rglob("*"))
+            if p.is_file()
+        }
+        expected = {
+            p.relative_to(golden).as_posix(): p.read_bytes()
+            for p in sorted(golden.rglob("*"))
+            if p.is_file()
+        }
+        assert produced == expected
+        assert not (tmp_path / "unused.sqlite3").exists()
+        again = app.ingest.scan(NOW)
+        assert again.entries_changed == 0
+        assert app.publisher.render(NOW).written == []
 
 
 # -- every engine does the same with the same calls -----------------------------------

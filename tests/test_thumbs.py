@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from PIL import Image, ImageOps
 
-from aggregator.pipeline import fetch_thumbnails, opened
+from aggregator.app import make_app
 from aggregator.thumbs import ThumbnailError, make_thumbnail
+from tests.apps import fetch_thumbnails
 from tests.conftest import NOW, Site, seed_text
 from tests.pagecheck import check_page
 from tests.service import RunningService
@@ -271,12 +272,11 @@ def test_a_deleted_thumbnail_is_noticed_and_fetched_again(
     site.build()
     assert fetch_thumbnails(config, NOW).made == 1
     (thumb,) = (site.out / "thumbs").glob("*.webp")
-    with opened(config) as pipeline:
-        pipeline.scan(NOW)
-        pipeline.render(NOW)
-        assert pipeline.output_intact()
+    with make_app(config) as app:
+        app.rescan(NOW)
+        assert app.output_intact()
         thumb.unlink()
-        assert not pipeline.output_intact()
+        assert not app.output_intact()
     assert fetch_thumbnails(config, NOW + timedelta(minutes=1)).made == 1
     assert thumb.is_file()
 

@@ -1,0 +1,383 @@
+"""The composition root: one `App` per config, owning the state, the output and the use cases.
+
+    make_app(config) ─┬─ Store (state file)      OutputDir (output directory)
+                      ├─ Ingest        seeds → state           (aggregator.ingest)
+                      ├─ Publisher     state → output files    (aggregator.publish)
+                      ├─ LinkJob       link checks             (aggregator.linkjob)
+                      └─ ThumbnailJob  thumbnails              (aggregator.thumbjob)
+
+The command line and the service call the use cases here (`build`, `rescan`,
+`render_due`, `check_links`, `fetch_thumbnails`) and nothing below them. Besides the
+wiring, the app decides one thing: when to render every feed rather than the ones a
+change touched (at start-up, after a reload or a failure, when output files went
+missing, when topic names moved, and always with `feeds.max_age_days`).
+
+Use cases may be called from several threads: each holds the app's lock while it
+touches the state or the output, and releases it while it waits on other hosts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+
+from aggregator.config import Config
+from aggregator.errors import Interrupted
+from aggregator.feeds import FeedKey
+from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, never
+from aggregator.linkjob import LinkJob, LinkReport, paused
+from aggregator.links import Attempt, LinkState, RunResult
+from aggregator.output import OutputDir
+from aggregator.publish import Publisher, RenderReport
+from aggregator.status import Counts
+from aggregator.store import StateStore, open_store
+from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
+
+Clock = Callable[[], datetime]
+"""The time it is now (the service's jobs read it again after a long network run)."""
+
+
+@dataclass
+class BuildReport:
+    """What one build read, wrote and rejected."""
+
+    scan: ScanReport
+    render: RenderReport
+    articles: int
+    topics: int
+    rejected: list[tuple[str, str]]
+    """Every seed whose current content is rejected (this build or an earlier one)."""
+    duplicates: list[tuple[str, str]]
+    """(seed, seed whose copy of the same article is used instead)."""
+
+
+@dataclass
+class RescanReport:
+    """What one rescan found and what it rendered because of it."""
+
+    scan: ScanReport
+    render: RenderReport | None
+    """None: nothing called for a render."""
+    reconfigured: bool = False
+    """A config given to `reconfigure` took effect at the start of this rescan."""
+    output_missing: bool = False
+    """Files the last render wrote had gone missing: everything was rendered again."""
+
+
+@dataclass
+class LinkRun:
+    """One link check: what was asked, what the checker saw, what it changed."""
+
+    requested: int
+    """URLs asked for (0: nothing was due, or the run was stopped before it began)."""
+    result: RunResult
+    report: LinkReport
+    at: datetime
+    """When the result was applied."""
+    written: list[str] = field(default_factory=list)
+    """Files rendered again because entries changed, when their bytes changed."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the state holds and the last render published."""
+
+    seeds: int
+    articles: int
+    topics: int
+    """Topics with a feed after the last render (`all` aside)."""
+    rejected: list[tuple[str, str]]
+    """Every rejected seed file, by path, with the reason."""
+
+    def counts(self) -> Counts:
+        """Returns the counts /healthz shows."""
+        return Counts(self.seeds, self.articles, self.topics, len(self.rejected))
+
+
+def make_app(config: Config, store: StateStore | None = None) -> App:
+    """Returns an `App` on the configured seed and output directories and state file
+    (or on `store`, any `StateStore`: the app then owns it and closes it).
+
+    Raises `StateError` when the state file cannot be opened or prepared, `OutputError`
+    when the output directory cannot be created."""
+    return App(config, store)
+
+
+class App:
+    """The aggregator on one config: use it as a context manager, or `close()` it."""
+
+    def __init__(self, config: Config, store: StateStore | None = None) -> None:
+        """Raises as `make_app` does."""
+        self._config = config
+        self.store = open_store(config.state.path) if store is None else store
+        try:
+            self.out = OutputDir(config.output.dir, config.output.gzip_sidecars)
+            self.ingest = Ingest(config, self.store)
+            self.publisher = Publisher(config, self.store, self.out)
+            self.links = LinkJob(config, self.store)
+            self.thumbnails = ThumbnailJob(config, self.store, self.out)
+            self.ingest.prepare()
+        except BaseException:
+            self.store.close()
+            raise
+        self._lock = threading.RLock()
+        self._pending: Config | None = None
+        self._pending_lock = threading.Lock()
+        self._render_all = True
+        """Render every feed at the next rescan: at start-up, after a reload or a failure."""
+        self._scanned = False
+        """A rescan was attempted."""
+        self._built = False
+        """A rescan rendered (until then, the jobs leave rendering to the next rescan)."""
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the state file."""
+        self.store.close()
+
+    @property
+    def config(self) -> Config:
+        """The config in effect (a `reconfigure` takes effect at the next rescan)."""
+        return self._config
+
+    # -- configuration ------------------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """Use `config` from the start of the next rescan on; that rescan renders every feed.
+
+        The caller checks first that `config` changes nothing only a restart can."""
+        with self._pending_lock:
+            self._pending = config
+
+    def _apply_pending(self, now: datetime) -> bool:
+        with self._pending_lock:
+            config, self._pending = self._pending, None
+        if config is None:
+            return False
+        self._config = config
+        self.ingest.reconfigure(config, now)
+        self.publisher.reconfigure(config)
+        self.links.reconfigure(config)
+        self.thumbnails.reconfigure(config)
+        self._render_all = True
+        return True
+
+    # -- scan and render ----------------------------------------------------------------
+
+    def build(self, now: datetime, progress: Progress | None = None) -> BuildReport:
+        """Bring the output directory up to date once: scan, then render every feed.
+
+        Returns what was read, written and rejected. Raises `SeedDirError`, `OutputError`
+        or `StateError` when a directory or the state file is unusable; the output
+        directory is then left as it was."""
+        with self._lock:
+            self._render_all = True
+            done = self._rescan(now, None, never, progress)
+            assert done.render is not None  # rendering everything always renders
+            tally = self.tally()
+            return BuildReport(
+                scan=done.scan,
+                render=done.render,
+                articles=tally.articles,
+                topics=tally.topics,
+                rejected=sorted(self.store.seeds.rejected() + self.ingest.refused),
+                duplicates=list(self.store.seeds.duplicates()),
+            )
+
+    def rescan(
+        self, now: datetime, paths: Iterable[str] | None = None, should_stop: StopCheck = never
+    ) -> RescanReport:
+        """Scan the seed directory (or just `paths`, from file-system events) and render
+        what the scan calls for: the feeds whose entries changed, or every feed.
+
+        Returns what was scanned and rendered. Raises `Interrupted` when `should_stop`
+        turns true, `SeedDirError`, `OutputError` or `StateError` when a directory or the
+        state file is unusable (the next rescan then renders every feed)."""
+        with self._lock:
+            return self._rescan(now, paths, should_stop, None)
+
+    def render_due(self, now: datetime, should_stop: StopCheck = never) -> RescanReport:
+        """A rescan that renders every feed: a held-back (future-dated) article fell due,
+        which no seed change shows. Returns and raises as `rescan` does."""
+        with self._lock:
+            self._render_all = True
+            return self._rescan(now, None, should_stop, None)
+
+    def _rescan(
+        self,
+        now: datetime,
+        paths: Iterable[str] | None,
+        should_stop: StopCheck,
+        progress: Progress | None,
+    ) -> RescanReport:
+        reconfigured = self._apply_pending(now)
+        self._scanned = True
+        try:
+            if paths is None:
+                scanned = self.ingest.scan(now, progress, should_stop)
+            else:
+                scanned = self.ingest.scan_paths(paths, now, should_stop)
+            if (scanned.parsed or scanned.removed) and not scanned.entries_changed:
+                scanned.names_changed = self.publisher.names_moved()
+            missing = not self._render_all and not self.publisher.output_intact()
+            if missing:
+                self._render_all = True
+            rendered = None
+            if (
+                self._render_all
+                or scanned.entries_changed
+                or scanned.names_changed
+                or self.config.feeds.max_age_days
+            ):
+                changed = None if self._render_all else scanned.feeds
+                rendered = self._render(now, changed, should_stop)
+                self._render_all = False
+        except Interrupted:
+            raise
+        except BaseException:
+            self._render_all = True
+            raise
+        return RescanReport(scanned, rendered, reconfigured, missing)
+
+    def _render(self, now: datetime, changed: set[FeedKey] | None, stop: StopCheck) -> RenderReport:
+        rendered = self.publisher.render(now, changed, stop, complete=self.ingest.complete)
+        self._built = True
+        return rendered
+
+    def _render_changed(
+        self, now: datetime, changed: set[FeedKey], should_stop: StopCheck
+    ) -> list[str]:
+        """Render the feeds a job changed; returns the files written. Before the first
+        successful rescan of a running app, the next rescan renders them instead."""
+        if self._scanned and not self._built:
+            return []
+        try:
+            return self._render(now, changed, should_stop).written
+        except BaseException:
+            self._render_all = True  # what the job changed is in no file yet
+            raise
+
+    # -- jobs that go out to other hosts ------------------------------------------------
+
+    def check_links(
+        self,
+        now: datetime,
+        everything: bool = False,
+        limit: int | None = None,
+        progress: Callable[[Attempt], None] | None = None,
+        should_stop: StopCheck = never,
+        clock: Clock | None = None,
+    ) -> LinkRun:
+        """Check the URLs that are due (or all), keep the verdicts, and render the feeds
+        whose entries changed.
+
+        `clock`: read again after the network run (default: `now` stays). Returns what
+        was asked, seen and changed. Raises `Interrupted` when `should_stop` turns true
+        while rendering, `OutputError` or `StateError` when the output directory or the
+        state file is unusable."""
+        from aggregator.checker import run_checks, user_agent
+
+        with self._lock:
+            config = self.config
+            requests = self.links.plan(now, limit or config.links.budget, everything)
+            pauses = paused(self.store, now)
+        if not requests or should_stop():
+            return LinkRun(0, RunResult(), LinkReport([], 0, False, set(), 0), now)
+        agent = user_agent(config.links, config.site.base_url)
+        result = run_checks(
+            self.links.settings,
+            agent,
+            requests,
+            progress=progress,
+            should_stop=should_stop,
+            pauses=pauses,
+        )
+        with self._lock:
+            now = clock() if clock is not None else now
+            report = self.links.apply(result, now)
+            run = LinkRun(len(requests), result, report, now)
+            if report.entries_changed:
+                run.written = self._render_changed(now, report.feeds, should_stop)
+            return run
+
+    def fetch_thumbnails(
+        self, now: datetime, should_stop: StopCheck = never, clock: Clock | None = None
+    ) -> ThumbnailReport:
+        """Fetch the images the pages show without a thumbnail (read from the state, so no
+        render is needed first), keep the thumbnails, and render the pages that gained
+        some.
+
+        Returns what was made and what failed. Raises as `check_links` does."""
+        from aggregator.checker import run_checks, user_agent
+
+        with self._lock:
+            config = self.config
+            requests = self.thumbnails.plan(now, config.thumbnails.budget)
+            pauses = paused(self.store, now)
+        if not requests or should_stop():
+            return ThumbnailReport()
+        agent = user_agent(config.links, config.site.base_url)
+        settings = self.thumbnails.settings
+        result = run_checks(settings, agent, requests, should_stop=should_stop, pauses=pauses)
+        with self._lock:
+            now = clock() if clock is not None else now
+            report = self.thumbnails.apply(result, now)
+            report.tried = len(requests)
+            if report.made:
+                report.written = self._render_changed(now, report.feeds, should_stop)
+            return report
+
+    # -- what the app knows -------------------------------------------------------------
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """Returns when the earliest article held back for its future date falls due (None:
+        none is): the feeds must be rendered then, though no seed changes."""
+        from aggregator.plan import FeedFilter, falls_due
+
+        with self._lock:
+            flt = FeedFilter.of(self.config.feeds, now)
+            return falls_due(self.store.entries.earliest_held_back(flt))
+
+    def tally(self) -> Tally:
+        """Returns the seeds, articles, topics and rejected files. Raises `StateError`."""
+        with self._lock:
+            counts = self.store.counts()
+            refused = self.ingest.refused
+            rejected = (
+                sorted(self.store.seeds.rejected() + refused) if counts.rejected or refused else []
+            )
+            return Tally(counts.seeds, counts.entries, self.publisher.topic_count, rejected)
+
+    @staticmethod
+    def stored_link(config: Config, url: str) -> LinkState | None:
+        """Returns what the state file of `config` holds about one URL (None: nothing).
+
+        Only reads: it prepares nothing and creates no output directory, so it works
+        beside a running service. Raises `StateError` when the state file is unusable."""
+        store = open_store(config.state.path)
+        try:
+            return store.links.link_states([url]).get(url)
+        finally:
+            store.close()
+
+    def has_output(self) -> bool:
+        """Returns whether the output directory holds a site from an earlier build."""
+        return self.publisher.has_output()
+
+    def output_intact(self) -> bool:
+        """Returns whether every file the last render wrote is still there."""
+        with self._lock:
+            return self.publisher.output_intact()

@@ -1,0 +1,325 @@
+"""Ingest: seed directory → parsed seeds → state. The scan half of every build and rescan.
+
+    scan (stat only) → read + parse what changed (worker processes)
+        → store (SQLite) → refresh entries and ledger
+
+Work is proportional to change: a scan with nothing changed costs a directory
+walk and a `stat` per file. What the scan changed (the topics whose feeds may
+differ) is in the returned `ScanReport`, for the app to render.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import multiprocessing.context
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from itertools import islice
+
+from aggregator.config import Config
+from aggregator.errors import Interrupted, SeedDirError
+from aggregator.feeds import FeedKey
+from aggregator.links import LinkRules
+from aggregator.model import LoadedSeed
+from aggregator.parse import READING_RULES
+from aggregator.refresh import refresh
+from aggregator.scan import SeedFile, check_paths, scan
+from aggregator.store import StateStore
+from aggregator.topics import TopicRules
+from aggregator.worker import load_seed, watch_service
+
+Progress = Callable[[int, int], None]
+"""Called with (files read so far, files to read)."""
+StopCheck = Callable[[], bool]
+"""Asked between batches of work: True stops the work (it raises `Interrupted`)."""
+
+PARALLEL_THRESHOLD = 200
+"""Below this many files to read, parsing in this process beats starting workers."""
+BATCH = 1000
+"""Parsed seeds stored per transaction."""
+
+
+def never() -> bool:
+    """A `StopCheck` that never stops; returns False."""
+    return False
+
+
+@dataclass
+class ScanReport:
+    """What one scan found and changed."""
+
+    files: int = 0
+    parsed: int = 0
+    removed: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    """Files rejected in this scan (each is reported once per change of the file)."""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Parts of the seed directory that could not be read; nothing there counts as deleted."""
+    feeds: set[FeedKey] = field(default_factory=set)
+    """The feeds (of kinds that store their members) whose content may have changed."""
+    entries_changed: int = 0
+    names_changed: bool = False
+    """A topic's display name moved (its seeds now spell it otherwise) though no entry
+    changed: every page and the OPML name it, so everything is rendered again (set by
+    the app, which knows the names the last render used)."""
+
+
+def load_seeds(
+    files: Sequence[SeedFile], max_bytes: int, workers: int, progress: Progress | None = None
+) -> Iterator[LoadedSeed]:
+    """`load_seed` for every file, in worker processes when there are many.
+
+    Yields the results in the order of `files`; a seed that cannot be read or parsed is a
+    result with its `error`, not an exception."""
+    reader = partial(load_seed, max_bytes=max_bytes)
+    workers = workers or os.cpu_count() or 1
+    total = len(files)
+    if workers == 1 or total < PARALLEL_THRESHOLD:
+        yield from _counted(map(reader, files), total, progress)
+        return
+    chunk = max(1, min(256, total // (workers * 8)))
+    _quiet_resource_tracker()
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_worker_context(),
+        initializer=watch_service,  # no worker outlives this process, even after kill -9
+        initargs=(os.getpid(),),
+    )
+    try:
+        yield from _counted(pool.map(reader, files, chunksize=chunk), total, progress)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+RESOURCE_TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
+"""A warnings filter for multiprocessing's resource tracker (see `_quiet_resource_tracker`)."""
+
+
+def _quiet_resource_tracker() -> None:
+    """Keep multiprocessing's resource tracker from writing its warnings into the log.
+
+    The tracker is a process of its own that shares the service's stderr. When the
+    service is killed (`kill -9`, the OOM killer) during a parallel build, it removes the
+    pool's semaphores, as it should, and says so in plain-text warnings that would break
+    a JSON log. It takes its warning options from `sys.warnoptions` when it starts (as
+    every interpreter multiprocessing starts does), so they are set before the first
+    pool; the warnings of this process itself are not changed.
+    """
+    if RESOURCE_TRACKER_QUIET not in sys.warnoptions:
+        sys.warnoptions.append(RESOURCE_TRACKER_QUIET)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """How to start parse workers.
+
+    A lone thread (the `build` command) forks: cheapest. The service, which has
+    threads and a large heap, starts workers from a fork server that imported
+    only `aggregator.worker`, so they stay small and inherit no threads.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if threading.active_count() == 1 and "fork" in methods:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["aggregator.worker", "aggregator.forkserver"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _counted(
+    results: Iterator[LoadedSeed], total: int, progress: Progress | None
+) -> Iterator[LoadedSeed]:
+    for done, result in enumerate(results, 1):
+        if progress is not None and (done % 100 == 0 or done == total):
+            progress(done, total)
+        yield result
+
+
+class Ingest:
+    """Brings the state up to date with the seed directory (the scan use case)."""
+
+    def __init__(self, config: Config, store: StateStore) -> None:
+        self.store = store
+        self.config = config
+        self.rules = topic_rules(config)
+        self.link_rules = link_rules(config)
+        self.complete = True
+        """Whether the last full scan could read every folder (else nothing may be pruned)."""
+        self._refused: set[tuple[str, str]] = set()
+        self._known: dict[str, tuple[int, int]] | None = None
+        """(size, mtime_ns) of every stored seed, as the store has them; None: ask the store."""
+
+    def prepare(self) -> None:
+        """Mark for reading again what settings changed since the state was written: the
+        seeds rejected under other limits, every seed under other reading rules, every
+        entry under other topic or link rules. Raises `StateError` when the state file
+        cannot be written."""
+        store, config = self.store, self.config
+        store.settings.reread_rejected_if_changed(seed_settings(config))
+        store.settings.reread_all_if_changed("reading_rules", READING_RULES)
+        if store.settings.settings_changed("entry_rules", entry_rules(config)):
+            # Topic or link rules changed: the next scan redoes every entry.
+            store.entries.mark_all_dirty()
+
+    def reconfigure(self, config: Config, now: datetime) -> None:
+        """Use a new config: entries are redone now when the rules they depend on changed.
+
+        Raises `StateError` when the state file cannot be written."""
+        self.rules, self.link_rules = topic_rules(config), link_rules(config)
+        if self.store.settings.settings_changed("entry_rules", entry_rules(config)):
+            self.store.entries.mark_all_dirty()
+            refresh(self.store, self.rules, now, link_rules=self.link_rules)
+        self.config = config
+        self._known = None
+        self.store.settings.reread_rejected_if_changed(seed_settings(config))
+
+    def scan(
+        self, now: datetime, progress: Progress | None = None, should_stop: StopCheck = never
+    ) -> ScanReport:
+        """Walk the seed directory, parse what changed, and bring the state up to date.
+
+        Returns what was found, read, removed and rejected, and which topics changed.
+
+        Raises `SeedDirError` when the seed directory itself cannot be read;
+        then nothing in the state changes. Raises `Interrupted` when
+        `should_stop` turns true; the next scan picks up where this one stopped.
+        """
+        seeds = self.config.seeds
+        found = scan(seeds.dir, seeds.extensions)
+        self.complete = found.complete
+        known = self._known_stats()
+        if not found.files and not found.refused and known:
+            # An unmounted volume or a wrong path looks just like this.
+            raise SeedDirError(
+                f"{seeds.dir}: no seed files any more (the state knows {len(known)}); "
+                "the last feeds are kept. To start over on purpose, remove the state file."
+            )
+        gone: list[str] = []
+        if found.complete:  # an unreadable folder must not look like deleted seeds
+            present = {f.source for f in found.files}
+            gone = [source for source in known if source not in present]
+        report = ScanReport(files=len(found.files), problems=list(found.problems))
+        fresh = [item for item in found.refused if item not in self._refused]
+        report.rejected.extend(fresh)  # reported once, as long as the name stays
+        self._refused = set(found.refused)
+        return self._apply(found.files, gone, now, report, progress, should_stop)
+
+    def scan_paths(
+        self, paths: Iterable[str], now: datetime, should_stop: StopCheck = never
+    ) -> ScanReport:
+        """Look at just these paths (from file-system events) and bring the state up to date.
+
+        Returns and raises as `scan` does (it walks everything when a folder went away)."""
+        seeds = self.config.seeds
+        files, missing = check_paths(seeds.dir, paths, seeds.extensions)
+        known = self._known_stats()
+        gone = [source for source in missing if source in known]
+        folders = [
+            m + "/" for m in missing if m not in known and not m.rpartition("/")[2].startswith(".")
+        ]
+        if folders and any(source.startswith(tuple(folders)) for source in known):
+            return self.scan(now, should_stop=should_stop)  # a folder of seeds went away
+        report = ScanReport(
+            files=len(known) + sum(f.source not in known for f in files) - len(gone)
+        )
+        return self._apply(files, gone, now, report, None, should_stop)
+
+    def _known_stats(self) -> dict[str, tuple[int, int]]:
+        if self._known is None:
+            self._known = self.store.seeds.seed_stats()
+        return self._known
+
+    def _apply(
+        self,
+        files: Sequence[SeedFile],
+        gone: Sequence[str],
+        now: datetime,
+        report: ScanReport,
+        progress: Progress | None,
+        should_stop: StopCheck,
+    ) -> ScanReport:
+        known = self._known_stats()
+        self._known = None  # until this completes, the store is the truth
+        changed = sorted(
+            (f for f in files if known.get(f.source) != (f.size, f.mtime_ns)),
+            key=lambda f: f.source,
+        )
+        if gone:
+            self.store.seeds.forget_seeds(gone)
+            for source in gone:
+                known.pop(source, None)
+        report.removed = len(gone)
+        digests = self.store.seeds.digests([f.source for f in changed if f.source in known])
+        seeds = self.config.seeds
+        results = load_seeds(changed, seeds.max_file_bytes, self.config.build.workers, progress)
+        touched: list[SeedFile] = []
+        pairs = zip(changed, results, strict=True)
+        while batch := list(islice(pairs, BATCH)):
+            if should_stop():
+                raise Interrupted
+            fresh = []
+            for file, result in batch:
+                if result.digest and digests.get(file.source) == result.digest:
+                    touched.append(file)  # same bytes, new mtime: nothing to parse again
+                    continue
+                fresh.append((file, result))
+                report.warnings.extend((result.source, w) for w in result.warnings)
+                if result.error is not None:
+                    report.rejected.append((result.source, result.error))
+            report.parsed += len(fresh)
+            self.store.seeds.store_seeds(fresh)
+            known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
+        if touched:
+            self.store.seeds.touch(touched)
+        applied = refresh(self.store, self.rules, now, should_stop, self.link_rules)
+        report.feeds = applied.feeds
+        report.entries_changed = applied.entries_changed
+        self._known = known
+        return report
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        """Seed files the last full scan could not take as named (not in the state)."""
+        return sorted(self._refused)
+
+
+def seed_settings(config: Config) -> str:
+    """The settings that decide whether a seed is rejected, as stored beside the seeds;
+    returns them as a JSON text."""
+    seeds = config.seeds
+    return json.dumps([seeds.max_file_bytes, sorted(seeds.extensions)])
+
+
+def entry_rules(config: Config) -> str:
+    """The settings every entry's topics and link depend on, as stored beside them;
+    returns them as a JSON text."""
+    topics, links = config.topics, config.links
+    return json.dumps(
+        [
+            sorted((k, v) for k, v in topics.aliases.items()),
+            sorted(topics.include),
+            sorted(topics.exclude),
+            links.on_dead,
+            links.follow_permanent_redirects,
+        ]
+    )
+
+
+def link_rules(config: Config) -> LinkRules:
+    """Returns what the config says dead and moved links do to entries."""
+    links = config.links
+    return LinkRules(links.on_dead, links.follow_permanent_redirects)
+
+
+def topic_rules(config: Config) -> TopicRules:
+    """Returns the topic rules (aliases, include, exclude) of the config."""
+    topics = config.topics
+    return TopicRules.build(topics.aliases, topics.include, topics.exclude)

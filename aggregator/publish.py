@@ -1,0 +1,389 @@
+"""Publish: state → feeds, topic pages, archives, the index and the OPML files.
+
+    catalog of topics → per feed: its current page of entries (and archive layout)
+        → render every format → write-if-changed → prune what no feed has any more
+
+Only the feeds named are rendered again (and `all`, the index and the OPML). With
+`feeds.archive`, rendering a topic also reads the date and `updated` of all its
+entries, to tell which archive pages changed (only those are rendered).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
+from aggregator.config import Config
+from aggregator.errors import Interrupted
+from aggregator.feeds import ALL_FEED, Feed, FeedKey
+from aggregator.formats import (
+    ARCHIVE_SUFFIX,
+    ATOM,
+    FEED_FORMATS,
+    FeedOptions,
+    archive_folder,
+    archive_path,
+    feed_path,
+    page_path,
+    renderer,
+)
+from aggregator.ingest import StopCheck, never, topic_rules
+from aggregator.output import OutputDir
+from aggregator.pages import (
+    ALL_OPML_PATH,
+    INDEX_PATH,
+    OPML_PATH,
+    SITE_FILES,
+    Thumbnail,
+    render_all_opml,
+    render_index,
+    render_opml,
+    render_topic_page,
+)
+from aggregator.plan import (
+    Entry,
+    FeedFilter,
+    FeedPlan,
+    FeedStamp,
+    FeedSummary,
+    feed_stamp,
+    topic_catalog,
+    topic_feed_of,
+)
+from aggregator.render import (
+    OLDEST,
+    History,
+    archive_bound,
+    empty_page_date,
+    render_atom,
+)
+from aggregator.store import StateStore, StoredEntry
+from aggregator.thumbs import FOLDER, HEADER_BYTES, SUFFIX, thumbnail_path, webp_size
+from aggregator.topics import ALL_SLUG, Topic
+
+MAX_FEED_BYTES = 400_000
+"""A feed stays well under the 512 KB many readers stop at; extra entries give way."""
+
+
+@dataclass
+class RenderReport:
+    """What one render wrote, left as it was, and removed (paths in the output directory)."""
+
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+
+
+class Publisher:
+    """Keeps the output directory in step with the state (the render use case)."""
+
+    def __init__(self, config: Config, store: StateStore, out: OutputDir) -> None:
+        self.store = store
+        self.out = out
+        self.config = config
+        self.rules = topic_rules(config)
+        self._catalog: dict[str, Topic] | None = None
+        self._summaries: dict[str, FeedSummary] = {}
+        self._wanted: set[str] = set()
+        """Images the pages rendered since the last full render show without a thumbnail."""
+        self._shown_thumbs: set[str] = set()
+        """Thumbnail files the pages rendered since the last full render use."""
+        self._archive_pages: dict[str, int] = {}
+        """Slug → how many archive pages it has, after the last render of its feed."""
+
+    def reconfigure(self, config: Config) -> None:
+        """Use a new config; the next `render` redoes every feed."""
+        self.config = config
+        self.rules = topic_rules(config)
+        self._catalog = None
+
+    def names_moved(self) -> bool:
+        """Whether a topic's display name or slug differs from what the last render used
+        (False before the first render). Raises `StateError` when the state is unreadable."""
+        if self._catalog is None:
+            return False
+        slugs = self.store.feeds.topic_slugs()
+        return topic_catalog(self.store.seeds.spelling_counts(), self.rules, slugs) != self._catalog
+
+    def render(
+        self,
+        now: datetime,
+        changed: set[FeedKey] | None = None,
+        should_stop: StopCheck = never,
+        complete: bool = True,
+    ) -> RenderReport:
+        """Re-render the `changed` feeds (None: every feed), the feeds of kinds that hold
+        every entry (`all`), the index and the OPML files.
+
+        `complete`: the last scan read every folder, so files of feeds that are gone may be
+        removed. Returns what was written and removed. Raises `Interrupted` when
+        `should_stop` turns true (the next render starts over), `OutputError` or
+        `StateError` when the output directory or the state file is unusable."""
+        slugs = self.store.feeds.topic_slugs()
+        catalog = topic_catalog(self.store.seeds.spelling_counts(), self.rules, slugs)
+        new_slugs = {t.key: t.slug for t in catalog.values() if t.key not in slugs}
+        if new_slugs:
+            self.store.feeds.keep_topic_slugs(new_slugs)
+        feeds = self.config.feeds
+        if catalog != self._catalog or feeds.max_age_days:
+            changed = None  # names or slugs moved, or entries age out: redo everything
+        flt = FeedFilter.of(feeds, now)
+        listed = [ALL_FEED, *(topic_feed_of(t) for t in catalog.values())]
+        targets = [f for f in listed if changed is None or f.kind.every_entry or f.key in changed]
+        if changed is None:
+            self._summaries = {}
+            self._wanted = set()
+            self._shown_thumbs = set()
+            self._archive_pages = {}
+        else:
+            live = {t.slug for t in catalog.values()} | {ALL_SLUG}
+            self._summaries = {s: v for s, v in self._summaries.items() if s in live}
+        report = RenderReport()
+        for target in targets:
+            if should_stop():
+                self._catalog = None  # the next render starts over
+                raise Interrupted
+            summary = self._render_feed(target, catalog, flt, report, now)
+            slug = target.slug
+            if summary is None:
+                self._summaries.pop(slug, None)
+            else:
+                self._summaries[slug] = summary
+        self._catalog = catalog
+        summaries = sorted(self._summaries.values(), key=lambda s: s.feed.order)
+        self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
+        self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
+        self._write(ALL_OPML_PATH, render_all_opml(summaries, self.config.site), report)
+        for relative, data in SITE_FILES.items():
+            self._write(relative, data, report)
+        if complete:
+            for fmt, form in FEED_FORMATS.items():
+                on = fmt in feeds.formats
+                keep = {feed_path(slug, fmt) for slug in self._summaries} if on else set()
+                report.removed += self.out.prune("feeds", form.suffix, keep)
+            pages = {page_path(slug) for slug in self._summaries}
+            report.removed += self.out.prune("topics", ".html", pages)
+            if changed is None:  # every page was seen: thumbnails no page shows can go
+                self.store.thumbnails.forget_thumbnails(self._shown_thumbs, self._wanted)
+                self.store.feeds.forget_archives([f.key for f in listed])
+                report.removed += self.out.prune(FOLDER, SUFFIX, self._shown_thumbs)
+            for folder in self.out.folders("feeds"):  # archives of feeds that are gone
+                if folder not in self._summaries or not feeds.archive:
+                    report.removed += self.out.prune(archive_folder(folder), ARCHIVE_SUFFIX, set())
+                    self.out.remove_empty(archive_folder(folder))
+        return report
+
+    def _render_feed(
+        self,
+        feed: Feed,
+        catalog: Mapping[str, Topic],
+        flt: FeedFilter,
+        report: RenderReport,
+        now: datetime,
+    ) -> FeedSummary | None:
+        """Write one feed in every format, its page and its archive; None: it has no entries."""
+        feeds, site = self.config.feeds, self.config.site
+        slug = feed.slug
+        key = feed.key
+        rows: list[Row] = []
+        bounds: list[Key] = []
+        digests: list[str] = []
+        if feeds.archive:
+            rows = self.store.entries.feed_rows(key, flt.any_age())
+            bounds, digests = self.store.feeds.archive(key)
+            if not bounds and not digests:  # no record (a new state file): read the pages
+                bounds = bounds_on_disk(self.out, slug)
+            bounds = reopen(rows, bounds, feeds.max_entries)
+        newer_than = bounds[-1] if bounds else None
+        stored, total = self.store.entries.feed_page(key, flt, feeds.max_entries, newer_than)
+        if not feed.kind.written_empty and total == 0:
+            return None
+
+        def entry(e: StoredEntry) -> Entry:
+            shown = sorted((catalog[k] for k in e.topic_keys if k in catalog), key=lambda t: t.name)
+            return Entry(e.id, e.article, tuple(shown), e.updated, e.link)
+
+        plan = FeedPlan(feed, tuple(entry(e) for e in stored), total)
+        hub = self.config.websub.hub
+        data = render_atom(plan, site, feeds.max_related, hub)
+        page_size = feeds.max_entries
+        while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
+            # Readers choke on huge feeds: keep fewer (oversized) entries instead, and
+            # close archive pages at that size too (they would be as large).
+            plan = FeedPlan(feed, plan.entries[: len(plan.entries) * 3 // 4], total)
+            page_size = len(plan.entries)
+            data = render_atom(plan, site, feeds.max_related, hub)
+        stamp = self._stamp(key, plan, now)
+        if stamp.floor is not None:
+            later = stamp.updated != plan.updated  # it lost its newest: dated by the loss
+            plan = replace(plan, floor=stamp.floor)
+            if later:
+                data = render_atom(plan, site, feeds.max_related, hub)
+        if feeds.archive:
+            # What the current feed leaves out (or sheds for size) goes to the archive.
+            layout = lay_out(rows, bounds, len(plan.entries), page_size)
+            if layout.pages:
+                history = History(prev=len(layout.pages))
+                data = render_atom(plan, site, feeds.max_related, hub, history)
+            self._write_archive(plan, catalog, layout, bounds, digests, entry, report)
+        self._write(feed_path(slug), data, report)
+        # The other formats carry the same entries, in the same order.
+        ttl = max(1, self.config.cache_max_age // 60)
+        options = FeedOptions(feeds.max_related, hub, ttl)
+        for fmt in FEED_FORMATS:
+            if fmt != ATOM and fmt in feeds.formats:
+                self._write(feed_path(slug, fmt), renderer(fmt)(plan, site, options), report)
+        thumbs = self._thumbnails(plan)
+        page = render_topic_page(plan, site, feeds.formats, thumbs)
+        self._write(page_path(slug), page, report)
+        return plan.summary()
+
+    def _stamp(self, key: FeedKey, plan: FeedPlan, now: datetime) -> FeedStamp:
+        """The feed's stamp after this render: when it last lost an entry (kept in the state)."""
+        previous = self.store.feeds.feed_stamp(key)
+        stamp = feed_stamp(previous, (e.id for e in plan.entries), plan.updated, now)
+        if stamp != previous:
+            self.store.feeds.keep_feed_stamp(key, stamp)
+        return stamp
+
+    def _thumbnails(self, plan: FeedPlan) -> dict[str, Thumbnail]:
+        """The local thumbnails a page can show, with their sizes read from the files; the
+        images still missing one are noted."""
+        if not self.config.thumbnails.enabled:
+            return {}
+        images = [e.article.images[0].url for e in plan.entries if e.article.images]
+        width = self.config.thumbnails.width
+        found = self.store.thumbnails.thumbnails(images)
+        present: dict[str, Thumbnail] = {}
+        for url, file in found.items():
+            head = self.out.head(file, HEADER_BYTES) if file == thumbnail_path(url, width) else None
+            size = webp_size(head) if head is not None else None
+            if size is not None:
+                present[url] = Thumbnail(file, *size)
+        if len(present) < len(found):  # files deleted, or another width: fetch them again
+            self.store.thumbnails.forget_thumbnails_of([url for url in found if url not in present])
+        self._wanted.update(url for url in images if url not in present)
+        self._shown_thumbs.update(t.path for t in present.values())
+        return present
+
+    def _write_archive(
+        self,
+        plan: FeedPlan,
+        catalog: Mapping[str, Topic],
+        layout: Layout,
+        bounds: Sequence[Key],
+        digests: Sequence[str],
+        entry: Callable[[StoredEntry], Entry],
+        report: RenderReport,
+    ) -> None:
+        """Write the archive pages whose entries changed; remember where pages end."""
+        site, slug = self.config.site, plan.slug
+        context = json.dumps(
+            [
+                site.base_url,
+                site.title,
+                site.author,
+                self.config.feeds.max_related,
+                sorted((t.key, t.name, t.slug) for t in catalog.values()),
+            ],
+            ensure_ascii=False,
+        )
+        last = len(layout.pages)
+        kept: list[str] = []
+        for number, rows in enumerate(layout.pages, start=1):
+            digest = page_digest(context, number, last, rows)
+            kept.append(digest)
+            path = archive_path(slug, number)
+            same = number <= len(digests) and digests[number - 1] == digest
+            if same and self.out.path(path).is_file():
+                report.unchanged += 1
+                continue
+            stored = self.store.entries.entries([row.entry_id for row in rows])
+            page = FeedPlan(plan.feed, tuple(entry(e) for e in stored), len(stored))
+            if not stored and number <= len(layout.bounds):  # a closed page emptied by removals
+                page = replace(page, floor=empty_page_date(layout.bounds[number - 1]))
+            history = History(
+                number=number,
+                prev=number - 1 if number > 1 else None,
+                next=number + 1 if number < last else None,
+            )
+            data = render_atom(page, site, self.config.feeds.max_related, None, history)
+            self._write(path, data, report)
+        if list(layout.bounds) != list(bounds) or kept != list(digests):
+            self.store.feeds.keep_archive(plan.feed.key, layout.bounds, kept)
+        self._archive_pages[slug] = last
+        # Pages past the last are stale (reopened, or laid out anew): the server must not
+        # take the page before one of them for a closed page.
+        keep = {archive_path(slug, n) for n in range(1, last + 1)}
+        report.removed += self.out.prune(archive_folder(slug), ARCHIVE_SUFFIX, keep)
+
+    def output_intact(self) -> bool:
+        """Whether every file the last render wrote is still there (someone may delete them)."""
+        slugs, formats = self._summaries.keys(), self.config.feeds.formats
+        paths = written_paths(slugs, self._archive_pages, self._shown_thumbs, formats)
+        return all(self.out.path(p).is_file() for p in paths)
+
+    def has_output(self) -> bool:
+        """Whether the output directory holds a site from an earlier build (its index page)."""
+        return self.out.path(INDEX_PATH).is_file()
+
+    @property
+    def topic_count(self) -> int:
+        """Topics with a feed after the last render (`all` aside)."""
+        return sum(1 for slug in self._summaries if slug != ALL_SLUG)
+
+    def _write(self, relative: str, data: bytes, report: RenderReport) -> None:
+        if self.out.write(relative, data):
+            report.written.append(relative)
+        else:
+            report.unchanged += 1
+
+
+def bounds_on_disk(out: OutputDir, slug: str) -> list[Key]:
+    """Returns where the archive pages already written end, read back from them.
+
+    With a new state file, pages laid out afresh could move entries between
+    pages that readers and caches hold as closed; the pages themselves say
+    where each one ends (its newest entry). A page with no entries ends
+    where the one before it does, so the numbers stay."""
+    bounds: list[Key] = []
+    number = 1
+    while True:
+        path = out.path(archive_path(slug, number))
+        following = out.path(archive_path(slug, number + 1))
+        if not (path.is_file() and following.is_file()):
+            return bounds  # the last page is the open one
+        try:
+            newest = archive_bound(path.read_bytes())
+        except OSError:
+            newest = None
+        previous = bounds[-1] if bounds else OLDEST
+        bounds.append(newest if newest is not None and newer(newest, previous) else previous)
+        number += 1
+
+
+def written_paths(
+    slugs: Collection[str],
+    archive_pages: Mapping[str, int],
+    thumbs: Iterable[str],
+    formats: Iterable[str],
+) -> list[str]:
+    """Returns the output files a render of the feeds `slugs` writes: each feed in every
+    format, its page and its archive pages (`archive_pages`: slug → how many; those of
+    other slugs are left out), the thumbnails the pages show, the index, the OPML files
+    and the site files."""
+    formats = list(formats)
+    paths = [feed_path(s, f) for s in slugs for f in formats]
+    paths += [page_path(s) for s in slugs]
+    paths += [
+        archive_path(s, n)
+        for s, last in archive_pages.items()
+        if s in slugs
+        for n in range(1, last + 1)
+    ]
+    paths += sorted(thumbs)
+    paths += [INDEX_PATH, OPML_PATH, ALL_OPML_PATH, *SITE_FILES]
+    return paths

@@ -1,0 +1,201 @@
+"""What the service's jobs report: log lines, /healthz records and metrics.
+
+The daemon's jobs call the app's use cases and hand what they return here; nothing
+here decides or changes anything but the log, the `Status` and the `Metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from aggregator import logs
+from aggregator.app import LinkRun, RescanReport, Tally
+from aggregator.metrics import Metrics
+from aggregator.status import (
+    MAX_HEALTH_REJECTED,
+    BuildStatus,
+    LinkStatus,
+    RejectedFile,
+    ScanFailure,
+    ScanStatus,
+    Status,
+    iso,
+)
+from aggregator.text import printable
+from aggregator.thumbjob import ThumbnailReport
+
+log = logging.getLogger("aggregator")
+
+
+class Reporter:
+    """Writes what each job did to the log, the health status and the metrics."""
+
+    def __init__(self, status: Status, metrics: Metrics) -> None:
+        self.status = status
+        self.metrics = metrics
+
+    def scan_succeeded(
+        self, now: datetime, started: float, done: RescanReport, tally: Tally
+    ) -> None:
+        """A rescan that began at `now` (`started`: its monotonic clock) succeeded: log its
+        rejected files, warnings and problems, then its summary; record it and `tally`."""
+        self._log_scan(done)
+        took = time.monotonic() - started
+        scanned, rendered = done.scan, done.render
+        m = self.metrics
+        m.scans.labels("ok").inc()
+        m.scan_seconds.observe(took)
+        m.seeds.set(tally.seeds)
+        m.seeds_rejected.set(len(tally.rejected))
+        m.articles.set(tally.articles)
+        m.topics.set(tally.topics)
+        with self.status.lock:
+            self.status.scans += 1
+            self.status.last_scan = ScanStatus(
+                at=iso(now),
+                ok=True,
+                seconds=round(took, 3),
+                files=scanned.files,
+                parsed=scanned.parsed,
+                removed=scanned.removed,
+                problems=scanned.problems,
+            )
+            if rendered is not None:
+                m.files_written.inc(len(rendered.written))
+                self.status.last_build = BuildStatus(
+                    at=iso(now),
+                    written=len(rendered.written),
+                    unchanged=rendered.unchanged,
+                    removed=len(rendered.removed),
+                )
+            self.status.counts = tally.counts()
+            self.status.rejected_files = [
+                RejectedFile(printable(source), reason)
+                for source, reason in tally.rejected[:MAX_HEALTH_REJECTED]
+            ]
+        if scanned.parsed or scanned.removed or (rendered and rendered.written):
+            written = len(rendered.written) if rendered else 0
+            log.info(
+                "scan: %d files, %d read, %d gone; %d files written in %.2fs",
+                scanned.files,
+                scanned.parsed,
+                scanned.removed,
+                written,
+                took,
+                extra=logs.fields(
+                    files=scanned.files,
+                    parsed=scanned.parsed,
+                    removed=scanned.removed,
+                    written=written,
+                    rejected=len(scanned.rejected),
+                    seconds=round(took, 3),
+                ),
+            )
+
+    def scan_failed(
+        self,
+        now: datetime,
+        started: float,
+        error: str,
+        seed_dir: bool,
+        interval: float,
+        has_output: Callable[[], bool],
+    ) -> None:
+        """A rescan failed with `error` (`seed_dir`: the seed directory is unusable): log
+        what is served meanwhile and when it is tried again (`interval`); record it."""
+        if self.status.last_build is not None or has_output():
+            consequence = "the last good feeds are still served"
+        else:
+            consequence = "nothing is served yet"
+        every = f"tried again every {interval:g}s"
+        if seed_dir:
+            todo = (
+                "Create the seed directory, or point seeds.dir (--seeds, AGGREGATOR_SEEDS__DIR) "
+                f"at it; it is {every}"
+            )
+        else:
+            todo = f"It is {every}"
+        log.error(
+            "scan failed: %s; %s. %s.",
+            error,
+            consequence,
+            todo,
+            extra=logs.fields(error=error, served=consequence.startswith("the last")),
+        )
+        self.metrics.scans.labels("error").inc()
+        with self.status.lock:
+            self.status.scans += 1
+            self.status.last_scan = ScanFailure(
+                at=iso(now), ok=False, seconds=round(time.monotonic() - started, 3), error=error
+            )
+            self.status.last_error = error
+
+    def _log_scan(self, done: RescanReport) -> None:
+        scanned = done.scan
+        for source, reason in scanned.rejected:
+            name = printable(source)
+            log.warning(
+                "%s: rejected: %s", name, reason, extra=logs.fields(file=name, reason=reason)
+            )
+        for source, warning in scanned.warnings:
+            name = printable(source)
+            log.warning("%s: %s", name, warning, extra=logs.fields(file=name, warning=warning))
+        for problem in scanned.problems:
+            log.error(
+                "seed directory: %s (its seeds are kept as they were)",
+                problem,
+                extra=logs.fields(problem=problem),
+            )
+        if done.output_missing:
+            log.warning("files of the output directory went missing: writing them again")
+
+    def links_checked(self, run: LinkRun, started: float) -> None:
+        """A link check ran (`started`: its monotonic clock): log and record the verdicts."""
+        report, result, now = run.report, run.result, run.at
+        for state in report.states:
+            self.metrics.links_checked.labels(state.status.value).inc()
+        counts: dict[str, int] = {}
+        for state in report.states:
+            counts[state.status.value] = counts.get(state.status.value, 0) + 1
+        took = time.monotonic() - started
+        log.info(
+            "link check: %d URLs in %.1fs (%s)%s; %d changed what feeds show",
+            len(result.attempts),
+            took,
+            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+            "; network looks down, nothing declared dead" if report.network_down else "",
+            report.changed,
+            extra=logs.fields(
+                checked=len(result.attempts),
+                deferred=len(result.deferred),
+                verdicts=counts,
+                network_down=report.network_down,
+                changed=report.changed,
+                seconds=round(took, 3),
+            ),
+        )
+        with self.status.lock:
+            self.status.last_links = LinkStatus(
+                at=iso(now),
+                checked=len(result.attempts),
+                deferred=len(result.deferred),
+                verdicts=counts,
+                network_down=report.network_down,
+                changed=report.changed,
+            )
+
+    def thumbnails_made(self, report: ThumbnailReport, started: float) -> None:
+        """A thumbnail run ended (`started`: its monotonic clock): log what failed and made."""
+        for url, why in report.failed:
+            log.info("thumbnail: %s: %s", url, why, extra=logs.fields(url=url, reason=why))
+        took = time.monotonic() - started
+        log.info(
+            "thumbnails: %d made, %d failed, in %.1fs",
+            report.made,
+            len(report.failed),
+            took,
+            extra=logs.fields(made=report.made, failed=len(report.failed), seconds=round(took, 3)),
+        )
