@@ -63,7 +63,7 @@ class SeedStore(Protocol):
         ...
 
     def rejected(self) -> list[Rejected]:
-        """Every every seed whose current content is rejected, by source."""
+        """Every seed whose current content is rejected, by source."""
         ...
 
     def duplicates(self) -> list[Duplicate]:
