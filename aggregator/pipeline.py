@@ -59,7 +59,7 @@ from aggregator.links import (
     pauses_left,
 )
 from aggregator.model import LoadedSeed
-from aggregator.output import OutputDir
+from aggregator.output import Output, OutputDir
 from aggregator.pages import (
     ALL_OPML_PATH,
     INDEX_PATH,
@@ -236,7 +236,7 @@ def _counted(
 class Pipeline:
     """Keeps the output directory in step with the seed directory, through the state store."""
 
-    def __init__(self, config: Config, store: Store, out: OutputDir) -> None:
+    def __init__(self, config: Config, store: Store, out: Output) -> None:
         self.store = store
         self.out = out
         self.config = config
@@ -538,14 +538,11 @@ class Pipeline:
         bounds: list[Key] = []
         number = 1
         while True:
-            path = self.out.path(archive_path(slug, number))
-            following = self.out.path(archive_path(slug, number + 1))
-            if not (path.is_file() and following.is_file()):
+            path = archive_path(slug, number)
+            if not (self.out.exists(path) and self.out.exists(archive_path(slug, number + 1))):
                 return bounds  # the last page is the open one
-            try:
-                newest = archive_bound(path.read_bytes())
-            except OSError:
-                newest = None
+            data = self.out.read(path)
+            newest = archive_bound(data) if data is not None else None
             previous = bounds[-1] if bounds else OLDEST
             bounds.append(newest if newest is not None and newer(newest, previous) else previous)
             number += 1
@@ -579,7 +576,7 @@ class Pipeline:
             kept.append(digest)
             path = archive_path(slug, number)
             same = number <= len(digests) and digests[number - 1] == digest
-            if same and self.out.path(path).is_file():
+            if same and self.out.exists(path):
                 report.unchanged += 1
                 continue
             stored = self.store.entries([row.entry_id for row in rows])
@@ -712,11 +709,11 @@ class Pipeline:
         ]
         paths += sorted(self._shown_thumbs)
         paths += [INDEX_PATH, OPML_PATH, ALL_OPML_PATH, *SITE_FILES]
-        return all(self.out.path(p).is_file() for p in paths)
+        return all(self.out.exists(p) for p in paths)
 
     def has_output(self) -> bool:
         """Whether the output directory holds a site from an earlier build (its index page)."""
-        return self.out.path(INDEX_PATH).is_file()
+        return self.out.exists(INDEX_PATH)
 
     @property
     def refused(self) -> list[tuple[str, str]]:
