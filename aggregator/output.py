@@ -141,9 +141,20 @@ class OutputDir:
             if self.gzip_sidecars:
                 self._write(sidecar, gzip.compress(data, compresslevel=9, mtime=0))
             else:  # left from when sidecars were on: it would go stale
-                with contextlib.suppress(FileNotFoundError):
-                    self.path(sidecar).unlink()
+                self._unlink(self.path(sidecar))
         return self._write(relative, data)
+
+    @staticmethod
+    def _unlink(path: Path) -> bool:
+        """Remove the file at `path`; False when there is none (nor a folder for it).
+        Raises `OutputError` when it cannot be removed."""
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot remove ({exc.strerror})") from None
+        return True
 
     def _write(self, relative: str, data: bytes) -> bool:
         target = self.path(relative)
@@ -216,16 +227,9 @@ class OutputDir:
         """Remove the file at `relative` and its `.gz` sidecar, if any; True when the file
         was there. Raises `OutputError` when one cannot be removed."""
         target = self.path(relative)
-        removed = False
-        for path in (target, self.path(relative + ".gz")):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise OutputError(f"{path}: cannot remove ({exc.strerror})") from None
-            removed = removed or path == target
-        if removed:
+        sidecar = self._unlink(self.path(relative + ".gz"))
+        removed = self._unlink(target)
+        if removed or sidecar:
             _fsync_dir(target.parent)
         return removed
 

@@ -124,8 +124,9 @@ def test_a_path_inside_after_dots_is_the_same_file(out: Output) -> None:
     assert out.write("topics/../feeds/ai.atom", b"x") is False
 
 
-def test_writing_over_a_folder_or_under_a_file_fails(new_output: NewOutput) -> None:
-    out = new_output(True)
+@pytest.mark.parametrize("sidecars", [True, False])
+def test_writing_over_a_folder_or_under_a_file_fails(new_output: NewOutput, sidecars: bool) -> None:
+    out = new_output(sidecars)
     out.write("feeds/archive/ai/1.atom", b"x")
     with pytest.raises(OutputError):
         out.write("feeds/archive", b"y")
@@ -303,6 +304,14 @@ def test_a_write_leaves_no_temp_file(tmp_path: Path) -> None:
     out.write("feeds/ai.atom", b"one")
     out.write("feeds/ai.atom", b"two")
     assert sorted(p.name for p in (tmp_path / "feeds").iterdir()) == ["ai.atom"]
+
+
+def test_a_file_where_a_folder_must_be_is_an_output_error(tmp_path: Path) -> None:
+    """Not a bare NotADirectoryError from clearing a stale sidecar: the CLI prints one line."""
+    out = OutputDir(tmp_path)
+    (tmp_path / "feeds").write_text("not a folder")
+    with pytest.raises(OutputError, match="feeds/ai.atom: cannot read"):
+        out.write("feeds/ai.atom", b"x")
 
 
 def test_files_are_written_with_the_umask(tmp_path: Path) -> None:
