@@ -19,6 +19,7 @@ a directory; both run the contract suite in `tests/test_output.py`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
 import posixpath
@@ -159,7 +160,7 @@ class OutputDir:
     def _write(self, relative: str, data: bytes) -> bool:
         target = self.path(relative)
         try:
-            if target.read_bytes() == data:
+            if _read_regular(target) == data:
                 return False
         except FileNotFoundError:
             pass
@@ -195,12 +196,9 @@ class OutputDir:
 
     def head(self, relative: str, size: int) -> bytes | None:
         """The first `size` bytes (all with -1) of the regular file at `relative`; None when
-        there is none or it cannot be read."""
+        there is none or it cannot be read (a FIFO put there is not waited on)."""
         try:
-            with open(self.path(relative), "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    return None
-                return handle.read(size)
+            return _read_regular(self.path(relative), size)
         except OSError:
             return None
 
@@ -408,6 +406,21 @@ def _confined(relative: str) -> str:
     if posixpath.isabs(relative) or key in {".", ".."} or key.startswith("../"):
         raise OutputError(f"{relative!r}: refusing to write outside the output")
     return key
+
+
+def _read_regular(path: Path, size: int = -1) -> bytes | None:
+    """The first `size` bytes (all with -1) of the file at `path`; None when it is not a
+    regular file. Opened without blocking, so that a FIFO is never waited on.
+
+    Raises `OSError` when it cannot be opened or read (`IsADirectoryError` for a folder)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            return None
+        return handle.read(size)
 
 
 def _umask() -> int:

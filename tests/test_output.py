@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -310,8 +311,40 @@ def test_a_file_where_a_folder_must_be_is_an_output_error(tmp_path: Path) -> Non
     """Not a bare NotADirectoryError from clearing a stale sidecar: the CLI prints one line."""
     out = OutputDir(tmp_path)
     (tmp_path / "feeds").write_text("not a folder")
-    with pytest.raises(OutputError, match="feeds/ai.atom: cannot read"):
+    with pytest.raises(OutputError, match=r"feeds/ai\.atom: cannot read"):
         out.write("feeds/ai.atom", b"x")
+
+
+def _unblocking(fifo: Path, call: Callable[[], object]) -> object:
+    """The result of `call`, which must not wait on the FIFO: run in a thread, the FIFO is
+    opened for writing (which frees a reader waiting on it) if it has not ended in 5 s."""
+    results: list[object] = []
+    thread = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    thread.start()
+    thread.join(5)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail(f"waited on the FIFO {fifo}")
+    return results[0]
+
+
+def test_a_fifo_in_the_output_is_never_waited_on(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path)
+    (tmp_path / "thumbs").mkdir()
+    fifo = tmp_path / "thumbs" / "a.webp"
+    os.mkfifo(fifo)
+    assert _unblocking(fifo, lambda: out.head("thumbs/a.webp", 30)) is None
+    assert _unblocking(fifo, lambda: out.read("thumbs/a.webp")) is None
+    assert _unblocking(fifo, lambda: out.write("thumbs/a.webp", b"RIFF")) is True
+    assert fifo.read_bytes() == b"RIFF"  # a regular file now
+
+
+def test_a_folder_in_the_way_of_a_file_cannot_be_read(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path)
+    (tmp_path / "index.html").mkdir()
+    with pytest.raises(OutputError, match=r"index\.html: cannot read"):
+        out.write("index.html", b"x")
 
 
 def test_files_are_written_with_the_umask(tmp_path: Path) -> None:
