@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from aggregator import yamlsafe
 from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
 from aggregator.scan import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
@@ -417,8 +418,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-    except yaml.YAMLError as exc:
+        data = yamlsafe.load(text)
+    except yamlsafe.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
@@ -456,8 +457,8 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             continue  # `_misnamed_settings` looks at these
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         try:
-            value = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-        except yaml.YAMLError:
+            value = yamlsafe.load(raw)
+        except yamlsafe.YAMLError:
             value = raw
         data.setdefault(section, {})[key] = raw if value is None else value
     return data
