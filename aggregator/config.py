@@ -424,6 +424,12 @@ def _read_file(path: Path) -> dict[str, Any]:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # an integer of more than 4300 digits
+        raise ConfigError(
+            f"{path}: not valid YAML: a value that cannot be read ({printable(str(exc))})"
+        ) from None
     if data is None:
         raise ConfigError(
             f"{path}: the config file is empty (no settings); write the settings in it, "
@@ -458,8 +464,8 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         try:
             value = yamlsafe.load(raw)
-        except yamlsafe.YAMLError:
-            value = raw
+        except (yamlsafe.YAMLError, RecursionError, ValueError, OverflowError):
+            value = raw  # as text: the setting's own check says what is wrong with it
         data.setdefault(section, {})[key] = raw if value is None else value
     return data
 

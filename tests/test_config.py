@@ -194,3 +194,30 @@ def test_an_environment_variable_meant_as_a_setting_but_misnamed_is_an_error() -
     # What the project itself and its tests set is not a setting, and is no error.
     others = ("REQUIRE_NGINX", "REQUIRE_BROWSER", "UPDATE_GOLDEN", "TEST_SESSION")
     assert load_config(environ={f"AGGREGATOR_{name}": "1" for name in others}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server:\n  port: " + "1" * 5000 + "\n", "a value that cannot be read"),
+        ("feeds: " + "[" * 100_000 + "\n", "not valid YAML"),
+    ],
+)
+def test_a_config_file_python_cannot_build_is_a_config_error(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """Valid YAML that Python will not turn into values (an integer of 5,000 digits, lists
+    nested 100,000 deep) is a ConfigError naming the file, not a traceback."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert expected in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_an_environment_setting_python_cannot_build_is_blamed_on_its_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"AGGREGATOR_SERVER__PORT": "1" * 5000})
+    assert "server.port" in str(caught.value)
+    assert "AGGREGATOR_SERVER__PORT" in str(caught.value)
