@@ -32,9 +32,9 @@ from pydantic import (
 )
 
 from aggregator import yamlsafe
+from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
-from aggregator.scan import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.text import printable
 from aggregator.urls import InvalidURL, http_url, redact
 

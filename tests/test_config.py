@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -221,3 +223,26 @@ def test_an_environment_setting_python_cannot_build_is_blamed_on_its_variable() 
         load_config(environ={"AGGREGATOR_SERVER__PORT": "1" * 5000})
     assert "server.port" in str(caught.value)
     assert "AGGREGATOR_SERVER__PORT" in str(caught.value)
+
+
+def _imported(module: str) -> set[str]:
+    """The modules importing `module` loads, in a fresh interpreter."""
+    code = (
+        "import sys; before = set(sys.modules); import " + module + "\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.split())
+
+
+def test_the_config_does_not_import_the_seed_parser() -> None:
+    loaded = _imported("aggregator.config")
+    assert not loaded & {"aggregator.scan", "aggregator.parse", "aggregator.model"}, loaded
+
+
+def test_the_parse_worker_does_not_import_the_config() -> None:
+    loaded = _imported("aggregator.worker")
+    assert "aggregator.defaults" in loaded
+    assert not {m for m in loaded if m == "aggregator.config" or m.startswith("pydantic")}
