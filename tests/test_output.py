@@ -277,6 +277,27 @@ def test_prune_leaves_exactly_the_kept_and_the_other_kinds(
     assert set(out.files("feeds", "")) == written - set(removed)
 
 
+_paths = st.lists(st.sampled_from(["a", "b", "..", ".", ""]), min_size=1, max_size=6).map("/".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(relative=_paths, absolute=st.booleans())
+def test_every_implementation_refuses_the_same_paths(
+    tmp_path_factory: pytest.TempPathFactory, relative: str, absolute: bool
+) -> None:
+    """Whether a path leaves the output (or names it) is one answer, whoever stores the files."""
+    relative = "/" + relative if absolute else relative
+    answers = set()
+    for make in IMPLEMENTATIONS.values():
+        out = make(tmp_path_factory)(False)
+        try:
+            out.exists(relative)
+            answers.add("inside")
+        except OutputError:
+            answers.add("refused")
+    assert len(answers) == 1, (relative, answers)
+
+
 # -- the local directory only ------------------------------------------------------------
 
 
