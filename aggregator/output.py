@@ -4,8 +4,8 @@
 write-if-changed, read back, list, remove. Files are named by relative POSIX
 paths (`feeds/ai.atom`); a path that would leave the output is refused with
 `OutputError`. Nothing but an implementation of `Output` touches the files of
-the output; the HTTP server, which serves a local directory by nature
-(sendfile), takes only `OutputDir.root`.
+the output; the HTTP server, which serves a local directory by nature, takes
+only `OutputDir.root`.
 
 `OutputDir`, the local directory: a file is replaced only when its bytes differ,
 through a temp file in the same directory that is fsynced and renamed into
@@ -58,8 +58,8 @@ class Output(Protocol):
 
     def read(self, relative: str) -> bytes | None:
         """Returns the bytes of the file at `relative`; None when there is no file there
-        (or it cannot be read: what cannot be read is rewritten). Never raises but for
-        a path outside the output."""
+        or it cannot be read (the caller writes it anew). Never raises but for a path
+        outside the output."""
         ...
 
     def exists(self, relative: str) -> bool:
