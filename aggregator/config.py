@@ -31,9 +31,10 @@ from pydantic import (
     model_validator,
 )
 
+from aggregator import yamlsafe
+from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
-from aggregator.scan import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.text import printable
 from aggregator.urls import InvalidURL, http_url, redact
 
@@ -417,12 +418,18 @@ def _read_file(path: Path) -> dict[str, Any]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-    except yaml.YAMLError as exc:
+        data = yamlsafe.load(text)
+    except yamlsafe.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # an integer of more than 4300 digits
+        raise ConfigError(
+            f"{path}: not valid YAML: a value that cannot be read ({printable(str(exc))})"
+        ) from None
     if data is None:
         raise ConfigError(
             f"{path}: the config file is empty (no settings); write the settings in it, "
@@ -456,9 +463,9 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             continue  # `_misnamed_settings` looks at these
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         try:
-            value = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-        except yaml.YAMLError:
-            value = raw
+            value = yamlsafe.load(raw)
+        except (yamlsafe.YAMLError, RecursionError, ValueError, OverflowError):
+            value = raw  # as text: the setting's own check says what is wrong with it
         data.setdefault(section, {})[key] = raw if value is None else value
     return data
 

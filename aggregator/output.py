@@ -1,20 +1,34 @@
-"""The output directory: atomic, write-if-changed files, and nothing outside it.
+"""Where the site is written: the `Output` protocol, and the local directory that implements it.
 
-A file is replaced only when its bytes differ, through a temp file in the same
-directory that is fsynced and renamed into place; a reader (or the HTTP
-server) sees the old file or the new one, never half of one, and an unchanged
-file keeps its mtime and so its ETag.
+`Output` is what the pipeline needs of a place to publish to, and no more:
+write-if-changed, read back, list, remove. Files are named by relative POSIX
+paths (`feeds/ai.atom`); a path that would leave the output is refused with
+`OutputError`. Nothing but an implementation of `Output` touches the files of
+the output; the HTTP server, which serves a local directory by nature, takes
+only `OutputDir.root`.
+
+`OutputDir`, the local directory: a file is replaced only when its bytes differ,
+through a temp file in the same directory that is fsynced and renamed into
+place; a reader (or the HTTP server) sees the old file or the new one, never
+half of one, and an unchanged file keeps its mtime and so its ETag.
+
+`MemoryOutput` keeps the files in a dict, for tests of what is written without
+a directory; both run the contract suite in `tests/test_output.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
+import posixpath
 import stat
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Protocol
 
 from aggregator.errors import OutputError
 from aggregator.formats import FILE_KINDS
@@ -25,6 +39,69 @@ _STALE_TEMP_SECONDS = 600
 
 GZIP_SUFFIXES = tuple(suffix for suffix, kind in FILE_KINDS.items() if kind.compressible)
 """The kinds of file that get a `.gz` sidecar (when asked): the text ones."""
+
+
+class Output(Protocol):
+    """A place the site is published to, addressed by relative POSIX paths.
+
+    Every method raises `OutputError` for a path that would leave the output
+    (absolute, or climbing out with `..`) or that names the output itself.
+    """
+
+    def write(self, relative: str, data: bytes) -> bool:
+        """Put `data` at `relative` unless those bytes are already there.
+
+        Returns True when the file changed (created or replaced), False when it
+        already held `data`. Raises `OutputError` when it cannot be written.
+        """
+        ...
+
+    def read(self, relative: str) -> bytes | None:
+        """Returns the bytes of the file at `relative`; None when there is no file there
+        or it cannot be read (the caller writes it anew). Never raises but for a path
+        outside the output."""
+        ...
+
+    def exists(self, relative: str) -> bool:
+        """Returns whether a file is at `relative`. Never raises but for a path outside."""
+        ...
+
+    def head(self, relative: str, size: int) -> bytes | None:
+        """Returns the first `size` bytes of the file at `relative` (all of a shorter one);
+        None as `read` does."""
+        ...
+
+    def files(self, folder: str, suffix: str) -> list[str]:
+        """Returns the relative paths (`folder/name`, sorted) of the files directly in
+        `folder` whose names end in `suffix`; none when the folder does not exist.
+        Raises `OutputError` when the folder cannot be listed."""
+        ...
+
+    def folders(self, folder: str) -> list[str]:
+        """Returns the names (sorted) of the folders directly inside `folder`; none when
+        it does not exist. Raises `OutputError` when it cannot be listed."""
+        ...
+
+    def remove(self, relative: str) -> bool:
+        """Remove the file at `relative` and any `.gz` sidecar of it.
+
+        Returns True when there was a file to remove. Raises `OutputError` when
+        it cannot be removed."""
+        ...
+
+    def prune(self, folder: str, suffix: str, keep: Collection[str]) -> list[str]:
+        """Remove the files directly in `folder` ending in `suffix` whose relative paths
+        are not in `keep`, and the `.gz` sidecars of files not in `keep`.
+
+        Returns the relative paths removed. Raises `OutputError` when the folder
+        cannot be listed or a file cannot be removed."""
+        ...
+
+    def remove_empty(self, folder: str) -> None:
+        """Remove `folder`, then its parents inside the output, as long as they are empty.
+
+        Returns nothing; a folder that is not empty (or not there) is left alone."""
+        ...
 
 
 class OutputDir:
@@ -55,20 +132,35 @@ class OutputDir:
         return target
 
     def write(self, relative: str, data: bytes) -> bool:
-        """Put `data` at `relative` unless it is already there; True when the file changed."""
+        """Put `data` at `relative` unless it is already there; True when the file changed.
+
+        With sidecars on, a text file's `.gz` is compared and written too; with them
+        off, a sidecar left from when they were on is removed. Raises `OutputError`
+        when a file cannot be read, written or removed."""
         if relative.endswith(GZIP_SUFFIXES):
             sidecar = relative + ".gz"
             if self.gzip_sidecars:
                 self._write(sidecar, gzip.compress(data, compresslevel=9, mtime=0))
             else:  # left from when sidecars were on: it would go stale
-                with contextlib.suppress(FileNotFoundError):
-                    self.path(sidecar).unlink()
+                self._unlink(self.path(sidecar))
         return self._write(relative, data)
+
+    @staticmethod
+    def _unlink(path: Path) -> bool:
+        """Remove the file at `path`; False when there is none (nor a folder for it).
+        Raises `OutputError` when it cannot be removed."""
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot remove ({exc.strerror})") from None
+        return True
 
     def _write(self, relative: str, data: bytes) -> bool:
         target = self.path(relative)
         try:
-            if target.read_bytes() == data:
+            if _read_regular(target) == data:
                 return False
         except FileNotFoundError:
             pass
@@ -93,21 +185,58 @@ class OutputDir:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
         return True
 
+    def read(self, relative: str) -> bytes | None:
+        """The bytes of the regular file at `relative`; None when there is none or it cannot
+        be read."""
+        return self.head(relative, -1)
+
+    def exists(self, relative: str) -> bool:
+        """Whether a regular file (or a symlink to one inside the directory) is at `relative`."""
+        return self.path(relative).is_file()
+
     def head(self, relative: str, size: int) -> bytes | None:
-        """The first `size` bytes of the regular file at `relative`; None when there is none."""
+        """The first `size` bytes (all with -1) of the regular file at `relative`; None when
+        there is none or it cannot be read (a FIFO put there is not waited on)."""
         try:
-            with open(self.path(relative), "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    return None
-                return handle.read(size)
+            return _read_regular(self.path(relative), size)
         except OSError:
             return None
 
-    def prune(self, folder: str, suffix: str, keep: set[str]) -> list[str]:
+    def files(self, folder: str, suffix: str) -> list[str]:
+        """Relative paths (sorted) of the regular files (not symlinks) directly in `folder`
+        whose names end in `suffix`, temp files of unfinished writes aside."""
+        directory = self.path(folder)
+        try:
+            with os.scandir(directory) as entries:
+                names = [
+                    e.name
+                    for e in entries
+                    if e.name.endswith(suffix)
+                    and not e.name.startswith(TEMP_PREFIX)
+                    and e.is_file(follow_symlinks=False)
+                ]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise OutputError(f"{directory}: cannot list ({exc.strerror})") from None
+        return sorted(f"{folder}/{name}" for name in names)
+
+    def remove(self, relative: str) -> bool:
+        """Remove the file at `relative` and its `.gz` sidecar, if any; True when the file
+        was there. Raises `OutputError` when one cannot be removed."""
+        target = self.path(relative)
+        sidecar = self._unlink(self.path(relative + ".gz"))
+        removed = self._unlink(target)
+        if removed or sidecar:
+            _fsync_dir(target.parent)
+        return removed
+
+    def prune(self, folder: str, suffix: str, keep: Collection[str]) -> list[str]:
         """Remove files ending in `suffix` under `folder` that are not in `keep`.
 
         Also clears temp files left by an interrupted write. Returns the
-        relative paths removed.
+        relative paths removed; raises `OutputError` when the folder cannot be
+        listed or a file cannot be removed.
         """
         directory = self.path(folder)
         removed: list[str] = []
@@ -159,6 +288,139 @@ class OutputDir:
             except OSError:
                 return  # not empty (or already gone): leave it
             target = target.parent
+
+
+class MemoryOutput:
+    """An `Output` in a dict, for tests: the same answers as `OutputDir`, without a directory.
+
+    A folder exists while a file is in it, so `remove_empty` has nothing to do.
+    """
+
+    def __init__(self, gzip_sidecars: bool = False) -> None:
+        self.gzip_sidecars = gzip_sidecars
+        self.data: dict[str, bytes] = {}
+        """Normalized relative path → the file's bytes."""
+
+    def write(self, relative: str, data: bytes) -> bool:
+        """Put `data` at `relative` unless it is already there; True when the file changed.
+
+        Sidecars as `OutputDir.write`. Raises `OutputError` where a folder is in
+        the way, or a file where a folder must be."""
+        if relative.endswith(GZIP_SUFFIXES):
+            if self.gzip_sidecars:
+                self._write(relative + ".gz", gzip.compress(data, compresslevel=9, mtime=0))
+            else:
+                self.data.pop(_confined(relative + ".gz"), None)
+        return self._write(relative, data)
+
+    def _write(self, relative: str, data: bytes) -> bool:
+        key = _confined(relative)
+        if self.data.get(key) == data:
+            return False
+        if self._is_folder(key):
+            raise OutputError(f"{relative}: cannot write (Is a directory)")
+        parent = posixpath.dirname(key)
+        while parent:
+            if parent in self.data:
+                raise OutputError(f"{relative}: cannot write (Not a directory)")
+            parent = posixpath.dirname(parent)
+        self.data[key] = bytes(data)
+        return True
+
+    def read(self, relative: str) -> bytes | None:
+        """The bytes at `relative`; None when there is no file there."""
+        return self.data.get(_confined(relative))
+
+    def exists(self, relative: str) -> bool:
+        """Whether a file is at `relative`."""
+        return _confined(relative) in self.data
+
+    def head(self, relative: str, size: int) -> bytes | None:
+        """The first `size` bytes (all with -1) of the file at `relative`; None when none."""
+        data = self.read(relative)
+        if data is None or size < 0:
+            return data
+        return data[:size]
+
+    def files(self, folder: str, suffix: str) -> list[str]:
+        """Relative paths (sorted) of the files directly in `folder` ending in `suffix`.
+
+        Raises `OutputError` when `folder` is a file."""
+        return sorted(f"{folder}/{name}" for name in self._names(folder) if name.endswith(suffix))
+
+    def folders(self, folder: str) -> list[str]:
+        """Names (sorted) of the folders directly inside `folder`.
+
+        Raises `OutputError` when `folder` is a file."""
+        prefix = self._prefix(folder)
+        inside = (key[len(prefix) :] for key in self.data if key.startswith(prefix))
+        return sorted({rest.partition("/")[0] for rest in inside if "/" in rest})
+
+    def remove(self, relative: str) -> bool:
+        """Remove the file at `relative` and its `.gz` sidecar; True when the file was there."""
+        key = _confined(relative)
+        self.data.pop(key + ".gz", None)
+        return self.data.pop(key, None) is not None
+
+    def prune(self, folder: str, suffix: str, keep: Collection[str]) -> list[str]:
+        """Remove the files in `folder` ending in `suffix` and not in `keep`, and the sidecars
+        of files not in `keep`; returns the relative paths removed (as `OutputDir.prune`).
+
+        Raises `OutputError` when `folder` is a file."""
+        removed: list[str] = []
+        prefix = self._prefix(folder)
+        for name in self._names(folder):
+            relative = f"{folder}/{name}"
+            unwanted = name.endswith(suffix) and relative not in keep
+            orphan = name.endswith(suffix + ".gz") and relative[:-3] not in keep
+            if unwanted or orphan:
+                del self.data[prefix + name]
+                removed.append(relative)
+        return removed
+
+    def remove_empty(self, folder: str) -> None:
+        """Nothing to do: a folder is there only while files are in it."""
+        _confined(folder)
+
+    def _prefix(self, folder: str) -> str:
+        key = _confined(folder)
+        if key in self.data:
+            raise OutputError(f"{folder}: cannot list (Not a directory)")
+        return key + "/"
+
+    def _names(self, folder: str) -> list[str]:
+        """Names of the files directly in `folder`, in the order they were written."""
+        prefix = self._prefix(folder)
+        inside = (key[len(prefix) :] for key in self.data if key.startswith(prefix))
+        return [rest for rest in inside if "/" not in rest]
+
+    def _is_folder(self, key: str) -> bool:
+        prefix = key + "/"
+        return any(k.startswith(prefix) for k in self.data)
+
+
+def _confined(relative: str) -> str:
+    """`relative` normalized (`a/./b` → `a/b`); `OutputError` when it leaves the output or
+    names the output itself (pure)."""
+    key = posixpath.normpath(relative)
+    if posixpath.isabs(relative) or key in {".", ".."} or key.startswith("../"):
+        raise OutputError(f"{relative!r}: refusing to write outside the output")
+    return key
+
+
+def _read_regular(path: Path, size: int = -1) -> bytes | None:
+    """The first `size` bytes (all with -1) of the file at `path`; None when it is not a
+    regular file. Opened without blocking, so that a FIFO is never waited on.
+
+    Raises `OSError` when it cannot be opened or read (`IsADirectoryError` for a folder)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            return None
+        return handle.read(size)
 
 
 def _umask() -> int:

@@ -5,8 +5,8 @@ document that cannot become an article gives a `SeedResult` with one `error`
 line, and a wrong optional field gives a warning and is dropped, so one odd
 field never costs a whole article.
 
-YAML is read with PyYAML's safe loader only (the C one when libyaml is
-there): tags such as `!!python/object` are errors, never constructors.
+YAML is read with the project's one safe loader (`yamlsafe`, the C one when
+libyaml is there): tags such as `!!python/object` are errors, never constructors.
 """
 
 from __future__ import annotations
@@ -16,21 +16,17 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from aggregator import yamlsafe
 from aggregator.model import Article, Image, Provider, Related, SeedResult
 from aggregator.text import clean_line, printable, truncate
 from aggregator.urls import InvalidURL, hostname, http_url, redact, without_userinfo
 
-if TYPE_CHECKING:
-    _Base = yaml.SafeLoader
-else:  # the C loader (libyaml) when PyYAML was built with it
-    _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-
-class SeedLoader(_Base):
+class SeedLoader(yamlsafe.SafeLoader):
     """The safe loader, with YAML timestamps kept as text.
 
     Dates are validated where they are read (`parse_datetime`), so a bad date
@@ -114,7 +110,7 @@ def front_matter(data: bytes) -> str:
 def load_yaml(text: str) -> object:
     """Parse front matter with the safe loader; errors become one-line reasons."""
     try:
-        return yaml.load(text, Loader=SeedLoader)  # noqa: S506 - a SafeLoader subclass
+        return yamlsafe.load(text, SeedLoader)
     except yaml.MarkedYAMLError as exc:
         where = ""
         if exc.problem_mark is not None:

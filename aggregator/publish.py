@@ -31,7 +31,7 @@ from aggregator.formats import (
     renderer,
 )
 from aggregator.ingest import StopCheck, never, topic_rules
-from aggregator.output import OutputDir
+from aggregator.output import Output
 from aggregator.pages import (
     ALL_OPML_PATH,
     INDEX_PATH,
@@ -80,7 +80,7 @@ class RenderReport:
 class Publisher:
     """Keeps the output directory in step with the state (the render use case)."""
 
-    def __init__(self, config: Config, store: StateStore, out: OutputDir) -> None:
+    def __init__(self, config: Config, store: StateStore, out: Output) -> None:
         self.store = store
         self.out = out
         self.config = config
@@ -298,7 +298,7 @@ class Publisher:
             kept.append(digest)
             path = archive_path(slug, number)
             same = number <= len(digests) and digests[number - 1] == digest
-            if same and self.out.path(path).is_file():
+            if same and self.out.exists(path):
                 report.unchanged += 1
                 continue
             stored = self.store.entries.entries([row.entry_id for row in rows])
@@ -324,11 +324,11 @@ class Publisher:
         """Whether every file the last render wrote is still there (someone may delete them)."""
         slugs, formats = self._summaries.keys(), self.config.feeds.formats
         paths = written_paths(slugs, self._archive_pages, self._shown_thumbs, formats)
-        return all(self.out.path(p).is_file() for p in paths)
+        return all(self.out.exists(p) for p in paths)
 
     def has_output(self) -> bool:
         """Whether the output directory holds a site from an earlier build (its index page)."""
-        return self.out.path(INDEX_PATH).is_file()
+        return self.out.exists(INDEX_PATH)
 
     @property
     def topic_count(self) -> int:
@@ -342,7 +342,7 @@ class Publisher:
             report.unchanged += 1
 
 
-def bounds_on_disk(out: OutputDir, slug: str) -> list[Key]:
+def bounds_on_disk(out: Output, slug: str) -> list[Key]:
     """Returns where the archive pages already written end, read back from them.
 
     With a new state file, pages laid out afresh could move entries between
@@ -352,14 +352,11 @@ def bounds_on_disk(out: OutputDir, slug: str) -> list[Key]:
     bounds: list[Key] = []
     number = 1
     while True:
-        path = out.path(archive_path(slug, number))
-        following = out.path(archive_path(slug, number + 1))
-        if not (path.is_file() and following.is_file()):
+        path = archive_path(slug, number)
+        if not (out.exists(path) and out.exists(archive_path(slug, number + 1))):
             return bounds  # the last page is the open one
-        try:
-            newest = archive_bound(path.read_bytes())
-        except OSError:
-            newest = None
+        data = out.read(path)
+        newest = archive_bound(data) if data is not None else None
         previous = bounds[-1] if bounds else OLDEST
         bounds.append(newest if newest is not None and newer(newest, previous) else previous)
         number += 1

@@ -16,13 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import SeedDirError
 from aggregator.model import SeedResult
 from aggregator.parse import parse_seed
 from aggregator.text import printable
 
-DEFAULT_EXTENSIONS = (".txt", ".md", ".yaml", ".yml")
-DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 _BACKUP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak")
 
 

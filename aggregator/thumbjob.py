@@ -18,7 +18,7 @@ from aggregator.feeds import ALL, FeedKey, topic_feed
 from aggregator.ingest import topic_rules
 from aggregator.linkjob import note_pauses, stored_pauses
 from aggregator.links import Request, RunResult, is_paused
-from aggregator.output import OutputDir
+from aggregator.output import Output
 from aggregator.plan import FeedFilter, topic_catalog
 from aggregator.store import StateStore
 from aggregator.thumbs import (
@@ -58,7 +58,7 @@ def image_fetching(config: Config) -> LinksConfig:
 class ThumbnailJob:
     """Plans image fetches from the state and keeps the thumbnails made of them."""
 
-    def __init__(self, config: Config, store: StateStore, out: OutputDir) -> None:
+    def __init__(self, config: Config, store: StateStore, out: Output) -> None:
         self.store = store
         self.out = out
         self.reconfigure(config)

@@ -96,20 +96,20 @@ class RunningService:
     def start(self, wait: bool = True, open_files: int | None = None) -> RunningService:
         """Start the service; `open_files` sets its soft and hard RLIMIT_NOFILE, so it
         cannot raise the limit itself."""
-        log = self.log_path.open("ab")
 
         def limit() -> None:
             if open_files is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aggregator", "run", "--config", str(self.config_path)],
-            cwd=self.root,
-            stdout=log,
-            stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=limit if open_files is not None else None,
-        )
+        with self.log_path.open("ab") as log:  # the service writes its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "aggregator", "run", "--config", str(self.config_path)],
+                cwd=self.root,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=limit if open_files is not None else None,
+            )
         if wait:
             self.wait_healthy()
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,53 @@ def test_an_environment_variable_meant_as_a_setting_but_misnamed_is_an_error() -
     # What the project itself and its tests set is not a setting, and is no error.
     others = ("REQUIRE_NGINX", "REQUIRE_BROWSER", "UPDATE_GOLDEN", "TEST_SESSION")
     assert load_config(environ={f"AGGREGATOR_{name}": "1" for name in others}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server:\n  port: " + "1" * 5000 + "\n", "a value that cannot be read"),
+        ("feeds: " + "[" * 100_000 + "\n", "not valid YAML"),
+    ],
+)
+def test_a_config_file_python_cannot_build_is_a_config_error(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """Valid YAML that Python will not turn into values (an integer of 5,000 digits, lists
+    nested 100,000 deep) is a ConfigError naming the file, not a traceback."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert expected in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_an_environment_setting_python_cannot_build_is_blamed_on_its_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"AGGREGATOR_SERVER__PORT": "1" * 5000})
+    assert "server.port" in str(caught.value)
+    assert "AGGREGATOR_SERVER__PORT" in str(caught.value)
+
+
+def _imported(module: str) -> set[str]:
+    """The modules importing `module` loads, in a fresh interpreter."""
+    code = (
+        "import sys; before = set(sys.modules); import " + module + "\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.split())
+
+
+def test_the_config_does_not_import_the_seed_parser() -> None:
+    loaded = _imported("aggregator.config")
+    assert not loaded & {"aggregator.scan", "aggregator.parse", "aggregator.model"}, loaded
+
+
+def test_the_parse_worker_does_not_import_the_config() -> None:
+    loaded = _imported("aggregator.worker")
+    assert "aggregator.defaults" in loaded
+    assert not {m for m in loaded if m == "aggregator.config" or m.startswith("pydantic")}

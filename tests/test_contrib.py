@@ -83,22 +83,22 @@ def nginx(tmp_path: Path, site: Site) -> Iterator[Nginx]:
     command = [NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, (work / "error.log").read_text()
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
-        yield Nginx(url, checked.stderr)
-    finally:
-        process.terminate()
-        process.wait(10)
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:  # closes stderr
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    httpx.get(url + "/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None, (work / "error.log").read_text()
+                    assert time.monotonic() < deadline, "nginx did not start"
+                    time.sleep(0.05)
+            yield Nginx(url, checked.stderr)
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 def build_site(site: Site) -> None:

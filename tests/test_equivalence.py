@@ -498,6 +498,7 @@ def test_service_output_equals_a_cold_build() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a thousand steps of a real service: far past the default
 def test_service_output_equals_a_cold_build_long() -> None:
     run_machine(examples=40, steps=25)
 

@@ -55,8 +55,20 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
         yield svc
 
 
+_connected: list[socket.socket] = []
+"""The sockets `connect` made in this test: closed after it, whatever it left open."""
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    while _connected:
+        _connected.pop().close()
+
+
 def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    _connected.append(sock)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     return sock
 

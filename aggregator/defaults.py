@@ -1,0 +1,13 @@
+"""Defaults shared by the config and the modules it configures, with no imports at all.
+
+The config reads them for its defaults, and the modules use them when called
+without a config, so neither has to import the other: the config does not pull
+in the seed parser, and the parse workers do not pull in pydantic.
+"""
+
+from __future__ import annotations
+
+DEFAULT_EXTENSIONS = (".txt", ".md", ".yaml", ".yml")
+"""Seed files are the files with these suffixes (`seeds.extensions`)."""
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+"""A seed file larger than this is refused unread (`seeds.max_file_bytes`)."""
