@@ -30,11 +30,14 @@ def newer(a: Key, b: Key) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """What paging needs of an entry: its position and when it last changed."""
+    """What paging needs of an entry: its position, when it last changed and what readers
+    see of it (the ledger's content hash: an entry dated ahead keeps its `updated` while
+    it is edited before its date, and its page must be written again all the same)."""
 
     published_us: int
     entry_id: str
     updated_us: int
+    content_hash: str = ""
 
     @property
     def key(self) -> Key:
@@ -104,5 +107,5 @@ def page_digest(context: str, number: int, last: int, rows: Sequence[Row]) -> st
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{context}\x1f{number}\x1f{number == last}\x1f{number == 1}".encode())
     for row in rows:
-        h.update(f"\x1e{row.entry_id}\x1f{row.updated_us}".encode())
+        h.update(f"\x1e{row.entry_id}\x1f{row.updated_us}\x1f{row.content_hash}".encode())
     return h.hexdigest()

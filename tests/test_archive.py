@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -343,12 +342,6 @@ def test_archived_entries_filling_whole_pages_leave_no_empty_page(site: Site) ->
     assert len(check_feed((folder / "3.atom").read_bytes()).findall(f"{ATOM}entry")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a page's digest takes an entry's `updated` for its content, and the "
-    "ledger keeps `updated` at the date of an article dated ahead while it is edited before "
-    "that date, so the closed page is never written again (a cold build shows the edit)",
-)
 def test_an_edit_of_an_article_dated_ahead_reaches_its_archive_page(site: Site) -> None:
     """Articles dated a few hours ahead are shown early; an edit of one before its date
     must reach the archive page it is on, as it reaches a cold build."""

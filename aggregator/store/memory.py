@@ -256,7 +256,7 @@ class MemoryEntries(_Part):
     def feed_rows(self, feed: FeedKey, flt: FeedFilter) -> list[Row]:
         ledger = self._d.ledger
         return [
-            Row(us, i, to_micros(ledger[i].updated))
+            Row(us, i, to_micros(ledger[i].updated), ledger[i].content_hash)
             for us, i in self._members(feed, flt)
             if i in ledger
         ]

@@ -216,7 +216,7 @@ class SqliteEntries:
         source, where = _feed_source(feed)
         with self._db.reading() as db:
             rows = db.execute(
-                f"SELECT e.published_us, e.entry_id, l.updated_us FROM {source}"
+                f"SELECT e.published_us, e.entry_id, l.updated_us, l.content_hash FROM {source}"
                 f" JOIN ledger l ON l.entry_id = e.entry_id WHERE {where}"
                 " ORDER BY e.published_us DESC, e.entry_id",
                 params,
