@@ -11,6 +11,7 @@ import os
 import re
 import resource
 import select
+import signal
 import socket
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO
 import httpx
 import pytest
 
-from aggregator.server import connection_capacity
+from aggregator.server import BACKLOG, connection_capacity
 from tests.conftest import seed_text
 from tests.feedcheck import check_feed, entry_titles
 from tests.service import RunningService
@@ -180,13 +181,22 @@ def test_at_a_low_open_file_limit_idle_connections_never_exhaust_descriptors(
 
 
 def test_running_out_of_descriptors_is_logged_once_not_per_accept(tmp_path: Path) -> None:
-    # With 200 descriptors, accept batches do overshoot: accepting fails (EMFILE) and pauses
-    # a second at a time, which is logged as one line, not a traceback per failure.
+    # With 160 descriptors (room for 40 clients), a full accept batch overshoots: accepting
+    # fails (EMFILE) and pauses a second at a time, which is logged as one line, not a
+    # traceback per failure. The batch is made certain by queueing a whole backlog of
+    # connections while the service is stopped (SIGSTOP), on top of 40 held ones.
     _own_file_limit(2048)
     with _start(tmp_path) as svc:
-        svc.start(open_files=200)
+        svc.start(open_files=160)
+        assert svc.process is not None
         logged = len(svc.log().splitlines())
-        idle = [connect(svc.port) for _ in range(600)]
+        idle = [connect(svc.port) for _ in range(60)]
+        assert svc.get("/healthz").status_code == 200
+        os.kill(svc.process.pid, signal.SIGSTOP)
+        try:
+            idle += [connect(svc.port) for _ in range(BACKLOG)]  # the kernel queues them
+        finally:
+            os.kill(svc.process.pid, signal.SIGCONT)
         try:
             for _ in range(3):
                 assert svc.get("/healthz").status_code == 200
