@@ -62,7 +62,7 @@ from aggregator.render import (
 )
 from aggregator.store import StateStore, StoredEntry
 from aggregator.thumbs import FOLDER, HEADER_BYTES, SUFFIX, thumbnail_path, webp_size
-from aggregator.topics import ALL_SLUG, Topic
+from aggregator.topics import ALL_SLUG, Topic, TopicRules
 
 MAX_FEED_BYTES = 400_000
 """A feed stays well under the 512 KB many readers stop at; extra entries give way."""
@@ -105,8 +105,7 @@ class Publisher:
         (False before the first render). Raises `StateError` when the state is unreadable."""
         if self._catalog is None:
             return False
-        slugs = self.store.feeds.topic_slugs()
-        return topic_catalog(self.store.seeds.spelling_counts(), self.rules, slugs) != self._catalog
+        return topic_catalog_of(self.store, self.rules) != self._catalog
 
     def render(
         self,
@@ -122,16 +121,12 @@ class Publisher:
         removed. Returns what was written and removed. Raises `Interrupted` when
         `should_stop` turns true (the next render starts over), `OutputError` or
         `StateError` when the output directory or the state file is unusable."""
-        slugs = self.store.feeds.topic_slugs()
-        catalog = topic_catalog(self.store.seeds.spelling_counts(), self.rules, slugs)
-        new_slugs = {t.key: t.slug for t in catalog.values() if t.key not in slugs}
-        if new_slugs:
-            self.store.feeds.keep_topic_slugs(new_slugs)
+        catalog = topic_catalog_of(self.store, self.rules, keep_slugs=True)
         feeds = self.config.feeds
         if catalog != self._catalog or feeds.max_age_days:
             changed = None  # names or slugs moved, or entries age out: redo everything
         flt = FeedFilter.of(feeds, now)
-        listed = [ALL_FEED, *(topic_feed_of(t) for t in catalog.values())]
+        listed = feed_listing(catalog)
         targets = [f for f in listed if changed is None or f.kind.every_entry or f.key in changed]
         if changed is None:
             self._summaries = {}
@@ -340,6 +335,27 @@ class Publisher:
             report.written.append(relative)
         else:
             report.unchanged += 1
+
+
+def topic_catalog_of(
+    store: StateStore, rules: TopicRules, keep_slugs: bool = False
+) -> dict[str, Topic]:
+    """Returns the topics of the stored seeds (key → `Topic`), named and slugged as
+    `plan.topic_catalog` decides; with `keep_slugs`, the slugs given to new topics are
+    kept for good. Raises `StateError` when the state cannot be read or written."""
+    slugs = store.feeds.topic_slugs()
+    catalog = topic_catalog(store.seeds.spelling_counts(), rules, slugs)
+    if keep_slugs:
+        new_slugs = {t.key: t.slug for t in catalog.values() if t.key not in slugs}
+        if new_slugs:
+            store.feeds.keep_topic_slugs(new_slugs)
+    return catalog
+
+
+def feed_listing(catalog: Mapping[str, Topic]) -> list[Feed]:
+    """Returns every feed there is: the feed of every article, then one per topic of
+    `catalog`. A new kind of feed adds its feeds here."""
+    return [ALL_FEED, *(topic_feed_of(t) for t in catalog.values())]
 
 
 def bounds_on_disk(out: Output, slug: str) -> list[Key]:

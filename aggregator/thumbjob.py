@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aggregator.config import Config, LinksConfig
-from aggregator.feeds import ALL, FeedKey, topic_feed
+from aggregator.feeds import FeedKey
 from aggregator.ingest import topic_rules
 from aggregator.linkjob import note_pauses, stored_pauses
 from aggregator.links import Request, RunResult, is_paused
 from aggregator.output import Output
-from aggregator.plan import FeedFilter, topic_catalog
+from aggregator.plan import FeedFilter
+from aggregator.publish import feed_listing, topic_catalog_of
 from aggregator.store import StateStore
 from aggregator.thumbs import (
     HEADER_BYTES,
@@ -83,11 +84,8 @@ class ThumbnailJob:
         is fetched again. Raises `StateError` when the state file cannot be used."""
         feeds, store = self.config.feeds, self.store
         flt = FeedFilter.of(feeds, now)
-        catalog = topic_catalog(
-            store.seeds.spelling_counts(), self.rules, store.feeds.topic_slugs()
-        )
         shown: dict[str, set[FeedKey]] = {}
-        for key in [ALL, *(topic_feed(topic.key) for topic in catalog.values())]:
+        for key in (feed.key for feed in feed_listing(topic_catalog_of(store, self.rules))):
             newer_than = None
             if feeds.archive:  # the current page holds what is newer than the last closed one
                 bounds, _ = store.feeds.archive(key)
