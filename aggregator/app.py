@@ -1,6 +1,6 @@
 """The composition root: one `App` per config, owning the state, the output and the use cases.
 
-    make_app(config) ─┬─ Store (state file)      OutputDir (output directory)
+    make_app(config) ─┬─ StateStore (aggregator.store)   Output (aggregator.output)
                       ├─ Ingest        seeds → state           (aggregator.ingest)
                       ├─ Publisher     state → output files    (aggregator.publish)
                       ├─ LinkJob       link checks             (aggregator.linkjob)
