@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aggregator.config import Config, LinksConfig
+from aggregator.entries import visible_change
 from aggregator.feeds import FeedKey
 from aggregator.ingest import link_rules, topic_rules
 from aggregator.links import (
@@ -122,7 +123,9 @@ class LinkJob:
         down = network_down(result.attempts)
         states = [advance(before.get(a.url), a, now, policy, down) for a in result.attempts]
         deferred = {url: now + timedelta(seconds=s) for url, s in result.deferred.items()}
-        changed = self.store.links.save_link_states(states, deferred)
+        due = [s.url for s in states if visible_change(before.get(s.url), s)]
+        self.store.links.save_link_states(states, deferred, due)
+        changed = len(due)
         applied = refresh(self.store, self.rules, now, link_rules=self.link_rules)
         self.store.links.forget_unused_links()
         return LinkReport(states, changed, down, applied.feeds, applied.entries_changed)

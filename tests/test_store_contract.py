@@ -378,20 +378,21 @@ def test_a_dead_link_hides_or_moves_an_entry_after_refresh(store: StateStore) ->
     )
     refresh(store, RULES, T0)
     later = T0 + timedelta(days=1)
-    changed = store.links.save_link_states(
+    store.links.save_link_states(
         [
             checked("https://a.example/1", Outcome.DEAD, later),
             checked("https://a.example/2", Outcome.ALIVE, later),
         ],
         {},
+        due=["https://a.example/1"],  # alive is what was assumed: nothing a feed shows changes
     )
-    assert changed == 1  # alive is what was assumed: nothing a feed shows changes
     assert store.entries.dirty() == [entry_id("https://a.example/1")]
     applied = refresh(store, RULES, T0)
     assert applied.entries_changed == 1
     (a,) = store.entries.entries([entry_id("https://a.example/1")])
     assert a.link == "https://w.example/1"
-    store.links.save_link_states([checked("https://w.example/1", Outcome.DEAD, later)], {})
+    dead = checked("https://w.example/1", Outcome.DEAD, later)
+    store.links.save_link_states([dead], {}, due=[dead.url])
     refresh(store, RULES, T0)
     assert titles(store) == ["B"]  # every link dead: hidden
     assert store.entries.earliest_held_back(FeedFilter(0, None, False, 0)) == to_micros(T0)
@@ -606,7 +607,9 @@ def apply_operation(store: StateStore, op: tuple[object, ...], step: int) -> Non
         case ("forget", str(source)):
             store.seeds.forget_seeds([source])
         case ("link", str(url), Outcome() as outcome):
-            store.links.save_link_states([checked(url, outcome, now + timedelta(days=1))], {})
+            store.links.save_link_states(
+                [checked(url, outcome, now + timedelta(days=1))], {}, due=[url]
+            )
         case _:
             refresh(store, RULES, now)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
 from aggregator.archive import Key, Row
-from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros, visible_change
+from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
 from aggregator.feeds import KINDS, FeedKey
 from aggregator.links import LinkState
 from aggregator.model import LoadedSeed, SeedRecord, article_from_json
@@ -310,26 +310,25 @@ class MemoryLinks(_Part):
         return [url for _, _, url in _first(rows, limit)]
 
     def save_link_states(
-        self, states: Sequence[LinkState], deferred: Mapping[str, datetime]
-    ) -> int:
-        changed = 0
+        self,
+        states: Sequence[LinkState],
+        deferred: Mapping[str, datetime],
+        due: Collection[str] = (),
+    ) -> None:
         d = self._d
         for state in states:
             assert state.next_check is not None
-            old = d.links.get(state.url)
             d.links[state.url] = _Link(True, to_micros(state.next_check), state)
-            if visible_change(old.state if old is not None else None, state):
-                changed += 1
-                d.dirty.update(
-                    entry_id
-                    for entry_id, c in d.entries.items()
-                    if state.url in (c.original_url, c.web_url)
-                )
+        urls = set(due)
+        d.dirty.update(
+            entry_id
+            for entry_id, c in d.entries.items()
+            if c.original_url in urls or c.web_url in urls
+        )
         for url, when in deferred.items():
             link = d.links.get(url)
             if link is not None:
                 link.next_check_us = to_micros(when)
-        return changed
 
     def forget_unused_links(self) -> int:
         used = {u for c in self._d.entries.values() for u in (c.original_url, c.web_url) if u}

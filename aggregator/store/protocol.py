@@ -17,7 +17,7 @@ tests/test_store_contract.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -161,14 +161,15 @@ class LinkStore(Protocol):
         ...
 
     def save_link_states(
-        self, states: Sequence[LinkState], deferred: Mapping[str, datetime]
-    ) -> int:
+        self,
+        states: Sequence[LinkState],
+        deferred: Mapping[str, datetime],
+        due: Collection[str] = (),
+    ) -> None:
         """Store check results (each state has its `next_check`) and move the `deferred`
-        known URLs to the given moments. Entries whose shown link may change
-        (`aggregator.entries.visible_change`) become due for refresh.
-
-        Returns how many URLs changed in a way feeds can see.
-        """
+        known URLs to the given moments. The entries that use any URL of `due` (as
+        their original or web URL) become due for refresh: the caller decides which
+        (`aggregator.entries.visible_change`)."""
         ...
 
     def forget_unused_links(self) -> int:

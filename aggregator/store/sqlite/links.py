@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from aggregator.entries import from_micros, visible_change
+from aggregator.entries import from_micros
 from aggregator.links import LinkState, state_from_json, state_to_json
 from aggregator.plan import to_micros
 from aggregator.store.sqlite.db import Database
@@ -42,11 +42,12 @@ class SqliteLinks:
             return [row[0] for row in rows]
 
     def save_link_states(
-        self, states: Sequence[LinkState], deferred: Mapping[str, datetime]
-    ) -> int:
-        changed = 0
+        self,
+        states: Sequence[LinkState],
+        deferred: Mapping[str, datetime],
+        due: Collection[str] = (),
+    ) -> None:
         with self._db.writing() as db:
-            old = self.link_states([s.url for s in states])
             for state in states:
                 assert state.next_check is not None
                 db.execute(
@@ -60,18 +61,15 @@ class SqliteLinks:
                         state_to_json(state),
                     ),
                 )
-                if visible_change(old.get(state.url), state):
-                    changed += 1
-                    db.execute(
-                        "INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries"
-                        " WHERE original_url = ? OR web_url = ?",
-                        (state.url, state.url),
-                    )
+            db.executemany(
+                "INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries"
+                " WHERE original_url = ? OR web_url = ?",
+                [(url, url) for url in due],
+            )
             db.executemany(
                 "UPDATE links SET next_check_us = ? WHERE url = ?",
                 [(to_micros(when), url) for url, when in deferred.items()],
             )
-        return changed
 
     def forget_unused_links(self) -> int:
         with self._db.writing() as db:
