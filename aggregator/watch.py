@@ -4,13 +4,16 @@ A `Watcher` runs on a thread of its own and hands each batch of events to a call
 as the paths they name, or None when a folder moved in or out (events name no files
 then: walk everything). It stops when its stop event is set. Where the directory
 cannot be watched (it is missing, inotify has no watches left), it logs why and tries
-again after a while; the periodic rescan goes on regardless.
+again after a while, as it does once the directory it watches is removed or replaced;
+the periodic rescan goes on regardless.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -82,6 +85,10 @@ class Watcher:
         while not self._stop.is_set():
             directory = self._directory()
             try:
+                # watchfiles waits without a word on a directory that is not there, and
+                # hears nothing more of one removed and made again: look before watching,
+                # and watch again once the directory watched is gone.
+                watched = _identity(directory)
                 for changes in watch(
                     directory,
                     stop_event=self._stop,
@@ -93,6 +100,17 @@ class Watcher:
                     if self._stop.is_set():
                         return
                     self._changed(paths_to_scan(changes))
+                    if _identity(directory) != watched:
+                        break
             except (OSError, RuntimeError) as exc:
                 log.warning("cannot watch %s (%s); rescanning every interval", directory, exc)
                 self._stop.wait(self._retry_after())
+
+
+def _identity(directory: Path) -> tuple[int, int]:
+    """(device, inode) of `directory`; raises `OSError` when it is missing or no
+    directory (`NotADirectoryError`)."""
+    info = os.stat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+    return info.st_dev, info.st_ino

@@ -3,7 +3,9 @@ thread on a real directory with real file-system events."""
 
 from __future__ import annotations
 
+import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -139,3 +141,52 @@ def test_the_watcher_ends_when_stopped(tmp_path: Path) -> None:
     assert seen.batches.empty()
     with pytest.raises(RuntimeError):
         watcher.start()
+
+
+def test_a_missing_directory_is_logged_and_watched_once_it_exists(
+    tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    seeds = tmp_path / "seeds"
+    seen = Seen()
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        watching(seeds, seen, stop, retry=0.2)
+        deadline = time.monotonic() + 10
+        while "cannot watch" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert f"cannot watch {seeds} (" in caplog.text
+    assert "; rescanning every interval" in caplog.text
+    seeds.mkdir()
+    time.sleep(0.6)  # the next try watches it
+    (seeds / "a.md").write_text("one")
+    seen.wait_for(lambda b: b is not None and str(seeds / "a.md") in b)
+
+
+def test_a_directory_removed_and_made_again_is_watched_again(
+    tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    seen = Seen()
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        watching(seeds, seen, stop, retry=0.2)
+        shutil.rmtree(seeds)
+        seen.wait_for(lambda b: b is not None and str(seeds) in b)
+        seeds.mkdir()
+        time.sleep(0.8)  # the next try watches it
+    (seeds / "a.md").write_text("one")
+    seen.wait_for(lambda b: b is not None and str(seeds / "a.md") in b)
+
+
+def test_a_file_where_the_directory_should_be_is_logged(
+    tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.write_text("not a directory")
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        watching(seeds, Seen(), stop, retry=5)
+        deadline = time.monotonic() + 10
+        while "cannot watch" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert f"cannot watch {seeds} ([Errno 20] Not a directory: '{seeds}')" in caplog.text
