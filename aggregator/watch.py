@@ -26,6 +26,9 @@ DEBOUNCE_MS = 50
 """Events closer together than this come in one batch."""
 STEP_MS = 10
 """How often watchfiles looks for new events while a batch gathers."""
+CHECK_MS = 1000
+"""How often, when no event comes, the watcher looks whether the directory it watches is
+still there (its removal is not always an event)."""
 
 Changed = Callable[[set[str] | None], None]
 """Called with the paths a batch of events names, or None for "walk everything"."""
@@ -96,10 +99,13 @@ class Watcher:
                     step=STEP_MS,
                     raise_interrupt=False,
                     ignore_permission_denied=True,
+                    rust_timeout=CHECK_MS,
+                    yield_on_timeout=True,  # an empty batch: time to look again
                 ):
                     if self._stop.is_set():
                         return
-                    self._changed(paths_to_scan(changes))
+                    if changes:
+                        self._changed(paths_to_scan(changes))
                     if _identity(directory) != watched:
                         break
             except (OSError, RuntimeError) as exc:

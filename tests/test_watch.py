@@ -73,7 +73,10 @@ class Seen:
     def __init__(self) -> None:
         self.batches: queue.Queue[set[str] | None] = queue.Queue()
 
+        self.every: list[set[str] | None] = []
+
     def __call__(self, paths: set[str] | None) -> None:
+        self.every.append(paths)
         self.batches.put(paths)
 
     def wait_for(self, check: object, timeout: float = 10) -> set[str] | None:
@@ -81,7 +84,7 @@ class Seen:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            assert left > 0, "no such batch of events"
+            assert left > 0, f"no such batch of events among {self.every}"
             try:
                 batch = self.batches.get(timeout=left)
             except queue.Empty:
@@ -97,10 +100,32 @@ def stop() -> Iterator[threading.Event]:
     event.set()
 
 
+def written_until_seen(path: Path, seen: Seen, timeout: float = 10) -> None:
+    """Write `path` again and again until a batch names it; fails after `timeout`. (When
+    the watcher tries again is up to it: a write before that is not heard.)"""
+    deadline = time.monotonic() + timeout
+    for n in range(10**6):
+        assert time.monotonic() < deadline, f"{path} was never heard of"
+        path.write_text(f"version {n}")
+        try:
+            while True:
+                batch = seen.batches.get(timeout=0.3)
+                if batch is not None and str(path) in batch:
+                    return
+        except queue.Empty:
+            continue
+
+
 def watching(directory: Path, seen: Seen, stop: threading.Event, retry: float = 5) -> Watcher:
+    """A started watcher of `directory`; when that exists, once its events are heard."""
     watcher = Watcher(lambda: directory, seen, stop, lambda: retry)
     watcher.start()
-    time.sleep(0.3)  # the watch is in place once watchfiles has walked the tree
+    if directory.is_dir():
+        probe = directory.parent / f"{directory.name}.probe"
+        probe.mkdir()
+        written_until_seen(directory / "probe.md", seen)  # the watch is in place
+        (directory / "probe.md").rename(probe / "probe.md")
+        seen.wait_for(lambda b: b is not None and str(directory / "probe.md") in b)
     return watcher
 
 
@@ -157,9 +182,7 @@ def test_a_missing_directory_is_logged_and_watched_once_it_exists(
     assert f"cannot watch {seeds} (" in caplog.text
     assert "; rescanning every interval" in caplog.text
     seeds.mkdir()
-    time.sleep(0.6)  # the next try watches it
-    (seeds / "a.md").write_text("one")
-    seen.wait_for(lambda b: b is not None and str(seeds / "a.md") in b)
+    written_until_seen(seeds / "a.md", seen)  # a later try watches it
 
 
 def test_a_directory_removed_and_made_again_is_watched_again(
@@ -170,12 +193,24 @@ def test_a_directory_removed_and_made_again_is_watched_again(
     seen = Seen()
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         watching(seeds, seen, stop, retry=0.2)
-        shutil.rmtree(seeds)
-        seen.wait_for(lambda b: b is not None and str(seeds) in b)
+        shutil.rmtree(seeds)  # an event, or not: the watcher also looks every CHECK_MS
+        deadline = time.monotonic() + 10
+        while "cannot watch" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         seeds.mkdir()
-        time.sleep(0.8)  # the next try watches it
-    (seeds / "a.md").write_text("one")
-    seen.wait_for(lambda b: b is not None and str(seeds / "a.md") in b)
+    written_until_seen(seeds / "a.md", seen)
+
+
+def test_a_directory_replaced_is_watched_again(tmp_path: Path, stop: threading.Event) -> None:
+    seeds, new = tmp_path / "seeds", tmp_path / "new"
+    seeds.mkdir()
+    new.mkdir()
+    seen = Seen()
+    watching(seeds, seen, stop, retry=0.2)
+    seeds.rename(tmp_path / "old")
+    new.rename(seeds)
+    written_until_seen(seeds / "a.md", seen)
 
 
 def test_a_file_where_the_directory_should_be_is_logged(
