@@ -1,4 +1,5 @@
-"""What the service's jobs report: log lines, /healthz records and metrics.
+"""What the service reports: its start, and each job's log lines, /healthz records and
+metrics.
 
 The daemon's jobs call the app's use cases and hand what they return here; nothing
 here decides or changes anything but the log, the `Status` and the `Metrics`.
@@ -11,9 +12,12 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from aggregator import logs
+from aggregator import __version__, logs
 from aggregator.app import LinkRun, RescanReport, Tally
+from aggregator.config import Config
+from aggregator.errors import ConfigError
 from aggregator.metrics import Metrics
+from aggregator.reloading import advertises_loopback
 from aggregator.status import (
     MAX_HEALTH_REJECTED,
     BuildStatus,
@@ -28,6 +32,60 @@ from aggregator.text import printable
 from aggregator.thumbjob import ThumbnailReport
 
 log = logging.getLogger("aggregator")
+
+
+def service_starting(config: Config) -> None:
+    """Log what the service starts with, and a warning when the feeds will advertise an
+    address other machines cannot reach. Returns nothing; raises nothing."""
+    log.info(
+        "starting aggregator %s: seeds %s, output %s, state %s, rescan every %gs%s",
+        __version__,
+        config.seeds.dir,
+        config.output.dir,
+        config.state.path,
+        config.scan.interval,
+        " and on file changes" if config.scan.watch else "",
+        extra=logs.fields(
+            version=__version__,
+            seeds=str(config.seeds.dir),
+            output=str(config.output.dir),
+            state=str(config.state.path),
+            interval=config.scan.interval,
+            watch=config.scan.watch,
+        ),
+    )
+    if advertises_loopback(config):
+        log.warning(
+            "site.public_url is not set: feeds, pages and the OPML advertise %s (the "
+            "built-in server's loopback address, which other machines cannot reach) "
+            "until it is set to the address readers use",
+            config.site.base_url,
+        )
+
+
+def reload_failed(error: ConfigError) -> None:
+    """Log that the config file read again is invalid, so the running config stays."""
+    log.error(
+        "config reload failed, keeping the running config: %s",
+        error,
+        extra=logs.fields(error=str(error), problems=list(error.problems)),
+    )
+
+
+def reload_refused(restart_only: list[str]) -> None:
+    """Log that a reload is refused because the settings in `restart_only` changed."""
+    log.error(
+        "config reload refused, keeping the running config: %s changed, which only "
+        "takes effect when the service restarts (restart it to apply the new config)",
+        ", ".join(restart_only),
+    )
+
+
+def restart_pending(settings: list[str]) -> None:
+    """Warn of each setting in `settings`: a reload took it, but it changes nothing
+    before the service restarts."""
+    for key in settings:
+        log.warning("%s changed: it takes effect when the service restarts", key)
 
 
 class Reporter:

@@ -34,10 +34,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
+from aggregator import logs
 from aggregator.formats import (
     DEFAULT_CONTENT_TYPE,
     FEED_FORMATS,
@@ -47,6 +48,9 @@ from aggregator.formats import (
     is_feed,
 )
 from aggregator.metrics import Metrics
+
+if TYPE_CHECKING:
+    from aggregator.config import ServerConfig
 
 log = logging.getLogger("aggregator")
 
@@ -977,3 +981,83 @@ class HttpServer:
             self._date_at = now
             self._date_line = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
         return self._date_line
+
+
+# -- the built-in server of a running service ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """The built-in server once it listens: its task ends when the server stops."""
+
+    server: HttpServer
+    files: StaticFiles
+    task: asyncio.Task[bool]
+    """True once stopped; False when serving failed (logged)."""
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Stop taking connections and wait up to `timeout` seconds for the answers in
+        progress (then the task is cancelled). Raises nothing."""
+        self.server.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.task, timeout)
+
+
+async def start_server(
+    settings: ServerConfig,
+    root: Path,
+    health: Health,
+    metrics: Metrics,
+    max_age: Callable[[], int],
+    hub: Callable[[], tuple[str, str] | None],
+) -> Serving | None:
+    """Serve `root`, `/healthz` (`health`) and `/metrics` (`metrics`) as the config's
+    `server` section (`settings`) says, on the running event loop, after raising the
+    open-file limit; log where and how many connections it takes.
+
+    `max_age` and `hub` are asked again after `StaticFiles.reconfigured()`. Returns the
+    `Serving` once the server listens, or None when it could not (logged: the address is
+    in use, say). Raises nothing else of its own.
+    """
+    files = StaticFiles(root, max_age, hub)
+    routes = Routes(files, health, metrics)
+    before, open_files = raise_open_file_limit()
+    capacity = connection_capacity(open_files, settings.max_connections)
+    limits = Limits(
+        header_timeout=settings.header_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        max_connections=capacity,
+    )
+    server = HttpServer(routes, settings.host, settings.port, limits)
+    task = asyncio.create_task(_serve(server, settings))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if task.done():  # it could not listen; `_serve` logged why
+        return None
+    log.info(
+        "serving %s at http://%s:%d/",
+        root,
+        settings.host,
+        settings.port,
+        extra=logs.fields(output=str(root), host=settings.host, port=settings.port),
+    )
+    log.info(
+        "open-file limit %d%s: up to %d client connections at once",
+        open_files,
+        f" (raised from {before})" if open_files > before else "",
+        capacity,
+    )
+    if (settings.max_connections or 0) > capacity:
+        log.warning("server.max_connections is more than the open-file limit allows")
+    return Serving(server, files, task)
+
+
+async def _serve(server: HttpServer, settings: ServerConfig) -> bool:
+    """Run `server`; False when it could not start (the address is in use, say)."""
+    try:
+        await server.serve()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc)
+        return False
+    return True

@@ -3,12 +3,19 @@ not written by others, so no link-checker rules are needed)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from aggregator.formats import is_feed
+
+if TYPE_CHECKING:
+    from aggregator.config import WebSubConfig
 
 log = logging.getLogger("aggregator.websub")
 
@@ -50,3 +57,41 @@ def publish(
                     break
                 sleep(2**attempt)
     return failed
+
+
+def hub_link(websub: WebSubConfig, base_url: str) -> tuple[str, str] | None:
+    """(hub URL, public URL of the output directory) for the feeds' WebSub `Link`
+    headers; None when no hub is configured. Pure."""
+    return (websub.hub, base_url) if websub.hub else None
+
+
+class Announcer:
+    """Tells the configured hub about changed feeds on a thread of its own, one batch after
+    the other, so a slow or dead hub never holds up the job that wrote the feeds."""
+
+    def __init__(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """`should_stop`: True once the service stops (a batch then gives up retrying)."""
+        self._should_stop = should_stop
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="websub")
+
+    def announce(
+        self, websub: WebSubConfig, base_url: str, written: Iterable[str]
+    ) -> concurrent.futures.Future[list[str]] | None:
+        """Queue one ping per feed among `written` (paths relative to the output directory,
+        published at `base_url`) to the hub of `websub`.
+
+        Returns the future of the batch (its result: the URLs that failed), or None when
+        no hub is configured or nothing written is a feed. Raises `RuntimeError` after
+        `close()`.
+        """
+        hub = websub.hub
+        feeds = [path for path in written if is_feed(path)]
+        if not hub or not feeds:
+            return None
+        urls = [base_url + path for path in feeds]
+        return self._pool.submit(publish, hub, urls, websub.retries, self._should_stop)
+
+    def close(self) -> None:
+        """Drop the batches not started; the one in progress ends on its own (it stops
+        retrying once `should_stop` says so). Returns at once."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

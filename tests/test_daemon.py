@@ -6,8 +6,10 @@ stays in test_service.py and test_crash.py.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -264,3 +266,20 @@ def test_files_deleted_from_the_output_are_written_again(tmp_path: Path) -> None
 
 def files(out: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_a_busy_port_ends_run_with_status_1_and_frees_the_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    svc = seeded(tmp_path)
+    config = load_config(svc.config_path)
+    with socket.socket() as taken:
+        taken.bind((config.server.host, config.server.port))
+        taken.listen()
+        with caplog.at_level(logging.INFO, logger="aggregator"):
+            assert Service(config, lambda: config).run() == 1
+    assert f"cannot listen on {config.server.host}:{config.server.port}: " in caplog.text
+    assert "serving " not in caplog.text
+    again = Service(config, lambda: config)  # the state and output are free again
+    again.request_stop()
+    assert again.run() == 0

@@ -117,3 +117,51 @@ def test_archive_pages_are_not_announced(tmp_path: Path, hub: Hub) -> None:
         time.sleep(0.5)
         assert hub.feeds() == ["ai.atom", "all.atom"]
         assert "link" not in svc.get("/feeds/ai/archive/1.atom").headers
+
+
+def test_the_announcer_pings_for_feeds_only_and_not_without_a_hub(hub: Hub) -> None:
+    from aggregator.config import WebSubConfig
+    from aggregator.websub import Announcer
+
+    announcer = Announcer()
+    written = ["feeds/ai.atom", "index.html", "topics/ai.html", "feeds/all.atom"]
+    assert announcer.announce(WebSubConfig(), "http://x/", written) is None
+    assert announcer.announce(WebSubConfig(hub=hub.url), "http://x/", ["index.html"]) is None
+    done = announcer.announce(WebSubConfig(hub=hub.url, retries=0), "http://x/", written)
+    assert done is not None and done.result(timeout=10) == []
+    assert [p["hub.url"] for p in hub.pings] == [
+        ["http://x/feeds/ai.atom"],
+        ["http://x/feeds/all.atom"],
+    ]
+    announcer.close()
+    with pytest.raises(RuntimeError):
+        announcer.announce(WebSubConfig(hub=hub.url), "http://x/", written)
+
+
+def test_a_stopping_announcer_gives_up_retrying() -> None:
+    from aggregator.config import WebSubConfig
+    from aggregator.websub import Announcer
+
+    closed = Hub()
+    url = closed.url
+    closed.shutdown()
+    closed.server_close()
+    announcer = Announcer(should_stop=lambda: True)
+    started = time.monotonic()
+    done = announcer.announce(WebSubConfig(hub=url, retries=10), "http://x/", ["feeds/a.atom"])
+    assert done is not None and done.result(timeout=10) == ["http://x/feeds/a.atom"]
+    assert time.monotonic() - started < 5  # no back-off of 1 + 2 + 4 + ... seconds
+    announcer.close()
+
+
+@pytest.mark.parametrize(
+    ("hub_url", "expected"),
+    [(None, None), ("https://hub.example/", ("https://hub.example/", "https://f.example/"))],
+)
+def test_the_hub_link_names_the_hub_and_the_public_url(
+    hub_url: str | None, expected: tuple[str, str] | None
+) -> None:
+    from aggregator.config import WebSubConfig
+    from aggregator.websub import hub_link
+
+    assert hub_link(WebSubConfig(hub=hub_url), "https://f.example/") == expected

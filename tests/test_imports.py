@@ -1,0 +1,37 @@
+"""Each of these third-party libraries is imported by one module of the package only."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "aggregator"
+ONLY_IN = {
+    "apscheduler": "aggregator/daemon.py",
+    "watchfiles": "aggregator/watch.py",
+    "httpx": "aggregator/checker.py",
+    "httptools": "aggregator/server.py",
+}
+
+
+def importers(library: str) -> set[str]:
+    """The modules of the package that import `library` (or a module of it), anywhere."""
+    found: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            if any(name.split(".")[0] == library for name in names):
+                found.add(path.relative_to(PACKAGE.parent).as_posix())
+    return found
+
+
+@pytest.mark.parametrize(("library", "module"), ONLY_IN.items())
+def test_a_library_is_imported_by_one_module(library: str, module: str) -> None:
+    assert importers(library) == {module}

@@ -1,0 +1,95 @@
+"""The built-in server as the service starts it from the config's `server` section:
+listening, its start-up log lines, a busy address, and stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aggregator.config import ServerConfig
+from aggregator.metrics import Metrics
+from aggregator.server import start_server
+from tests.service import free_port
+
+HUB = ("https://hub.example/", "http://127.0.0.1/")
+
+
+def health() -> tuple[int, dict[str, Any]]:
+    return 200, {"status": "ok"}
+
+
+def test_the_server_serves_the_directory_and_says_where(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "index.html").write_text("<p>hello</p>\n")
+    settings = ServerConfig(port=free_port(), max_connections=5)
+    got: dict[str, object] = {}
+
+    async def main() -> None:
+        serving = await start_server(settings, tmp_path, health, Metrics(), lambda: 60, lambda: HUB)
+        assert serving is not None and serving.server.started
+        base = f"http://127.0.0.1:{settings.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            page, status = await client.get("/"), await client.get("/healthz")
+        got.update(page=page.text, cache=page.headers["cache-control"], health=status.json())
+        assert serving.server.limits.max_connections == 5
+        await serving.stop()
+        assert serving.task.done() and serving.task.result() is True
+
+    with caplog.at_level(logging.INFO, logger="aggregator"):
+        asyncio.run(main())
+    assert got["page"] == "<p>hello</p>\n" and got["cache"] == "public, max-age=60"
+    assert got["health"] == {"status": "ok"}
+    lines = [r.getMessage() for r in caplog.records if r.name == "aggregator"]
+    assert lines[0] == f"serving {tmp_path} at http://127.0.0.1:{settings.port}/"
+    assert lines[1].startswith("open-file limit ")
+    assert lines[1].endswith(": up to 5 client connections at once")
+    assert len(lines) == 2
+
+
+def test_more_connections_than_the_open_file_limit_allows_are_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ServerConfig(port=free_port(), max_connections=1 << 30)
+
+    async def main() -> None:
+        serving = await start_server(
+            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
+        )
+        assert serving is not None
+        assert serving.server.limits.max_connections < 1 << 30
+        await serving.stop()
+
+    with caplog.at_level(logging.INFO, logger="aggregator"):
+        asyncio.run(main())
+    assert caplog.records[-1].levelno == logging.WARNING
+    assert caplog.records[-1].getMessage() == (
+        "server.max_connections is more than the open-file limit allows"
+    )
+
+
+def test_a_busy_address_is_logged_and_nothing_is_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = ServerConfig(port=port)
+
+        async def main() -> object:
+            return await start_server(
+                settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
+            )
+
+        with caplog.at_level(logging.INFO, logger="aggregator"):
+            assert asyncio.run(main()) is None
+    messages = [r.getMessage() for r in caplog.records if r.name == "aggregator"]
+    assert len(messages) == 1 and messages[0].startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert caplog.records[-1].levelno == logging.ERROR
