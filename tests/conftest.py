@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from aggregator.app import BuildReport, make_app
 from aggregator.config import Config, load_config
-from aggregator.pipeline import BuildReport, build
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 """The clock every test build runs at."""
@@ -74,7 +74,8 @@ class Site:
         return load_config(None, overrides=flat, environ={})
 
     def build(self, now: datetime = NOW, overrides: dict[str, Any] | None = None) -> BuildReport:
-        return build(self.config(**(overrides or {})), now)
+        with make_app(self.config(**(overrides or {}))) as app:
+            return app.build(now)
 
     def feed(self, slug: str) -> bytes:
         return (self.out / "feeds" / f"{slug}.atom").read_bytes()

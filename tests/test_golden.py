@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from aggregator.app import make_app
 from aggregator.config import load_config
-from aggregator.pipeline import build
 from tests.conftest import NOW
 from tests.feedcheck import check_feed
 
@@ -29,7 +29,8 @@ def test_bundled_seeds_match_the_golden_output(tmp_path: Path) -> None:
         },
         environ={},
     )
-    report = build(config, NOW)
+    with make_app(config) as app:
+        report = app.build(NOW)
     assert report.rejected == [] and report.scan.warnings == []
     produced = {
         p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()

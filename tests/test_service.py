@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.app import make_app
 from aggregator.config import load_config
-from aggregator.pipeline import build
 from tests.conftest import seed_text
 from tests.feedcheck import ATOM, check_feed, entry_titles
 from tests.service import RunningService
@@ -337,7 +337,8 @@ def test_a_future_article_is_published_by_the_service_when_it_falls_due(
         served = {p: p.read_bytes() for p in svc.out.rglob("*") if p.is_file()}
     shutil.rmtree(svc.out)
     config = load_config(svc.config_path, environ={})
-    build(config, datetime.now(UTC))  # a cold build from the same seeds and state file
+    with make_app(config) as app:  # a cold build from the same seeds and state file
+        app.build(datetime.now(UTC))
     assert {p: p.read_bytes() for p in svc.out.rglob("*") if p.is_file()} == served
 
 
