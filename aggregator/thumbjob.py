@@ -82,6 +82,25 @@ class ThumbnailJob:
 
         A thumbnail whose file is gone (or of another width) is forgotten here, so that it
         is fetched again. Raises `StateError` when the state file cannot be used."""
+        store = self.store
+        shown = self.shown(now)
+        width = self.config.thumbnails.width
+        found = store.thumbnails.thumbnails(shown)
+        gone = []
+        for url, file in found.items():
+            head = self.out.head(file, HEADER_BYTES) if file == thumbnail_path(url, width) else None
+            if head is not None and webp_size(head) is not None:
+                del shown[url]
+            else:
+                gone.append(url)
+        if gone:  # files deleted, or another width: fetch them again
+            store.thumbnails.forget_thumbnails_of(gone)
+        return shown
+
+    def shown(self, now: datetime) -> dict[str, set[FeedKey]]:
+        """Returns image URL → the feeds whose current page (in the state) shows the image
+        first for its entry, in the order the pages show them. Raises `StateError` when the
+        state file cannot be read."""
         feeds, store = self.config.feeds, self.store
         flt = FeedFilter.of(feeds, now)
         shown: dict[str, set[FeedKey]] = {}
@@ -94,17 +113,6 @@ class ThumbnailJob:
             for entry in entries:
                 if entry.article.images:
                     shown.setdefault(entry.article.images[0].url, set()).add(key)
-        width = self.config.thumbnails.width
-        found = store.thumbnails.thumbnails(shown)
-        gone = []
-        for url, file in found.items():
-            head = self.out.head(file, HEADER_BYTES) if file == thumbnail_path(url, width) else None
-            if head is not None and webp_size(head) is not None:
-                del shown[url]
-            else:
-                gone.append(url)
-        if gone:  # files deleted, or another width: fetch them again
-            store.thumbnails.forget_thumbnails_of(gone)
         return shown
 
     def plan(self, now: datetime, limit: int) -> list[Request]:
@@ -131,6 +139,7 @@ class ThumbnailJob:
         note_pauses(self.store, result, now)
         width = self.config.thumbnails.width
         failed: list[tuple[str, str]] = []
+        made: list[str] = []
         for attempt in result.attempts:
             try:
                 if attempt.body is None:
@@ -143,7 +152,13 @@ class ThumbnailJob:
             self.out.write(file, data)
             self.store.thumbnails.keep_thumbnail(attempt.url, file)
             report.made += 1
-            report.feeds.update(self._planned.pop(attempt.url, set()))
+            made.append(attempt.url)
+        if made:
+            # Entries may have moved between feeds while the images were fetched (the
+            # lock is not held then): the pages that show them now are rendered too.
+            shown = self.shown(now)
+            for url in made:
+                report.feeds.update(self._planned.pop(url, set()) | shown.get(url, set()))
         tries = self.store.thumbnails.thumbnail_tries([url for url, _ in failed])
         for url, why in failed:
             self.store.thumbnails.thumbnail_failed(

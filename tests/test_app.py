@@ -165,6 +165,51 @@ def test_a_fresh_app_plans_thumbnails_from_the_state_and_renders_the_pages(
         assert app.thumbnails.plan(NOW + timedelta(days=1), 10) == []  # it has one now
 
 
+class RescanningImages(Images):
+    """Serves the test images; the first request runs the server's `during` first (as a
+    rescan of the service does while the images are fetched, outside the app's lock)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        during = self.server.during  # type: ignore[attr-defined]
+        self.server.during = None  # type: ignore[attr-defined]
+        if during is not None:
+            during()
+        super().do_GET()
+
+
+def test_a_thumbnail_reaches_the_page_its_entry_moved_to_while_it_was_fetched(
+    site: Site,
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RescanningImages)
+    server.hits = []  # type: ignore[attr-defined]
+    server.during = None  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        photo = [{"url": f"http://127.0.0.1:{port}/photo.png"}]
+        site.add("a.md", topics=["Pictures"], images=photo, originalUrl="https://n.example/a")
+        site.add("b.md", topics=["Other"], originalUrl="https://n.example/b")
+        allow = {"links.allow_networks": ("127.0.0.0/8",), "links.allowed_ports": (port,)}
+        with make_app(site.config(**allow)) as app:
+            app.build(NOW)
+
+            def move() -> None:
+                site.add("a.md", topics=["Other"], images=photo, originalUrl="https://n.example/a")
+                app.rescan(NOW)
+
+            server.during = move  # type: ignore[attr-defined]
+            report = app.fetch_thumbnails(NOW)
+            assert report.made == 1
+            assert "topics/other.html" in report.written
+            assert b"thumbs/" in (site.out / "topics" / "other.html").read_bytes()
+            assert app.render_due(NOW).render is not None
+            assert app.render_due(NOW).render.written == []  # type: ignore[union-attr]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_fresh_app_with_nothing_due_checks_no_link(site: Site) -> None:
     site.add("a.md", originalUrl="https://n.example/a")
     site.build()
