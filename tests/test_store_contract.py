@@ -651,3 +651,95 @@ def test_every_engine_answers_the_same_after_the_same_calls(ops: list[tuple[obje
         finally:
             for store in stores:
                 store.close()
+
+
+# -- edges the tests above leave open ---------------------------------------------------
+
+
+def test_a_never_checked_link_comes_before_checked_ones_even_when_deferred(
+    store: StateStore,
+) -> None:
+    store.seeds.store_seeds(
+        [good("a.md", "https://a.example/1"), good("b.md", "https://b.example/2")]
+    )
+    refresh(store, RULES, T0)
+    # b.example/2 was checked and is due at T0+1h; a.example/1 was never checked, but
+    # its host asked for a pause until T0+2h.
+    store.links.save_link_states(
+        [checked("https://b.example/2", Outcome.ALIVE, T0 + timedelta(hours=1))],
+        {"https://a.example/1": T0 + timedelta(hours=2)},
+    )
+    assert store.links.due_links(T0 + timedelta(minutes=90), 10) == ["https://b.example/2"]
+    assert store.links.due_links(T0 + timedelta(hours=3), 10) == [
+        "https://a.example/1",
+        "https://b.example/2",
+    ]
+
+
+def test_the_earliest_held_back_entry_is_a_visible_one(store: StateStore) -> None:
+    day = timedelta(days=1)
+    store.seeds.store_seeds(
+        [
+            good("a.md", "https://a.example/1", published=T0 + 5 * day, title="A"),
+            good("b.md", "https://a.example/2", published=T0 + 9 * day, title="B"),
+        ]
+    )
+    refresh(store, RULES, T0)
+    now = FeedFilter(0.0, None, False, to_micros(T0))
+    assert store.entries.earliest_held_back(now) == to_micros(T0 + 5 * day)
+    store.links.save_link_states([checked("https://a.example/1", Outcome.DEAD, T0 + day)], {})
+    refresh(store, RULES, T0)  # its only link is dead: hidden
+    assert store.entries.earliest_held_back(now) == to_micros(T0 + 9 * day)
+
+
+def test_a_feed_filter_lets_through_entries_exactly_at_its_bounds(store: StateStore) -> None:
+    day = timedelta(days=1)
+    store.seeds.store_seeds(
+        [
+            good("old.md", "https://a.example/old", published=T0 - day, quality=0.5, title="O"),
+            good("new.md", "https://a.example/new", published=T0 + day, quality=0.5, title="N"),
+        ]
+    )
+    refresh(store, RULES, T0)
+    exact = FeedFilter(0.5, to_micros(T0 - day), False, to_micros(T0 + day))
+    assert titles(store, ALL, exact) == ["N", "O"]
+    assert [r.entry_id for r in store.entries.feed_rows(ALL, exact)] == [
+        entry_id("https://a.example/new"),
+        entry_id("https://a.example/old"),
+    ]
+    assert store.entries.earliest_held_back(exact) is None
+    beyond = FeedFilter(0.5, to_micros(T0 - day) + 1, False, to_micros(T0 + day) - 1)
+    assert titles(store, ALL, beyond) == []
+    assert titles(store, ALL, FeedFilter(0.51, None, False, to_micros(T0 + day))) == []
+
+
+def test_a_spelling_a_seed_repeats_counts_that_seed_once(store: StateStore) -> None:
+    store.seeds.store_seeds([good("a.md", "https://a.example/1", topics=("AI", "AI"))])
+    assert store.seeds.spelling_counts() == [("AI", 1)]
+
+
+def test_a_slug_another_topic_holds_is_not_given_again(store: StateStore) -> None:
+    store.feeds.keep_topic_slugs({"c++": "c"})
+    store.feeds.keep_topic_slugs({"c": "c", "go": "go"})
+    assert store.feeds.topic_slugs() == {"c++": "c", "go": "go"}
+
+
+def test_thumbnails_never_tried_come_in_the_order_asked_and_a_retry_is_due_at_its_time(
+    store: StateStore,
+) -> None:
+    thumbs = store.thumbnails
+    asked = ["https://i.example/z", "https://i.example/a", "https://i.example/m"]
+    assert thumbs.thumbnails_due(asked, T0, 10) == asked
+    thumbs.thumbnail_failed("https://i.example/r", "HTTP 500", 1, T0 + timedelta(hours=1))
+    assert thumbs.thumbnails_due(["https://i.example/r"], T0 + timedelta(hours=1), 10) == [
+        "https://i.example/r"
+    ]
+    assert thumbs.thumbnails_due(["https://i.example/r"], T0 + timedelta(minutes=59), 10) == []
+
+
+def test_a_feed_stamp_belongs_to_one_kind_of_feed(store: StateStore) -> None:
+    store.feeds.keep_feed_stamp(ALL, FeedStamp(("a",), None, T0))
+    assert ALL.key == topic_feed("").key
+    assert store.feeds.feed_stamp(topic_feed("")) is None
+    store.feeds.keep_feed_stamp(topic_feed(""), FeedStamp(("t",), None, None))
+    assert store.feeds.feed_stamp(ALL) == FeedStamp(("a",), None, T0)
