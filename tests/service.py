@@ -89,6 +89,15 @@ class RunningService:
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.settings))
 
+    def new_port(self) -> None:
+        """Listen on another free port from the next start on (the feeds' public URL stays).
+
+        A port free at the first start may be taken by any process on the machine while
+        the service is down; a restart on it would then fail to listen."""
+        self.port = free_port()
+        self.settings["server"]["port"] = self.port
+        self.write_config()
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -416,6 +416,7 @@ class ServiceMatchesColdBuild(RuleBasedStateMachine):
     def restart(self) -> None:
         self.step("restart (SIGTERM, start)")
         assert self.svc.stop() == 0, self.svc.log()
+        self.svc.new_port()  # the public URL is fixed: the output does not name the port
         self.svc.start()
         self.quiet_point()
 
@@ -432,6 +433,7 @@ class ServiceMatchesColdBuild(RuleBasedStateMachine):
         else:
             self.step("kill -9, start")
         self.svc.kill()
+        self.svc.new_port()
         self.svc.start()
         self.quiet_point()
 
