@@ -375,7 +375,8 @@ class App:
 
     def has_output(self) -> bool:
         """Returns whether the output directory holds a site from an earlier build."""
-        return self.publisher.has_output()
+        with self._lock:
+            return self.publisher.has_output()
 
     def output_intact(self) -> bool:
         """Returns whether every file the last render wrote is still there."""

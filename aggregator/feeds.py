@@ -172,9 +172,3 @@ def memberships(facts: EntryFacts) -> frozenset[FeedKey]:
         if not kind.every_entry
         for key in kind.members(facts)
     )
-
-
-def feed_key(topic_key: str | None) -> FeedKey:
-    """The key of a topic's feed, or of `all` for None (for callers still holding a
-    `Topic | None`)."""
-    return ALL if topic_key is None else topic_feed(topic_key)

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from aggregator.entries import decide, pick_copies
 from aggregator.errors import Interrupted
-from aggregator.feeds import TOPIC_KIND, FeedKey
+from aggregator.feeds import FeedKey
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules
 from aggregator.store.protocol import StateStore
 from aggregator.topics import TopicRules
@@ -30,11 +30,6 @@ class Applied:
     """The feeds (of kinds that store their members) whose content may have changed."""
     entries_changed: int = 0
     """Entries added, removed or changed (in content, feeds or filter fields)."""
-
-    @property
-    def topics(self) -> set[str]:
-        """Keys of the topics whose feeds may have changed."""
-        return {feed.key for feed in self.feeds if feed.kind == TOPIC_KIND}
 
 
 def _never() -> bool:

@@ -176,7 +176,7 @@ def test_entries_carry_their_feeds_and_topic_feeds_hold_their_members(store: Sta
     )
     applied = refresh(store, RULES, T0)
     assert applied.entries_changed == 3
-    assert applied.topics == {"ai", "go"}
+    assert applied.feeds == {topic_feed("ai"), topic_feed("go")}
     assert applied.feeds == {topic_feed("ai"), topic_feed("go")}
     assert titles(store) == ["A", "B", "C"]
     assert titles(store, topic_feed("go")) == ["A", "B"]
@@ -193,7 +193,7 @@ def test_entries_carry_their_feeds_and_topic_feeds_hold_their_members(store: Sta
     # A topic dropped from a seed: both feeds are touched, the entry leaves one.
     store.seeds.store_seeds([good("a.md", "https://a.example/1", topics=("AI",), title="A")])
     applied = refresh(store, RULES, T0)
-    assert applied.topics == {"ai", "go"}
+    assert applied.feeds == {topic_feed("ai"), topic_feed("go")}
     assert titles(store, topic_feed("go")) == ["B"]
 
 
@@ -499,9 +499,8 @@ def test_settings_are_recorded_and_changes_reported(store: StateStore) -> None:
     assert settings.settings_changed("rules", "1") is False
     assert settings.settings_changed("rules", "1") is False
     assert settings.settings_changed("rules", "2") is True
-    assert settings.meta("rules") == "2"
-    settings.keep_meta("other", "x")
-    assert settings.meta("other") == "x" and settings.meta("none") is None
+    assert settings.settings_changed("rules", "2") is False
+    assert settings.settings_changed("other", "x") is False  # the first value recorded
 
 
 def test_reread_marks_make_seeds_due_again(store: StateStore) -> None:
@@ -687,7 +686,8 @@ def test_the_earliest_held_back_entry_is_a_visible_one(store: StateStore) -> Non
     refresh(store, RULES, T0)
     now = FeedFilter(0.0, None, False, to_micros(T0))
     assert store.entries.earliest_held_back(now) == to_micros(T0 + 5 * day)
-    store.links.save_link_states([checked("https://a.example/1", Outcome.DEAD, T0 + day)], {})
+    dead = checked("https://a.example/1", Outcome.DEAD, T0 + day)
+    store.links.save_link_states([dead], {}, due=[dead.url])
     refresh(store, RULES, T0)  # its only link is dead: hidden
     assert store.entries.earliest_held_back(now) == to_micros(T0 + 9 * day)
 

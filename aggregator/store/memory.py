@@ -450,12 +450,6 @@ class MemorySettings(_Part):
         self._d.meta["seed_settings"] = settings
         return before is not None
 
-    def meta(self, name: str) -> str | None:
-        return self._d.meta.get(name)
-
-    def keep_meta(self, name: str, value: str) -> None:
-        self._d.meta[name] = value
-
 
 class MemoryStore:
     """`StateStore` in memory. Raises nothing of its own (no file to lose)."""

@@ -1,4 +1,4 @@
-"""The storage protocol: what the pipeline asks of a state store, grouped by concern.
+"""The storage protocol: what the app's use cases ask of a state store, by concern.
 
     store.seeds        SeedStore        seed files: stats, digests, records, errors
     store.entries      EntryStore       entries, their feeds and ledger; what is due for refresh
@@ -12,7 +12,8 @@ The store persists decisions and never makes them (see `aggregator.entries`,
 `transaction()`. Every method raises `StateError` when the state cannot be
 read or written (the file deleted, replaced, damaged, unwritable); nothing else
 unless said. An engine is one class that satisfies `StateStore` and passes
-tests/test_store_contract.py.
+tests/test_store_contract.py. Engines used by the service (SQLite) serialize the
+threads that share them; the memory store (tests) is for one thread at a time.
 """
 
 from __future__ import annotations
@@ -271,14 +272,6 @@ class SettingsStore(Protocol):
         seeds due to be read again; True when a different value was recorded before."""
         ...
 
-    def meta(self, name: str) -> str | None:
-        """The value recorded under `name`; None: none."""
-        ...
-
-    def keep_meta(self, name: str, value: str) -> None:
-        """Record `value` under `name`."""
-        ...
-
 
 class StateStore(Protocol):
     """A state store: the concerns above, one transaction scope, counts, close."""
@@ -304,7 +297,8 @@ class StateStore(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside is one transaction: rolled back when the block raises (the
         exception propagates), committed when it ends. Nestable: an inner block that
-        raises rolls back its own part only. Other threads wait until it ends."""
+        raises rolls back its own part only. Other threads wait until it ends (in the
+        engines that serialize threads; see above)."""
         ...
 
     def check_file(self) -> None:

@@ -36,12 +36,3 @@ class SqliteSettings:
             db.execute("UPDATE seeds SET mtime_ns = -1, digest = '' WHERE error IS NOT NULL")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('seed_settings', ?)", (settings,))
             return row is not None
-
-    def meta(self, name: str) -> str | None:
-        with self._db.reading() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def keep_meta(self, name: str, value: str) -> None:
-        with self._db.writing() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
