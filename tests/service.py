@@ -137,14 +137,18 @@ class RunningService:
         body: dict[str, Any] = response.json()
         return response.status_code, body
 
+    def check_running(self) -> None:
+        """Fail (AssertionError, with the log) when the service has stopped."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"service exited {self.process.returncode}:\n{self.log()}")
+
     def wait_for(self, check: Any, timeout: float = 20) -> dict[str, Any]:
         """Poll /healthz until `check(body)` holds."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"service exited {self.process.returncode}:\n{self.log()}")
+            self.check_running()
             try:
                 _, last = self.health()
                 if check(last):
@@ -255,18 +259,6 @@ class InProcessService(RunningService):
         assert not self._finished.is_set(), "the service has stopped"
         os.kill(os.getpid(), sig)
 
-    def wait_for(self, check: Any, timeout: float = 20) -> dict[str, Any]:
-        """Poll /healthz until `check(body)` holds."""
-        deadline = time.monotonic() + timeout
-        last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            if self._finished.is_set():
-                raise AssertionError(f"the service stopped:\n{self.log()}")
-            try:
-                _, last = self.health()
-                if check(last):
-                    return last
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"timed out; last health {last}\n{self.log()}")
+    def check_running(self) -> None:
+        if self._finished.is_set():
+            raise AssertionError(f"the service stopped:\n{self.log()}")

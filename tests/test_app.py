@@ -28,7 +28,7 @@ from aggregator.status import (
     Status,
 )
 from tests.conftest import NOW, Site
-from tests.test_thumbs import Images
+from tests.test_thumbs import Images, image_server
 
 SITE_PATHS = [INDEX_PATH, OPML_PATH, ALL_OPML_PATH, *SITE_FILES]
 
@@ -136,13 +136,8 @@ def test_the_tally_counts_seeds_articles_topics_and_rejected_files(site: Site) -
 
 @pytest.fixture
 def images() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Images)
-    server.hits = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with image_server() as server:
+        yield server
 
 
 def test_a_fresh_app_plans_thumbnails_from_the_state_and_renders_the_pages(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import subprocess
@@ -59,15 +60,25 @@ class Images(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def images() -> Iterator[ThreadingHTTPServer]:
+@contextlib.contextmanager
+def image_server() -> Iterator[ThreadingHTTPServer]:
+    """The test images (`Images`) served on 127.0.0.1; each request's path is noted in
+    the server's `hits`."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Images)
     server.hits = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def images() -> Iterator[ThreadingHTTPServer]:
+    with image_server() as server:
+        yield server
 
 
 def test_a_thumbnail_is_a_small_webp() -> None:
