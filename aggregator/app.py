@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 
-from aggregator.config import Config
+from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, never
 from aggregator.linkjob import LinkJob, LinkReport, paused
-from aggregator.links import Attempt, LinkState, RunResult
+from aggregator.links import Attempt, LinkState, Request, RunResult
 from aggregator.output import OutputDir
 from aggregator.publish import Publisher, RenderReport
 from aggregator.status import Counts
@@ -288,23 +288,17 @@ class App:
         was asked, seen and changed. Raises `Interrupted` when `should_stop` turns true
         while rendering, `OutputError` or `StateError` when the output directory or the
         state file is unusable."""
-        from aggregator.checker import run_checks, user_agent
-
-        with self._lock:
-            config = self.config
-            requests = self.links.plan(now, limit or config.links.budget, everything)
-            pauses = paused(self.store, now)
-        if not requests or should_stop():
-            return LinkRun(0, RunResult(), LinkReport([], 0, False, set(), 0), now)
-        agent = user_agent(config.links, config.site.base_url)
-        result = run_checks(
-            self.links.settings,
-            agent,
-            requests,
-            progress=progress,
-            should_stop=should_stop,
-            pauses=pauses,
+        budget = limit or self.config.links.budget
+        fetched = self._fetch(
+            lambda: self.links.plan(now, budget, everything),
+            lambda: self.links.settings,
+            now,
+            should_stop,
+            progress,
         )
+        if fetched is None:
+            return LinkRun(0, RunResult(), LinkReport([], 0, False, set(), 0), now)
+        requests, result = fetched
         with self._lock:
             now = clock() if clock is not None else now
             report = self.links.apply(result, now)
@@ -321,17 +315,15 @@ class App:
         some.
 
         Returns what was made and what failed. Raises as `check_links` does."""
-        from aggregator.checker import run_checks, user_agent
-
-        with self._lock:
-            config = self.config
-            requests = self.thumbnails.plan(now, config.thumbnails.budget)
-            pauses = paused(self.store, now)
-        if not requests or should_stop():
+        fetched = self._fetch(
+            lambda: self.thumbnails.plan(now, self.config.thumbnails.budget),
+            lambda: self.thumbnails.settings,
+            now,
+            should_stop,
+        )
+        if fetched is None:
             return ThumbnailReport()
-        agent = user_agent(config.links, config.site.base_url)
-        settings = self.thumbnails.settings
-        result = run_checks(settings, agent, requests, should_stop=should_stop, pauses=pauses)
+        requests, result = fetched
         with self._lock:
             now = clock() if clock is not None else now
             report = self.thumbnails.apply(result, now)
@@ -339,6 +331,32 @@ class App:
             if report.made:
                 report.written = self._render_changed(now, report.feeds, should_stop)
             return report
+
+    def _fetch(
+        self,
+        plan: Callable[[], list[Request]],
+        settings: Callable[[], LinksConfig],
+        now: datetime,
+        should_stop: StopCheck,
+        progress: Callable[[Attempt], None] | None = None,
+    ) -> tuple[list[Request], RunResult] | None:
+        """Plan requests under the app's lock, then run them without it (other hosts are
+        slow; rescans go on meanwhile), with the pauses hosts asked for. Returns the
+        requests and what came of them; None when nothing was due or a stop came first."""
+        from aggregator.checker import run_checks, user_agent
+
+        with self._lock:
+            config = self.config
+            requests = plan()
+            pauses = paused(self.store, now)
+            rules = settings()
+        if not requests or should_stop():
+            return None
+        agent = user_agent(config.links, config.site.base_url)
+        result = run_checks(
+            rules, agent, requests, progress=progress, should_stop=should_stop, pauses=pauses
+        )
+        return requests, result
 
     # -- what the app knows -------------------------------------------------------------
 
