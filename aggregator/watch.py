@@ -4,8 +4,9 @@ A `Watcher` runs on a thread of its own and hands each batch of events to a call
 as the paths they name, or None when a folder moved in or out (events name no files
 then: walk everything). It stops when its stop event is set. Where the directory
 cannot be watched (it is missing, inotify has no watches left), it logs why and tries
-again after a while, as it does once the directory it watches is removed or replaced;
-the periodic rescan goes on regardless.
+again after a while, or as soon as the directory appears or is replaced (it looks every
+second), as it does once the directory it watches is removed or replaced; the periodic
+rescan goes on regardless.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -110,7 +112,30 @@ class Watcher:
                         break
             except (OSError, RuntimeError) as exc:
                 log.warning("cannot watch %s (%s); rescanning every interval", directory, exc)
-                self._stop.wait(self._retry_after())
+                self._wait_to_retry(directory)
+
+    def _wait_to_retry(self, directory: Path) -> None:
+        """Wait `retry_after` seconds before watching again, or less: until the stop event
+        is set, or `directory` appears or is replaced (looked at every CHECK_MS), so a seed
+        directory made again is watched within about a second, not an interval later.
+        Returns None; raises nothing."""
+        before = _identity_or_none(directory)
+        deadline = time.monotonic() + self._retry_after()
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.wait(min(left, CHECK_MS / 1000)):
+                return
+            if _identity_or_none(directory) not in (before, None):
+                return
+
+
+def _identity_or_none(directory: Path) -> tuple[int, int] | None:
+    """`_identity` of `directory`, or None when it is missing or no directory (or cannot be
+    looked at). Raises nothing."""
+    try:
+        return _identity(directory)
+    except OSError:
+        return None
 
 
 def _identity(directory: Path) -> tuple[int, int]:

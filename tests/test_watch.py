@@ -225,3 +225,49 @@ def test_a_file_where_the_directory_should_be_is_logged(
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert f"cannot watch {seeds} ([Errno 20] Not a directory: '{seeds}')" in caplog.text
+
+
+def test_a_directory_made_again_is_watched_within_seconds_not_an_interval_later(
+    tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The service retries after scan.interval (60 s by default); the directory turning up
+    # must not wait for that.
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    seen = Seen()
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        watching(seeds, seen, stop, retry=3600)
+        shutil.rmtree(seeds)
+        deadline = time.monotonic() + 10
+        while "cannot watch" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        seeds.mkdir()
+    written_until_seen(seeds / "a.md", seen, timeout=5)
+
+
+def test_a_directory_missing_at_start_is_watched_within_seconds_once_made(
+    tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    seeds = tmp_path / "seeds"
+    seen = Seen()
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        watching(seeds, seen, stop, retry=3600)
+        deadline = time.monotonic() + 10
+        while "cannot watch" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    seeds.mkdir()
+    written_until_seen(seeds / "a.md", seen, timeout=5)
+
+
+def test_a_watch_that_fails_on_a_directory_there_waits_the_whole_retry(
+    tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A file where the directory should be stays unwatchable: one warning, not one a second.
+    seeds = tmp_path / "seeds"
+    seeds.write_text("not a directory")
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        watching(seeds, Seen(), stop, retry=3600)
+        time.sleep(2.5)
+    assert caplog.text.count("cannot watch") == 1
