@@ -87,6 +87,9 @@ class Watcher:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        # True once the watch was lost: what is written until it is back is heard by
+        # nobody, so the first batch after it asks for a walk of everything.
+        again = False
         while not self._stop.is_set():
             directory = self._directory()
             try:
@@ -106,12 +109,17 @@ class Watcher:
                 ):
                     if self._stop.is_set():
                         return
-                    if changes:
+                    if again:
+                        again = False
+                        self._changed(None)
+                    elif changes:
                         self._changed(paths_to_scan(changes))
                     if _identity(directory) != watched:
+                        again = True
                         break
             except (OSError, RuntimeError) as exc:
                 log.warning("cannot watch %s (%s); rescanning every interval", directory, exc)
+                again = True
                 self._wait_to_retry(directory)
 
     def _wait_to_retry(self, directory: Path) -> None:

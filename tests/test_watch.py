@@ -246,6 +246,24 @@ def test_a_directory_made_again_is_watched_within_seconds_not_an_interval_later(
     written_until_seen(seeds / "a.md", seen, timeout=5)
 
 
+def test_what_was_written_before_the_watch_came_back_is_walked(
+    tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A seed written while no watch was in place is heard by nobody: once the watch is
+    # back, the watcher asks for a walk of everything (None), without another write.
+    seeds = tmp_path / "seeds"
+    seen = Seen()
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        watching(seeds, seen, stop, retry=3600)
+        deadline = time.monotonic() + 10
+        while "cannot watch" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    seeds.mkdir()
+    (seeds / "a.md").write_text("written before the watch is back")
+    assert seen.wait_for(lambda batch: batch is None, timeout=5) is None
+
+
 def test_a_directory_missing_at_start_is_watched_within_seconds_once_made(
     tmp_path: Path, stop: threading.Event, caplog: pytest.LogCaptureFixture
 ) -> None:
