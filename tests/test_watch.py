@@ -129,6 +129,14 @@ def watching(directory: Path, seen: Seen, stop: threading.Event, retry: float = 
     return watcher
 
 
+def wait_logged(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 10) -> None:
+    """Wait until a captured log line holds `text`; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while text not in caplog.text:
+        assert time.monotonic() < deadline, f"never logged: {text}"
+        time.sleep(0.05)
+
+
 def test_the_watcher_names_new_edited_and_deleted_files(
     tmp_path: Path, stop: threading.Event
 ) -> None:
@@ -175,10 +183,7 @@ def test_a_missing_directory_is_logged_and_watched_once_it_exists(
     seen = Seen()
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         watching(seeds, seen, stop, retry=0.2)
-        deadline = time.monotonic() + 10
-        while "cannot watch" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_logged(caplog, "cannot watch")
     assert f"cannot watch {seeds} (" in caplog.text
     assert "; rescanning every interval" in caplog.text
     seeds.mkdir()
@@ -194,10 +199,7 @@ def test_a_directory_removed_and_made_again_is_watched_again(
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         watching(seeds, seen, stop, retry=0.2)
         shutil.rmtree(seeds)  # an event, or not: the watcher also looks every CHECK_MS
-        deadline = time.monotonic() + 10
-        while "cannot watch" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_logged(caplog, "cannot watch")
         seeds.mkdir()
     written_until_seen(seeds / "a.md", seen)
 
@@ -220,10 +222,7 @@ def test_a_file_where_the_directory_should_be_is_logged(
     seeds.write_text("not a directory")
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         watching(seeds, Seen(), stop, retry=5)
-        deadline = time.monotonic() + 10
-        while "cannot watch" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_logged(caplog, "cannot watch")
     assert f"cannot watch {seeds} ([Errno 20] Not a directory: '{seeds}')" in caplog.text
 
 
@@ -238,10 +237,7 @@ def test_a_directory_made_again_is_watched_within_seconds_not_an_interval_later(
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         watching(seeds, seen, stop, retry=3600)
         shutil.rmtree(seeds)
-        deadline = time.monotonic() + 10
-        while "cannot watch" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_logged(caplog, "cannot watch")
         seeds.mkdir()
     written_until_seen(seeds / "a.md", seen, timeout=5)
 
@@ -255,10 +251,7 @@ def test_what_was_written_before_the_watch_came_back_is_walked(
     seen = Seen()
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         watching(seeds, seen, stop, retry=3600)
-        deadline = time.monotonic() + 10
-        while "cannot watch" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_logged(caplog, "cannot watch")
     seeds.mkdir()
     (seeds / "a.md").write_text("written before the watch is back")
     assert seen.wait_for(lambda batch: batch is None, timeout=5) is None
@@ -271,10 +264,7 @@ def test_a_directory_missing_at_start_is_watched_within_seconds_once_made(
     seen = Seen()
     with caplog.at_level(logging.WARNING, logger="aggregator"):
         watching(seeds, seen, stop, retry=3600)
-        deadline = time.monotonic() + 10
-        while "cannot watch" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_logged(caplog, "cannot watch")
     seeds.mkdir()
     written_until_seen(seeds / "a.md", seen, timeout=5)
 
