@@ -49,6 +49,19 @@ def _start(root: Path, **settings: Any) -> RunningService:
     return svc
 
 
+def _big_feed(svc: RunningService) -> None:
+    """Seeds that make feeds/ai.atom about 80 KB (more than socket buffers hold at once)."""
+    for n in range(40):
+        (svc.seeds / f"big{n}.md").write_text(
+            seed_text(
+                title=f"Big {n}",
+                topics=["AI"],
+                originalUrl=f"https://s.example/big/{n}",
+                excerpt=f"Words {n} " * 200,
+            )
+        )
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[RunningService]:
     with _start(tmp_path, server={"header_timeout": 1, "keepalive_timeout": 1}) as svc:
@@ -281,15 +294,7 @@ def test_at_the_connection_limit_the_longest_idle_connection_makes_room(tmp_path
 
 def test_when_every_slot_is_busy_sending_the_slowest_reader_makes_room(tmp_path: Path) -> None:
     with _start(tmp_path, server={"max_connections": 20}) as svc:
-        for n in range(40):  # a feed of about 80 KB
-            (svc.seeds / f"big{n}.md").write_text(
-                seed_text(
-                    title=f"Big {n}",
-                    topics=["AI"],
-                    originalUrl=f"https://s.example/big/{n}",
-                    excerpt=f"Words {n} " * 200,
-                )
-            )
+        _big_feed(svc)
         svc.start()
         # 20 clients that ask for 100 feeds each (more than the socket buffers hold) and read
         # nothing: no connection is idle.
@@ -388,15 +393,7 @@ def test_huge_heads_are_refused_early_and_memory_stays_flat(tmp_path: Path) -> N
 
 def test_a_client_that_pipelines_without_reading_holds_no_memory(tmp_path: Path) -> None:
     with _start(tmp_path) as svc:
-        for n in range(40):  # a feed of about 80 KB
-            (svc.seeds / f"big{n}.md").write_text(
-                seed_text(
-                    title=f"Big {n}",
-                    topics=["AI"],
-                    originalUrl=f"https://s.example/big/{n}",
-                    excerpt=f"Words {n} " * 200,
-                )
-            )
+        _big_feed(svc)
         svc.start()
         assert svc.process is not None
         before = rss_kib(svc.process.pid)
