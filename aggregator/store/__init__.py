@@ -1,6 +1,7 @@
 """The state store: the protocol (`StateStore`), its SQLite and in-memory engines.
 
-    open_store(path)   the SQLite store on a file (the one the service uses)
+    open_store(path)   the SQLite store on a file (the one the service uses), or the
+                       PostgreSQL store for a postgresql:// or postgres:// URL
     MemoryStore()      an in-memory store (tests)
 
 Every engine raises `StateError` (aggregator.errors) when the state is unusable.
@@ -41,14 +42,26 @@ __all__ = [
     "StateStore",
     "StoredEntry",
     "ThumbnailStore",
+    "is_postgres_url",
     "open_store",
 ]
 
 
-def open_store(path: Path | str) -> StateStore:
-    """The SQLite state store on the file at `path` (created, or migrated, as needed).
+def is_postgres_url(location: Path | str) -> bool:
+    """True when `location` is a `postgresql://` or `postgres://` URL (not a file path)."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
-    Raises `StateError` when the file cannot be used (unwritable, not a state
-    file, from a newer version).
+
+def open_store(path: Path | str) -> StateStore:
+    """The state store at `path`: the PostgreSQL store for a `postgresql://` or
+    `postgres://` URL, else the SQLite store on that file (created, or migrated, as needed).
+
+    Raises `StateError` when the store cannot be used (unwritable, not a state
+    file, from a newer version, a database that cannot be reached).
     """
+    if isinstance(path, str) and is_postgres_url(path):
+        # psycopg is imported only by those who use PostgreSQL.
+        from aggregator.store.postgres import PostgresStore
+
+        return PostgresStore(path)
     return SqliteStore(path)

@@ -1,0 +1,100 @@
+"""What is kept per feed (PostgreSQL): `topic_slugs`, `feed_stamps`, `feed_archives`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from aggregator.archive import Key
+from aggregator.entries import from_micros
+from aggregator.feeds import FeedKey
+from aggregator.plan import FeedStamp, to_micros
+from aggregator.store.postgres.db import Database, many
+
+
+class PostgresFeeds:
+    """`FeedStateStore` on the database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def topic_slugs(self) -> dict[str, str]:
+        with self._db.reading() as db:
+            return {key: slug for key, slug in db.execute("SELECT key, slug FROM topic_slugs")}
+
+    def keep_topic_slugs(self, slugs: Mapping[str, str]) -> None:
+        with self._db.writing() as db:
+            many(
+                db,
+                "INSERT INTO topic_slugs VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                list(slugs.items()),
+            )
+
+    def feed_stamp(self, feed: FeedKey) -> FeedStamp | None:
+        with self._db.reading() as db:
+            row = db.execute(
+                "SELECT ids, floor_us, updated_us FROM feed_stamps WHERE kind = %s AND key = %s",
+                (feed.kind, feed.key),
+            ).fetchone()
+        if row is None:
+            return None
+        ids, floor, updated = row
+        return FeedStamp(tuple(json.loads(ids)), _moment(floor), _moment(updated))
+
+    def keep_feed_stamp(self, feed: FeedKey, stamp: FeedStamp) -> None:
+        with self._db.writing() as db:
+            db.execute(
+                "INSERT INTO feed_stamps VALUES (%s, %s, %s, %s, %s) ON CONFLICT (kind, key)"
+                " DO UPDATE SET ids = excluded.ids, floor_us = excluded.floor_us,"
+                " updated_us = excluded.updated_us",
+                (
+                    feed.kind,
+                    feed.key,
+                    json.dumps(list(stamp.ids), separators=(",", ":")),
+                    _micros(stamp.floor),
+                    _micros(stamp.updated),
+                ),
+            )
+
+    def archive(self, feed: FeedKey) -> tuple[list[Key], list[str]]:
+        with self._db.reading() as db:
+            row = db.execute(
+                "SELECT bounds, digests FROM feed_archives WHERE kind = %s AND key = %s",
+                (feed.kind, feed.key),
+            ).fetchone()
+        if row is None:
+            return [], []
+        return [(int(us), str(i)) for us, i in json.loads(row[0])], list(json.loads(row[1]))
+
+    def keep_archive(self, feed: FeedKey, bounds: Sequence[Key], digests: Sequence[str]) -> None:
+        with self._db.writing() as db:
+            db.execute(
+                "INSERT INTO feed_archives (kind, key, bounds, digests) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (kind, key) DO UPDATE SET bounds = excluded.bounds,"
+                " digests = excluded.digests",
+                (
+                    feed.kind,
+                    feed.key,
+                    json.dumps([list(b) for b in bounds]),
+                    json.dumps(list(digests)),
+                ),
+            )
+
+    def forget_archives(self, keep: Iterable[FeedKey]) -> None:
+        kept = set(keep)
+        with self._db.writing() as db:
+            gone = [
+                (kind, key)
+                for kind, key in db.execute("SELECT kind, key FROM feed_archives").fetchall()
+                if FeedKey(kind, key) not in kept
+            ]
+            many(db, "DELETE FROM feed_archives WHERE kind = %s AND key = %s", gone)
+
+
+def _moment(us: int | None) -> datetime | None:
+    return None if us is None else from_micros(us)
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return None if moment is None else to_micros(moment)
