@@ -13,6 +13,12 @@ ONLY_IN = {
     "watchfiles": "aggregator/watch.py",
     "httpx": "aggregator/checker.py",
     "httptools": "aggregator/server.py",
+    "feedgen": "aggregator/render.py",
+    "PIL": "aggregator/thumbs.py",
+}
+ONLY_UNDER = {
+    "sqlite3": "aggregator/store/sqlite/",
+    "psycopg": "aggregator/store/postgres/",
 }
 
 
@@ -35,3 +41,9 @@ def importers(library: str) -> set[str]:
 @pytest.mark.parametrize(("library", "module"), ONLY_IN.items())
 def test_a_library_is_imported_by_one_module(library: str, module: str) -> None:
     assert importers(library) == {module}
+
+
+@pytest.mark.parametrize(("library", "folder"), ONLY_UNDER.items())
+def test_a_storage_driver_is_imported_by_its_engine_only(library: str, folder: str) -> None:
+    found = importers(library)
+    assert found and all(module.startswith(folder) for module in found), found
