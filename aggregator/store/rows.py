@@ -1,15 +1,20 @@
-"""The typed rows that cross the storage seam (no positional tuples), and the one rule
-every engine shares: which thumbnails are due."""
+"""The typed rows that cross the storage seam (no positional tuples), the one rule
+every engine shares (which thumbnails are due), and how the SQL engines keep a feed's
+stamp and archive record in columns."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from aggregator.archive import Key
+from aggregator.entries import from_micros
 from aggregator.feeds import TOPIC_KIND, FeedKey
 from aggregator.model import Article
+from aggregator.plan import FeedStamp, to_micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +78,34 @@ def thumbnails_due(
         key=lambda u: known[u][1],
     )
     return (fresh + retry)[:limit]
+
+
+# -- how the SQL engines keep a feed's stamp and archive record in columns ---------------
+
+
+def stamp_columns(stamp: FeedStamp) -> tuple[str, int | None, int | None]:
+    """A feed stamp as the SQL engines store it: (ids as JSON, floor_us, updated_us)."""
+    return (
+        json.dumps(list(stamp.ids), separators=(",", ":")),
+        None if stamp.floor is None else to_micros(stamp.floor),
+        None if stamp.updated is None else to_micros(stamp.updated),
+    )
+
+
+def stamp_of(ids: str, floor_us: int | None, updated_us: int | None) -> FeedStamp:
+    """The feed stamp `stamp_columns` stored. Raises ValueError on columns it did not write."""
+    return FeedStamp(
+        tuple(json.loads(ids)),
+        None if floor_us is None else from_micros(floor_us),
+        None if updated_us is None else from_micros(updated_us),
+    )
+
+
+def archive_columns(bounds: Sequence[Key], digests: Sequence[str]) -> tuple[str, str]:
+    """An archive record as the SQL engines store it: (bounds as JSON, digests as JSON)."""
+    return json.dumps([list(b) for b in bounds]), json.dumps(list(digests))
+
+
+def archive_of(bounds: str, digests: str) -> tuple[list[Key], list[str]]:
+    """The archive record `archive_columns` stored: (closed-page bounds, page digests)."""
+    return [(int(us), str(i)) for us, i in json.loads(bounds)], list(json.loads(digests))

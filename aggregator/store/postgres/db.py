@@ -100,16 +100,9 @@ class Database:
             with self.transaction():
                 yield self.db
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """The connection, for reads (inside the open transaction, if any)."""
-        with self.lock:
-            if self._depth:
-                with self.errors():
-                    yield self.db
-                return
-            with self.transaction():
-                yield self.db
+    reading = writing
+    """The connection, for reads: the same as for writes (PostgreSQL reads in a
+    transaction too, so that several reads of one call see one snapshot)."""
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:

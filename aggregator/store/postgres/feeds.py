@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 
 from aggregator.archive import Key
-from aggregator.entries import from_micros
 from aggregator.feeds import FeedKey
-from aggregator.plan import FeedStamp, to_micros
+from aggregator.plan import FeedStamp
 from aggregator.store.postgres.db import Database, many
+from aggregator.store.rows import archive_columns, archive_of, stamp_columns, stamp_of
 
 
 class PostgresFeeds:
@@ -40,7 +38,7 @@ class PostgresFeeds:
         if row is None:
             return None
         ids, floor, updated = row
-        return FeedStamp(tuple(json.loads(ids)), _moment(floor), _moment(updated))
+        return stamp_of(ids, floor, updated)
 
     def keep_feed_stamp(self, feed: FeedKey, stamp: FeedStamp) -> None:
         with self._db.writing() as db:
@@ -48,13 +46,7 @@ class PostgresFeeds:
                 "INSERT INTO feed_stamps VALUES (%s, %s, %s, %s, %s) ON CONFLICT (kind, key)"
                 " DO UPDATE SET ids = excluded.ids, floor_us = excluded.floor_us,"
                 " updated_us = excluded.updated_us",
-                (
-                    feed.kind,
-                    feed.key,
-                    json.dumps(list(stamp.ids), separators=(",", ":")),
-                    _micros(stamp.floor),
-                    _micros(stamp.updated),
-                ),
+                (feed.kind, feed.key, *stamp_columns(stamp)),
             )
 
     def archive(self, feed: FeedKey) -> tuple[list[Key], list[str]]:
@@ -65,7 +57,7 @@ class PostgresFeeds:
             ).fetchone()
         if row is None:
             return [], []
-        return [(int(us), str(i)) for us, i in json.loads(row[0])], list(json.loads(row[1]))
+        return archive_of(row[0], row[1])
 
     def keep_archive(self, feed: FeedKey, bounds: Sequence[Key], digests: Sequence[str]) -> None:
         with self._db.writing() as db:
@@ -73,12 +65,7 @@ class PostgresFeeds:
                 "INSERT INTO feed_archives (kind, key, bounds, digests) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (kind, key) DO UPDATE SET bounds = excluded.bounds,"
                 " digests = excluded.digests",
-                (
-                    feed.kind,
-                    feed.key,
-                    json.dumps([list(b) for b in bounds]),
-                    json.dumps(list(digests)),
-                ),
+                (feed.kind, feed.key, *archive_columns(bounds, digests)),
             )
 
     def forget_archives(self, keep: Iterable[FeedKey]) -> None:
@@ -90,11 +77,3 @@ class PostgresFeeds:
                 if FeedKey(kind, key) not in kept
             ]
             many(db, "DELETE FROM feed_archives WHERE kind = %s AND key = %s", gone)
-
-
-def _moment(us: int | None) -> datetime | None:
-    return None if us is None else from_micros(us)
-
-
-def _micros(moment: datetime | None) -> int | None:
-    return None if moment is None else to_micros(moment)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 
 from aggregator.archive import Key
-from aggregator.entries import from_micros
 from aggregator.feeds import FeedKey
-from aggregator.plan import FeedStamp, to_micros
+from aggregator.plan import FeedStamp
+from aggregator.store.rows import archive_columns, archive_of, stamp_columns, stamp_of
 from aggregator.store.sqlite.db import Database
 
 
@@ -36,19 +34,13 @@ class SqliteFeeds:
         if row is None:
             return None
         ids, floor, updated = row
-        return FeedStamp(tuple(json.loads(ids)), _moment(floor), _moment(updated))
+        return stamp_of(ids, floor, updated)
 
     def keep_feed_stamp(self, feed: FeedKey, stamp: FeedStamp) -> None:
         with self._db.writing() as db:
             db.execute(
                 "INSERT OR REPLACE INTO feed_stamps VALUES (?, ?, ?, ?, ?)",
-                (
-                    feed.kind,
-                    feed.key,
-                    json.dumps(list(stamp.ids), separators=(",", ":")),
-                    _micros(stamp.floor),
-                    _micros(stamp.updated),
-                ),
+                (feed.kind, feed.key, *stamp_columns(stamp)),
             )
 
     def archive(self, feed: FeedKey) -> tuple[list[Key], list[str]]:
@@ -59,19 +51,14 @@ class SqliteFeeds:
             ).fetchone()
         if row is None:
             return [], []
-        return [(int(us), str(i)) for us, i in json.loads(row[0])], list(json.loads(row[1]))
+        return archive_of(row[0], row[1])
 
     def keep_archive(self, feed: FeedKey, bounds: Sequence[Key], digests: Sequence[str]) -> None:
         with self._db.writing() as db:
             db.execute(
                 "INSERT OR REPLACE INTO feed_archives (kind, key, bounds, digests)"
                 " VALUES (?, ?, ?, ?)",
-                (
-                    feed.kind,
-                    feed.key,
-                    json.dumps([list(b) for b in bounds]),
-                    json.dumps(list(digests)),
-                ),
+                (feed.kind, feed.key, *archive_columns(bounds, digests)),
             )
 
     def forget_archives(self, keep: Iterable[FeedKey]) -> None:
@@ -83,11 +70,3 @@ class SqliteFeeds:
                 if FeedKey(kind, key) not in kept
             ]
             db.executemany("DELETE FROM feed_archives WHERE kind = ? AND key = ?", gone)
-
-
-def _moment(us: int | None) -> datetime | None:
-    return None if us is None else from_micros(us)
-
-
-def _micros(moment: datetime | None) -> int | None:
-    return None if moment is None else to_micros(moment)
