@@ -112,7 +112,7 @@ class App:
     def __init__(self, config: Config, store: StateStore | None = None) -> None:
         """Raises as `make_app` does."""
         self._config = config
-        self.store = open_store(config.state.path) if store is None else store
+        self.store = open_store(config.state.location) if store is None else store
         try:
             self.out = OutputDir(config.output.dir, config.output.gzip_sidecars)
             self.ingest = Ingest(config, self.store)
@@ -385,7 +385,7 @@ class App:
 
         Only reads: it prepares nothing and creates no output directory, so it works
         beside a running service. Raises `StateError` when the state file is unusable."""
-        store = open_store(config.state.path)
+        store = open_store(config.state.location)
         try:
             return store.links.link_states([url]).get(url)
         finally:

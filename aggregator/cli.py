@@ -38,6 +38,7 @@ FLAG_NAMES = {
     "seeds.dir": "--seeds",
     "output.dir": "--out",
     "state.path": "--state",
+    "state.url": "--state",
     "server.host": "--host",
     "server.port": "--port",
 }
@@ -57,7 +58,11 @@ def _common(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--seeds", type=Path, metavar="DIR", help="seed directory")
     command.add_argument("--out", type=Path, metavar="DIR", help="output directory")
-    command.add_argument("--state", type=Path, metavar="PATH", help="state file (SQLite)")
+    command.add_argument(
+        "--state",
+        metavar="PATH|URL",
+        help="state: a SQLite file, or a postgresql:// URL shared by several instances",
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -108,7 +113,9 @@ def make_parser() -> argparse.ArgumentParser:
     show_cmd = links_sub.add_parser("show", help="print what is known of one URL")
     show_cmd.add_argument("url", metavar="URL")
     show_cmd.add_argument("--config", type=Path, metavar="PATH", help="config file (YAML)")
-    show_cmd.add_argument("--state", type=Path, metavar="PATH", help="state file (SQLite)")
+    show_cmd.add_argument(
+        "--state", metavar="PATH|URL", help="state: a SQLite file or a postgresql:// URL"
+    )
 
     thumbs_cmd = commands.add_parser(
         "thumbnails",
@@ -170,12 +177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _state_flag(given: str | None) -> dict[str, Any]:
+    """The setting `--state` gives: `state.url` for a PostgreSQL URL, else `state.path`."""
+    if given is None:
+        return {}
+    if given.startswith(("postgresql://", "postgres://")):
+        return {"state.url": given}
+    return {"state.path": Path(given)}
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = make_parser().parse_args(argv)
     overrides = {
         "seeds.dir": getattr(args, "seeds", None),
         "output.dir": getattr(args, "out", None),
-        "state.path": getattr(args, "state", None),
+        **_state_flag(getattr(args, "state", None)),
         "server.host": getattr(args, "host", None),
         "server.port": getattr(args, "port", None),
     }
@@ -271,7 +287,7 @@ def _sole_writer(config: Config) -> contextlib.AbstractContextManager[None]:
     """
     from aggregator.locks import writing
 
-    return writing(config.state.path, config.output.dir)
+    return writing(None if config.state.shared else config.state.path, config.output.dir)
 
 
 def _in_use(exc: InUseError) -> int:

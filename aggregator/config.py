@@ -36,7 +36,7 @@ from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
 from aggregator.text import printable
-from aggregator.urls import InvalidURL, http_url, redact
+from aggregator.urls import InvalidURL, hide_password, http_url, redact
 
 ENV_PREFIX = "AGGREGATOR_"
 ENV_CONFIG = "AGGREGATOR_CONFIG"
@@ -247,6 +247,46 @@ class LoggingConfig(_Section):
 
 class StateConfig(_Section):
     path: Path = Path("state/aggregator.sqlite3")
+    """The SQLite state file: the embedded default, for one instance."""
+    url: str | None = None
+    """A PostgreSQL database (`postgresql://user@host:5432/aggregator`) instead of `path`:
+    several instances can share it, one elected leader writing."""
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("a PostgreSQL URL looks like postgresql://user@host:5432/name")
+        try:
+            urlsplit(value).port  # noqa: B018 - raises for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"not a usable URL ({exc})") from None
+        return value
+
+    @property
+    def location(self) -> Path | str:
+        """Where the state is: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.url if self.url is not None else self.path
+
+    @property
+    def shared(self) -> bool:
+        """Whether the state is in PostgreSQL, where several instances may share it."""
+        return self.url is not None
+
+
+class ClusterConfig(_Section):
+    """Several instances on one PostgreSQL state: one leader writes, followers mirror."""
+
+    lease: float = Field(5, ge=1, le=300)
+    """Seconds a leader that stopped answering keeps its leadership (the database drops
+    its session after this); a follower takes over within about lease + retry."""
+    retry: float = Field(1, gt=0, le=60)
+    """Seconds between a follower's attempts to become the leader."""
+    catch_up: float = Field(2, gt=0, le=300)
+    """Seconds between a follower's catch-ups with the published documents, besides the
+    notifications that bring them at once."""
 
 
 class BuildConfig(_Section):
@@ -261,6 +301,7 @@ class Config(_Section):
     feeds: FeedsConfig = FeedsConfig()
     topics: TopicsConfig = TopicsConfig()
     state: StateConfig = StateConfig()
+    cluster: ClusterConfig = ClusterConfig()
     build: BuildConfig = BuildConfig()
     scan: ScanConfig = ScanConfig()
     server: ServerConfig = ServerConfig()
@@ -326,12 +367,14 @@ def _check_directories(config: Config) -> None:
     seeds = config.seeds.dir.resolve()
     out = config.output.dir.resolve()
     state = config.state.path.resolve()
+    if config.state.url is not None:
+        state = seeds  # the state is not in a file
     if out == seeds or out.is_relative_to(seeds) or seeds.is_relative_to(out):
         raise ValueError(
             f"output.dir ({config.output.dir}) and seeds.dir ({config.seeds.dir}) overlap: "
             "the output is served, and seeds must not be"
         )
-    if state.is_relative_to(out):
+    if config.state.url is None and state.is_relative_to(out):
         raise ValueError(
             f"state.path ({config.state.path}) is inside output.dir ({config.output.dir}), "
             "which is served"
@@ -603,6 +646,8 @@ def settings_lines(explained: Explained, flag_names: Mapping[str, str] | None = 
                 source += f" {flag_names[dotted]}"
             elif dotted == "site.public_url" and source == DEFAULT:
                 source += " (from server.host and server.port)"
+            if dotted == "state.url" and isinstance(value, str):
+                value = hide_password(value)
             setting = f"  {key}: {_flow(value)}"
             lines.append(f"{setting.ljust(40)}  # {source}")
     return lines

@@ -25,6 +25,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -89,7 +90,7 @@ class Service:
         self._watcher: Watcher | None = None
         self._reloading = threading.Lock()
         # One writer per state file and output directory, for the life of the process.
-        self._locks = locks.hold(config.state.path, config.output.dir)
+        self._locks = locks.hold(_state_file(config), config.output.dir)
         try:
             self.app: App = make_app(config)
         except BaseException:
@@ -316,3 +317,8 @@ class Service:
             lambda: self.config.scan.interval,
         )
         self._watcher.start()
+
+
+def _state_file(config: Config) -> Path | None:
+    """The state file to lock; None for PostgreSQL, guarded by leadership instead."""
+    return None if config.state.shared else config.state.path

@@ -115,7 +115,7 @@ def _command_of(pid: int | None) -> str:
 
 
 @contextlib.contextmanager
-def writing(state: Path, out: Path) -> Iterator[None]:
+def writing(state: Path | None, out: Path) -> Iterator[None]:
     """Hold the locks of a state file and an output directory for the `with` block."""
     held = hold(state, out)
     try:
@@ -125,12 +125,20 @@ def writing(state: Path, out: Path) -> Iterator[None]:
             lock.release()
 
 
-def hold(state: Path, out: Path) -> list[Held]:
-    """Take the state lock, then the output lock; both or neither.
+def hold(state: Path | None, out: Path) -> list[Held]:
+    """Take the state lock, then the output lock; both or neither. `state` None: the state
+    is in PostgreSQL, where the leader's advisory lock (aggregator.leadership) guards it,
+    and only the output directory is locked here.
 
     Raises `InUseError` when another process holds either, `StateError` or
     `OutputError` when the state file or output directory cannot be opened to lock.
     """
+    if state is None:
+        try:
+            alone = acquire_directory(out)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot lock the output directory ({exc.strerror})") from None
+        return [] if alone is None else [alone]
     try:
         first = acquire(state)
     except OSError as exc:

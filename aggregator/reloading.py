@@ -29,6 +29,7 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
         ("seeds.dir", old.seeds.dir.resolve(), new.seeds.dir.resolve()),
         ("output.dir", old.output.dir.resolve(), new.output.dir.resolve()),
         ("state.path", old.state.path.resolve(), new.state.path.resolve()),
+        ("state.url", old.state.url, new.state.url),
         ("site.public_url", old.site.public_url, new.site.public_url),
         ("server.host", old.server.host, new.server.host),
         ("server.port", old.server.port, new.server.port),

@@ -30,8 +30,14 @@ from aggregator.status import (
 )
 from aggregator.text import printable
 from aggregator.thumbjob import ThumbnailReport
+from aggregator.urls import hide_password
 
 log = logging.getLogger("aggregator")
+
+
+def _shown_state(config: Config) -> str:
+    """The state file, or the database URL without its password."""
+    return str(config.state.path) if config.state.url is None else hide_password(config.state.url)
 
 
 def service_starting(config: Config) -> None:
@@ -42,14 +48,14 @@ def service_starting(config: Config) -> None:
         __version__,
         config.seeds.dir,
         config.output.dir,
-        config.state.path,
+        _shown_state(config),
         config.scan.interval,
         " and on file changes" if config.scan.watch else "",
         extra=logs.fields(
             version=__version__,
             seeds=str(config.seeds.dir),
             output=str(config.output.dir),
-            state=str(config.state.path),
+            state=_shown_state(config),
             interval=config.scan.interval,
             watch=config.scan.watch,
         ),

@@ -85,6 +85,21 @@ def redact(text: str) -> str:
     return _USERINFO.sub("", text)
 
 
+def hide_password(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`, the user kept: how a database URL
+    is shown in messages and `config show` (pure)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return redact(url)
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def normalize_url(url: str) -> str:
     """The form of an article URL that decides its identity.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from aggregator.store.postgres.db import Database, redact
+from aggregator.store.postgres.db import Database
 from aggregator.store.postgres.entries import PostgresEntries
 from aggregator.store.postgres.feeds import PostgresFeeds
 from aggregator.store.postgres.links import PostgresLinks
@@ -14,6 +14,7 @@ from aggregator.store.postgres.seeds import PostgresSeeds
 from aggregator.store.postgres.settings import PostgresSettings
 from aggregator.store.postgres.thumbnails import PostgresThumbnails
 from aggregator.store.rows import Counts
+from aggregator.urls import hide_password as redact
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "redact"]
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import TupleRow
 
 from aggregator.errors import StateError
 from aggregator.store.postgres.schema import migrate
+from aggregator.urls import hide_password as redact
 
 Connection = psycopg.Connection[TupleRow]
 """The connection type the concerns are given."""
@@ -26,21 +26,6 @@ def many(db: Connection, statement: str, rows: Iterable[Sequence[object]]) -> No
     if batch:
         with db.cursor() as cursor:
             cursor.executemany(statement, batch)
-
-
-def redact(url: str) -> str:
-    """`url` without its password (a password replaced by `***`); returns the URL to show."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://?"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class Database:
