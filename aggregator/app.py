@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -30,10 +31,12 @@ from aggregator.feeds import FeedKey
 from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, never
 from aggregator.linkjob import LinkJob, LinkReport, paused
 from aggregator.links import Attempt, LinkState, Request, RunResult
-from aggregator.output import OutputDir
+from aggregator.output import Output, OutputDir
 from aggregator.publish import Publisher, RenderReport
+from aggregator.published import PublishedOutput
 from aggregator.status import Counts
 from aggregator.store import StateStore, open_store
+from aggregator.store.shared import FOLLOWER, SharedStore
 from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
 
 Clock = Callable[[], datetime]
@@ -97,32 +100,50 @@ class Tally:
         return Counts(self.seeds, self.articles, self.topics, len(self.rejected))
 
 
-def make_app(config: Config, store: StateStore | None = None) -> App:
-    """Returns an `App` on the configured seed and output directories and state file
-    (or on `store`, any `StateStore`: the app then owns it and closes it).
+def make_app(config: Config, store: StateStore | None = None, *, leading: bool = True) -> App:
+    """Returns an `App` on the configured seed and output directories and state (or on
+    `store`, any `StateStore`: the app then owns it and closes it).
 
-    Raises `StateError` when the state file cannot be opened or prepared, `OutputError`
-    when the output directory cannot be created."""
-    return App(config, store)
+    `leading` False (a shared state only): the app starts as a follower, which writes
+    nothing until `lead()`. Raises `StateError` when the state cannot be opened or
+    prepared, `OutputError` when the output directory cannot be created."""
+    return App(config, store, leading=leading)
 
 
 class App:
-    """The aggregator on one config: use it as a context manager, or `close()` it."""
+    """The aggregator on one config: use it as a context manager, or `close()` it.
 
-    def __init__(self, config: Config, store: StateStore | None = None) -> None:
+    On a shared state (`SharedStore`: PostgreSQL), several instances run one app each:
+    the leader's renders publish every file in the state as well (`PublishedOutput`), and
+    its writes are fenced with its term; a follower's app writes nothing (the service
+    mirrors the published files instead, aggregator.cluster)."""
+
+    def __init__(
+        self, config: Config, store: StateStore | None = None, *, leading: bool = True
+    ) -> None:
         """Raises as `make_app` does."""
         self._config = config
         self.store = open_store(config.state.location) if store is None else store
         try:
-            self.out = OutputDir(config.output.dir, config.output.gzip_sidecars)
+            self.local = OutputDir(config.output.dir, config.output.gzip_sidecars)
+            self.shared: SharedStore | None = (
+                self.store if isinstance(self.store, SharedStore) else None
+            )
+            self.out: Output = self.local
+            if self.shared is not None:
+                self.out = PublishedOutput(self.local, self.shared.documents)
+                self.shared.fence(None if leading else FOLLOWER)
             self.ingest = Ingest(config, self.store)
             self.publisher = Publisher(config, self.store, self.out)
             self.links = LinkJob(config, self.store)
             self.thumbnails = ThumbnailJob(config, self.store, self.out)
-            self.ingest.prepare()
+            if leading:
+                self.ingest.prepare()
         except BaseException:
             self.store.close()
             raise
+        self.leading = leading
+        """Whether this app writes (always, but for a follower on a shared state)."""
         self._lock = threading.RLock()
         self._pending: Config | None = None
         self._pending_lock = threading.Lock()
@@ -152,6 +173,33 @@ class App:
     def config(self) -> Config:
         """The config in effect (a `reconfigure` takes effect at the next rescan)."""
         return self._config
+
+    # -- leadership of a shared state ---------------------------------------------------
+
+    def lead(self, term: int) -> None:
+        """Become the writer of the shared state, elected with `term`: fence every write
+        with it, and render every feed at the next rescan. Raises `StateError`."""
+        assert self.shared is not None
+        with self._lock:
+            self.shared.fence(term)
+            if isinstance(self.out, PublishedOutput):
+                self.out.forget()
+            self.ingest.prepare()
+            self._render_all = True
+            self._scanned = self._built = False
+            self.leading = True
+
+    def follow(self) -> None:
+        """Stop writing the shared state at once (another instance leads): a write in
+        progress on another thread fails with `Fenced` rather than commit."""
+        assert self.shared is not None
+        self.shared.fence(FOLLOWER)
+        self.leading = False
+        self._render_all = True
+
+    def quiet(self) -> AbstractContextManager[object]:
+        """A block in which no use case touches the state or the output (the app's lock)."""
+        return self._lock
 
     # -- configuration ------------------------------------------------------------------
 
@@ -253,7 +301,20 @@ class App:
         return RescanReport(scanned, rendered, reconfigured, missing)
 
     def _render(self, now: datetime, changed: set[FeedKey] | None, stop: StopCheck) -> RenderReport:
-        rendered = self.publisher.render(now, changed, stop, complete=self.ingest.complete)
+        if self.shared is None:
+            rendered = self.publisher.render(now, changed, stop, complete=self.ingest.complete)
+        else:
+            # One transaction: followers see a render's files all at once, and a leader
+            # that lost its term publishes none of them.
+            try:
+                with self.store.transaction():
+                    rendered = self.publisher.render(
+                        now, changed, stop, complete=self.ingest.complete
+                    )
+            except BaseException:
+                if isinstance(self.out, PublishedOutput):
+                    self.out.forget()  # what it noted as published was rolled back
+                raise
         self._built = True
         return rendered
 

@@ -19,7 +19,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -248,7 +248,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stderr.flush()
         os._exit(code)
     try:
-        with _sole_writer(config), make_app(config) as app:
+        with _sole_writer(config), _leading_app(config) as app:
             report = app.build(datetime.now(UTC), _progress_bar())
     except InUseError as exc:
         return _in_use(exc)
@@ -290,6 +290,22 @@ def _sole_writer(config: Config) -> contextlib.AbstractContextManager[None]:
     return writing(None if config.state.shared else config.state.path, config.output.dir)
 
 
+@contextlib.contextmanager
+def _leading_app(config: Config) -> Iterator[App]:
+    """The app of a one-off command that writes. On a shared state it leads for the
+    command's length (refused with `InUseError` while an instance of the service leads)."""
+    with make_app(config, leading=not config.state.shared) as app:
+        if app.shared is None:
+            yield app
+            return
+        from aggregator.cluster import instance_name, lead_once
+
+        name = f"{instance_name()} (one-off command)"
+        with lead_once(app.shared, config.cluster.lease, name) as term:
+            app.lead(term)
+            yield app
+
+
 def _in_use(exc: InUseError) -> int:
     print(
         f"aggregator: {exc}: stop the service first, or let it do this work "
@@ -309,7 +325,7 @@ def check_links_command(config: Config, everything: bool, limit: int | None, fmt
 
         bar = tqdm(unit="url", desc="checking links", leave=False)
     now = datetime.now(UTC)
-    with make_app(config) as app:
+    with _leading_app(config) as app:
         app.rescan(now)
         run = app.check_links(now, everything, limit, (lambda _: bar.update()) if bar else None)
     result, report = run.result, run.report
@@ -382,7 +398,7 @@ def thumbnails_command(config: Config) -> int:
         return 2
     try:
         now = datetime.now(UTC)
-        with make_app(config) as app:
+        with _leading_app(config) as app:
             app.rescan(now)
             report = app.fetch_thumbnails(now)
     except AggregatorError as exc:

@@ -34,6 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import locks, logs, reporting
 from aggregator.app import App, make_app
+from aggregator.cluster import Cluster, instance_name
 from aggregator.config import Config
 from aggregator.errors import ConfigError
 from aggregator.jobs import Jobs
@@ -92,11 +93,25 @@ class Service:
         # One writer per state file and output directory, for the life of the process.
         self._locks = locks.hold(_state_file(config), config.output.dir)
         try:
-            self.app: App = make_app(config)
+            self.app: App = make_app(config, leading=not config.state.shared)
         except BaseException:
             self._release_locks()
             raise
         self.jobs = Jobs(self.app, self.reporter, self._announcer, self._stopping.is_set)
+        self.cluster: Cluster | None = None
+        if self.app.shared is not None:  # several instances may share this state
+            self.cluster = Cluster(
+                self.app.shared,
+                self.app.local,
+                config.cluster,
+                instance_name(config.server.port if config.server.enabled else None),
+                on_lead=self._lead,
+                on_follow=self.app.follow,
+                quiet=self.app.quiet,
+                stopping=self._stopping,
+            )
+            self.status.cluster = self.cluster.status
+            self.metrics.follow_cluster(self.cluster.status)
 
     @property
     def config(self) -> Config:
@@ -132,7 +147,7 @@ class Service:
         if config.server.enabled:
             self._serving = await start_server(
                 config.server,
-                self.app.out.root,
+                self.app.local.root,
                 self.status.report,
                 self.metrics,
                 lambda: self.config.cache_max_age,
@@ -141,6 +156,8 @@ class Service:
             if self._serving is None:  # it could not listen; start_server logged why
                 return 1
         self._scheduler = self._start_scheduler()
+        if self.cluster is not None:
+            self.cluster.start()
         if config.scan.watch:
             self._start_watcher()
         serving = self._serving.task if self._serving is not None else None
@@ -175,6 +192,8 @@ class Service:
                 for handler in logging.getLogger().handlers:
                     handler.flush()
                 os._exit(0)
+        if self.cluster is not None:  # another instance may lead at once
+            await asyncio.to_thread(self.cluster.stop)
         if self._serving is not None:
             await self._serving.stop()
         self._announcer.close()
@@ -261,6 +280,12 @@ class Service:
         self._scheduler = scheduler  # the first scan schedules the next due article on it
         scheduler.start()
         return scheduler
+
+    def _lead(self, term: int) -> None:
+        """Elected leader of the shared state: write from now on, beginning with a rescan
+        that renders every feed. Raises `StateError` (the election then gives way)."""
+        self.app.lead(term)
+        self.rescan_now()
 
     def rescan_now(self) -> None:
         """Ask for a full rescan as soon as possible (after the one running, if any)."""

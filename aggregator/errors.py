@@ -5,6 +5,7 @@
     ├── SeedDirError           the seed directory cannot be read at all
     ├── OutputError            the output directory cannot be written
     ├── StateError             the state file cannot be opened or used
+    │   └── Fenced             a newer leader holds the shared state: this instance stops writing
     ├── InUseError             another process writes the state file or output directory
     └── Interrupted            work gave way to a shutdown (not a failure)
 
@@ -43,16 +44,24 @@ class StateError(AggregatorError):
     """The state file is unusable (not SQLite, from a newer version, unwritable)."""
 
 
+class Fenced(StateError):
+    """A write was refused: another instance was elected leader of the shared state since
+    this one was (its term is newer), so this one must not write any more."""
+
+
 class InUseError(AggregatorError):
     """Another process holds the lock of the state file or output directory."""
 
-    def __init__(self, path: object, pid: int | None, command: str = "") -> None:
+    def __init__(self, path: object, pid: int | None, command: str = "", holder: str = "") -> None:
+        """`holder`: the leader instance, as it named itself (a shared state)."""
         self.path = path
         self.pid = pid
         self.command = command
         who = f"pid {pid}" if pid is not None else "a process that is starting"
         if command:
             who += f", `aggregator {command}`"
+        if holder:
+            who = f"the leader, {holder}"
         super().__init__(f"{path} is in use by another aggregator ({who})")
 
 

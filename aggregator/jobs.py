@@ -51,9 +51,12 @@ class Jobs:
         calls for; `due`: a held-back article fell due, so every feed is rendered.
 
         Returns the time the scan started at when it succeeded; None when it failed
-        (logged, and in /healthz: the app then renders every feed next time) or was
-        interrupted by a stop. Raises nothing but what is no `Exception`.
+        (logged, and in /healthz: the app then renders every feed next time), was
+        interrupted by a stop, or did not run (a follower on a shared state). Raises
+        nothing but what is no `Exception`.
         """
+        if not self.app.leading:
+            return None  # a follower: the leader scans the shared state
         started = time.monotonic()
         now = self._now()
         stopping = self._should_stop
@@ -80,13 +83,13 @@ class Jobs:
     def check_links(self) -> None:
         """Check the URLs that are due, when link checks are on (the app re-renders the
         feeds whose entries changed). Returns nothing; failures go to the log."""
-        if self.app.config.links.enabled:
+        if self.app.config.links.enabled and self.app.leading:
             self._network_run("link check", self._check_links)
 
     def fetch_thumbnails(self) -> None:
         """Fetch the images pages want thumbnails of, when thumbnails are on (the app
         re-renders those pages). Returns nothing; failures go to the log."""
-        if self.app.config.thumbnails.enabled:
+        if self.app.config.thumbnails.enabled and self.app.leading:
             self._network_run("thumbnails", self._fetch_thumbnails)
 
     def _check_links(self) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from aggregator.status import LEADER, ClusterStatus
 
 
 class Metrics:
@@ -43,6 +47,34 @@ class Metrics:
         )
         self._by_status: dict[int, Counter] = {}
 
+    def follow_cluster(self, status: Callable[[], ClusterStatus]) -> None:
+        """Export this instance's place among several on a shared state, read at each scrape."""
+        r = self.registry
+        gauges: dict[str, tuple[str, Callable[[ClusterStatus], float | bool]]] = {
+            "aggregator_cluster_leader": (
+                "1 while this instance leads, else 0.",
+                lambda c: c.role == LEADER,
+            ),
+            "aggregator_cluster_term": (
+                "The latest leader term this instance saw.",
+                lambda c: c.term,
+            ),
+            "aggregator_cluster_behind": (
+                "Published changes not mirrored yet.",
+                lambda c: c.behind,
+            ),
+            "aggregator_cluster_lag_seconds": (
+                "Age of the oldest published change not mirrored yet.",
+                lambda c: c.lag_seconds,
+            ),
+            "aggregator_cluster_database_up": (
+                "1 while the shared state answers, else 0.",
+                lambda c: c.database == "ok",
+            ),
+        }
+        for name, (about, read) in gauges.items():
+            Gauge(name, about, registry=r).set_function(_reading(status, read))
+
     def request(self, status: int) -> None:
         child = self._by_status.get(status)
         if child is None:
@@ -52,3 +84,9 @@ class Metrics:
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)
         return data
+
+
+def _reading(
+    status: Callable[[], ClusterStatus], read: Callable[[ClusterStatus], float | bool]
+) -> Callable[[], float]:
+    return lambda: float(read(status()))

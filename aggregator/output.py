@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import hashlib
 import os
 import posixpath
 import stat
@@ -184,6 +185,45 @@ class OutputDir:
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
         return True
+
+    def stamp(self, relative: str, modified: int) -> None:
+        """Give the file at `relative` (and its `.gz` sidecar) the modification time
+        `modified` (seconds since the epoch), which the server sends as Last-Modified:
+        instances serving the same bytes then send the same one. A file that is not
+        there is skipped. Raises `OutputError` when the time cannot be set."""
+        for target in (self.path(relative), self.path(relative + ".gz")):
+            try:
+                if os.stat(target, follow_symlinks=False).st_mtime_ns != modified * 10**9:
+                    os.utime(target, (modified, modified), follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise OutputError(f"{target}: cannot set its time ({exc.strerror})") from None
+
+    def walk(self) -> list[str]:
+        """The relative paths (sorted) of every regular file below the directory, `.gz`
+        sidecars and temp files of unfinished writes aside. Raises `OutputError` when a
+        folder cannot be listed."""
+        found: list[str] = []
+        pending = [""]
+        while pending:
+            folder = pending.pop()
+            directory = self.path(folder) if folder else self.root
+            try:
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        relative = f"{folder}/{entry.name}" if folder else entry.name
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(relative)
+                        elif (
+                            entry.is_file(follow_symlinks=False)
+                            and not entry.name.startswith(TEMP_PREFIX)
+                            and not entry.name.endswith(".gz")
+                        ):
+                            found.append(relative)
+            except OSError as exc:
+                raise OutputError(f"{directory}: cannot list ({exc.strerror})") from None
+        return sorted(found)
 
     def read(self, relative: str) -> bytes | None:
         """The bytes of the regular file at `relative`; None when there is none or it cannot
@@ -421,6 +461,12 @@ def _read_regular(path: Path, size: int = -1) -> bytes | None:
         if not stat.S_ISREG(mode):
             return None
         return handle.read(size)
+
+
+def content_tag(data: bytes) -> str:
+    """The ETag of a file's bytes, quotes included: the same on every instance that serves
+    them (pure)."""
+    return '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
 
 
 def _umask() -> int:

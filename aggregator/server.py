@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import hashlib
 import http
 import json
 import logging
@@ -48,6 +47,7 @@ from aggregator.formats import (
     is_feed,
 )
 from aggregator.metrics import Metrics
+from aggregator.output import content_tag
 
 if TYPE_CHECKING:
     from aggregator.config import ServerConfig
@@ -232,7 +232,7 @@ class StaticFiles:
         kind = file_kind(relative)
         content_type = kind.content_type if kind else DEFAULT_CONTENT_TYPE
         browser_type = kind.browser_content_type if kind else None
-        tag = hashlib.blake2b(body, digest_size=12).hexdigest()
+        tag = content_tag(body)[1:-1]
         max_age = ARCHIVE_MAX_AGE if self._closed_archive_page(relative) else self.max_age()
         common = [
             (b"last-modified", formatdate(mtime, usegmt=True).encode()),

@@ -7,6 +7,7 @@ the JSON body (keys and order as the health endpoint has always had them).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -90,6 +91,34 @@ class RejectedFile:
     reason: str
 
 
+LEADER, FOLLOWER = "leader", "follower"
+"""The roles of an instance on a shared state."""
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What /healthz says about this instance's place among the others."""
+
+    role: str
+    term: int
+    """The term this instance leads in, or the latest it saw as a follower (0: none yet)."""
+    leader: str
+    """The instance that won the latest term, as it named itself ("" when unknown)."""
+    behind: int
+    """Published changes this follower has not applied yet (0 for the leader)."""
+    lag_seconds: float
+    """How long ago the oldest of those was published (0 when none is)."""
+    synced: str | None
+    """When this follower last caught up (ISO 8601), None before the first time."""
+    database: str
+    """"ok", or why the shared state cannot be reached."""
+
+    @property
+    def usable(self) -> bool:
+        """Whether this instance has something to serve that it keeps up to date."""
+        return self.role == LEADER or self.synced is not None
+
+
 def _json(record: DataclassInstance | None) -> JsonObject | None:
     return None if record is None else asdict(record)
 
@@ -108,14 +137,22 @@ class Status:
     """The first MAX_HEALTH_REJECTED rejected seeds by path."""
     scans: int = 0
     """Scans finished since start-up, successful or not."""
+    cluster: Callable[[], ClusterStatus] | None = None
+    """This instance's place among several on a shared state (None: it runs alone)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def report(self) -> tuple[int, JsonObject]:
         """Returns the HTTP status (200 when the last scan succeeded, else 503) and the
         JSON body of /healthz."""
+        shared = self.cluster() if self.cluster is not None else None
         with self.lock:
             ok = self.last_scan is not None and self.last_scan.ok
             state = "ok" if ok else ("starting" if self.last_scan is None else "error")
+            if shared is not None and shared.role == FOLLOWER:
+                # A follower serves what the leader published: it is healthy while it
+                # has that, degraded while it cannot reach the state to keep it current.
+                ok = shared.usable
+                state = "starting" if not ok else "ok" if shared.database == "ok" else "degraded"
             body: JsonObject = {
                 "status": state,
                 "version": __version__,
@@ -128,4 +165,8 @@ class Status:
                 **(asdict(self.counts) if self.counts is not None else {}),
                 "rejected_files": [asdict(item) for item in self.rejected_files],
             }
+            if shared is not None:
+                body["role"] = shared.role
+                body["term"] = shared.term
+                body["cluster"] = {**asdict(shared), "usable": shared.usable}
         return (200 if ok else 503), body

@@ -1,4 +1,5 @@
-"""The PostgreSQL state store: one database, one class per concern sharing one connection."""
+"""The PostgreSQL state store: one database, one class per concern sharing its connections;
+several instances can share it (`aggregator.store.shared.SharedStore`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import contextlib
 from collections.abc import Iterator
 
 from aggregator.store.postgres.db import Database
+from aggregator.store.postgres.documents import PostgresDocuments
 from aggregator.store.postgres.entries import PostgresEntries
 from aggregator.store.postgres.feeds import PostgresFeeds
+from aggregator.store.postgres.leadership import PostgresElection, PostgresNotifications
 from aggregator.store.postgres.links import PostgresLinks
 from aggregator.store.postgres.schema import SCHEMA_VERSION
 from aggregator.store.postgres.seeds import PostgresSeeds
@@ -35,6 +38,7 @@ class PostgresStore:
         self.thumbnails = PostgresThumbnails(self._db)
         self.feeds = PostgresFeeds(self._db)
         self.settings = PostgresSettings(self._db)
+        self.documents = PostgresDocuments(self._db)
 
     @property
     def path(self) -> str:
@@ -48,6 +52,15 @@ class PostgresStore:
 
     def check_file(self) -> None:
         self._db.check_file()
+
+    def fence(self, term: int | None) -> None:
+        self._db.fence(term)
+
+    def election(self, lease: float) -> PostgresElection:
+        return PostgresElection(self._db.url, self._db.shown, lease)
+
+    def notifications(self) -> PostgresNotifications:
+        return PostgresNotifications(self._db.url, self._db.shown)
 
     def counts(self) -> Counts:
         with self._db.reading() as db:

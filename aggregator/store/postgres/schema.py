@@ -1,8 +1,9 @@
 """The database's schema: versioned migrations recorded in `schema_migrations`, applied under
 an advisory lock so that two processes opening the same database at once migrate it once.
 
-The tables are those of the SQLite engine (see `aggregator.store.sqlite.schema`) at its
-schema 5; text columns use the "C" collation, so that text orders by bytes as in SQLite.
+Migration 1 holds the tables of the SQLite engine (see `aggregator.store.sqlite.schema`) at its
+schema 5; migration 2 adds what several instances share (the leader's term, the published
+documents); text columns use the "C" collation, so that text orders by bytes as in SQLite.
 Moments are integer microseconds (BIGINT).
 """
 
@@ -13,7 +14,7 @@ from psycopg.rows import TupleRow
 
 from aggregator.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 LOCK_KEY = 0x61676772  # "aggr"
 """The `pg_advisory_xact_lock` key migrations hold."""
@@ -108,6 +109,29 @@ MIGRATIONS: dict[int, list[str]] = {
             PRIMARY KEY (kind, key)
         )""",
         f"CREATE TABLE host_pauses (host {_T} PRIMARY KEY, until_us BIGINT NOT NULL)",
+    ],
+    # Several instances on one database (aggregator.cluster): the leader's term, and the
+    # documents it published, which followers mirror into their own output directories.
+    2: [
+        f"""CREATE TABLE leadership (
+            id       INTEGER PRIMARY KEY CHECK (id = 1),
+            term     BIGINT NOT NULL,
+            holder   {_T} NOT NULL DEFAULT '',
+            since    TIMESTAMPTZ NOT NULL DEFAULT now()
+        )""",
+        "INSERT INTO leadership (id, term) VALUES (1, 0)",
+        "CREATE SEQUENCE documents_seq",
+        f"""CREATE TABLE documents (
+            path         {_T} PRIMARY KEY,
+            body         BYTEA,
+            content_type {_T} NOT NULL DEFAULT '',
+            etag         {_T} NOT NULL DEFAULT '',
+            modified     BIGINT NOT NULL,
+            term         BIGINT NOT NULL,
+            seq          BIGINT NOT NULL,
+            at           TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+        )""",
+        "CREATE INDEX documents_changes ON documents(seq)",
     ],
 }
 

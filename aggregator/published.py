@@ -1,0 +1,181 @@
+"""Published documents, for several instances on one shared state (aggregator.cluster).
+
+    leader     PublishedOutput   the `Output` the app renders into: every file it writes or
+                                 removes is also recorded in the shared `DocumentLog`, with
+                                 its ETag and Last-Modified, before the local file changes
+    follower   Mirror            applies the log's changes to its own output directory with
+                                 the same atomic write-if-changed, and the same times
+
+So every instance serves the same bytes with the same ETag (a digest of the bytes) and the
+same Last-Modified (the file's time, set from the log): a reader, or a CDN, moving between
+instances gets 304s. A document's Last-Modified never goes back, even when the leader that
+rewrites it has a clock behind its predecessor's.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+
+from aggregator.formats import DEFAULT_CONTENT_TYPE, file_kind
+from aggregator.output import OutputDir, content_tag
+from aggregator.store.shared import DocumentLog, Stamp
+
+BATCH = 200
+"""Changes a follower fetches at once."""
+
+
+def content_type_of(relative: str) -> str:
+    """The media type the server sends for the file at `relative` (pure)."""
+    kind = file_kind(relative)
+    return kind.content_type if kind is not None else DEFAULT_CONTENT_TYPE
+
+
+class PublishedOutput:
+    """The leader's `Output`: a local `OutputDir` whose changes are also published.
+
+    Writes to the log happen in the store's transactions (the app renders inside one), so
+    they are fenced: once another instance leads, they raise `Fenced` and the local file
+    is left as it was. Reads go to the local directory, which holds what was published.
+    """
+
+    def __init__(
+        self, local: OutputDir, log: DocumentLog, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.local = local
+        self.root = local.root
+        self._log = log
+        self._clock = clock
+        self._index: dict[str, Stamp] | None = None
+        """What the log holds, by path (read on first use, and after `forget`)."""
+
+    @property
+    def gzip_sidecars(self) -> bool:
+        return self.local.gzip_sidecars
+
+    def forget(self) -> None:
+        """Read the log again before the next write (after a failed render, or an election)."""
+        self._index = None
+
+    def _known(self) -> dict[str, Stamp]:
+        if self._index is None:
+            self._index = self._log.index()
+        return self._index
+
+    def write(self, relative: str, data: bytes) -> bool:
+        known = self._known()
+        before = known.get(relative)
+        etag = content_tag(data)
+        published = before is None or before.etag != etag
+        if published:
+            modified = int(self._clock())
+            if before is not None:
+                modified = max(modified, before.modified + 1)
+            stamp = Stamp(etag, modified)
+            self._log.publish(relative, data, content_type_of(relative), stamp)
+            known[relative] = stamp
+        else:
+            assert before is not None
+            stamp = before
+        changed = self.local.write(relative, data)
+        self.local.stamp(relative, stamp.modified)
+        return changed or published
+
+    def remove(self, relative: str) -> bool:
+        self.local.path(relative)  # refuses a path outside, as the directory does
+        known = self._known()
+        if relative in known:
+            self._log.withdraw([relative])
+            del known[relative]
+        return self.local.remove(relative)
+
+    def prune(self, folder: str, suffix: str, keep: Collection[str]) -> list[str]:
+        self.local.path(folder)
+        known = self._known()
+        gone = [
+            path
+            for path in known
+            if posixpath.dirname(path) == folder and path.endswith(suffix) and path not in keep
+        ]
+        if gone:
+            self._log.withdraw(gone)
+            for path in gone:
+                del known[path]
+        removed = self.local.prune(folder, suffix, keep)
+        return sorted(set(removed) | set(gone))
+
+    def read(self, relative: str) -> bytes | None:
+        return self.local.read(relative)
+
+    def exists(self, relative: str) -> bool:
+        return self.local.exists(relative)
+
+    def head(self, relative: str, size: int) -> bytes | None:
+        return self.local.head(relative, size)
+
+    def files(self, folder: str, suffix: str) -> list[str]:
+        return self.local.files(folder, suffix)
+
+    def folders(self, folder: str) -> list[str]:
+        return self.local.folders(folder)
+
+    def remove_empty(self, folder: str) -> None:
+        self.local.remove_empty(folder)
+
+
+class Mirror:
+    """A follower's copy of the published documents in its own output directory.
+
+    Not thread-safe: one thread applies changes at a time. Every method raises
+    `StateError` when the log cannot be read, `OutputError` when a file cannot be written.
+    """
+
+    def __init__(self, log: DocumentLog, local: OutputDir) -> None:
+        self._log = log
+        self._local = local
+        self.applied = 0
+        """The `seq` of the last change applied (0: start over: mirror everything)."""
+        self.synced: datetime | None = None
+        """When the mirror last caught up with the log."""
+
+    def start_over(self) -> None:
+        """Compare every document again at the next `catch_up` (after this instance led and
+        may have written files that were never published, or to begin with)."""
+        self.applied = 0
+
+    def catch_up(self) -> int:
+        """Apply every change made since the last one applied; returns how many files changed.
+
+        From the start (`applied` 0), also removes the local files the log does not hold."""
+        full = self.applied == 0
+        changed = 0
+        while True:
+            changes = self._log.changes(self.applied, BATCH)
+            for document in changes:
+                if document.body is None:
+                    changed += self._local.remove(document.path)
+                    self._local.remove_empty(posixpath.dirname(document.path))
+                else:
+                    changed += self._local.write(document.path, document.body)
+                    self._local.stamp(document.path, document.modified)
+                self.applied = document.seq
+            if len(changes) < BATCH:
+                break
+        if full:
+            published = self._log.index()
+            for path in self._local.walk():
+                if path not in published:
+                    changed += self._local.remove(path)
+                    self._local.remove_empty(posixpath.dirname(path))
+        self.synced = datetime.now(UTC)
+        return changed
+
+    def behind(self) -> tuple[int, float]:
+        """How many changes are not applied yet, and how many seconds ago the oldest of them
+        was made (0 when none is)."""
+        count, oldest = self._log.pending(self.applied)
+        if not count or oldest is None:
+            return count, 0.0
+        return count, max(0.0, (datetime.now(UTC) - oldest).total_seconds())
