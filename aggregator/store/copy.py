@@ -134,10 +134,11 @@ TABLES: tuple[Table, ...] = (
 """Every table of the state, in the order they are copied and listed."""
 
 
-ENGINE_TABLES = frozenset({"schema_migrations"})
+ENGINE_TABLES = frozenset({"schema_migrations", "leadership", "documents"})
 """Tables an engine keeps for itself (not state, not copied): every table of either engine
 is in `TABLES` or here (tests check it), so a migration adding a table makes its author
-decide which it is."""
+decide which it is. `leadership` and `documents` belong to the instances sharing a
+PostgreSQL state: the files the next leader renders are published anew."""
 
 
 class SameStateError(AggregatorError):

@@ -27,8 +27,8 @@ _cursors = itertools.count(1)
 class PostgresRows:
     """Reads (and, in `replacing`, writes) the raw rows in one open transaction."""
 
-    def __init__(self, database: Database) -> None:
-        self._db: Connection = database.db
+    def __init__(self, database: Database, conn: Connection) -> None:
+        self._db: Connection = conn
         self._errors = database.errors
 
     def count(self, table: str) -> int:
@@ -114,15 +114,15 @@ class PostgresDump:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[PostgresRows]:
         """The rows as of one moment: a read-only, repeatable-read transaction."""
-        with self._db.lock, self._db.errors(), self._db.db.transaction():
-            self._db.db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield PostgresRows(self._db)
+        with self._db.reading() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield PostgresRows(self._db, conn)
 
     @contextlib.contextmanager
     def replacing(self) -> Iterator[PostgresRows]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._db.transaction():
-            yield PostgresRows(self._db)
+        with self._db.writing() as conn:
+            yield PostgresRows(self._db, conn)
 
     def close(self) -> None:
         self._db.close()
