@@ -305,16 +305,10 @@ class App:
             rendered = self.publisher.render(now, changed, stop, complete=self.ingest.complete)
         else:
             # One transaction: followers see a render's files all at once, and a leader
-            # that lost its term publishes none of them.
-            try:
-                with self.store.transaction():
-                    rendered = self.publisher.render(
-                        now, changed, stop, complete=self.ingest.complete
-                    )
-            except BaseException:
-                if isinstance(self.out, PublishedOutput):
-                    self.out.forget()  # what it noted as published was rolled back
-                raise
+            # that lost its term publishes none of them, nor writes them here.
+            assert isinstance(self.out, PublishedOutput)
+            with self.out.publishing(self.store.transaction):
+                rendered = self.publisher.render(now, changed, stop, complete=self.ingest.complete)
         self._built = True
         return rendered
 

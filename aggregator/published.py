@@ -14,9 +14,11 @@ rewrites it has a clock behind its predecessor's.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from aggregator.formats import DEFAULT_CONTENT_TYPE, file_kind
@@ -36,9 +38,11 @@ def content_type_of(relative: str) -> str:
 class PublishedOutput:
     """The leader's `Output`: a local `OutputDir` whose changes are also published.
 
-    Writes to the log happen in the store's transactions (the app renders inside one), so
-    they are fenced: once another instance leads, they raise `Fenced` and the local file
-    is left as it was. Reads go to the local directory, which holds what was published.
+    Changes are recorded in the log first (fenced: once another instance leads, they raise
+    `Fenced`), then made to the local files. Inside `publishing()` (a render: one store
+    transaction) the local files change only once that transaction has committed, so that
+    this instance never serves a byte the log does not hold; until then the block reads its
+    own changes back from memory.
     """
 
     def __init__(
@@ -50,6 +54,10 @@ class PublishedOutput:
         self._clock = clock
         self._index: dict[str, Stamp] | None = None
         """What the log holds, by path (read on first use, and after `forget`)."""
+        self._pending: dict[str, bytes | None] | None = None
+        """Inside `publishing()`: each path changed so far, and its bytes (None: removed)."""
+        self._ops: list[Callable[[], object]] = []
+        """Inside `publishing()`: the local changes to make once the transaction commits."""
 
     @property
     def gzip_sidecars(self) -> bool:
@@ -64,7 +72,35 @@ class PublishedOutput:
             self._index = self._log.index()
         return self._index
 
+    @contextlib.contextmanager
+    def publishing(
+        self, transaction: Callable[[], AbstractContextManager[object]]
+    ) -> Iterator[None]:
+        """Run the block in `transaction()`; make its local changes after the commit, or none
+        when it raises (then the log is read again before the next write)."""
+        self._pending, self._ops = {}, []
+        try:
+            with transaction():
+                yield
+        except BaseException:
+            self._index = None
+            raise
+        finally:
+            ops, self._pending, self._ops = self._ops, None, []
+        for op in ops:
+            op()
+
+    def _later(self, relative: str, data: bytes | None, op: Callable[[], object]) -> bool:
+        """Make `op` now, or after the commit inside `publishing()`; True when deferred."""
+        if self._pending is None:
+            op()
+            return False
+        self._pending[relative] = data
+        self._ops.append(op)
+        return True
+
     def write(self, relative: str, data: bytes) -> bool:
+        self.local.path(relative)  # refuses a path outside, as the directory does
         known = self._known()
         before = known.get(relative)
         etag = content_tag(data)
@@ -79,50 +115,88 @@ class PublishedOutput:
         else:
             assert before is not None
             stamp = before
-        changed = self.local.write(relative, data)
-        self.local.stamp(relative, stamp.modified)
-        return changed or published
+        changed = published or self.read(relative) != data
 
-    def remove(self, relative: str) -> bool:
-        self.local.path(relative)  # refuses a path outside, as the directory does
-        known = self._known()
-        if relative in known:
-            self._log.withdraw([relative])
-            del known[relative]
-        return self.local.remove(relative)
+        def make() -> None:
+            if changed:
+                self.local.write(relative, data)
+            self.local.stamp(relative, stamp.modified)
 
-    def prune(self, folder: str, suffix: str, keep: Collection[str]) -> list[str]:
-        self.local.path(folder)
+        self._later(relative, data, make)
+        return changed
+
+    def _withdraw(self, paths: Collection[str]) -> None:
         known = self._known()
-        gone = [
-            path
-            for path in known
-            if posixpath.dirname(path) == folder and path.endswith(suffix) and path not in keep
-        ]
+        gone = [path for path in paths if path in known]
         if gone:
             self._log.withdraw(gone)
             for path in gone:
                 del known[path]
-        removed = self.local.prune(folder, suffix, keep)
-        return sorted(set(removed) | set(gone))
+
+    def remove(self, relative: str) -> bool:
+        self.local.path(relative)
+        there = self.exists(relative)
+        self._withdraw([relative])
+        self._later(relative, None, lambda: self.local.remove(relative))
+        return there
+
+    def prune(self, folder: str, suffix: str, keep: Collection[str]) -> list[str]:
+        self.local.path(folder)
+        known = self._known()
+        listed = [
+            path
+            for path in known
+            if posixpath.dirname(path) == folder and path.endswith(suffix) and path not in keep
+        ]
+        gone = set(listed) | {path for path in self.files(folder, suffix) if path not in keep}
+        self._withdraw(gone)
+        if self._pending is None:
+            return sorted(gone | set(self.local.prune(folder, suffix, keep)))
+        kept = frozenset(keep)
+        for path in gone:
+            self._pending[path] = None
+        self._ops.append(lambda: self.local.prune(folder, suffix, kept))
+        return sorted(gone)
 
     def read(self, relative: str) -> bytes | None:
+        if self._pending is not None and relative in self._pending:
+            return self._pending[relative]
         return self.local.read(relative)
 
     def exists(self, relative: str) -> bool:
+        if self._pending is not None and relative in self._pending:
+            return self._pending[relative] is not None
         return self.local.exists(relative)
 
     def head(self, relative: str, size: int) -> bytes | None:
+        if self._pending is not None and relative in self._pending:
+            data = self._pending[relative]
+            return data if data is None or size < 0 else data[:size]
         return self.local.head(relative, size)
 
     def files(self, folder: str, suffix: str) -> list[str]:
-        return self.local.files(folder, suffix)
+        found = set(self.local.files(folder, suffix))
+        for path, data in (self._pending or {}).items():
+            if posixpath.dirname(path) == folder and path.endswith(suffix):
+                if data is None:
+                    found.discard(path)
+                else:
+                    found.add(path)
+        return sorted(found)
 
     def folders(self, folder: str) -> list[str]:
-        return self.local.folders(folder)
+        found = set(self.local.folders(folder))
+        prefix = f"{folder}/" if folder else ""
+        for path, data in (self._pending or {}).items():
+            if data is not None and path.startswith(prefix) and "/" in path[len(prefix) :]:
+                found.add(path[len(prefix) :].split("/", 1)[0])
+        return sorted(found)
 
     def remove_empty(self, folder: str) -> None:
-        self.local.remove_empty(folder)
+        if self._pending is None:
+            self.local.remove_empty(folder)
+        else:
+            self._ops.append(lambda: self.local.remove_empty(folder))
 
 
 class Mirror:
