@@ -40,10 +40,13 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
 def pending_restart(old: Config, new: Config) -> list[str]:
     """The settings that differ between `old` and `new` that a reload takes but that only
     change what the service does once it restarts (whether it serves, whether it watches
-    the seed directory), by their dotted names in a fixed order. Raises nothing."""
+    the seed directory, how it takes part in leader elections), by their dotted names in a fixed order. Raises nothing."""
     pairs: list[tuple[str, object, object]] = [
         ("server.enabled", old.server.enabled, new.server.enabled),
         ("scan.watch", old.scan.watch, new.scan.watch),
+        ("cluster.lease", old.cluster.lease, new.cluster.lease),
+        ("cluster.retry", old.cluster.retry, new.cluster.retry),
+        ("cluster.catch_up", old.cluster.catch_up, new.cluster.catch_up),
     ]
     return [key for key, before, after in pairs if before != after]
 

@@ -27,11 +27,12 @@ RESTART_ONLY = [
     "seeds.dir",
     "output.dir",
     "state.path",
+    "state.url",
     "site.public_url",
     "server.host",
     "server.port",
 ]
-PENDING = ["server.enabled", "scan.watch"]
+PENDING = ["server.enabled", "scan.watch", "cluster.lease", "cluster.retry", "cluster.catch_up"]
 
 
 def config(**flat: Any) -> Config:
@@ -69,6 +70,8 @@ def value(config: Config, dotted: str) -> object:
         ),
         ({}, {"server__enabled": False}, [], ["server.enabled"]),
         ({}, {"scan__watch": True}, [], ["scan.watch"]),
+        ({}, {"state__url": "postgresql://feeds@db.example/agg"}, ["state.url"], []),
+        ({}, {"cluster__lease": 10}, [], ["cluster.lease"]),
         (
             {},
             {"scan__watch": True, "server__enabled": False, "output__dir": "www"},
@@ -143,6 +146,10 @@ _VARIANTS: dict[str, list[object]] = {
     "seeds__dir": ["seeds", "./seeds", "articles"],
     "output__dir": ["public", "www"],
     "state__path": ["state/aggregator.sqlite3", "state/other.sqlite3"],
+    "state__url": [None, "postgresql://feeds@db.example/aggregator"],
+    "cluster__lease": [5, 10],
+    "cluster__retry": [1, 0.5],
+    "cluster__catch_up": [2, 5],
     "site__public_url": [None, "https://feeds.example/", "https://other.example/"],
     "server__host": ["127.0.0.1", "0.0.0.0", "192.0.2.7"],
     "server__port": [8080, 9000],

@@ -35,6 +35,8 @@ from aggregator.urls import hide_password as redact
 Connection = psycopg.Connection[TupleRow]
 """The connection type the concerns are given."""
 
+MIN_SERVER_VERSION = 140000
+"""PostgreSQL 14: leadership lapses through `idle_session_timeout`, new in 14."""
 CONNECT_TIMEOUT = 10
 """Seconds to wait for a connection (new, or from the pool) before the call fails."""
 KEEPALIVES: dict[str, Any] = {
@@ -84,6 +86,11 @@ class Database:
                 f"{self.shown}: cannot connect to the state database ({_line(exc)})"
             ) from None
         try:
+            if first.info.server_version < MIN_SERVER_VERSION:
+                raise StateError(
+                    f"{self.shown}: PostgreSQL {first.info.server_version // 10000} is too old; "
+                    f"the state needs PostgreSQL {MIN_SERVER_VERSION // 10000} or newer"
+                )
             with self.errors():
                 migrate(first, self.shown)
         finally:
