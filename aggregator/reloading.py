@@ -40,7 +40,8 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
 def pending_restart(old: Config, new: Config) -> list[str]:
     """The settings that differ between `old` and `new` that a reload takes but that only
     change what the service does once it restarts (whether it serves, whether it watches
-    the seed directory, how it takes part in leader elections), by their dotted names in a fixed order. Raises nothing."""
+    the seed directory, how it takes part in leader elections), by their dotted names in
+    a fixed order. Raises nothing."""
     pairs: list[tuple[str, object, object]] = [
         ("server.enabled", old.server.enabled, new.server.enabled),
         ("scan.watch", old.scan.watch, new.scan.watch),
