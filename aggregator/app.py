@@ -34,10 +34,14 @@ from aggregator.links import Attempt, LinkState, Request, RunResult
 from aggregator.output import Output, OutputDir
 from aggregator.publish import Publisher, RenderReport
 from aggregator.published import PublishedOutput
+from aggregator.reloading import advertises_loopback
 from aggregator.status import Counts
 from aggregator.store import StateStore, open_store
 from aggregator.store.shared import FOLLOWER, SharedStore
 from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
+
+SITE_URL = "site.public_url"
+"""Under this name a shared state records the site URL its first leader advertised."""
 
 Clock = Callable[[], datetime]
 """The time it is now (the service's jobs read it again after a long network run)."""
@@ -176,9 +180,12 @@ class App:
 
     # -- leadership of a shared state ---------------------------------------------------
 
-    def lead(self, term: int) -> None:
+    def lead(self, term: int) -> str | None:
         """Become the writer of the shared state, elected with `term`: fence every write
-        with it, and render every feed at the next rescan. Raises `StateError`."""
+        with it, and render every feed at the next rescan.
+
+        Returns the site URL adopted from the shared state when `site.public_url` is not
+        set (see `_adopt`), None when the config's own is used. Raises `StateError`."""
         assert self.shared is not None
         with self._lock:
             self.shared.fence(term)
@@ -188,6 +195,25 @@ class App:
             self._render_all = True
             self._scanned = self._built = False
             self.leading = True
+            base = self._pending or self._config
+            adopted = self._adopt(base)
+            if adopted is base:
+                return None
+            self.reconfigure(adopted)
+            return adopted.site.base_url
+
+    def _adopt(self, config: Config) -> Config:
+        """`config`, or on a shared state whose instances do not set `site.public_url`, a
+        copy advertising the address the first leader recorded: every leader must write
+        the same bytes, or a handover would change every feed. Raises `StateError`."""
+        if self.shared is None or not advertises_loopback(config):
+            return config
+        site = self.store.settings.setdefault(SITE_URL, config.site.base_url)
+        if site == config.site.public_url:
+            return config
+        return config.model_copy(
+            update={"site": config.site.model_copy(update={"public_url": site})}
+        )
 
     def follow(self) -> None:
         """Stop writing the shared state at once (another instance leads): a write in
@@ -215,6 +241,7 @@ class App:
             config, self._pending = self._pending, None
         if config is None:
             return False
+        config = self._adopt(config)
         self._config = config
         self.ingest.reconfigure(config, now)
         self.publisher.reconfigure(config)

@@ -284,7 +284,9 @@ class Service:
     def _lead(self, term: int) -> None:
         """Elected leader of the shared state: write from now on, beginning with a rescan
         that renders every feed. Raises `StateError` (the election then gives way)."""
-        self.app.lead(term)
+        adopted = self.app.lead(term)
+        if adopted is not None:
+            reporting.site_url_adopted(adopted)
         self.rescan_now()
 
     def rescan_now(self) -> None:

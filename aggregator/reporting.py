@@ -69,6 +69,17 @@ def service_starting(config: Config) -> None:
         )
 
 
+def site_url_adopted(url: str) -> None:
+    """Log that a leader advertises the site URL recorded in the shared state."""
+    log.warning(
+        "site.public_url is not set: advertising %s, as the first instance on this shared "
+        "state did, so that every instance serves the same bytes; set site.public_url to "
+        "the address readers use",
+        url,
+        extra=logs.fields(public_url=url),
+    )
+
+
 def reload_failed(error: ConfigError) -> None:
     """Log that the config file read again is invalid, so the running config stays."""
     log.error(

@@ -432,6 +432,9 @@ class MemorySettings(_Part):
         self._d.meta[name] = value
         return before is not None
 
+    def setdefault(self, name: str, value: str) -> str:
+        return self._d.meta.setdefault(name, value)
+
     def reread_all_if_changed(self, name: str, value: str) -> bool:
         if self._d.meta.get(name) == value:
             return False

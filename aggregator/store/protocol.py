@@ -262,6 +262,11 @@ class SettingsStore(Protocol):
         (False the first time)."""
         ...
 
+    def setdefault(self, name: str, value: str) -> str:
+        """Record `value` under `name` unless a value is recorded there already; returns the
+        value recorded (the earlier one, else `value`)."""
+        ...
+
     def reread_all_if_changed(self, name: str, value: str) -> bool:
         """When `value` is not the one recorded under `name` (or none is), record it and make
         every seed due to be read again; True when it did."""

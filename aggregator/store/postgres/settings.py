@@ -21,6 +21,14 @@ class PostgresSettings:
             db.execute(_RECORD, (name, value))
             return before is not None
 
+    def setdefault(self, name: str, value: str) -> str:
+        with self._db.writing() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (name, value)
+            )
+            recorded = _recorded(db, name)
+        return value if recorded is None else recorded
+
     def reread_all_if_changed(self, name: str, value: str) -> bool:
         with self._db.writing() as db:
             if _recorded(db, name) == value:

@@ -19,6 +19,14 @@ class SqliteSettings:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
             return row is not None
 
+    def setdefault(self, name: str, value: str) -> str:
+        with self._db.writing() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+            if row is not None:
+                return str(row[0])
+            db.execute("INSERT INTO meta VALUES (?, ?)", (name, value))
+            return value
+
     def reread_all_if_changed(self, name: str, value: str) -> bool:
         with self._db.writing() as db:
             row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
