@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from aggregator.app import make_app
 from aggregator.cluster import Cluster, lead_once
 from aggregator.config import ClusterConfig, Config, load_config
 from aggregator.errors import Fenced, InUseError, StateError
@@ -24,8 +25,8 @@ from aggregator.status import FOLLOWER as FOLLOWER_ROLE
 from aggregator.status import LEADER, Status
 from aggregator.store.postgres import PostgresStore
 from aggregator.store.postgres.leadership import LEADER_KEY
-from aggregator.store.shared import Election, SharedStore, Stamp
-from tests.conftest import seed_text
+from aggregator.store.shared import FOLLOWER, Election, SharedStore, Stamp
+from tests.conftest import NOW, seed_text
 from tests.postgres import SCRATCH
 from tests.service import InProcessService
 
@@ -203,6 +204,36 @@ def test_a_fenced_store_writes_in_its_term_and_is_refused_once_another_is_electe
     assert old.documents.index() == {"kept.atom": Stamp('"k"', 1)}  # reads still work
     changes = old.documents.changes(0, 10)
     assert [(d.path, d.term) for d in changes] == [("kept.atom", term)]
+
+
+def test_a_follower_store_refuses_every_write_and_reads_and_an_unfenced_one_writes(
+    url: str, stores: Callable[[], PostgresStore]
+) -> None:
+    follower, sole = stores(), stores()
+    sole.documents.publish("a.atom", b"a", ATOM, Stamp('"a"', 1))
+    follower.fence(FOLLOWER)
+    with pytest.raises(Fenced, match="this instance is a follower"):
+        follower.documents.publish("b.atom", b"b", ATOM, Stamp('"b"', 1))
+    with pytest.raises(Fenced):
+        follower.links.ensure(["https://x.example/"])
+    with pytest.raises(Fenced):
+        follower.documents.withdraw(["a.atom"])
+    assert follower.documents.index() == {"a.atom": Stamp('"a"', 1)}
+    assert follower.counts().seeds == 0
+    assert follower.links.link_states(["https://x.example/"]) == {}
+    # No term check at all: a one-off command that leads alone, whatever the term is.
+    with closing_election(sole) as election:
+        assert election.try_lead("someone") is not None
+        sole.fence(None)
+        sole.documents.publish("c.atom", b"c", ATOM, Stamp('"c"', 1))
+    assert sorted(str(r[0]) for r in rows(url, "SELECT path FROM documents")) == [
+        "a.atom",
+        "c.atom",
+    ]
+    assert rows(url, "SELECT url FROM links") == []
+    follower.fence(None)
+    follower.documents.publish("b.atom", b"b", ATOM, Stamp('"b"', 1))
+    assert set(sole.documents.index()) == {"a.atom", "b.atom", "c.atom"}
 
 
 def test_a_writer_paused_in_its_transaction_does_not_hold_up_an_election(
@@ -468,6 +499,46 @@ def _bundled(tmp_path: Path, url: str, out: str) -> Config:
         },
         environ={},
     )
+
+
+def test_a_following_app_writes_nothing_and_a_leading_one_publishes_every_file(
+    tmp_path: Path, url: str
+) -> None:
+    with make_app(_bundled(tmp_path, url, "follower"), leading=False) as follower:
+        assert follower.shared is not None and not follower.leading
+        with pytest.raises(Fenced):
+            follower.build(NOW)
+        assert rows(url, "SELECT COUNT(*) FROM seeds") == [(0,)]
+        assert rows(url, "SELECT COUNT(*) FROM documents") == [(0,)]
+        assert OutputDir(tmp_path / "follower").walk() == []
+
+    with make_app(_bundled(tmp_path, url, "leader"), leading=False) as leader:
+        assert leader.shared is not None
+        election = leader.shared.election(5)
+        try:
+            term = election.try_lead("leader")
+            assert term is not None
+            leader.lead(term)
+            assert leader.leading
+            report = leader.build(NOW)
+            assert report.articles > 0
+        finally:
+            election.close()
+        files = leader.local.walk()
+        assert len(files) > 10
+        published = {
+            str(path): bytes(body)  # type: ignore[call-overload]
+            for path, body in rows(url, "SELECT path, body FROM documents WHERE body IS NOT NULL")
+        }
+        assert sorted(published) == files
+        for path in files:
+            assert published[path] == (tmp_path / "leader" / path).read_bytes(), path
+        assert {d.term for d in leader.shared.documents.changes(0, 10_000)} == {term}
+        # A second build writes nothing new: nothing is published again.
+        count = rows(url, "SELECT MAX(seq) FROM documents")
+        leader.shared.fence(None)
+        leader.build(NOW)
+        assert rows(url, "SELECT MAX(seq) FROM documents") == count
 
 
 # -- what /healthz and /metrics say --------------------------------------------------------
