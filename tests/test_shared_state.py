@@ -5,6 +5,7 @@ against a real PostgreSQL server (skipped without one, as the other PostgreSQL t
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import threading
 import time
@@ -436,6 +437,64 @@ def test_lead_once_fences_the_store_for_its_block_and_is_refused_while_another_l
 
 def _mtime(path: Path) -> int:
     return int(os.stat(path).st_mtime)
+
+
+def test_a_mirror_ends_with_the_leaders_files_bytes_and_times(
+    tmp_path: Path, stores: Callable[[], PostgresStore]
+) -> None:
+    leading, following = stores(), stores()
+    now = [1_700_000_000.0]
+    out = PublishedOutput(
+        OutputDir(tmp_path / "lead", gzip_sidecars=True), leading.documents, lambda: now[0]
+    )
+    local = OutputDir(tmp_path / "follow", gzip_sidecars=True)
+    mirror = Mirror(following.documents, local)
+    assert out.write("index.html", b"<p>index</p>")
+    assert out.write("feeds/a.atom", b"<feed>a</feed>")
+    assert out.write("feeds/b.atom", b"<feed>b</feed>")
+    assert out.write("feeds/c.atom", b"<feed>c</feed>")
+    now[0] += 60
+    assert out.write("topics/x/index.html", b"<p>x</p>")
+    assert out.write("feeds/a.atom", b"<feed>a2</feed>")
+    assert out.remove("feeds/b.atom")
+    assert "feeds/c.atom" in out.prune("feeds", ".atom", keep={"feeds/a.atom"})
+    (tmp_path / "follow" / "old").mkdir(parents=True)
+    (tmp_path / "follow" / "old" / "gone.atom").write_bytes(b"stale")
+    (tmp_path / "follow" / "stray.html").write_bytes(b"stale")
+
+    assert mirror.catch_up() > 0
+    lead, follow = tmp_path / "lead", tmp_path / "follow"
+    expected = ["feeds/a.atom", "index.html", "topics/x/index.html"]
+    assert out.local.walk() == expected
+    assert local.walk() == expected
+    assert not (follow / "old").exists()
+    for path in expected:
+        data = (lead / path).read_bytes()
+        assert (follow / path).read_bytes() == data
+        assert content_tag((follow / path).read_bytes()) == content_tag(data)
+        assert _mtime(follow / path) == _mtime(lead / path)
+        assert _mtime(follow / f"{path}.gz") == _mtime(follow / path)
+        assert gzip.decompress((follow / f"{path}.gz").read_bytes()) == data
+    assert _mtime(lead / "feeds/a.atom") == 1_700_000_060
+    assert _mtime(lead / "index.html") == 1_700_000_000
+    assert leading.documents.index() == {
+        path: Stamp(content_tag((lead / path).read_bytes()), _mtime(lead / path))
+        for path in expected
+    }
+    assert mirror.behind() == (0, 0.0)
+
+    # Later changes reach the mirror incrementally; a removal removes its folder too.
+    applied = mirror.applied
+    assert out.remove("topics/x/index.html")
+    assert mirror.behind()[0] == 1
+    assert mirror.catch_up() == 1
+    assert mirror.applied > applied
+    assert local.walk() == ["feeds/a.atom", "index.html"]
+    assert not (follow / "topics" / "x").exists()
+    assert out.remove("index.html")  # at the top of the directory
+    assert mirror.catch_up() == 1
+    assert local.walk() == ["feeds/a.atom"]
+    assert follow.is_dir()
 
 
 def test_rewriting_the_same_bytes_publishes_nothing_and_times_never_go_back(
