@@ -229,8 +229,7 @@ class Mirror:
             changes = self._log.changes(self.applied, BATCH)
             for document in changes:
                 if document.body is None:
-                    changed += self._local.remove(document.path)
-                    self._local.remove_empty(posixpath.dirname(document.path))
+                    changed += self._remove(document.path)
                 else:
                     changed += self._local.write(document.path, document.body)
                     self._local.stamp(document.path, document.modified)
@@ -241,10 +240,17 @@ class Mirror:
             published = self._log.index()
             for path in self._local.walk():
                 if path not in published:
-                    changed += self._local.remove(path)
-                    self._local.remove_empty(posixpath.dirname(path))
+                    changed += self._remove(path)
         self.synced = datetime.now(UTC)
         return changed
+
+    def _remove(self, path: str) -> bool:
+        """Remove the file at `path`, and its folders that this leaves empty."""
+        removed = self._local.remove(path)
+        folder = posixpath.dirname(path)
+        if folder:  # a file at the top: the directory itself stays
+            self._local.remove_empty(folder)
+        return removed
 
     def behind(self) -> tuple[int, float]:
         """How many changes are not applied yet, and how many seconds ago the oldest of them

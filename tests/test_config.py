@@ -246,3 +246,83 @@ def test_the_parse_worker_does_not_import_the_config() -> None:
     loaded = _imported("aggregator.worker")
     assert "aggregator.defaults" in loaded
     assert not {m for m in loaded if m == "aggregator.config" or m.startswith("pydantic")}
+
+
+# -- state.url: a PostgreSQL state ---------------------------------------------------------
+
+SECRET_URL = "postgresql://agg:s3cret-word@db.example:5432/feeds"
+
+
+def _aggregator(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["mysql://agg:s3cret-word@db.example/feeds", "postgresql://agg:s3cret-word@db.example:x/f"],
+)
+def test_a_bad_state_url_is_one_error_line_without_its_password(tmp_path: Path, given: str) -> None:
+    path = _write(tmp_path / "c.yaml", f"state:\n  url: '{given}'\n")
+    env = "AGGREGATOR_STATE__URL"
+    for file, environ, source in ((path, {}, str(path)), (None, {env: given}, env)):
+        with pytest.raises(ConfigError) as caught:
+            load_config(file, environ=environ)
+        (problem,) = caught.value.problems
+        assert problem.startswith(f"{source}: state.url: ")
+        assert "s3cret-word" not in problem
+        assert "\n" not in problem
+    code, output = _aggregator("config", "check", "--config", str(path), cwd=tmp_path)
+    assert code == 2
+    assert "state.url" in output
+    assert "s3cret-word" not in output
+
+
+def test_a_state_url_comes_from_the_file_the_environment_or_the_state_flag(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path / "c.yaml", f"state:\n  url: '{SECRET_URL}'\n")
+    assert load_config(path, environ={}).state.url == SECRET_URL
+    assert load_config(path, environ={}).state.shared
+    assert load_config(None, environ={}).state.url is None
+    assert not load_config(None, environ={}).state.shared
+    other = "postgres://agg@other.example/feeds"
+    from_env = load_config(path, environ={"AGGREGATOR_STATE__URL": other})
+    assert from_env.state.url == other
+    assert from_env.state.location == other
+    assert load_config(None, environ={"AGGREGATOR_STATE__URL": ""}).state.url is None
+
+    code, shown = _aggregator(
+        "config", "show", "--config", str(path), "--state", other, cwd=tmp_path
+    )
+    assert code == 0, shown
+    lines = [" ".join(line.split()) for line in shown.splitlines()]
+    assert f"url: '{other}' # flag --state" in lines
+    code, shown = _aggregator("config", "show", "--state", "elsewhere.sqlite3", cwd=tmp_path)
+    assert code == 0, shown
+    lines = [" ".join(line.split()) for line in shown.splitlines()]
+    assert "path: elsewhere.sqlite3 # flag --state" in lines
+    assert "url: null # default" in lines
+
+
+def test_config_show_hides_the_password_of_the_state_url(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", f"state:\n  url: '{SECRET_URL}'\n")
+    for args, env in (
+        (("--config", str(path)), {}),
+        ((), {"AGGREGATOR_STATE__URL": SECRET_URL}),
+        (("--state", SECRET_URL), {}),
+    ):
+        code, shown = _aggregator("config", "show", *args, cwd=tmp_path, env=env)
+        assert code == 0, shown
+        assert "s3cret-word" not in shown
+        assert "postgresql://agg:***@db.example:5432/feeds" in shown

@@ -146,7 +146,7 @@ class Database:
     def _check_term(self, conn: Connection, term: int) -> None:
         row = conn.execute("SELECT term FROM leadership WHERE id = 1 FOR SHARE").fetchone()
         current = int(str(row[0])) if row is not None else 0
-        if current != term:
+        if current != term or term == FOLLOWER:  # before any election, the term is 0 too
             what = "this instance is a follower" if term == FOLLOWER else f"ours is {term}"
             raise Fenced(
                 f"{self.shown}: write refused: the state database's leader term is "

@@ -13,6 +13,7 @@ rather than waited for.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -123,6 +124,11 @@ class PostgresElection:
         return (int(found[0]), str(found[1])) if found is not None else (0, "")
 
     def close(self) -> None:
+        # Unlocked before the connection closes: the server releases a closed session's
+        # locks only once its backend has exited, which the next candidate could beat.
+        if self._leading and self._session.conn is not None and not self._session.conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                self._session.conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_KEY,))
         self._leading = False
         self._session.close()
 
