@@ -9,6 +9,7 @@ without them, unless AGGREGATOR_REQUIRE_NGINX / AGGREGATOR_REQUIRE_POSTGRES say 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aggregator import reporting
+from aggregator.config import load_config
 from tests.conftest import seed_text
 from tests.postgres import Scratch
 from tests.service import RunningService, free_port
@@ -196,3 +199,29 @@ def check_failover(
         assert time.monotonic() < deadline, f"the new leader did not publish\n{follower.log()}"
         time.sleep(0.1)
     assert response.headers["etag"] != etag
+
+
+def test_a_shared_state_without_a_public_url_warns_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every instance serves the leader's bytes, so a public URL derived from each one's own
+    server address would be the leader's, wherever the reader asked."""
+    shared = "postgresql://aggregator:s3cret@db.example:5432/feeds"
+    cases = [
+        ({"state.url": shared}, "share the state"),
+        ({"state.url": shared, "server.host": "192.0.2.7"}, "share the state"),
+        ({"state.url": shared, "site.public_url": "https://feeds.example.org/"}, None),
+        ({}, "loopback address"),  # one instance: the warning it always had
+        ({"site.public_url": "https://feeds.example.org/"}, None),
+    ]
+    for overrides, warned in cases:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="aggregator"):
+            reporting.service_starting(load_config(None, overrides=overrides, environ={}))
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        if warned is None:
+            assert warnings == [], overrides
+        else:
+            assert len(warnings) == 1 and warned in warnings[0], (overrides, warnings)
+            assert "s3cret" not in warnings[0]
+            assert "site.public_url" in warnings[0]
