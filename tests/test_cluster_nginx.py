@@ -36,7 +36,6 @@ def cluster_site_conf(port: int, upstreams: list[int]) -> str:
     text = (ROOT / "contrib" / "nginx-cluster.conf").read_text(encoding="utf-8")
     replacements = [
         ("listen 80;", f"listen 127.0.0.1:{port};"),
-        ("listen [::]:80;\n", ""),
         ("server aggregator-1:8080 ", f"server 127.0.0.1:{upstreams[0]} "),
         ("server aggregator-2:8080 ", f"server 127.0.0.1:{upstreams[1]} "),
     ]
