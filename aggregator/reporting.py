@@ -14,7 +14,7 @@ from datetime import datetime
 
 from aggregator import __version__, logs
 from aggregator.app import LinkRun, RescanReport, Tally
-from aggregator.config import Config
+from aggregator.config import Config, server_url
 from aggregator.errors import ConfigError
 from aggregator.metrics import Metrics
 from aggregator.reloading import advertises_loopback
@@ -42,7 +42,8 @@ def _shown_state(config: Config) -> str:
 
 def service_starting(config: Config) -> None:
     """Log what the service starts with, and a warning when the feeds will advertise an
-    address other machines cannot reach. Returns nothing; raises nothing."""
+    address other machines cannot reach, or (on a shared state) each leader its own address.
+    Returns nothing; raises nothing."""
     log.info(
         "starting aggregator %s: seeds %s, output %s, state %s, rescan every %gs%s",
         __version__,
@@ -60,7 +61,18 @@ def service_starting(config: Config) -> None:
             watch=config.scan.watch,
         ),
     )
-    if advertises_loopback(config):
+    if config.state.shared and config.site.public_url == server_url(
+        config.server.host, config.server.port
+    ):
+        log.warning(
+            "site.public_url is not set while instances share the state at %s: every "
+            "instance serves the leader's feeds, pages and OPML, which advertise the "
+            "leader's own server address (%s here, which other machines may not reach); set "
+            "site.public_url to the one address readers use, the same on every instance",
+            hide_password(config.state.url or ""),
+            config.site.base_url,
+        )
+    elif advertises_loopback(config):
         log.warning(
             "site.public_url is not set: feeds, pages and the OPML advertise %s (the "
             "built-in server's loopback address, which other machines cannot reach) "

@@ -1,5 +1,7 @@
 """contrib/: the nginx site runs in a real nginx and sends what the built-in server sends;
-the systemd unit's install steps create every path the unit names.
+the systemd unit's install steps create every path the unit names; the Compose file runs two
+instances on one database behind contrib/nginx-cluster.conf (tests/test_cluster_nginx.py runs
+that in a real nginx).
 
 The nginx test needs Debian's `nginx-light` (`.ci/run` installs it). Without it the test is
 skipped, unless AGGREGATOR_REQUIRE_NGINX is set, as CI does: then it fails.
@@ -15,10 +17,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 
+from aggregator.config import load_config
 from aggregator.server import StaticFiles
 from tests.conftest import Site
 from tests.service import free_port
@@ -203,3 +209,106 @@ def test_systemd_unit_install_steps_create_every_path_it_names() -> None:
         if path.startswith("/var/lib/"):
             continue
         assert re.search(rf"install -d[^\n]*-o aggregator[^\n]*\s{re.escape(path)}", steps), path
+
+
+COMPOSE = ROOT / "contrib" / "compose.yaml"
+CLUSTER_CONF = ROOT / "contrib" / "nginx-cluster.conf"
+INSTANCES = ("aggregator-1", "aggregator-2")
+
+
+def compose_file() -> dict[str, Any]:
+    """contrib/compose.yaml as Compose reads it, `${VAR:-default}` taken as the default."""
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert not re.search(r"\$\{[^}:]*\}", text), "a variable without a default"
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def test_compose_runs_two_instances_on_one_database_behind_nginx() -> None:
+    """The instances share the database URL, the public URL (nginx's address) and the seeds
+    (read only), each has its own output and port, waits for a healthy PostgreSQL and is
+    health-checked; nginx balances between exactly these services, on the port they serve."""
+    compose = compose_file()
+    services = compose["services"]
+    assert set(services) == {"postgres", "nginx", *INSTANCES}
+
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:15"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+
+    instances = [services[name] for name in INSTANCES]
+    environments = [s["environment"] for s in instances]
+    assert environments[0] == environments[1]
+    env = {k: str(v) for k, v in environments[0].items()}
+    # The settings exist and are valid, as the image's own environment would give them.
+    config = load_config(None, environ=env)
+    assert config.state.shared
+    database = urlsplit(env["AGGREGATOR_STATE__URL"])
+    assert database.hostname == "postgres" and database.port == 5432
+    assert database.username == postgres["environment"]["POSTGRES_USER"]
+    assert database.password == postgres["environment"]["POSTGRES_PASSWORD"]
+    assert database.path == "/" + postgres["environment"]["POSTGRES_DB"]
+
+    nginx = services["nginx"]
+    (published,) = nginx["ports"]
+    host_port, container_port = published.split(":")
+    assert container_port == "80"
+    public = urlsplit(config.site.public_url)
+    assert (public.hostname, public.port) == ("localhost", int(host_port))
+
+    outputs, ports, seeds = set(), set(), set()
+    for name, service in zip(INSTANCES, instances, strict=True):
+        assert Path(COMPOSE.parent, service["build"]["context"]).resolve() == ROOT
+        assert (ROOT / service["build"]["dockerfile"]).is_file()
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy", name
+        assert service["healthcheck"]["test"] == ["CMD", "aggregator", "healthcheck"], name
+        assert service["hostname"] == name
+        mounts = {v.split(":")[1]: v for v in service["volumes"]}
+        assert set(mounts) == {"/srv/seeds", "/srv/public"}, name
+        assert mounts["/srv/seeds"].endswith(":ro"), name
+        assert (COMPOSE.parent / mounts["/srv/seeds"].split(":")[0]).resolve() == ROOT / "seeds"
+        seeds.add(mounts["/srv/seeds"])
+        outputs.add(mounts["/srv/public"].split(":")[0])
+        (port,) = service["ports"]
+        assert port.endswith(":8080"), name  # the image's server.port
+        ports.add(port.split(":")[0])
+    assert len(seeds) == 1 and len(outputs) == 2 and len(ports) == 2
+    assert outputs <= set(compose["volumes"])
+    assert host_port not in ports
+
+    assert "./nginx-cluster.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
+    assert set(nginx["depends_on"]) == set(INSTANCES)
+    conf = CLUSTER_CONF.read_text(encoding="utf-8")
+    block = re.search(r"^upstream (\S+) \{(.*?)^\}", conf, re.MULTILINE | re.DOTALL)
+    assert block is not None
+    upstreams = re.findall(r"^\s*server\s+([^\s;]+)", block.group(2), re.MULTILINE)
+    assert sorted(upstreams) == [f"{name}:8080" for name in INSTANCES]
+    passes = re.findall(r"proxy_pass (\S+);", conf)
+    assert passes and set(passes) == {f"http://{block.group(1)}"}
+    assert re.search(r"^\s*listen 80;", conf, re.MULTILINE)
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "AGGREGATOR_SERVER__PORT=8080" in dockerfile
+
+
+DOCKER = shutil.which("docker")
+
+
+def _has_compose() -> bool:
+    if DOCKER is None:
+        return False
+    found = subprocess.run([DOCKER, "compose", "version"], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+@pytest.mark.skipif(not _has_compose(), reason="needs docker compose")
+def test_docker_compose_accepts_the_compose_file() -> None:
+    assert DOCKER is not None
+    checked = subprocess.run(
+        [DOCKER, "compose", "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
