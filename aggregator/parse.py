@@ -440,5 +440,5 @@ def _language(value: object, warn: Warn) -> str | None:
     try:
         return language_tag(value)
     except ValueError as exc:
-        warn(f"language: {exc}")
+        warn(f"language: {exc}: '{printable(value, 40)}'")
         return None
