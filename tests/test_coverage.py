@@ -20,6 +20,7 @@ from reader import make_reader
 
 from aggregator.config import load_config
 from aggregator.errors import ConfigError
+from aggregator.feedpage import STYLESHEET
 from aggregator.model import (
     Article,
     Provider,
@@ -71,6 +72,13 @@ def coverage_of(markup: str) -> list[tuple[str, str]]:
         assert link is not None
         found.append(((item.text or "").rstrip(": "), link.get("href", "")))
     return found
+
+
+def feed_page(document: bytes) -> ET.Element:
+    """The page a browser shows for a feed document (its stylesheet applied), checked."""
+    return check_page(
+        bytes(etree.XSLT(etree.fromstring(STYLESHEET))(etree.fromstring(document)))
+    ).tree
 
 
 def read_outputs(site: Site, slug: str) -> tuple[etree._Element, etree._Element, dict[str, Any]]:
@@ -219,6 +227,10 @@ def test_the_real_seed_shows_its_coverage_in_every_format_and_on_its_page(site: 
     assert [a.get("href") for a in line.iter("a")] == [SKY, TELEGRAPH, COMPUTER_WEEKLY]
     if vnu() is not None:
         assert validate_pages([page_path]) == ""
+
+    rss_page = feed_page((site.out / "feeds" / "ai.rss").read_bytes())  # in a browser
+    shown = next(li for li in rss_page.iter("li") if li.find("div") is not None)
+    assert [a.get("href") for a in shown.iter("a")][1:] == [SKY, TELEGRAPH, COMPUTER_WEEKLY]
 
     parsed = feedparser.parse(site.feed("ai"))
     assert parsed.bozo == 0
@@ -409,6 +421,10 @@ def test_the_site_language_is_declared_everywhere_and_a_seed_language_on_its_ent
         assert page.tree.get("lang") == "en-GB"
     page = check_page((site.out / "topics" / "ai.html").read_bytes())
     assert [a.get("lang") for a in page.tree.iter("article")] == [None, "pt-BR"]
+    atom_page = feed_page(site.feed("ai"))
+    assert atom_page.get("lang") == "en-GB"
+    assert [li.get("lang") for li in atom_page.iter("li")] == [None, "pt-BR"]
+    assert feed_page((site.out / "feeds" / "ai.rss").read_bytes()).get("lang") == "en-GB"
 
 
 def test_the_default_language_is_english_and_a_malformed_one_is_refused_or_warned() -> None:
