@@ -35,7 +35,7 @@ from aggregator import yamlsafe
 from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
-from aggregator.text import printable
+from aggregator.text import language_tag, printable
 from aggregator.urls import InvalidURL, hide_password, http_url, redact
 
 ENV_PREFIX = "AGGREGATOR_"
@@ -47,6 +47,7 @@ DEFAULT, FILE, ENVIRONMENT, FLAG = "default", "file", "environment", "flag"
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080/"
 DEFAULT_MAX_ENTRIES = 50
+DEFAULT_MAX_RELATED = 5
 
 
 class _Section(BaseModel):
@@ -80,6 +81,14 @@ class SiteConfig(_Section):
     """Where the output directory is served (self links, OPML, feed ids); None: the built-in
     server's own address, http://<server.host>:<server.port>/."""
     author: str = Field("aggregator", min_length=1, max_length=200)
+    language: str = "en"
+    """The language of the feeds and pages (a BCP 47 tag); a seed's `language` overrides it
+    for its own entry."""
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return language_tag(value)
 
     @field_validator("public_url")
     @classmethod
@@ -109,7 +118,7 @@ class FeedsConfig(_Section):
     max_age_days: int = Field(0, ge=0)
     """0 keeps articles of any age."""
     require_published: bool = False
-    max_related: int = Field(5, ge=0, le=20)
+    max_related: int = Field(DEFAULT_MAX_RELATED, ge=0, le=20)
     formats: tuple[FeedFormatName, ...] = (ATOM,)
     """Atom always; JSON Feed 1.1 and RSS 2.0 beside it on request."""
     archive: bool = False

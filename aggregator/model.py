@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from aggregator.urls import entry_id
+from aggregator.urls import entry_id, host_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,22 @@ class Image:
 
 @dataclass(frozen=True, slots=True)
 class Related:
+    """Another outlet's article on the same story (the seed's `related`)."""
+
     title: str
     url: str
+    provider: Provider | None = None
+    excerpt: str | None = None
+    published: datetime | None = None
+    """Timezone-aware, in UTC, when the seed gives a usable date."""
+    quality: float | None = None
+
+    @property
+    def outlet(self) -> str:
+        """Who published it, as readers are told: the provider's name, else the URL's host."""
+        if self.provider is not None:
+            return self.provider.name
+        return host_of(self.url) or self.url
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,8 @@ class Article:
     category: str | None = None
     kind: str | None = None
     """The seed's `type` field."""
+    language: str | None = None
+    """The seed's `language`: a well-formed BCP 47 tag, in its conventional case."""
 
     @property
     def url(self) -> str:
@@ -92,12 +109,13 @@ def article_to_json(article: Article) -> str:
         "excerpt": article.excerpt,
         "provider": [article.provider.name, article.provider.domain] if article.provider else None,
         "images": [[i.url, i.width, i.height] for i in article.images],
-        "related": [[r.title, r.url] for r in article.related],
+        "related": [_related_to_list(r) for r in article.related],
         "quality": article.quality,
         "heat": article.heat,
         "is_published": article.is_published,
         "category": article.category,
         "kind": article.kind,
+        "language": article.language,
     }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -115,12 +133,70 @@ def article_from_json(text: str) -> Article:
         excerpt=data["excerpt"],
         provider=Provider(provider[0], provider[1]) if provider else None,
         images=tuple(Image(url, width, height) for url, width, height in data["images"]),
-        related=tuple(Related(title, url) for title, url in data["related"]),
+        related=tuple(_related_from_list(r) for r in data["related"]),
         quality=data["quality"],
         heat=data["heat"],
         is_published=data["is_published"],
         category=data["category"],
         kind=data["kind"],
+        language=data.get("language"),
+    )
+
+
+def _related_to_list(related: Related) -> list[object]:
+    provider = related.provider
+    return [
+        related.title,
+        related.url,
+        [provider.name, provider.domain] if provider else None,
+        related.excerpt,
+        related.published.isoformat() if related.published else None,
+        related.quality,
+    ]
+
+
+def _related_from_list(item: list[Any]) -> Related:
+    """A related article from its stored form (a record stored before the other fields
+    were kept has the title and URL only; it is read again: see `parse.READING_RULES`)."""
+    title, url, *rest = item
+    if not rest:
+        return Related(title, url)
+    provider, excerpt, published, quality = rest
+    return Related(
+        title,
+        url,
+        Provider(provider[0], provider[1]) if provider else None,
+        excerpt,
+        datetime.fromisoformat(published) if published else None,
+        quality,
+    )
+
+
+def coverage(article: Article, limit: int) -> tuple[Related, ...]:
+    """The related articles readers are shown, at most `limit`: best first by quality
+    (none last), then newest first (undated last), then by URL so the order never
+    depends on the seed's. A related article at the article's own URL, or at a URL
+    listed before, is shown once at most."""
+    if limit <= 0:
+        return ()
+    seen = {article.url}
+    unique: list[Related] = []
+    for related in article.related:
+        if related.url not in seen:
+            seen.add(related.url)
+            unique.append(related)
+    unique.sort(key=_coverage_order)
+    return tuple(unique[:limit])
+
+
+def _coverage_order(related: Related) -> tuple[bool, float, bool, float, str]:
+    quality, published = related.quality, related.published
+    return (
+        quality is None,
+        -(quality or 0.0),
+        published is None,
+        -(published.timestamp() if published else 0.0),
+        related.url,
     )
 
 

@@ -15,10 +15,11 @@ from datetime import datetime
 from email.utils import format_datetime
 from html import escape
 
-from aggregator.config import SiteConfig
+from aggregator.config import DEFAULT_MAX_RELATED, SiteConfig
 from aggregator.feedpage import STYLESHEET, STYLESHEET_PATH
 from aggregator.feeds import ALL_OPML, FEEDS_OPML, Feed
 from aggregator.formats import ATOM, FEED_FORMATS, feed_path, page_path
+from aggregator.model import coverage
 from aggregator.plan import Entry, FeedPlan, FeedSummary
 from aggregator.render import feed_title
 from aggregator.text import strip_invalid_xml
@@ -105,10 +106,10 @@ def _datetime_attribute(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-def _head(title: str, links: str, up: str) -> str:
+def _head(title: str, links: str, up: str, language: str) -> str:
     """The head of a page; `up` leads from the page to the root (for the icon)."""
     return f"""<!doctype html>
-<html lang="en">
+<html lang="{escape(language)}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -155,7 +156,7 @@ def render_index(
     )
     topics = len(_listed_in(OPML_PATH, feeds))
     page = (
-        _head(title, head_links, "")
+        _head(title, head_links, "", site.language)
         + f"""<body>
 <header>
 <h1 dir="auto">{title}</h1>
@@ -185,11 +186,13 @@ def render_topic_page(
     site: SiteConfig,
     formats: Sequence[str] = (ATOM,),
     thumbnails: Mapping[str, Thumbnail] | None = None,
+    max_related: int = DEFAULT_MAX_RELATED,
 ) -> bytes:
     """A feed's page for people: its newest entries and how to subscribe.
 
     `thumbnails` maps an image URL to its local copy; images without one are
-    not shown, so the page makes no request to another host.
+    not shown, so the page makes no request to another host. Each entry names the
+    other outlets that covered its story (at most `max_related`, as in the feeds).
     """
     name = escape(plan.feed.heading)
     site_name = escape(strip_invalid_xml(site.title))
@@ -202,9 +205,9 @@ def render_topic_page(
     feed_url = escape(site.base_url + feed_path(plan.slug))
     shown = len(plan.entries)
     more = f" (the newest {shown} of {plan.total})" if plan.total > shown else ""
-    items = "\n".join(_entry_item(entry, thumbnails or {}) for entry in plan.entries)
+    items = "\n".join(_entry_item(entry, thumbnails or {}, max_related) for entry in plan.entries)
     page = (
-        _head(title, _alternates(plan.feed, site, formats, "../"), "../")
+        _head(title, _alternates(plan.feed, site, formats, "../"), "../", site.language)
         + f"""<body>
 <header>
 <nav><a href="../{INDEX_PATH}">← <bdi>{site_name}</bdi>: all topics</a></nav>
@@ -225,9 +228,10 @@ def render_topic_page(
     return page.encode("utf-8")
 
 
-def _entry_item(entry: Entry, thumbnails: Mapping[str, Thumbnail]) -> str:
+def _entry_item(entry: Entry, thumbnails: Mapping[str, Thumbnail], max_related: int) -> str:
     article = entry.article
-    parts = ["<li><article>"]
+    lang = f' lang="{escape(article.language)}"' if article.language else ""
+    parts = [f"<li><article{lang}>"]
     local = next((thumbnails[i.url] for i in article.images[:1] if i.url in thumbnails), None)
     if local is not None:  # its size up front, so the page does not shift as it loads
         parts.append(
@@ -243,6 +247,13 @@ def _entry_item(entry: Entry, thumbnails: Mapping[str, Thumbnail]) -> str:
     parts.append(f"<p class=meta>{' · '.join(meta)}</p>")
     if article.excerpt:
         parts.append(f'<p dir="auto">{escape(article.excerpt)}</p>')
+    related = coverage(article, max_related)
+    if related:
+        outlets = " · ".join(
+            f'<a href="{escape(r.url)}" title="{escape(r.title)}"><bdi>{escape(r.outlet)}</bdi></a>'
+            for r in related
+        )
+        parts.append(f"<p class=meta>Also covered by {outlets}</p>")
     parts.append("</article></li>")
     return "".join(parts)
 

@@ -22,7 +22,7 @@ import yaml
 
 from aggregator import yamlsafe
 from aggregator.model import Article, Image, Provider, Related, SeedResult
-from aggregator.text import clean_line, printable, truncate
+from aggregator.text import clean_line, language_tag, printable, truncate
 from aggregator.urls import InvalidURL, hostname, http_url, redact, without_userinfo
 
 
@@ -143,9 +143,10 @@ def parse_seed(data: bytes, source: str) -> SeedResult:
     return SeedResult(source, article, None, tuple(warnings))
 
 
-READING_RULES = "2"
+READING_RULES = "3"
 """The version of the rules that turn a seed into an article: when it changes, every seed
-is read again (2: user names and passwords are dropped from URLs)."""
+is read again (2: user names and passwords are dropped from URLs; 3: related articles keep
+their provider, excerpt, date and quality, and the article its language)."""
 
 Warn = Callable[[str], None]
 
@@ -178,6 +179,7 @@ def _article(doc: Mapping[Any, Any], source: str, warn: Warn) -> Article:
         is_published=_boolean(doc, "published", warn),
         category=_optional_text(doc, "category", 100, warn),
         kind=_optional_text(doc, "type", 100, warn),
+        language=_language(doc.get("language"), warn),
     )
 
 
@@ -266,14 +268,21 @@ def _topics(value: object, warn: Warn) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _optional_text(doc: Mapping[Any, Any], key: str, limit: int, warn: Warn) -> str | None:
+def _optional_text(
+    doc: Mapping[Any, Any], key: str, limit: int, warn: Warn, where: str = ""
+) -> str | None:
     value = doc.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
-        warn(f"{key}: expected a string, got {describe(value)}")
+        warn(f"{_field(where, key)}: expected a string, got {describe(value)}")
         return None
     return truncate(clean_line(value), limit) or None
+
+
+def _field(where: str, key: str) -> str:
+    """How a message names field `key` of the part `where` ("" for the document itself)."""
+    return f"{where}.{key}" if where else key
 
 
 def _number(
@@ -281,22 +290,24 @@ def _number(
     key: str,
     warn: Warn,
     bounds: tuple[float, float] | None = None,
+    where: str = "",
 ) -> float | None:
     value = doc.get(key)
     if value is None:
         return None
+    name = _field(where, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        warn(f"{key}: expected a number, got {describe(value)}")
+        warn(f"{name}: expected a number, got {describe(value)}")
         return None
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        warn(f"{key}: expected a finite number")
+        warn(f"{name}: expected a finite number")
         return None
     if bounds is not None and not bounds[0] <= number <= bounds[1]:
-        warn(f"{key}: {number:g} is outside {bounds[0]:g}–{bounds[1]:g}")
+        warn(f"{name}: {number:g} is outside {bounds[0]:g}–{bounds[1]:g}")
         return None
     return number
 
@@ -309,11 +320,11 @@ def _boolean(doc: Mapping[Any, Any], key: str, warn: Warn) -> bool | None:
     return None
 
 
-def _provider(value: object, warn: Warn) -> Provider | None:
+def _provider(value: object, warn: Warn, where: str = "provider") -> Provider | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        warn(f"provider: expected a mapping, got {describe(value)}")
+        warn(f"{where}: expected a mapping, got {describe(value)}")
         return None
     domain: str | None = None
     raw_domain = value.get("domain")
@@ -321,13 +332,13 @@ def _provider(value: object, warn: Warn) -> Provider | None:
         try:
             domain = hostname(raw_domain)
         except InvalidURL as exc:
-            warn(f"provider.domain: {exc}: '{printable(redact(raw_domain), 80)}'")
+            warn(f"{where}.domain: {exc}: '{printable(redact(raw_domain), 80)}'")
     elif raw_domain is not None:
-        warn(f"provider.domain: expected a string, got {describe(raw_domain)}")
+        warn(f"{where}.domain: expected a string, got {describe(raw_domain)}")
     raw_name = value.get("name")
     name = clean_line(raw_name) if isinstance(raw_name, str) else ""
     if raw_name is not None and not isinstance(raw_name, str):
-        warn(f"provider.name: expected a string, got {describe(raw_name)}")
+        warn(f"{where}.name: expected a string, got {describe(raw_name)}")
     name = truncate(name, 200) or (domain or "")
     return Provider(name, domain) if name else None
 
@@ -368,11 +379,15 @@ def _dimension(item: Mapping[Any, Any], key: str, where: str, warn: Warn) -> int
 
 
 def _related(value: object, warn: Warn) -> tuple[Related, ...]:
+    """The related articles: a title and a URL each, or the item is dropped with a warning;
+    the other fields are read as the article's own are, a bad one costing only itself."""
     if value is None:
         return ()
     if not isinstance(value, list):
         warn(f"related: expected a list, got {describe(value)}")
         return ()
+    if len(value) > MAX_RELATED:
+        warn(f"related: {len(value)} articles, only the first {MAX_RELATED} are read")
     related: list[Related] = []
     for index, item in enumerate(value[:MAX_RELATED]):
         here = f"related[{index}]"
@@ -390,5 +405,40 @@ def _related(value: object, warn: Warn) -> tuple[Related, ...]:
         if url is None:
             warn(f"{here}: no absolute http(s) URL in originalUrl or webUrl")
             continue
-        related.append(Related(title, url))
+        related.append(
+            Related(
+                title,
+                url,
+                provider=_provider(item.get("provider"), warn, f"{here}.provider"),
+                excerpt=_optional_text(item, "excerpt", MAX_EXCERPT_CHARS, warn, here),
+                published=_optional_datetime(item, "publishedDateTime", warn, here),
+                quality=_number(item, "quality", warn, (0, 100), here),
+            )
+        )
     return tuple(related)
+
+
+def _optional_datetime(
+    item: Mapping[Any, Any], key: str, warn: Warn, where: str
+) -> datetime | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError as exc:
+        warn(f"{where}.{key}: {exc}")
+        return None
+
+
+def _language(value: object, warn: Warn) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        warn(f"language: expected a string, got {describe(value)}")
+        return None
+    try:
+        return language_tag(value)
+    except ValueError as exc:
+        warn(f"language: {exc}: '{printable(value, 40)}'")
+        return None

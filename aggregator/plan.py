@@ -189,7 +189,14 @@ def topic_catalog(
 
 
 def shown_hash(article: Article) -> str:
-    """A hash of what a reader sees of an article, apart from its topics."""
+    """A hash of what a reader sees of an article, apart from its topics.
+
+    Of the related articles (the coverage), their titles and URLs in the seed's order,
+    as before they kept more: an upgrade that shows their outlets, dates and excerpts
+    dates no entry anew, and a new article on the story (from a new outlet or not) is a
+    new title and URL, so it moves `updated`. A related article's reworded excerpt, date,
+    quality or provider name, or the article's `language`, does not.
+    """
     shown = [
         article.title,
         article.excerpt,

@@ -55,6 +55,7 @@ from aggregator.plan import (
 )
 from aggregator.render import (
     OLDEST,
+    RENDERING,
     History,
     archive_bound,
     empty_page_date,
@@ -232,7 +233,7 @@ class Publisher:
             if fmt != ATOM and fmt in feeds.formats:
                 self._write(feed_path(slug, fmt), renderer(fmt)(plan, site, options), report)
         thumbs = self._thumbnails(plan)
-        page = render_topic_page(plan, site, feeds.formats, thumbs)
+        page = render_topic_page(plan, site, feeds.formats, thumbs, feeds.max_related)
         self._write(page_path(slug), page, report)
         return plan.summary()
 
@@ -281,6 +282,8 @@ class Publisher:
                 site.base_url,
                 site.title,
                 site.author,
+                site.language,
+                RENDERING,
                 self.config.feeds.max_related,
                 sorted((t.key, t.name, t.slug) for t in catalog.values()),
             ],

@@ -5,7 +5,13 @@ nothing here reads a clock. feedgen stays inside this module.
 
 feedgen 1.0 drops `rel` from entry links, which would turn a related link
 into a second alternate one; related links are written by `_RelatedLinks`,
-an entry extension, instead.
+an entry extension, instead (which also writes an entry's `xml:lang`, which
+feedgen has no setter for).
+
+An entry with coverage (other outlets' articles on the same story, see
+`model.coverage`) carries it in its content, as HTML built by `entry_html`:
+Atom `content type="html"`, RSS `description`, JSON Feed `content_html`. The
+summary stays the excerpt.
 """
 
 from __future__ import annotations
@@ -31,8 +37,19 @@ from aggregator.formats import (
     feed_path,
     page_path,
 )
+from aggregator.model import Article, Related, coverage
 from aggregator.plan import Entry, FeedPlan, to_micros
 from aggregator.text import strip_invalid_xml
+
+RENDERING = "2"
+"""The version of how entries are rendered: archive pages written by an older one are
+written again (2: coverage in the content, languages)."""
+
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+SHORT_EXCERPT_CHARS = 280
+"""A related article's excerpt is shown in an entry's coverage when it is at most this long;
+a longer one is left out whole, never cut."""
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 ATOM_TYPE = FEED_FORMATS["atom"].media_type
@@ -125,12 +142,16 @@ class _RelatedLinksFeed(BaseExtension):  # type: ignore[misc]
 
 
 class _RelatedLinks(BaseEntryExtension):  # type: ignore[misc]
-    """Writes `<link rel="related">` elements, which feedgen's own `link()` cannot."""
+    """Writes `<link rel="related">` elements, which feedgen's own `link()` cannot, and the
+    entry's `xml:lang` when it has a language of its own."""
 
     def __init__(self) -> None:
         self.links: list[tuple[str, str]] = []
+        self.language: str | None = None
 
     def extend_atom(self, entry: Any) -> Any:
+        if self.language:
+            entry.set(XML_LANG, self.language)
         for href, title in self.links:
             xml_elem("link", entry, rel="related", href=href, title=title)
         return entry
@@ -156,6 +177,7 @@ def render_atom(
     fg.register_extension("related", _RelatedLinksFeed, _RelatedLinks, atom=True, rss=False)
     fg.id(feed_id(site.base_url, plan.feed.key))
     fg.title(feed_title(site, plan.feed))
+    fg.language(site.language)  # the feed's xml:lang
     about = plan.feed.about
     current = site.base_url + feed_path(plan.slug)
     if history.number is None:
@@ -194,14 +216,44 @@ def atom_feed(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
     return render_atom(plan, site, options.max_related, options.hub)
 
 
+def entry_html(article: Article, related: tuple[Related, ...]) -> str:
+    """An entry's content as HTML: the excerpt, then the coverage (`related`, in that order):
+    for each article its outlet, its linked title, its date and, when short, its excerpt.
+    Every piece of text is escaped here; nothing else is HTML."""
+    parts = []
+    if article.excerpt:
+        parts.append(f"<p>{_text(article.excerpt)}</p>")
+    if related:
+        parts.append("<p>Also covered by:</p>\n<ul>")
+        for item in related:
+            line = (
+                f'{_text(item.outlet)}: <a href="{html.escape(item.url)}">{_text(item.title)}</a>'
+            )
+            if item.published is not None:
+                line += f" ({item.published:%Y-%m-%d})"
+            if item.excerpt and len(item.excerpt) <= SHORT_EXCERPT_CHARS:
+                line += f"<br>{_text(item.excerpt)}"
+            parts.append(f"<li>{line}</li>")
+        parts.append("</ul>")
+    return "\n".join(parts)
+
+
+def _text(text: str) -> str:
+    """`text` as HTML text (element content: quotes need no escaping there)."""
+    return html.escape(text, quote=False)
+
+
 def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
     article = entry.article
+    related = coverage(article, max_related)
     fe = fg.add_entry(order="append")
     fe.id(entry.id)
     fe.title(article.title)
     fe.link(href=entry.url, rel="alternate")
     if article.excerpt:
         fe.summary(article.excerpt)
+    if related:  # without coverage, the summary says it all
+        fe.content(entry_html(article, related), type="html")
     if article.provider:
         author = {"name": article.provider.name}
         if article.provider.domain:
@@ -220,7 +272,8 @@ def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
         if index == 0:
             fe.media.thumbnail(dict(attrs))
         fe.media.content({**attrs, "medium": "image"})
-    fe.related.links = [(r.url, r.title) for r in article.related[:max_related]]
+    fe.related.links = [(r.url, r.title) for r in related]
+    fe.related.language = article.language
 
 
 def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
@@ -237,6 +290,7 @@ def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
         fg.register_extension("hub", _RssHub, atom=False, rss=True)
         fg.hub.href = hub
     fg.title(feed_title(site, plan.feed))
+    fg.language(site.language)
     # feedgen takes the last link added as the channel's <link>: the page, so it goes last.
     fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
     fg.link(href=site.base_url + page_path(plan.slug), rel="alternate")
@@ -251,8 +305,11 @@ def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
         fe.guid(entry.id, permalink=False)
         fe.title(article.title)
         fe.link(href=entry.url)
-        if article.excerpt:  # RSS descriptions are HTML: the excerpt is text
-            fe.description(html.escape(article.excerpt, quote=False))
+        related = coverage(article, options.max_related)
+        if related:  # RSS descriptions are HTML
+            fe.description(entry_html(article, related))
+        elif article.excerpt:  # the excerpt is text
+            fe.description(_text(article.excerpt))
         if article.provider:
             fe.dc.dc_creator(article.provider.name)
         fe.category([{"term": t.name} for t in entry.topics])

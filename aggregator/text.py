@@ -62,3 +62,34 @@ def printable(text: str, limit: int = 120) -> str:
     """A one-line, escaped rendering of untrusted text for messages and logs."""
     shown = text if len(text) <= limit else text[:limit] + "…"
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", shown)
+
+
+MAX_LANGUAGE_TAG_CHARS = 64
+_LANGUAGE_TAG = re.compile(
+    r"(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})"  # language (and extended language)
+    r"(?:-[a-z]{4})?"  # script
+    r"(?:-(?:[a-z]{2}|[0-9]{3}))?"  # region
+    r"(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*"  # variants
+    r"(?:-[0-9a-wyz](?:-[a-z0-9]{2,8})+)*"  # extensions
+    r"(?:-x(?:-[a-z0-9]{1,8})+)?"  # private use
+    r"|x(?:-[a-z0-9]{1,8})+",
+    re.ASCII,
+)
+
+
+def language_tag(value: str) -> str:
+    """`value` as a well-formed BCP 47 language tag in its conventional case ("en-GB",
+    "zh-Hant-TW"); raise ValueError when it is not one. Well-formed only: the subtags
+    are not looked up in the IANA registry."""
+    tag = value.strip().replace("_", "-").lower()
+    if len(tag) > MAX_LANGUAGE_TAG_CHARS or not _LANGUAGE_TAG.fullmatch(tag):
+        raise ValueError("not a language tag such as 'en' or 'pt-BR'")
+    subtags = tag.split("-")
+    for index, subtag in enumerate(subtags[1:], start=1):
+        if len(subtag) == 1:  # extensions and private use keep lower case
+            break
+        if len(subtag) == 2 and subtag.isalpha():
+            subtags[index] = subtag.upper()
+        elif len(subtag) == 4 and subtag.isalpha():
+            subtags[index] = subtag.title()
+    return "-".join(subtags)

@@ -20,8 +20,16 @@
 <xsl:variable name="page"
   select="/atom:feed/atom:link[@rel='alternate'][@type='text/html']/@href | /rss/channel/link"/>
 
+<xsl:variable name="lang" select="string(/atom:feed/@xml:lang | /rss/channel/language)"/>
+
 <xsl:template match="/">
-<html lang="en">
+<html>
+<xsl:attribute name="lang">
+  <xsl:choose>
+    <xsl:when test="$lang"><xsl:value-of select="$lang"/></xsl:when>
+    <xsl:otherwise>en</xsl:otherwise>
+  </xsl:choose>
+</xsl:attribute>
 <head>
 <meta name="viewport" content="width=device-width, initial-scale=1"/>
 <meta name="referrer" content="no-referrer"/>
@@ -75,6 +83,8 @@ To subscribe, copy its address into your feed reader:</p>
 
 <xsl:template match="atom:entry">
 <li>
+<xsl:if test="@xml:lang"><xsl:attribute name="lang">
+<xsl:value-of select="@xml:lang"/></xsl:attribute></xsl:if>
 <h2 dir="auto"><a href="{atom:link[not(@rel) or @rel='alternate'][1]/@href}">
 <xsl:value-of select="atom:title"/></a></h2>
 <p class="meta"><xsl:if test="atom:author/atom:name">
@@ -91,8 +101,16 @@ To subscribe, copy its address into your feed reader:</p>
 <p class="meta"><xsl:if test="dc:creator">
 <bdi><xsl:value-of select="dc:creator"/></bdi> &#183; </xsl:if>
 <xsl:value-of select="substring(pubDate, 6, 11)"/></p>
-<!-- An RSS description is HTML; ours is text with its markup characters escaped. -->
+<!-- An RSS description is HTML. Ours is the excerpt as text, its markup characters escaped;
+     or, with coverage (other outlets' articles), paragraphs and a list, every text escaped. -->
+<xsl:choose>
+<xsl:when test="starts-with(description, '&lt;p&gt;')">
+<div dir="auto"><xsl:value-of select="description" disable-output-escaping="yes"/></div>
+</xsl:when>
+<xsl:otherwise>
 <p dir="auto"><xsl:value-of select="description" disable-output-escaping="yes"/></p>
+</xsl:otherwise>
+</xsl:choose>
 </li>
 </xsl:template>
 
