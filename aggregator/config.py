@@ -123,6 +123,8 @@ class FeedsConfig(_Section):
     """Atom always; JSON Feed 1.1 and RSS 2.0 beside it on request."""
     archive: bool = False
     """Keep entries that leave a feed in RFC 5005 archive pages (feeds/<slug>/archive/<n>.atom)."""
+    providers: bool = True
+    """A feed per provider (feeds/providers/<domain>.atom), a page and an OPML file listing them."""
 
     @field_validator("formats")
     @classmethod

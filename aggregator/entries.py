@@ -38,6 +38,8 @@ class SeedCopy:
     """Hash of what readers see of the article (topics aside)."""
     original_url: str | None
     web_url: str | None
+    provider_domain: str | None = None
+    """The seed's `provider.domain`, as written (see `aggregator.providers.provider_key`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ def decide(
     link_states: Mapping[str, LinkState],
     link_rules: LinkRules,
     now: datetime,
+    provider: str | None = None,
 ) -> Decision:
     """The entry `entry_id` after its seeds changed or a link verdict came in.
 
@@ -111,7 +114,9 @@ def decide(
     the keys of the topics its seeds name (after the topic rules), `before` and
     `before_feeds` what the store holds of it, `ledger` its ledger row (kept
     even when the entry went away, so a returning entry keeps its dates), and
-    `link_states` what is known of its URLs. Returns the `Decision`; raises nothing.
+    `link_states` what is known of its URLs, `provider` the registrable domain of its
+    provider (see `aggregator.providers.provider_key`; None: none). Returns the
+    `Decision`; raises nothing.
     """
     if copy is None:
         gone = before is not None
@@ -124,7 +129,7 @@ def decide(
             write_feeds=gone,
             touched=before_feeds if gone else frozenset(),
         )
-    feeds = memberships(EntryFacts(topic_keys))
+    feeds = memberships(EntryFacts(topic_keys, provider))
     own = copy.original_url or copy.web_url
     link = effective_link(copy.original_url, copy.web_url, link_states, link_rules)
     shown_link = None if link in (None, own) else link

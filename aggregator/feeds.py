@@ -2,6 +2,8 @@
 
     FeedKey("all")              the feed of every article (one feed of its kind)
     FeedKey("topic", "<key>")   one feed per topic, keyed by the topic's key
+    FeedKey("provider", "<domain>")  one feed per provider, keyed by its registrable
+                                domain (see `aggregator.providers`)
 
 A kind is one entry of `KINDS`: whether its feeds take every entry or only the
 entries it names (`members`, a pure function of what is known of an entry), and
@@ -27,6 +29,12 @@ FEEDS_OPML = "feeds.opml"
 """The OPML file of the topic feeds, in one folder (see `pages.render_opml`)."""
 ALL_OPML = "all.opml"
 """The OPML file of the feed of everything, on its own (see `pages.render_all_opml`)."""
+PROVIDERS_OPML = "providers.opml"
+"""The OPML file of the provider feeds (see `pages.render_providers_opml`)."""
+INDEX_PAGE = "index.html"
+"""The home page: it lists the feeds of the kinds whose `page` it is."""
+PROVIDERS_PAGE = "providers.html"
+"""The page that lists the provider feeds (the home page links to it)."""
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -46,6 +54,8 @@ class EntryFacts:
 
     topics: frozenset[str]
     """Keys of the topics the entry is in, after the config's topic rules."""
+    provider: str | None = None
+    """The entry's provider (its registrable domain: see `aggregator.providers`), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,8 @@ class Kind:
     """The feed's name on its page, in the index and in OPML outlines, a template."""
     opml: str = FEEDS_OPML
     """The OPML file (relative to the output directory) that lists the kind's feeds."""
+    page: str = INDEX_PAGE
+    """The page (relative to the output directory) that lists the kind's feeds."""
     written_empty: bool = False
     """True: its feeds are written even with no entries (the site always has them); False:
     a feed with no entries is not written (and its files go)."""
@@ -86,7 +98,8 @@ class Feed:
 
     key: FeedKey
     slug: str
-    """The only part of the feed that reaches a file name (see `topics.assign_slugs`)."""
+    """The only part of the feed that reaches a file name (see `topics.assign_slugs`); a
+    provider feed's holds its folder: `providers/<domain>` (see `providers.provider_slug`)."""
     name: str = ""
     """The display name of what the feed is of (a topic's name); "" for the `all` feed."""
 
@@ -131,8 +144,13 @@ def _topics(facts: EntryFacts) -> Iterable[str]:
     return facts.topics
 
 
+def _provider(facts: EntryFacts) -> Iterable[str]:
+    return () if facts.provider is None else (facts.provider,)
+
+
 ALL_KIND = "all"
 TOPIC_KIND = "topic"
+PROVIDER_KIND = "provider"
 
 KINDS: dict[str, Kind] = {
     ALL_KIND: Kind(
@@ -146,6 +164,13 @@ KINDS: dict[str, Kind] = {
         written_empty=True,
     ),
     TOPIC_KIND: Kind(TOPIC_KIND, every_entry=False, members=_topics),
+    PROVIDER_KIND: Kind(
+        PROVIDER_KIND,
+        every_entry=False,
+        members=_provider,
+        opml=PROVIDERS_OPML,
+        page=PROVIDERS_PAGE,
+    ),
 }
 """Every kind of feed, by name, in the order the index lists their feeds."""
 
@@ -162,6 +187,11 @@ ALL_FEED = Feed(ALL, ALL_SLUG)
 def topic_feed(key: str) -> FeedKey:
     """The key of a topic's feed."""
     return FeedKey(TOPIC_KIND, key)
+
+
+def provider_feed(key: str) -> FeedKey:
+    """The key of a provider's feed (`key`: its registrable domain)."""
+    return FeedKey(PROVIDER_KIND, key)
 
 
 def memberships(facts: EntryFacts) -> frozenset[FeedKey]:

@@ -166,6 +166,9 @@ def renderer(name: str) -> FeedRenderer:
 
 FEEDS_FOLDER = "feeds"
 PAGES_FOLDER = "topics"
+PROVIDERS_FOLDER = "providers"
+"""The provider feeds' folder in `feeds/`, and their pages': a provider feed's slug is
+`providers/<domain>` (see `aggregator.providers.provider_slug`)."""
 PAGE_SUFFIX = ".html"
 ARCHIVE_SUFFIX = FEED_FORMATS[ATOM].suffix
 """Archive pages are Atom documents."""
@@ -177,8 +180,10 @@ def feed_path(slug: str, fmt: str = ATOM) -> str:
 
 
 def page_path(slug: str) -> str:
-    """Where a feed's page for people lives, relative to the output directory."""
-    return f"{PAGES_FOLDER}/{slug}{PAGE_SUFFIX}"
+    """Where a feed's page for people lives, relative to the output directory: in
+    `topics/`, or in its own folder when its slug has one (`providers/<domain>.html`),
+    one level down either way."""
+    return f"{slug}{PAGE_SUFFIX}" if "/" in slug else f"{PAGES_FOLDER}/{slug}{PAGE_SUFFIX}"
 
 
 def archive_folder(slug: str) -> str:
@@ -192,7 +197,7 @@ def archive_path(slug: str, number: int) -> str:
 
 
 _ARCHIVE_PAGE = re.compile(
-    rf"{FEEDS_FOLDER}/(?P<slug>[^/]+)/archive/(?P<number>[1-9][0-9]{{0,8}})"
+    rf"{FEEDS_FOLDER}/(?P<slug>(?:{PROVIDERS_FOLDER}/)?[^/]+)/archive/(?P<number>[1-9][0-9]{{0,8}})"
     + re.escape(ARCHIVE_SUFFIX)
 )
 

@@ -29,6 +29,7 @@ from aggregator.feeds import FeedKey
 from aggregator.links import LinkRules
 from aggregator.model import LoadedSeed
 from aggregator.parse import READING_RULES
+from aggregator.providers import list_version
 from aggregator.refresh import refresh
 from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.store import StateStore
@@ -309,6 +310,7 @@ def entry_rules(config: Config) -> str:
             sorted(topics.exclude),
             links.on_dead,
             links.follow_permanent_redirects,
+            ["providers", list_version()],  # which provider (registrable domain) each entry has
         ]
     )
 

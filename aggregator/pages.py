@@ -17,14 +17,25 @@ from html import escape
 
 from aggregator.config import DEFAULT_MAX_RELATED, SiteConfig
 from aggregator.feedpage import STYLESHEET, STYLESHEET_PATH
-from aggregator.feeds import ALL_OPML, FEEDS_OPML, Feed
+from aggregator.feeds import (
+    ALL_OPML,
+    FEEDS_OPML,
+    INDEX_PAGE,
+    PROVIDERS_OPML,
+    PROVIDERS_PAGE,
+    Feed,
+)
 from aggregator.formats import ATOM, FEED_FORMATS, feed_path, page_path
 from aggregator.model import coverage
 from aggregator.plan import Entry, FeedPlan, FeedSummary
 from aggregator.render import feed_title
 from aggregator.text import strip_invalid_xml
 
-INDEX_PATH = "index.html"
+INDEX_PATH = INDEX_PAGE
+PROVIDERS_PATH = PROVIDERS_PAGE
+"""The page of the provider feeds (see `render_providers_page`)."""
+PROVIDERS_OPML_PATH = PROVIDERS_OPML
+"""The provider feeds, in one folder (see `render_providers_opml`)."""
 OPML_PATH = FEEDS_OPML
 """The topic feeds, in one folder (the kinds whose `opml` it is: see `feeds.KINDS`)."""
 ALL_OPML_PATH = ALL_OPML
@@ -136,13 +147,9 @@ def _alternates(feed: Feed, site: SiteConfig, formats: Sequence[str], up: str) -
     return "\n".join(tags)
 
 
-def render_index(
-    feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = (ATOM,)
-) -> bytes:
-    """The home page: every feed with its entry count, last update and autodiscovery links."""
-    title = escape(strip_invalid_xml(site.title))
-    head_links = "\n".join(_alternates(p.feed, site, formats, "") for p in feeds)
-    rows = "\n".join(
+def _rows(feeds: Sequence[FeedSummary], formats: Sequence[str]) -> str:
+    """A table's rows: each feed with its entry count, last update and links."""
+    return "\n".join(
         f'<tr><td class=t><a href="{escape(page_path(p.slug))}" dir="auto">'
         f"{escape(p.feed.heading)}</a></td>"
         f"<td class=n>{p.total}</td>{_date(p.updated)}<td class=f>"
@@ -154,7 +161,28 @@ def render_index(
         + "</td></tr>"
         for p in feeds
     )
+
+
+def render_index(
+    feeds: Sequence[FeedSummary],
+    site: SiteConfig,
+    formats: Sequence[str] = (ATOM,),
+    providers: bool = False,
+) -> bytes:
+    """The home page: every feed of the kinds it lists with its entry count, last update
+    and autodiscovery links; with `providers`, a link to the providers page."""
+    feeds = [p for p in feeds if p.feed.kind.page == INDEX_PATH]
+    title = escape(strip_invalid_xml(site.title))
+    head_links = "\n".join(_alternates(p.feed, site, formats, "") for p in feeds)
+    rows = _rows(feeds, formats)
     topics = len(_listed_in(OPML_PATH, feeds))
+    by_provider = (
+        f"""
+<p>The same articles by who published them:
+<a href="{PROVIDERS_PATH}">a feed per provider</a>.</p>"""
+        if providers
+        else ""
+    )
     page = (
         _head(title, head_links, "", site.language)
         + f"""<body>
@@ -163,7 +191,7 @@ def render_index(
 <p>{topics} topic{"" if topics == 1 else "s"}, one feed each. Paste a feed's address into
 your feed reader, or import <a href="{OPML_PATH}" type="text/x-opml">the topic feeds as OPML</a>.
 The feed of everything has <a href="{ALL_OPML_PATH}" type="text/x-opml">an OPML file of its own</a>:
-it holds the same articles as the topic feeds, so take one or the other, not both.</p>
+it holds the same articles as the topic feeds, so take one or the other, not both.</p>{by_provider}
 </header>
 <main>
 <table>
@@ -171,6 +199,41 @@ it holds the same articles as the topic feeds, so take one or the other, not bot
 <th class=f>Feed</th></tr></thead>
 <tbody>
 {rows}
+</tbody>
+</table>
+</main>
+</body>
+</html>
+"""
+    )
+    return page.encode("utf-8")
+
+
+def render_providers_page(
+    feeds: Sequence[FeedSummary], site: SiteConfig, formats: Sequence[str] = (ATOM,)
+) -> bytes:
+    """The page of the provider feeds: each provider (by registrable domain) with its entry
+    count, last update, feed links and autodiscovery links, and their OPML file."""
+    feeds = [p for p in feeds if p.feed.kind.page == PROVIDERS_PATH]
+    site_name = escape(strip_invalid_xml(site.title))
+    head_links = "\n".join(_alternates(p.feed, site, formats, "") for p in feeds)
+    count = len(feeds)
+    page = (
+        _head(f"Providers · {site_name}", head_links, "")
+        + f"""<body>
+<header>
+<nav><a href="{INDEX_PATH}">← <bdi>{site_name}</bdi>: all topics</a></nav>
+<h1>Providers</h1>
+<p>{count} provider{"" if count == 1 else "s"}, one feed each: the articles each one
+published, whatever their topic. Paste a feed's address into your feed reader, or import
+<a href="{PROVIDERS_OPML_PATH}" type="text/x-opml">the provider feeds as OPML</a>.</p>
+</header>
+<main>
+<table>
+<thead><tr><th>Provider</th><th class=n>Articles</th><th class=u>Last update</th>
+<th class=f>Feed</th></tr></thead>
+<tbody>
+{_rows(feeds, formats)}
 </tbody>
 </table>
 </main>
@@ -267,6 +330,20 @@ def render_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
     root, body = _opml(f"{site_name}: topic feeds", topics)
     folder = ET.SubElement(body, "outline", text=site_name, title=site_name)
     for feed in topics:
+        _outline(folder, feed, site)
+    return _opml_bytes(root)
+
+
+def render_providers_opml(feeds: Sequence[FeedSummary], site: SiteConfig) -> bytes:
+    """OPML 2.0 with every provider feed in one folder (`<site>: providers`), so a reader
+    subscribes to all in one step. A file of its own, for the reason `render_all_opml`
+    gives: an article is in its topics' feeds and in its provider's."""
+    providers = _listed_in(PROVIDERS_OPML_PATH, feeds)
+    site_name = strip_invalid_xml(site.title)
+    root, body = _opml(f"{site_name}: provider feeds", providers)
+    folder_name = f"{site_name}: providers" if site_name else "Providers"
+    folder = ET.SubElement(body, "outline", text=folder_name, title=folder_name)
+    for feed in providers:
         _outline(folder, feed, site)
     return _opml_bytes(root)
 

@@ -18,11 +18,12 @@ from datetime import datetime
 from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
 from aggregator.config import Config
 from aggregator.errors import Interrupted
-from aggregator.feeds import ALL_FEED, Feed, FeedKey
+from aggregator.feeds import ALL_FEED, TOPIC_KIND, Feed, FeedKey
 from aggregator.formats import (
     ARCHIVE_SUFFIX,
     ATOM,
     FEED_FORMATS,
+    PROVIDERS_FOLDER,
     FeedOptions,
     archive_folder,
     archive_path,
@@ -36,11 +37,15 @@ from aggregator.pages import (
     ALL_OPML_PATH,
     INDEX_PATH,
     OPML_PATH,
+    PROVIDERS_OPML_PATH,
+    PROVIDERS_PATH,
     SITE_FILES,
     Thumbnail,
     render_all_opml,
     render_index,
     render_opml,
+    render_providers_opml,
+    render_providers_page,
     render_topic_page,
 )
 from aggregator.plan import (
@@ -53,6 +58,7 @@ from aggregator.plan import (
     topic_catalog,
     topic_feed_of,
 )
+from aggregator.providers import ProviderName, provider_feed_of, provider_names
 from aggregator.render import (
     OLDEST,
     RENDERING,
@@ -63,7 +69,7 @@ from aggregator.render import (
 )
 from aggregator.store import StateStore, StoredEntry
 from aggregator.thumbs import FOLDER, HEADER_BYTES, SUFFIX, thumbnail_path, webp_size
-from aggregator.topics import ALL_SLUG, Topic, TopicRules
+from aggregator.topics import Topic, TopicRules
 
 MAX_FEED_BYTES = 400_000
 """A feed stays well under the 512 KB many readers stop at; extra entries give way."""
@@ -87,6 +93,7 @@ class Publisher:
         self.config = config
         self.rules = topic_rules(config)
         self._catalog: dict[str, Topic] | None = None
+        self._providers: dict[str, ProviderName] = {}
         self._summaries: dict[str, FeedSummary] = {}
         self._wanted: set[str] = set()
         """Images the pages rendered since the last full render show without a thumbnail."""
@@ -106,7 +113,11 @@ class Publisher:
         (False before the first render). Raises `StateError` when the state is unreadable."""
         if self._catalog is None:
             return False
-        return topic_catalog_of(self.store, self.rules) != self._catalog
+        providers = provider_catalog_of(self.store) if self.config.feeds.providers else {}
+        return (
+            topic_catalog_of(self.store, self.rules) != self._catalog
+            or providers != self._providers
+        )
 
     def render(
         self,
@@ -124,10 +135,11 @@ class Publisher:
         `StateError` when the output directory or the state file is unusable."""
         catalog = topic_catalog_of(self.store, self.rules, keep_slugs=True)
         feeds = self.config.feeds
-        if catalog != self._catalog or feeds.max_age_days:
+        providers = provider_catalog_of(self.store) if feeds.providers else {}
+        if catalog != self._catalog or providers != self._providers or feeds.max_age_days:
             changed = None  # names or slugs moved, or entries age out: redo everything
         flt = FeedFilter.of(feeds, now)
-        listed = feed_listing(catalog)
+        listed = feed_listing(catalog, providers)
         targets = [f for f in listed if changed is None or f.kind.every_entry or f.key in changed]
         if changed is None:
             self._summaries = {}
@@ -135,12 +147,13 @@ class Publisher:
             self._shown_thumbs = set()
             self._archive_pages = {}
         else:
-            live = {t.slug for t in catalog.values()} | {ALL_SLUG}
+            live = {f.slug for f in listed}
             self._summaries = {s: v for s, v in self._summaries.items() if s in live}
         report = RenderReport()
         for target in targets:
             if should_stop():
                 self._catalog = None  # the next render starts over
+                self._providers = {}
                 raise Interrupted
             summary = self._render_feed(target, catalog, flt, report, now)
             slug = target.slug
@@ -149,10 +162,21 @@ class Publisher:
             else:
                 self._summaries[slug] = summary
         self._catalog = catalog
+        self._providers = providers
         summaries = sorted(self._summaries.values(), key=lambda s: s.feed.order)
-        self._write(INDEX_PATH, render_index(summaries, self.config.site, feeds.formats), report)
-        self._write(OPML_PATH, render_opml(summaries, self.config.site), report)
-        self._write(ALL_OPML_PATH, render_all_opml(summaries, self.config.site), report)
+        site = self.config.site
+        index = render_index(summaries, site, feeds.formats, feeds.providers)
+        self._write(INDEX_PATH, index, report)
+        self._write(OPML_PATH, render_opml(summaries, site), report)
+        self._write(ALL_OPML_PATH, render_all_opml(summaries, site), report)
+        if feeds.providers:
+            page = render_providers_page(summaries, site, feeds.formats)
+            self._write(PROVIDERS_PATH, page, report)
+            self._write(PROVIDERS_OPML_PATH, render_providers_opml(summaries, site), report)
+        else:
+            for path in (PROVIDERS_PATH, PROVIDERS_OPML_PATH):
+                if self.out.remove(path):
+                    report.removed.append(path)
         for relative, data in SITE_FILES.items():
             self._write(relative, data, report)
         if complete:
@@ -160,16 +184,26 @@ class Publisher:
                 on = fmt in feeds.formats
                 keep = {feed_path(slug, fmt) for slug in self._summaries} if on else set()
                 report.removed += self.out.prune("feeds", form.suffix, keep)
+                report.removed += self.out.prune(f"feeds/{PROVIDERS_FOLDER}", form.suffix, keep)
             pages = {page_path(slug) for slug in self._summaries}
             report.removed += self.out.prune("topics", ".html", pages)
+            report.removed += self.out.prune(PROVIDERS_FOLDER, ".html", pages)
             if changed is None:  # every page was seen: thumbnails no page shows can go
                 self.store.thumbnails.forget_thumbnails(self._shown_thumbs, self._wanted)
                 self.store.feeds.forget_archives([f.key for f in listed])
                 report.removed += self.out.prune(FOLDER, SUFFIX, self._shown_thumbs)
-            for folder in self.out.folders("feeds"):  # archives of feeds that are gone
-                if folder not in self._summaries or not feeds.archive:
-                    report.removed += self.out.prune(archive_folder(folder), ARCHIVE_SUFFIX, set())
-                    self.out.remove_empty(archive_folder(folder))
+            # Archives of feeds that are gone (a topic's archive folder may be in the
+            # providers folder too, when the topic's slug is `providers`).
+            slugs = [*self.out.folders("feeds")]
+            slugs += [
+                f"{PROVIDERS_FOLDER}/{folder}"
+                for folder in self.out.folders(f"feeds/{PROVIDERS_FOLDER}")
+                if folder != "archive"
+            ]
+            for slug in slugs:
+                if slug not in self._summaries or not feeds.archive:
+                    report.removed += self.out.prune(archive_folder(slug), ARCHIVE_SUFFIX, set())
+                    self.out.remove_empty(archive_folder(slug))
         return report
 
     def _render_feed(
@@ -321,7 +355,8 @@ class Publisher:
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""
         slugs, formats = self._summaries.keys(), self.config.feeds.formats
-        paths = written_paths(slugs, self._archive_pages, self._shown_thumbs, formats)
+        providers = self.config.feeds.providers
+        paths = written_paths(slugs, self._archive_pages, self._shown_thumbs, formats, providers)
         return all(self.out.exists(p) for p in paths)
 
     def has_output(self) -> bool:
@@ -330,8 +365,8 @@ class Publisher:
 
     @property
     def topic_count(self) -> int:
-        """Topics with a feed after the last render (`all` aside)."""
-        return sum(1 for slug in self._summaries if slug != ALL_SLUG)
+        """Topics with a feed after the last render (`all` and providers aside)."""
+        return sum(1 for s in self._summaries.values() if s.feed.key.kind == TOPIC_KIND)
 
     def _write(self, relative: str, data: bytes, report: RenderReport) -> None:
         if self.out.write(relative, data):
@@ -355,10 +390,22 @@ def topic_catalog_of(
     return catalog
 
 
-def feed_listing(catalog: Mapping[str, Topic]) -> list[Feed]:
+def provider_catalog_of(store: StateStore) -> dict[str, ProviderName]:
+    """Returns the providers of the stored entries (domain → `ProviderName`), named as
+    `providers.provider_names` decides. Raises `StateError` when the state cannot be read."""
+    return provider_names(store.entries.provider_names())
+
+
+def feed_listing(
+    catalog: Mapping[str, Topic], providers: Mapping[str, ProviderName] | None = None
+) -> list[Feed]:
     """Returns every feed there is: the feed of every article, then one per topic of
-    `catalog`. A new kind of feed adds its feeds here."""
-    return [ALL_FEED, *(topic_feed_of(t) for t in catalog.values())]
+    `catalog`, then one per provider of `providers`. A new kind of feed adds its feeds here."""
+    return [
+        ALL_FEED,
+        *(topic_feed_of(t) for t in catalog.values()),
+        *(provider_feed_of(p) for p in sorted((providers or {}).values())),
+    ]
 
 
 def bounds_on_disk(out: Output, slug: str) -> list[Key]:
@@ -386,11 +433,12 @@ def written_paths(
     archive_pages: Mapping[str, int],
     thumbs: Iterable[str],
     formats: Iterable[str],
+    providers: bool = False,
 ) -> list[str]:
     """Returns the output files a render of the feeds `slugs` writes: each feed in every
     format, its page and its archive pages (`archive_pages`: slug → how many; those of
     other slugs are left out), the thumbnails the pages show, the index, the OPML files
-    and the site files."""
+    (with `providers`, the providers page and OPML file too) and the site files."""
     formats = list(formats)
     paths = [feed_path(s, f) for s in slugs for f in formats]
     paths += [page_path(s) for s in slugs]
@@ -402,4 +450,6 @@ def written_paths(
     ]
     paths += sorted(thumbs)
     paths += [INDEX_PATH, OPML_PATH, ALL_OPML_PATH, *SITE_FILES]
+    if providers:
+        paths += [PROVIDERS_PATH, PROVIDERS_OPML_PATH]
     return paths

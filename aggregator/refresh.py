@@ -15,6 +15,7 @@ from aggregator.entries import decide, pick_copies
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules
+from aggregator.providers import provider_key
 from aggregator.store.protocol import StateStore
 from aggregator.topics import TopicRules
 
@@ -76,9 +77,15 @@ def refresh(
             for entry_id in chunk:
                 names = spellings.get(entry_id, ())
                 keys = frozenset(k for k in map(key_of, names) if k)
+                copy = copies.get(entry_id)
+                provider = (
+                    None
+                    if copy is None
+                    else provider_key(copy.provider_domain, copy.original_url or copy.web_url)
+                )
                 decision = decide(
                     entry_id,
-                    copies.get(entry_id),
+                    copy,
                     keys,
                     columns.get(entry_id),
                     feeds.get(entry_id, frozenset()),
@@ -86,6 +93,7 @@ def refresh(
                     states,
                     link_rules,
                     now,
+                    provider,
                 )
                 if decision.changed or decision.ledger is not None:
                     decisions.append(decision)

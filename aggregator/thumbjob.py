@@ -20,7 +20,7 @@ from aggregator.linkjob import note_pauses, stored_pauses
 from aggregator.links import Request, RunResult, is_paused
 from aggregator.output import Output
 from aggregator.plan import FeedFilter
-from aggregator.publish import feed_listing, topic_catalog_of
+from aggregator.publish import feed_listing, provider_catalog_of, topic_catalog_of
 from aggregator.store import StateStore
 from aggregator.thumbs import (
     HEADER_BYTES,
@@ -104,7 +104,9 @@ class ThumbnailJob:
         feeds, store = self.config.feeds, self.store
         flt = FeedFilter.of(feeds, now)
         shown: dict[str, set[FeedKey]] = {}
-        for key in (feed.key for feed in feed_listing(topic_catalog_of(store, self.rules))):
+        providers = provider_catalog_of(store) if feeds.providers else {}
+        listing = feed_listing(topic_catalog_of(store, self.rules), providers)
+        for key in (feed.key for feed in listing):
             newer_than = None
             if feeds.archive:  # the current page holds what is newer than the last closed one
                 bounds, _ = store.feeds.archive(key)

@@ -28,6 +28,8 @@ _RESERVED = frozenset(
 )
 _SYMBOLS = {"+": " plus ", "#": " sharp ", "&": " and ", "@": " at "}
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
+RESERVED_SLUGS = _RESERVED
+"""Slugs no feed takes bare: `all` and the device names some systems reserve."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -116,6 +118,10 @@ def base_slug(name: str) -> str:
 
 def _suffix(key: str, length: int = 6) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+slug_suffix = _suffix
+"""A short hash of a key, that keeps apart slugs that would otherwise be the same."""
 
 
 def assign_slugs(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from typing import TypeVar
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
-from aggregator.feeds import KINDS, FeedKey
+from aggregator.feeds import KINDS, PROVIDER_KIND, FeedKey
 from aggregator.links import LinkState
 from aggregator.model import LoadedSeed, SeedRecord, article_from_json
 from aggregator.plan import FeedFilter, FeedStamp, LedgerRow, to_micros
@@ -167,10 +168,24 @@ class MemoryEntries(_Part):
                 r.shown,
                 r.original_url,
                 r.web_url,
+                _provider(r.article_json)[1],
             )
             for source, seed in self._d.seeds.items()
             if (r := seed.record) is not None and r.entry_id in wanted
         ]
+
+    def provider_names(self) -> list[tuple[str, str | None, int]]:
+        counts: dict[tuple[str, str | None], int] = {}
+        for entry_id, keys in self._d.feeds.items():
+            columns = self._d.entries.get(entry_id)
+            seed = self._d.seeds.get(columns.source) if columns is not None else None
+            if columns is None or columns.hidden or seed is None or seed.record is None:
+                continue
+            name = _provider(seed.record.article_json)[0]
+            for key in keys:
+                if key.kind == PROVIDER_KIND:
+                    counts[(key.key, name)] = counts.get((key.key, name), 0) + 1
+        return [(key, name, count) for (key, name), count in counts.items()]
 
     def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
         wanted = set(entry_ids)
@@ -268,6 +283,12 @@ class MemoryEntries(_Part):
             if c.published_us > flt.published_before_us and not c.hidden
         ]
         return min(later, default=None)
+
+
+def _provider(article_json: str) -> tuple[str | None, str | None]:
+    """The provider's name and domain of a stored article (see `model.article_to_json`)."""
+    provider = json.loads(article_json)["provider"]
+    return (provider[0], provider[1]) if provider else (None, None)
 
 
 def _first(items: list[_T], limit: int) -> list[_T]:

@@ -97,6 +97,11 @@ class EntryStore(Protocol):
         """Every good seed's copy of these entries (several for a duplicate), in no order."""
         ...
 
+    def provider_names(self) -> list[tuple[str, str | None, int]]:
+        """(provider feed key, the `provider.name` some of its entries give or None, how many
+        entries), for the entries in provider feeds that no feed hides; in no order."""
+        ...
+
     def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
         """Entry id → the topic spellings any seed holding it uses (entries with none left out)."""
         ...

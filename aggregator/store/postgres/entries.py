@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
-from aggregator.feeds import KINDS, FeedKey
+from aggregator.feeds import KINDS, PROVIDER_KIND, FeedKey
 from aggregator.model import article_from_json
 from aggregator.plan import FeedFilter, LedgerRow, to_micros
 from aggregator.store.postgres.db import Connection, Database, many
@@ -36,7 +36,8 @@ class PostgresEntries:
         with self._db.reading() as db:
             rows = db.execute(
                 "SELECT entry_id, source, published_us, quality, is_published, shown,"
-                " original_url, web_url FROM seeds WHERE entry_id = ANY(%s)",
+                " original_url, web_url, article::json -> 'provider' ->> 1"
+                " FROM seeds WHERE entry_id = ANY(%s)",
                 (list(entry_ids),),
             )
             return [
@@ -49,9 +50,32 @@ class PostgresEntries:
                     shown=shown,
                     original_url=original,
                     web_url=web,
+                    provider_domain=domain,
                 )
-                for entry_id, source, published_us, quality, flag, shown, original, web in rows
+                for (
+                    entry_id,
+                    source,
+                    published_us,
+                    quality,
+                    flag,
+                    shown,
+                    original,
+                    web,
+                    domain,
+                ) in rows
             ]
+
+    def provider_names(self) -> list[tuple[str, str | None, int]]:
+        # The article is stored as model.article_to_json writes it: provider = [name, domain].
+        with self._db.reading() as db:
+            rows = db.execute(
+                "SELECT f.key, s.article::json -> 'provider' ->> 0, COUNT(*)"
+                " FROM entry_feeds f JOIN entries e ON e.entry_id = f.entry_id"
+                " JOIN seeds s ON s.source = e.source"
+                " WHERE f.kind = %s AND e.hidden = 0 GROUP BY 1, 2",
+                (PROVIDER_KIND,),
+            ).fetchall()
+        return [(key, name, int(count)) for key, name, count in rows]
 
     def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}

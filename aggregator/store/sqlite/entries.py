@@ -6,11 +6,15 @@ from collections.abc import Sequence
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
-from aggregator.feeds import KINDS, FeedKey
+from aggregator.feeds import KINDS, PROVIDER_KIND, FeedKey
 from aggregator.model import article_from_json
 from aggregator.plan import FeedFilter, LedgerRow, to_micros
 from aggregator.store.rows import StoredEntry
 from aggregator.store.sqlite.db import Database
+
+PROVIDER_NAME = "$.provider[0]"
+PROVIDER_DOMAIN = "$.provider[1]"
+"""Where a stored article (`model.article_to_json`) holds its provider's name and domain."""
 
 _FILTER = """
     (:min_quality <= 0 OR COALESCE(e.quality, 0) >= :min_quality)
@@ -42,7 +46,8 @@ class SqliteEntries:
     def copies(self, entry_ids: Sequence[str]) -> list[SeedCopy]:
         select = (
             "SELECT entry_id, source, published_us, quality, is_published, shown,"
-            " original_url, web_url FROM seeds WHERE entry_id IN"
+            f" original_url, web_url, json_extract(article, '{PROVIDER_DOMAIN}')"
+            " FROM seeds WHERE entry_id IN"
         )
         with self._db.reading():
             return [
@@ -55,11 +60,23 @@ class SqliteEntries:
                     shown=shown,
                     original_url=original,
                     web_url=web,
+                    provider_domain=domain if isinstance(domain, str) else None,
                 )
-                for entry_id, source, published_us, quality, flag, shown, original, web in (
+                for entry_id, source, published_us, quality, flag, shown, original, web, domain in (
                     self._db.in_chunks(select, entry_ids)
                 )
             ]
+
+    def provider_names(self) -> list[tuple[str, str | None, int]]:
+        with self._db.reading() as db:
+            rows = db.execute(
+                f"SELECT f.key, json_extract(s.article, '{PROVIDER_NAME}'), COUNT(*)"
+                " FROM entry_feeds f JOIN entries e ON e.entry_id = f.entry_id"
+                " JOIN seeds s ON s.source = e.source"
+                " WHERE f.kind = ? AND e.hidden = 0 GROUP BY 1, 2",
+                (PROVIDER_KIND,),
+            ).fetchall()
+        return [(key, name if isinstance(name, str) else None, count) for key, name, count in rows]
 
     def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
