@@ -74,8 +74,8 @@ class Kind:
     title: str = "{name}"
     """What a feed of this kind is called after the site's title (`<site>: <title>`), as a
     template: `{name}` is the feed's display name (see `Feed.name`)."""
-    about: str = "{name}"
-    """What the feed's articles are on (`Articles on <about>, newest first`), a template."""
+    about: str = "Articles on {name}"
+    """What the feed's articles are (`<about>, newest first` in its description), a template."""
     heading: str = "{name}"
     """The feed's name on its page, in the index and in OPML outlines, a template."""
     opml: str = FEEDS_OPML
@@ -115,7 +115,7 @@ class Feed:
 
     @property
     def about(self) -> str:
-        """What its articles are on: a topic's name, `every topic`."""
+        """What its articles are: `Articles on <topic>`, `Articles from <provider>`."""
         return self.kind.text(self.kind.about, self)
 
     @property
@@ -158,7 +158,7 @@ KINDS: dict[str, Kind] = {
         every_entry=True,
         members=_nothing,
         title="all topics",
-        about="every topic",
+        about="Articles on every topic",
         heading="All topics",
         opml=ALL_OPML,
         written_empty=True,
@@ -168,6 +168,7 @@ KINDS: dict[str, Kind] = {
         PROVIDER_KIND,
         every_entry=False,
         members=_provider,
+        about="Articles from {name}",
         opml=PROVIDERS_OPML,
         page=PROVIDERS_PAGE,
     ),

@@ -57,7 +57,7 @@ def render_json(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes
         "title": feed_title(site, plan.feed),
         "home_page_url": site.base_url + page_path(plan.slug),
         "feed_url": site.base_url + feed_path(plan.slug, "json"),
-        "description": f"Articles on {about}, newest first",
+        "description": f"{about}, newest first",
         "language": site.language,
         "authors": [{"name": strip_invalid_xml(site.author)}],
         "items": items,

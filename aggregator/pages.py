@@ -219,7 +219,7 @@ def render_providers_page(
     head_links = "\n".join(_alternates(p.feed, site, formats, "") for p in feeds)
     count = len(feeds)
     page = (
-        _head(f"Providers · {site_name}", head_links, "")
+        _head(f"Providers · {site_name}", head_links, "", site.language)
         + f"""<body>
 <header>
 <nav><a href="{INDEX_PATH}">← <bdi>{site_name}</bdi>: all topics</a></nav>
@@ -269,11 +269,13 @@ def render_topic_page(
     shown = len(plan.entries)
     more = f" (the newest {shown} of {plan.total})" if plan.total > shown else ""
     items = "\n".join(_entry_item(entry, thumbnails or {}, max_related) for entry in plan.entries)
+    listing = plan.feed.kind.page  # the page that lists the feeds of its kind
+    listed = "all providers" if listing == PROVIDERS_PATH else "all topics"
     page = (
         _head(title, _alternates(plan.feed, site, formats, "../"), "../", site.language)
         + f"""<body>
 <header>
-<nav><a href="../{INDEX_PATH}">← <bdi>{site_name}</bdi>: all topics</a></nav>
+<nav><a href="../{listing}">← <bdi>{site_name}</bdi>: {listed}</a></nav>
 <h1 dir="auto">{name}</h1>
 <p>{subscribe}</p>
 <p class=meta>Feed address for your reader: <code>{feed_url}</code></p>

@@ -181,11 +181,11 @@ def render_atom(
     about = plan.feed.about
     current = site.base_url + feed_path(plan.slug)
     if history.number is None:
-        fg.subtitle(f"Articles on {about}, newest first")
+        fg.subtitle(f"{about}, newest first")
         fg.link(href=current, rel="self", type=ATOM_TYPE)
     else:
         fg.register_extension("history", _ArchiveMark, atom=True, rss=False)
-        fg.subtitle(f"Articles on {about}, archive page {history.number} (1 is the oldest)")
+        fg.subtitle(f"{about}, archive page {history.number} (1 is the oldest)")
         self_url = site.base_url + archive_path(plan.slug, history.number)
         fg.link(href=self_url, rel="self", type=ATOM_TYPE)
         fg.link(href=current, rel="current", type=ATOM_TYPE)
@@ -295,7 +295,7 @@ def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
     fg.link(href=site.base_url + feed_path(plan.slug, "rss"), rel="self", type=RSS_TYPE)
     fg.link(href=site.base_url + page_path(plan.slug), rel="alternate")
     about = plan.feed.about
-    fg.description(f"Articles on {about}, newest first")
+    fg.description(f"{about}, newest first")
     fg.generator("aggregator")
     fg.ttl(max(1, ttl_minutes))
     fg.lastBuildDate(plan.updated or EPOCH)

@@ -90,9 +90,9 @@ def test_memberships_are_the_topic_feeds_and_never_the_feed_of_everything(
 @pytest.mark.parametrize(
     ("feed", "title", "about", "heading"),
     [
-        (ALL_FEED, "all topics", "every topic", "All topics"),
-        (topic_feed_of(RUST), "Rust", "Rust", "Rust"),
-        (topic_feed_of(Topic("c++", "C++", "c-plus-plus")), "C++", "C++", "C++"),
+        (ALL_FEED, "all topics", "Articles on every topic", "All topics"),
+        (topic_feed_of(RUST), "Rust", "Articles on Rust", "Rust"),
+        (topic_feed_of(Topic("c++", "C++", "c-plus-plus")), "C++", "Articles on C++", "C++"),
     ],
 )
 def test_each_kind_names_its_feeds(feed: Feed, title: str, about: str, heading: str) -> None:
@@ -103,7 +103,8 @@ def test_each_kind_names_its_feeds(feed: Feed, title: str, about: str, heading: 
 def test_a_topic_feed_is_called_by_the_topics_name_whatever_it_holds(name: str) -> None:
     # Braces in a name are text, not a template: "{key}" stays "{key}".
     feed = topic_feed_of(Topic("k", name, "slug"))
-    assert feed.title == feed.about == feed.heading == name
+    assert feed.title == feed.heading == name
+    assert feed.about == f"Articles on {name}"
 
 
 def test_the_feed_of_everything_and_a_topic_feed() -> None:
@@ -193,7 +194,7 @@ INITIAL = Kind(
     every_entry=False,
     members=_initials,
     title="topics starting with {name}",
-    about="topics starting with {name}",
+    about="Articles on topics starting with {name}",
     heading="Starting with {name}",
 )
 
@@ -266,6 +267,7 @@ def test_a_kind_with_the_default_texts_calls_its_feeds_by_their_name(
 ) -> None:
     monkeypatch.setitem(KINDS, "provider", Kind("provider", every_entry=False, members=_initials))
     feed = Feed(FeedKey("provider", "wire.example"), "wire-example", "The Wire")
-    assert (feed.title, feed.about, feed.heading) == ("The Wire", "The Wire", "The Wire")
+    assert (feed.title, feed.heading) == ("The Wire", "The Wire")
+    assert feed.about == "Articles on The Wire"
     assert feed.kind.opml == FEEDS_OPML and not feed.kind.written_empty
     assert feed.order == (2, "wire-example")
