@@ -1,0 +1,273 @@
+"""Several real `aggregator run` processes on one PostgreSQL state: one leads, every one
+serves the same files; killed, paused, cut off from the database, they hand over and
+recover without a restart, and the output stays what one instance alone would build.
+
+Each test runs its instances on a fresh schema of a scratch database (tests/postgres.py);
+skipped without PostgreSQL, failed then when AGGREGATOR_REQUIRE_POSTGRES is set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import yaml
+
+from tests.cluster import (
+    NEVER,
+    PUBLIC_URL,
+    SETTINGS,
+    Fleet,
+    Member,
+    TcpProxy,
+    entry_dates,
+    fleet,
+    tree,
+    until,
+    with_address,
+)
+from tests.postgres import SCRATCH
+
+AGGREGATOR = [sys.executable, "-m", "aggregator"]
+"""The command line of a one-off command, as the services run it."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _postgres_scratch() -> Iterator[None]:
+    """Drop the scratch PostgreSQL database once this module's tests are done."""
+    yield
+    SCRATCH.drop()
+
+
+@pytest.fixture
+def url() -> str:
+    """A fresh schema of the scratch database (skips without PostgreSQL)."""
+    return SCRATCH.schema_url()
+
+
+def _served(member: Member, path: str) -> tuple[bytes, str, str]:
+    response = member.get(path)
+    assert response.status_code == 200, f"{path} on port {member.port}: {response.status_code}"
+    return response.content, response.headers["etag"], response.headers["last-modified"]
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_one_leader_and_every_instance_serves_the_same_documents(
+    tmp_path: Path, url: str, count: int
+) -> None:
+    with fleet(tmp_path, url) as cluster:
+        members = [cluster.add_member() for _ in range(count)]
+        cluster.leader(members)
+        cluster.wait_synced(members)
+        title = cluster.add_seed("fresh", title="A fresh article for every instance")
+        cluster.wait_title(title, members)
+        files = cluster.wait_synced(members)
+        assert cluster.leader(members) in members  # still exactly one
+        paths = ["/feeds/all.atom", "/index.html", "/feeds.opml"]
+        paths += ["/" + p for p in files if p.startswith("topics/")][:2]
+        for path in paths:
+            seen = {_served(member, path) for member in members}
+            assert len(seen) == 1, f"{path} differs between instances: {seen}"
+            body, etag, modified = seen.pop()
+            assert body
+            assert parsedate_to_datetime(modified).timestamp() > 0
+            for member in members:
+                assert member.get(path, **{"If-None-Match": etag}).status_code == 304
+                assert member.get(path, **{"If-Modified-Since": modified}).status_code == 304
+
+
+def _cold_build(tmp_path: Path, seeds: Path) -> dict[str, bytes]:
+    """What `aggregator build` of `seeds` into a fresh SQLite state gives, with the
+    instances' settings."""
+    root = tmp_path / "cold"
+    root.mkdir()
+    settings = {
+        **SETTINGS,
+        "seeds": {"dir": str(seeds)},
+        "output": {"dir": str(root / "public")},
+        "state": {"path": str(root / "state.sqlite3")},
+        "build": {"workers": 1},
+    }
+    (root / "aggregator.yaml").write_text(yaml.safe_dump(settings))
+    done = subprocess.run(
+        [*AGGREGATOR, "build", "--config", str(root / "aggregator.yaml")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=NEVER,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return tree(root / "public")
+
+
+def _add_many(cluster: Fleet, prefix: str, count: int) -> None:
+    for n in range(count):
+        cluster.add_seed(
+            f"{prefix}-{n:03}",
+            topics=["AI", f"Batch {prefix}"],
+            quality=n % 100,
+            publishedDateTime=f"2025-{n % 12 + 1:02}-{n % 28 + 1:02}T{n % 24:02}:{n % 60:02}:00Z",
+        )
+
+
+def _mid_render(leader: Member, before: dict[str, bytes]) -> bool:
+    """Whether the leader has begun writing files other than `before` (its render writes
+    them before the transaction that publishes them commits)."""
+    return leader.files() != before
+
+
+def test_killing_the_leader_again_and_again_hands_over_and_loses_nothing(
+    tmp_path: Path, url: str
+) -> None:
+    with fleet(tmp_path, url) as cluster:
+        members = [cluster.add_member() for _ in range(3)]
+        leader = cluster.leader(members)
+        files = cluster.wait_synced(members)
+        dates = entry_dates(files)
+        assert dates
+        terms = [leader.health()[1]["term"]]
+        for round, kill_when in enumerate(("mid-render", "mid-scan", "idle")):
+            if kill_when != "idle":
+                _add_many(cluster, f"r{round}", 150)
+            if kill_when == "mid-render":
+                until("the leader rendering", partial(_mid_render, leader, files))
+            leader.kill()
+            successor = cluster.leader([m for m in members if m is not leader])
+            term = successor.health()[1]["term"]
+            assert term > terms[-1]
+            terms.append(term)
+            leader.new_port()  # back as a follower, its output as the kill left it
+            leader.start(wait=False)
+            leader = successor
+            files = cluster.wait_synced(members)
+            assert cluster.leader(members) is successor
+            now = entry_dates(files)
+            changed = {i: (d, now[i]) for i, d in dates.items() if i in now and now[i] != d}
+            assert changed == {}, f"entries whose updated changed in round {round}: {changed}"
+            assert set(dates) <= set(now)
+            dates = now
+        assert {"feeds/batch-r0.atom", "feeds/batch-r1.atom"} <= set(files)
+        cold = _cold_build(tmp_path, cluster.seeds)
+        assert sorted(cold) == sorted(files)
+        differing = sorted(path for path in cold if cold[path] != files[path])
+        assert differing == []
+        assert entry_dates(cold) == dates
+
+
+def _database(member: Member) -> str:
+    """What /healthz of `member` says of the database: "ok", or the problem."""
+    return str(member.health()[1]["cluster"]["database"])
+
+
+def _database_problem(member: Member) -> bool:
+    return _database(member) != "ok"
+
+
+def _database_ok(member: Member) -> bool:
+    return _database(member) == "ok"
+
+
+def _still_serving(members: list[Member], files: dict[str, bytes]) -> None:
+    for member in members:
+        for path in ("feeds/all.atom", "index.html", "topics/ai.html"):
+            response = member.get("/" + path)
+            assert response.status_code == 200, f"/{path} on port {member.port}"
+            assert response.content == files[path], f"/{path} on port {member.port}"
+
+
+def _recovered(cluster: Fleet, members: list[Member], name: str) -> None:
+    """One leader again, a new seed served by every instance, the database ok for each."""
+    title = cluster.add_seed(name, title=f"Published after the outage ({name})")
+    cluster.wait_title(title, members)
+    cluster.leader(members)
+    for member in members:
+        until(f"port {member.port} reaching the database", partial(_database_ok, member))
+    cluster.wait_synced(members)
+
+
+def test_instances_keep_serving_while_the_database_is_cut_off_and_resume_after(
+    tmp_path: Path, url: str
+) -> None:
+    proxy = TcpProxy(urlsplit(url).port or 5432)
+    try:
+        with fleet(tmp_path, url, with_address(url, proxy.port)) as cluster:
+            members = [cluster.add_member() for _ in range(3)]
+            cluster.leader(members)
+            files = cluster.wait_synced(members)
+            proxy.cut()
+            for member in members:
+                until(
+                    f"port {member.port} reporting the database problem",
+                    partial(_database_problem, member),
+                )
+                _still_serving(members, files)
+            for member in members:
+                status, body = member.health()
+                assert (status, body["status"]) == (200, "degraded"), body
+                assert body["role"] == "follower", body
+            proxy.restore()  # the same address: no instance is restarted
+            _recovered(cluster, members, "after-the-cut")
+            for member in members:
+                member.check_running()
+    finally:
+        proxy.close()
+
+
+def test_instances_recover_when_the_database_ends_every_session(tmp_path: Path, url: str) -> None:
+    with fleet(tmp_path, url) as cluster:
+        members = [cluster.add_member() for _ in range(2)]
+        leader = cluster.leader(members)
+        files = cluster.wait_synced(members)
+        term = leader.health()[1]["term"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert len(ended) >= 2 * len(members)  # the store, the election, the notifications
+        _still_serving(members, files)
+        _recovered(cluster, members, "after-the-restart")
+        assert cluster.leader(members).health()[1]["term"] >= term
+        for member in members:
+            member.check_running()
+
+
+def test_a_one_off_build_is_refused_while_an_instance_leads(tmp_path: Path, url: str) -> None:
+    with fleet(tmp_path, url) as cluster:
+        (member,) = [cluster.add_member()]
+        assert cluster.leader([member]) is member
+        files = cluster.wait_synced([member])
+        term = member.health()[1]["term"]
+        root = tmp_path / "one-off"
+        root.mkdir()
+        settings = {**SETTINGS, "seeds": {"dir": str(cluster.seeds)}, "output": {"dir": "out"}}
+        (root / "aggregator.yaml").write_text(yaml.safe_dump(settings))
+        done = subprocess.run(
+            [*AGGREGATOR, "build", "--config", "aggregator.yaml", "--state", url],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=NEVER,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, done.stderr
+        assert member.process is not None
+        assert f":{member.port} pid {member.process.pid}" in lines[0]
+        assert "leader" in lines[0]
+        assert tree(root / "out") == {}
+        # The service is unaffected: it still leads in its term, and publishes.
+        assert (member.role(), member.health()[1]["term"]) == ("leader", term)
+        assert member.files() == files
+        title = cluster.add_seed("after-the-refusal", title="Published after a refused build")
+        cluster.wait_title(title, [member])
+        assert member.health()[1]["term"] == term
+        assert PUBLIC_URL.encode() in member.get("/feeds/all.atom").content
