@@ -7,8 +7,10 @@ skipped without PostgreSQL, failed then when AGGREGATOR_REQUIRE_POSTGRES is set.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -19,6 +21,9 @@ import psycopg
 import pytest
 import yaml
 
+from aggregator.errors import StateError
+from aggregator.store.postgres import PostgresStore
+from aggregator.store.postgres.db import IDLE_IN_TRANSACTION
 from tests.cluster import (
     NEVER,
     PUBLIC_URL,
@@ -28,6 +33,7 @@ from tests.cluster import (
     TcpProxy,
     entry_dates,
     fleet,
+    serves,
     tree,
     until,
     with_address,
@@ -36,6 +42,9 @@ from tests.postgres import SCRATCH
 
 AGGREGATOR = [sys.executable, "-m", "aggregator"]
 """The command line of a one-off command, as the services run it."""
+BEFORE_THE_SERVER = float(IDLE_IN_TRANSACTION.removesuffix("s")) / 2
+"""Seconds within which a successor ends the write transaction a paused leader left open:
+the server ends it by itself after IDLE_IN_TRANSACTION, which would prove nothing."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -159,6 +168,104 @@ def test_killing_the_leader_again_and_again_hands_over_and_loses_nothing(
         differing = sorted(path for path in cold if cold[path] != files[path])
         assert differing == []
         assert entry_dates(cold) == dates
+
+
+def test_a_paused_leader_comes_back_as_a_follower_and_its_late_writes_are_refused(
+    tmp_path: Path, url: str
+) -> None:
+    with fleet(tmp_path, url) as cluster:
+        members = [cluster.add_member() for _ in range(2)]
+        old = cluster.leader(members)
+        files = cluster.wait_synced(members)
+        old_term = old.health()[1]["term"]
+        (successor,) = (m for m in members if m is not old)
+        _add_many(cluster, "paused", 150)
+        until("the leader rendering", partial(_mid_render, old, files))
+        old.signal(signal.SIGSTOP)  # past its lease: its session ends, another leads
+        try:
+            until("a successor leading", lambda: successor.role() == "leader")
+            term = successor.health()[1]["term"]
+            assert term > old_term
+            title = cluster.add_seed("while-paused", title="Published while the leader slept")
+            until(
+                f"{title!r} published while the old leader is paused",
+                partial(serves, successor, title),
+                BEFORE_THE_SERVER,
+            )
+            first = until(
+                "the successor's first document",
+                lambda: min((s for _, t, s in cluster.documents() if t == term), default=None),
+            )
+            late = cluster.add_seed("on-waking", title="Added as the old leader wakes")
+        finally:
+            old.signal(signal.SIGCONT)
+        until("the old leader following", lambda: old.role() == "follower")
+        assert "no longer leading" in old.log()
+        cluster.wait_title(late, members)
+        cluster.wait_title(title, members)
+        final = cluster.wait_synced(members)
+        assert cluster.leader(members) is successor
+        assert "feeds/batch-paused.atom" in final
+        stale = [row for row in cluster.documents() if row[1] == old_term and row[2] > first]
+        assert stale == []
+        assert successor.process is not None and successor.process.poll() is None
+
+
+def _writes_in_flight(url: str) -> list[str]:
+    """The statements of the sessions (but this one) inside a transaction that wrote."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def test_a_new_leader_ends_the_write_its_predecessor_left_in_flight(url: str) -> None:
+    """A leader paused inside a write transaction holds row locks until the server's idle
+    timeout: its successor ends that transaction as it takes over, rather than wait."""
+    old, new = PostgresStore(url), PostgresStore(url)
+    failed: list[BaseException] = []
+    written, resume = threading.Event(), threading.Event()
+
+    def write() -> None:
+        try:
+            with old.transaction():
+                old.settings.settings_changed("probe", "old")
+                written.set()
+                resume.wait(NEVER)
+        except StateError as exc:
+            failed.append(exc)
+
+    try:
+        election = old.election(2)
+        term = election.try_lead("old")
+        assert term is not None
+        old.fence(term)
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert written.wait(NEVER)
+        assert _writes_in_flight(url) != []
+        election.close()  # its session gone, as when the lease lapses
+        successor = new.election(2)
+        try:
+            new_term = successor.try_lead("new")
+            assert new_term == term + 1
+            until(
+                "the old write ended",
+                lambda: _writes_in_flight(url) == [],
+                BEFORE_THE_SERVER,
+            )
+            new.fence(new_term)
+            new.settings.settings_changed("probe", "new")  # no wait on the old row lock
+        finally:
+            resume.set()
+            writer.join(NEVER)
+            successor.close()
+        assert len(failed) == 1, failed
+    finally:
+        old.close()
+        new.close()
 
 
 def _database(member: Member) -> str:
