@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import feedparser
 import psycopg
 
+from aggregator.output import TEMP_PREFIX
 from tests.conftest import seed_text
 from tests.service import RunningService, free_port
 
@@ -181,13 +182,14 @@ def serves(member: Member, title: str) -> bool:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under `root`, by path relative to it."""
+    """Every file under `root`, by path relative to it, but the temp files of writes a
+    `kill -9` cut short: never served (hidden), and pruned by a leader once stale."""
     if not root.exists():
         return {}
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.name.startswith(TEMP_PREFIX)
     }
 
 

@@ -135,6 +135,14 @@ def _mid_render(leader: Member, before: dict[str, bytes]) -> bool:
 def test_killing_the_leader_again_and_again_hands_over_and_loses_nothing(
     tmp_path: Path, url: str
 ) -> None:
+    """Three rounds: killed while rendering 150 new seeds (its files written, their
+    transaction not committed), while scanning 150 more, and idle; each time the killed
+    one comes back as a follower, its output as the kill left it.
+
+    The output then equals a cold build byte for byte. What could legitimately differ,
+    and is kept out: a feed that lost entries (pushed out by newer ones) is dated by when
+    it lost them, which a cold build cannot know (hence `feeds.max_entries` 1000 here);
+    and the hidden temp file of a write the kill cut short (see `tree`)."""
     with fleet(tmp_path, url) as cluster:
         members = [cluster.add_member() for _ in range(3)]
         leader = cluster.leader(members)
