@@ -8,10 +8,12 @@ engine: one transaction at a time, reads included.
 
 **Fencing.** With several instances on one database, only the elected leader writes
 (aggregator.cluster). Each election raises the term in the `leadership` table; `fence(term)`
-makes every write transaction of this store check, just before it commits, that the term
-is still its own, holding a share lock on that row until the commit. A leader that was
-paused (SIGSTOP, a long GC, a cut network) and replaced meanwhile finds a newer term there:
-its transaction is rolled back with `Fenced`, so it cannot overwrite its successor's work.
+makes every write transaction of this store check, as it begins and again just before it
+commits, that the term is still its own, holding a share lock on that row throughout. A
+leader that was paused (SIGSTOP, a long GC, a cut network) and replaced meanwhile finds a
+newer term there: its transaction is rolled back with `Fenced`, so it cannot overwrite its
+successor's work; and the share lock lets the successor end a transaction left in flight
+(see `leadership.PostgresElection`) instead of waiting on its row locks.
 
 psycopg stays inside `aggregator.store.postgres`.
 """
@@ -137,6 +139,10 @@ class Database:
                 self._conn = conn
                 try:
                     with conn.transaction():
+                        if fenced and self._fence is not None:
+                            # From its start: the share lock marks it as in flight, so
+                            # that a new leader ends it rather than wait on its row locks.
+                            self._check_term(conn, self._fence)
                         yield
                         if fenced and self._fence is not None:
                             self._check_term(conn, self._fence)
