@@ -200,10 +200,11 @@ class OutputDir:
             except OSError as exc:
                 raise OutputError(f"{target}: cannot set its time ({exc.strerror})") from None
 
-    def walk(self) -> list[str]:
+    def walk(self, clear_temps: bool = False) -> list[str]:
         """The relative paths (sorted) of every regular file below the directory, `.gz`
-        sidecars and temp files of unfinished writes aside. Raises `OutputError` when a
-        folder cannot be listed."""
+        sidecars and temp files of unfinished writes aside; `clear_temps`: also remove those
+        temp files, whatever their age (only when nothing else writes the directory).
+        Raises `OutputError` when a folder cannot be listed or a temp file removed."""
         found: list[str] = []
         pending = [""]
         while pending:
@@ -215,6 +216,8 @@ class OutputDir:
                         relative = f"{folder}/{entry.name}" if folder else entry.name
                         if entry.is_dir(follow_symlinks=False):
                             pending.append(relative)
+                        elif clear_temps and entry.name.startswith(TEMP_PREFIX):
+                            self._unlink(Path(entry.path))
                         elif (
                             entry.is_file(follow_symlinks=False)
                             and not entry.name.startswith(TEMP_PREFIX)

@@ -238,7 +238,7 @@ class Mirror:
                 break
         if full:
             published = self._log.index()
-            for path in self._local.walk():
+            for path in self._local.walk(clear_temps=True):  # a killed write's leftovers too
                 if path not in published:
                     changed += self._remove(path)
         self.synced = datetime.now(UTC)

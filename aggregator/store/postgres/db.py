@@ -129,7 +129,8 @@ class Database:
     def transaction(self, fenced: bool = True) -> Iterator[None]:
         """One transaction around the block (a savepoint inside another); rolled back when
         the block raises (the exception propagates). A fenced transaction checks the term
-        before it commits (see the module's docstring) and raises `Fenced`."""
+        when it begins and again before it commits (see the module's docstring), and
+        raises `Fenced`."""
         with self.lock, self.errors():
             if self._conn is not None:
                 with self._conn.transaction():
