@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
@@ -88,14 +89,17 @@ class Cluster:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the threads and give up leadership (another instance takes over at once)."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Give up leadership (another instance takes over at once) and stop the threads,
+        waiting for them at most `timeout` seconds in all (they are daemon threads: a
+        mirror waiting on a notification goes with the process)."""
         self._stopping.set()
         self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout)
         with contextlib.suppress(AggregatorError):
             self._election.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(AggregatorError):
             self._notifications.close()
 
