@@ -36,7 +36,7 @@ from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
 from aggregator.text import language_tag, printable
-from aggregator.urls import InvalidURL, hide_password, http_url, redact
+from aggregator.urls import InvalidURL, database_url_problem, hide_password, http_url, redact
 
 ENV_PREFIX = "AGGREGATOR_"
 ENV_CONFIG = "AGGREGATOR_CONFIG"
@@ -270,10 +270,9 @@ class StateConfig(_Section):
             return None
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("a PostgreSQL URL looks like postgresql://user@host:5432/name")
-        try:
-            urlsplit(value).port  # noqa: B018 - raises for a port that is not a number
-        except ValueError as exc:
-            raise ValueError(f"not a usable URL ({exc})") from None
+        problem = database_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property
@@ -598,7 +597,7 @@ def _describe(
             message = "unknown key" + _suggestion(loc)
         given = error.get("input")
         if isinstance(given, str) and "//" in given:
-            given = redact(given)  # never echo a password given in a URL
+            given = hide_password(redact(given))  # never echo a password given in a URL
         value = printable(repr(given), 80)
         lines.append(f"{source}: {key}: {message} (got {value})")
     return tuple(lines)

@@ -85,19 +85,50 @@ def redact(text: str) -> str:
     return _USERINFO.sub("", text)
 
 
+_PASSWORD_PARAM = re.compile(r"((?:^|[?&;])password=)[^&;#]*", re.IGNORECASE)
+
+
 def hide_password(url: str) -> str:
-    """`url` with its password (if any) replaced by `***`, the user kept: how a database URL
-    is shown in messages and `config show` (pure)."""
+    """`url` with its password (if any, after the user or as a `password=` parameter)
+    replaced by `***`, the user kept: how a database URL is shown in messages and
+    `config show` (pure)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
-        return redact(url)
-    if password is None:
+        return _PASSWORD_PARAM.sub(r"\1***", redact(url))
+    if password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    # libpq also takes it as a parameter: postgresql://host/db?password=…
+    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+    if password is None and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit(parts._replace(query=query))
+
+
+def database_url_problem(location: str) -> str | None:
+    """Why `location` (a state: a file path or a PostgreSQL URL) cannot be used as given, or
+    None (pure): another scheme than `postgresql://`/`postgres://` (which would otherwise be
+    taken for a file path), a port that is not a number, no database name (libpq would
+    pick one from the user's name, or the environment)."""
+    if "://" not in location:
+        return None
+    scheme = location.split("://", 1)[0].lower()
+    if scheme not in ("postgresql", "postgres"):
+        return f"{scheme}:// is not a state this can use: a file path or postgresql://… is"
+    try:
+        parts = urlsplit(location)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError as exc:
+        return f"not a usable URL ({exc})"
+    named = parts.path.strip("/") or any(
+        key.lower() == "dbname" and value for key, value in parse_qsl(parts.query)
+    )
+    if not named:
+        return "names no database: postgresql://user@host:5432/<database>"
+    return None
 
 
 def normalize_url(url: str) -> str:

@@ -270,7 +270,12 @@ def _aggregator(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tup
 
 @pytest.mark.parametrize(
     "given",
-    ["mysql://agg:s3cret-word@db.example/feeds", "postgresql://agg:s3cret-word@db.example:x/f"],
+    [
+        "mysql://agg:s3cret-word@db.example/feeds",
+        "postgresql://agg:s3cret-word@db.example:x/f",
+        "postgresql://agg:s3cret-word@db.example",  # no database: libpq would guess one
+        "postgresql://db.example/?password=s3cret-word",
+    ],
 )
 def test_a_bad_state_url_is_one_error_line_without_its_password(tmp_path: Path, given: str) -> None:
     path = _write(tmp_path / "c.yaml", f"state:\n  url: '{given}'\n")

@@ -327,6 +327,12 @@ def test_the_command_says_in_one_line_what_cannot_be_used(tmp_path: Path) -> Non
         "state: cannot connect to the state database (",
         ("seeds.txt", "new.sqlite3"): "aggregator: seeds.txt: cannot use the state file (",
         ("missing.sqlite3", "new.sqlite3"): "aggregator: missing.sqlite3: no such state file",
+        # Not a path to make directories of, nor wherever libpq's defaults point.
+        (str(site.state), "mysql://agg:s3cret@db.example/feeds"): "aggregator: mysql://"
+        "agg:***@db.example/feeds: mysql:// is not a state this can use",
+        (str(site.state), "postgresql://"): "aggregator: postgresql://: names no database",
+        (str(site.state), "postgresql://127.0.0.1:5432"): "aggregator: postgresql://127.0.0.1"
+        ":5432: names no database",
     }
     (tmp_path / "seeds.txt").write_text("not a state file\n" * 100)
     for (source, target), start in cases.items():
@@ -337,4 +343,5 @@ def test_the_command_says_in_one_line_what_cannot_be_used(tmp_path: Path) -> Non
         assert result.stdout == ""
     assert not (tmp_path / "new.sqlite3").exists()
     assert not (tmp_path / "missing.sqlite3").exists()
+    assert not (tmp_path / "mysql:").exists()
     assert (tmp_path / "seeds.txt").read_text() == "not a state file\n" * 100

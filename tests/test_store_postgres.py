@@ -129,6 +129,13 @@ def test_which_locations_are_postgres_urls(location: str, expected: bool) -> Non
         ),
         ("postgres://:pw@h/db", "postgres://:***@h/db"),
         ("postgresql:///db", "postgresql:///db"),
+        # libpq takes the password as a parameter too
+        ("postgresql://h/db?password=pw&user=u", "postgresql://h/db?password=***&user=u"),
+        (
+            "postgresql://u@h/db?sslmode=require&PASSWORD=pw",
+            "postgresql://u@h/db?sslmode=require&PASSWORD=***",
+        ),
+        ("postgresql://u:a@h/db?password=b", "postgresql://u:***@h/db?password=***"),
     ],
 )
 def test_redact_hides_the_password_only(url: str, shown: str) -> None:
@@ -142,6 +149,8 @@ def test_redact_hides_the_password_only(url: str, shown: str) -> None:
 def test_redact_never_shows_a_password(password: str, user: str) -> None:
     shown = redact(f"postgresql://{user}:{password}@db.example:5432/state")
     assert shown == f"postgresql://{user}:***@db.example:5432/state"
+    shown = redact(f"postgresql://db.example/state?user={user}&password={password}")
+    assert shown == f"postgresql://db.example/state?user={user}&password=***"
 
 
 def test_a_file_path_still_opens_sqlite(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from aggregator.errors import AggregatorError, StateError
 from aggregator.store import is_postgres_url, open_store
-from aggregator.urls import hide_password
+from aggregator.urls import database_url_problem, hide_password
 
 BATCH = 5000
 """Rows read from the source at a time."""
@@ -226,6 +226,10 @@ def copy_state(source: str, target: str, force: bool = False) -> CopyReport:
     be used, the source holds no state or is not a state file, the target holds state and
     `force` is not given, or the verification fails (the target is then left as it was).
     """
+    for location in (source, target):
+        problem = database_url_problem(location)
+        if problem is not None:
+            raise StateError(f"{_shown(location)}: {problem}")
     if _spelled_alike(source, target):
         raise SameStateError(
             f"{_shown(source)}: --from and --to are the same state; nothing to copy"
@@ -379,7 +383,7 @@ def _spelled_alike(source: str, target: str) -> bool:
 
 
 def _shown(location: str) -> str:
-    return hide_password(location) if is_postgres_url(location) else location
+    return hide_password(location) if "://" in location else location
 
 
 def _remove_new_file(path: Path) -> None:
