@@ -25,13 +25,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 
 from aggregator import logs
 from aggregator.config import ClusterConfig
 from aggregator.errors import AggregatorError, InUseError
 from aggregator.output import OutputDir
 from aggregator.published import Mirror
-from aggregator.status import FOLLOWER, LEADER, ClusterStatus
+from aggregator.status import FOLLOWER, LEADER, ClusterStatus, iso
 from aggregator.store.shared import Election, Notifications, SharedStore
 
 log = logging.getLogger("aggregator")
@@ -73,6 +74,8 @@ class Cluster:
         self._leading = False
         self._term = 0
         self._leader = ""
+        self._since = iso(datetime.now(UTC))
+        """When this instance took its current role."""
         self._error: str | None = None
         self._behind = (0, 0.0)
         self._wake = threading.Event()
@@ -115,6 +118,8 @@ class Cluster:
                 lag_seconds=round(lag, 3),
                 synced=None if synced is None else synced.isoformat(timespec="seconds"),
                 database="ok" if self._error is None else self._error,
+                since=self._since,
+                mirrored=self._mirror.holding,
             )
 
     # -- election ------------------------------------------------------------------------
@@ -154,6 +159,7 @@ class Cluster:
             return
         with self._lock:
             self._leading, self._term, self._leader, self._error = True, term, self._name, None
+            self._since = iso(datetime.now(UTC))
         log.info(
             "leading the shared state (term %d)", term, extra=logs.fields(role=LEADER, term=term)
         )
@@ -168,20 +174,31 @@ class Cluster:
             return
         if term != self._term:
             self._lose(f"another instance leads (term {term})")
+            return
+        self._reachable()
 
     def _lose(self, why: str) -> None:
         self._on_follow()  # fences the store at once
         with self._lock:
             self._leading = False
+            self._since = iso(datetime.now(UTC))
         with contextlib.suppress(AggregatorError):
             self._election.close()
         log.warning("no longer leading: %s; following", why, extra=logs.fields(role=FOLLOWER))
         self._mirror.start_over()
         self._wake.set()
 
+    def _reachable(self) -> None:
+        """The shared state answered: clear the error /healthz shows, if any."""
+        with self._lock:
+            cleared, self._error = self._error is not None, None
+        if cleared:
+            log.info("shared state reachable again")
+
     def _seen(self, term: int, leader: str) -> None:
         with self._lock:
-            self._term, self._leader, self._error = term, leader, None
+            self._term, self._leader = term, leader
+        self._reachable()
 
     def _failed(self, exc: AggregatorError) -> None:
         with self._lock:
@@ -205,9 +222,7 @@ class Cluster:
                 behind = self._mirror.behind()
                 with self._lock:
                     self._behind = behind
-                    if self._error is not None and not self._leading:
-                        log.info("shared state reachable again")
-                        self._error = None
+                self._reachable()
                 self._notifications.wait(self._config.catch_up)
             except AggregatorError as exc:
                 self._failed(exc)

@@ -106,7 +106,7 @@ class Service:
                 config.cluster,
                 instance_name(config.server.port if config.server.enabled else None),
                 on_lead=self._lead,
-                on_follow=self.app.follow,
+                on_follow=self._follow,
                 quiet=self.app.quiet,
                 stopping=self._stopping,
             )
@@ -288,6 +288,12 @@ class Service:
         if adopted is not None:
             reporting.site_url_adopted(adopted)
         self.rescan_now()
+
+    def _follow(self) -> None:
+        """No longer the leader: stop writing at once; what this instance's scans reported
+        is history now (the leader's are what count)."""
+        self.app.follow()
+        self.reporter.following()
 
     def rescan_now(self) -> None:
         """Ask for a full rescan as soon as possible (after the one running, if any)."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from aggregator import logs
 from aggregator.app import App
-from aggregator.errors import AggregatorError, Interrupted, SeedDirError
+from aggregator.errors import AggregatorError, Fenced, Interrupted, SeedDirError
 from aggregator.reporting import Reporter
 from aggregator.websub import Announcer
 
@@ -68,6 +68,9 @@ class Jobs:
         except Interrupted:
             log.info("scan interrupted by shutdown")
             return None
+        except Fenced as exc:  # another instance leads now: it scans, this one follows
+            log.warning("scan stopped: %s", exc, extra=logs.fields(error=str(exc)))
+            return None
         except AggregatorError as exc:
             self._failed(now, started, str(exc), isinstance(exc, SeedDirError))
             return None
@@ -115,6 +118,8 @@ class Jobs:
             run()
         except Interrupted:
             return
+        except Fenced as exc:
+            log.warning("%s stopped: %s", what, exc, extra=logs.fields(job=what, error=str(exc)))
         except AggregatorError as exc:
             log.error("%s failed: %s", what, exc, extra=logs.fields(job=what, error=str(exc)))
         except Exception:

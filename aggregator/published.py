@@ -213,6 +213,8 @@ class Mirror:
         """The `seq` of the last change applied (0: start over: mirror everything)."""
         self.synced: datetime | None = None
         """When the mirror last caught up with the log."""
+        self.holding = False
+        """Whether the log held published documents at the last catch-up."""
 
     def start_over(self) -> None:
         """Compare every document again at the next `catch_up` (after this instance led and
@@ -241,6 +243,7 @@ class Mirror:
             for path in self._local.walk(clear_temps=True):  # a killed write's leftovers too
                 if path not in published:
                     changed += self._remove(path)
+        self.holding = self.applied > 0
         self.synced = datetime.now(UTC)
         return changed
 

@@ -124,6 +124,11 @@ class Reporter:
         self.status = status
         self.metrics = metrics
 
+    def following(self) -> None:
+        """This instance follows another now: its own scans' last error no longer applies."""
+        with self.status.lock:
+            self.status.last_error = None
+
     def scan_succeeded(
         self, now: datetime, started: float, done: RescanReport, tally: Tally
     ) -> None:
@@ -141,6 +146,7 @@ class Reporter:
         m.topics.set(tally.topics)
         with self.status.lock:
             self.status.scans += 1
+            self.status.built = True
             self.status.last_scan = ScanStatus(
                 at=iso(now),
                 ok=True,

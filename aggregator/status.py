@@ -112,11 +112,15 @@ class ClusterStatus:
     """When this follower last caught up (ISO 8601), None before the first time."""
     database: str
     """"ok", or why the shared state cannot be reached."""
+    since: str
+    """When this instance took its current role (ISO 8601)."""
+    mirrored: bool = False
+    """Whether its last catch-up found published files (it has the site to serve)."""
 
     @property
     def usable(self) -> bool:
-        """Whether this instance has something to serve that it keeps up to date."""
-        return self.role == LEADER or self.synced is not None
+        """Whether this instance has the published site to serve (mirrored, or led into it)."""
+        return self.synced is not None and self.mirrored
 
 
 def _json(record: DataclassInstance | None) -> JsonObject | None:
@@ -137,6 +141,8 @@ class Status:
     """The first MAX_HEALTH_REJECTED rejected seeds by path."""
     scans: int = 0
     """Scans finished since start-up, successful or not."""
+    built: bool = False
+    """A scan succeeded since start-up (the output holds the site)."""
     cluster: Callable[[], ClusterStatus] | None = None
     """This instance's place among several on a shared state (None: it runs alone)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -148,10 +154,14 @@ class Status:
         with self.lock:
             ok = self.last_scan is not None and self.last_scan.ok
             state = "ok" if ok else ("starting" if self.last_scan is None else "error")
-            if shared is not None and shared.role == FOLLOWER:
-                # A follower serves what the leader published: it is healthy while it
-                # has that, degraded while it cannot reach the state to keep it current.
-                ok = shared.usable
+            taking_over = shared is not None and (
+                self.last_scan is None or self.last_scan.at < shared.since
+            )
+            if shared is not None and (shared.role == FOLLOWER or taking_over):
+                # A follower serves what the leader published, and so does a new leader
+                # until its first scan: healthy while it has that (mirrored, or built when
+                # it led), degraded while it cannot reach the state to keep it current.
+                ok = shared.mirrored or self.built
                 state = "starting" if not ok else "ok" if shared.database == "ok" else "degraded"
             body: JsonObject = {
                 "status": state,
