@@ -68,7 +68,7 @@ class Cluster:
         self._quiet = quiet
         self._stopping = stopping
         self._mirror = Mirror(store.documents, local)
-        self._election: Election = store.election(config.lease)
+        self._election: Election = store.election(config.lease, name)
         self._notifications: Notifications = store.notifications()
         self._lock = threading.Lock()
         self._leading = False
@@ -232,12 +232,18 @@ class Cluster:
 @contextlib.contextmanager
 def lead_once(store: SharedStore, lease: float, name: str) -> Iterator[int]:
     """Lead the shared state for the `with` block (a one-off command such as `build`);
-    yields the term. Raises `InUseError` when another instance leads, `StateError` when
-    the database cannot be reached."""
-    election = store.election(lease)
+    yields the term. Raises `InUseError` when an instance of the service runs on the state
+    (leading or following) or another command leads, `StateError` when the database
+    cannot be reached."""
+    election = store.election(lease, name, service=False)
     done = threading.Event()
     renewing: threading.Thread | None = None
     try:
+        # Not while the service runs on it, even between two leaders (a failover): the
+        # command would publish its own settings' output to every instance.
+        running = election.services()
+        if running:
+            raise InUseError(store.path, None, holder=", ".join(running), service=True)
         term = election.try_lead(name)
         if term is None:
             _, holder = election.leader()

@@ -52,8 +52,16 @@ class Fenced(StateError):
 class InUseError(AggregatorError):
     """Another process holds the lock of the state file or output directory."""
 
-    def __init__(self, path: object, pid: int | None, command: str = "", holder: str = "") -> None:
-        """`holder`: the leader instance, as it named itself (a shared state)."""
+    def __init__(
+        self,
+        path: object,
+        pid: int | None,
+        command: str = "",
+        holder: str = "",
+        service: bool = False,
+    ) -> None:
+        """`holder`: the leader instance, as it named itself (a shared state); `service`:
+        `holder` names the service's instances running on it instead."""
         self.path = path
         self.pid = pid
         self.command = command
@@ -61,7 +69,7 @@ class InUseError(AggregatorError):
         if command:
             who += f", `aggregator {command}`"
         if holder:
-            who = f"the leader, {holder}"
+            who = f"the service: {holder}" if service else f"the leader, {holder}"
         super().__init__(f"{path} is in use by another aggregator ({who})")
 
 

@@ -376,7 +376,7 @@ def test_a_one_off_build_is_refused_while_an_instance_leads(tmp_path: Path, url:
         assert len(lines) == 1, done.stderr
         assert member.process is not None
         assert f":{member.port} pid {member.process.pid}" in lines[0]
-        assert "leader" in lines[0]
+        assert "(the service: " in lines[0]
         assert tree(root / "out") == {}
         # The service is unaffected: it still leads in its term, and publishes.
         assert (member.role(), member.health()[1]["term"]) == ("leader", term)

@@ -434,6 +434,33 @@ def test_lead_once_fences_the_store_for_its_block_and_is_refused_while_another_l
     store.fence(None)
 
 
+def test_lead_once_is_refused_while_any_instance_of_the_service_runs_even_between_leaders(
+    url: str, stores: Callable[[], PostgresStore]
+) -> None:
+    """During a failover nobody leads for a moment; a one-off command must not step in and
+    publish its own settings' output to the followers."""
+    store, follower = stores(), stores()
+    following = follower.election(5, "feeds-2:8080 pid 12")
+    try:
+        assert following.services() == []  # it does not count itself
+        assert following.leader() == (0, "")  # nobody leads
+        with (
+            pytest.raises(InUseError, match=r"\(the service: feeds-2:8080 pid 12\)"),
+            lead_once(store, 5, "vm pid 99 (one-off command)"),
+        ):
+            pass
+        assert rows(url, "SELECT term FROM leadership") == [(0,)]
+    finally:
+        following.close()
+    with lead_once(store, 5, "vm pid 99 (one-off command)") as term:  # the service is gone
+        assert term == 1
+        watcher = follower.election(5, "feeds-3:8080 pid 13")
+        try:
+            assert watcher.services() == []  # a command is not the service
+        finally:
+            watcher.close()
+
+
 # -- the leader's published output and a follower's mirror -----------------------------
 
 

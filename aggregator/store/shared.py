@@ -101,6 +101,11 @@ class Election(Protocol):
         """The current term and the name of the instance that won it ("" for none)."""
         ...
 
+    def services(self) -> list[str]:
+        """The names of the service instances (`aggregator run`) connected to the shared
+        state besides this one, leaders and followers alike (sorted)."""
+        ...
+
     def close(self) -> None:
         """Give up leadership (if held) and close the connection."""
         ...
@@ -130,9 +135,10 @@ class SharedStore(StateStore, Protocol):
         all, a follower's store; None: no check, a one-off command that leads alone)."""
         ...
 
-    def election(self, lease: float) -> Election:
+    def election(self, lease: float, name: str = "", service: bool = True) -> Election:
         """A new `Election` whose leadership lapses `lease` seconds after the holder's last
-        sign of life."""
+        sign of life, for the instance `name` (`service`: an `aggregator run`, which other
+        instances' `services()` see; False: a one-off command)."""
         ...
 
     def notifications(self) -> Notifications:

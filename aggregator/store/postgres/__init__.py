@@ -56,8 +56,8 @@ class PostgresStore:
     def fence(self, term: int | None) -> None:
         self._db.fence(term)
 
-    def election(self, lease: float) -> PostgresElection:
-        return PostgresElection(self._db.url, self._db.shown, lease)
+    def election(self, lease: float, name: str = "", service: bool = True) -> PostgresElection:
+        return PostgresElection(self._db.url, self._db.shown, lease, name, service)
 
     def notifications(self) -> PostgresNotifications:
         return PostgresNotifications(self._db.url, self._db.shown)

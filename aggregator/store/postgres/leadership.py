@@ -26,6 +26,10 @@ from aggregator.store.postgres.documents import CHANNEL
 
 LEADER_KEY = 0x61676C64  # "agld"
 """The advisory lock key leadership holds (the migration lock is another)."""
+SERVICE_PREFIX = "aggregator run: "
+"""The application name of a service instance's election session (then its name)."""
+COMMAND_PREFIX = "aggregator command: "
+"""The application name of a one-off command's election session."""
 _TAKE_OVER_TRIES = 10
 
 _END_OLD_WRITERS = """
@@ -72,10 +76,14 @@ class _Session:
 class PostgresElection:
     """`Election` on the database."""
 
-    def __init__(self, url: str, shown: str, lease: float) -> None:
+    def __init__(self, url: str, shown: str, lease: float, name: str, service: bool = True) -> None:
         millis = max(1000, round(lease * 1000))
-        # The user timeout bounds how long a write to a vanished server may hang.
-        self._session = _Session(url, shown, {"tcp_user_timeout": millis})
+        # The application name tells the instances apart in pg_stat_activity, and
+        # services from one-off commands (see `services`). The user timeout bounds how
+        # long a write to a vanished server may hang.
+        prefix = SERVICE_PREFIX if service else COMMAND_PREFIX
+        options = {"tcp_user_timeout": millis, "application_name": (prefix + name)[:63]}
+        self._session = _Session(url, shown, options)
         self._lease_ms = millis
         self._leading = False
 
@@ -122,6 +130,19 @@ class PostgresElection:
         except psycopg.Error as exc:
             raise self._session.error(exc) from None
         return (int(found[0]), str(found[1])) if found is not None else (0, "")
+
+    def services(self) -> list[str]:
+        try:
+            rows = self._session.open().execute(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND starts_with(application_name, %s)",
+                (SERVICE_PREFIX,),
+            )
+            found = rows.fetchall()
+        except psycopg.Error as exc:
+            raise self._session.error(exc) from None
+        return sorted(str(name)[len(SERVICE_PREFIX) :] for (name,) in found)
 
     def close(self) -> None:
         # Unlocked before the connection closes: the server releases a closed session's
