@@ -40,6 +40,8 @@ from aggregator.store import StateStore, open_store
 from aggregator.store.shared import FOLLOWER, SharedStore
 from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
 
+TOPICS = "published_topics"
+"""Under this name a shared state records how many topics the leader's last render gave a feed."""
 SITE_URL = "site.public_url"
 """Under this name a shared state records the site URL its first leader advertised."""
 
@@ -336,6 +338,8 @@ class App:
             assert isinstance(self.out, PublishedOutput)
             with self.out.publishing(self.store.transaction):
                 rendered = self.publisher.render(now, changed, stop, complete=self.ingest.complete)
+                # What followers' /healthz shows as the topics with a feed.
+                self.store.settings.settings_changed(TOPICS, str(self.publisher.topic_count))
         self._built = True
         return rendered
 
@@ -459,7 +463,10 @@ class App:
             rejected = (
                 sorted(self.store.seeds.rejected() + refused) if counts.rejected or refused else []
             )
-            return Tally(counts.seeds, counts.entries, self.publisher.topic_count, rejected)
+            topics = self.publisher.topic_count
+            if not self.leading:  # a follower renders nothing: the leader's last render
+                topics = int(self.store.settings.recorded(TOPICS) or 0)
+            return Tally(counts.seeds, counts.entries, topics, rejected)
 
     @staticmethod
     def stored_link(config: Config, url: str) -> LinkState | None:

@@ -57,9 +57,11 @@ class Cluster:
         on_follow: Callable[[], None],
         quiet: Callable[[], AbstractContextManager[object]],
         stopping: threading.Event,
+        on_synced: Callable[[], None] = lambda: None,
     ) -> None:
         """`quiet`: a context in which no job writes the output (the app's lock): the
-        mirror works only inside it. `on_lead`/`on_follow` are called on the election thread."""
+        mirror works only inside it. `on_lead`/`on_follow` are called on the election thread,
+        `on_synced` on the mirror thread after a catch-up that changed files (and the first)."""
         self._store = store
         self._config = config
         self._name = name
@@ -67,6 +69,7 @@ class Cluster:
         self._on_follow = on_follow
         self._quiet = quiet
         self._stopping = stopping
+        self._on_synced = on_synced
         self._mirror = Mirror(store.documents, local)
         self._election: Election = store.election(config.lease, name)
         self._notifications: Notifications = store.notifications()
@@ -216,9 +219,11 @@ class Cluster:
                 self._wake.clear()
                 continue
             try:
+                first = self._mirror.synced is None
                 with self._quiet():
-                    if not self._leading:
-                        self._mirror.catch_up()
+                    changed = 0 if self._leading else self._mirror.catch_up()
+                if changed or first:
+                    self._on_synced()
                 behind = self._mirror.behind()
                 with self._lock:
                     self._behind = behind

@@ -109,6 +109,7 @@ class Service:
                 on_follow=self._follow,
                 quiet=self.app.quiet,
                 stopping=self._stopping,
+                on_synced=self._synced,
             )
             self.status.cluster = self.cluster.status
             self.metrics.follow_cluster(self.cluster.status)
@@ -294,6 +295,11 @@ class Service:
         is history now (the leader's are what count)."""
         self.app.follow()
         self.reporter.following()
+
+    def _synced(self) -> None:
+        """A follower's catch-up brought files: show what the state holds now."""
+        if not self.app.leading:
+            self.reporter.counted(self.app.tally())
 
     def rescan_now(self) -> None:
         """Ask for a full rescan as soon as possible (after the one running, if any)."""

@@ -124,6 +124,21 @@ class Reporter:
         self.status = status
         self.metrics = metrics
 
+    def counted(self, tally: Tally) -> None:
+        """What the state holds now (after a scan, or a follower's catch-up): /healthz's
+        counts and rejected files, and the gauges."""
+        m = self.metrics
+        m.seeds.set(tally.seeds)
+        m.seeds_rejected.set(len(tally.rejected))
+        m.articles.set(tally.articles)
+        m.topics.set(tally.topics)
+        with self.status.lock:
+            self.status.counts = tally.counts()
+            self.status.rejected_files = [
+                RejectedFile(printable(source), reason)
+                for source, reason in tally.rejected[:MAX_HEALTH_REJECTED]
+            ]
+
     def following(self) -> None:
         """This instance follows another now: its own scans' last error no longer applies."""
         with self.status.lock:
@@ -140,10 +155,7 @@ class Reporter:
         m = self.metrics
         m.scans.labels("ok").inc()
         m.scan_seconds.observe(took)
-        m.seeds.set(tally.seeds)
-        m.seeds_rejected.set(len(tally.rejected))
-        m.articles.set(tally.articles)
-        m.topics.set(tally.topics)
+        self.counted(tally)
         with self.status.lock:
             self.status.scans += 1
             self.status.built = True
@@ -164,11 +176,6 @@ class Reporter:
                     unchanged=rendered.unchanged,
                     removed=len(rendered.removed),
                 )
-            self.status.counts = tally.counts()
-            self.status.rejected_files = [
-                RejectedFile(printable(source), reason)
-                for source, reason in tally.rejected[:MAX_HEALTH_REJECTED]
-            ]
         if scanned.parsed or scanned.removed or (rendered and rendered.written):
             written = len(rendered.written) if rendered else 0
             log.info(

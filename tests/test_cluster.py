@@ -90,6 +90,21 @@ def test_one_leader_and_every_instance_serves_the_same_documents(
                 assert member.get(path, **{"If-None-Match": etag}).status_code == 304
                 assert member.get(path, **{"If-Modified-Since": modified}).status_code == 304
 
+        # Every instance says what the shared state holds, followers included.
+        def counts(member: Member) -> tuple[object, ...]:
+            body = member.health()[1]
+            return tuple(body.get(key) for key in ("seeds", "articles", "topics", "rejected"))
+
+        leader = cluster.leader(members)
+        until(
+            "every instance reports the leader's counts",
+            lambda: len({counts(member) for member in members}) == 1,
+        )
+        seeds, articles, topics, rejected = counts(leader)
+        assert seeds == len([p for p in cluster.seeds.rglob("*") if p.is_file()])
+        assert isinstance(articles, int) and isinstance(topics, int) and articles and topics
+        assert rejected == 0
+
 
 def _cold_build(tmp_path: Path, seeds: Path) -> dict[str, bytes]:
     """What `aggregator build` of `seeds` into a fresh SQLite state gives, with the

@@ -517,9 +517,11 @@ def test_settings_are_recorded_and_changes_reported(store: StateStore) -> None:
 
 def test_setdefault_keeps_the_first_value_recorded(store: StateStore) -> None:
     settings = store.settings
+    assert settings.recorded("site_url") is None
     assert settings.setdefault("site_url", "http://127.0.0.1:8101/") == "http://127.0.0.1:8101/"
     assert settings.setdefault("site_url", "http://127.0.0.1:8102/") == "http://127.0.0.1:8101/"
     assert settings.settings_changed("site_url", "http://127.0.0.1:8101/") is False
+    assert settings.recorded("site_url") == "http://127.0.0.1:8101/"
 
 
 def test_reread_marks_make_seeds_due_again(store: StateStore) -> None:

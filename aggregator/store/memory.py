@@ -453,6 +453,9 @@ class MemorySettings(_Part):
         self._d.meta[name] = value
         return before is not None
 
+    def recorded(self, name: str) -> str | None:
+        return self._d.meta.get(name)
+
     def setdefault(self, name: str, value: str) -> str:
         return self._d.meta.setdefault(name, value)
 

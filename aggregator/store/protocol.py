@@ -267,6 +267,10 @@ class SettingsStore(Protocol):
         (False the first time)."""
         ...
 
+    def recorded(self, name: str) -> str | None:
+        """The value recorded under `name`; None when there is none. Only reads."""
+        ...
+
     def setdefault(self, name: str, value: str) -> str:
         """Record `value` under `name` unless a value is recorded there already; returns the
         value recorded (the earlier one, else `value`)."""

@@ -21,6 +21,10 @@ class PostgresSettings:
             db.execute(_RECORD, (name, value))
             return before is not None
 
+    def recorded(self, name: str) -> str | None:
+        with self._db.reading() as db:
+            return _recorded(db, name)
+
     def setdefault(self, name: str, value: str) -> str:
         with self._db.writing() as db:
             db.execute(

@@ -19,6 +19,11 @@ class SqliteSettings:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
             return row is not None
 
+    def recorded(self, name: str) -> str | None:
+        with self._db.reading() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
     def setdefault(self, name: str, value: str) -> str:
         with self._db.writing() as db:
             row = db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
