@@ -332,7 +332,7 @@ def main() -> None:
 
             alternate(args.rounds, [rescan("postgres"), rescan("sqlite")])
             rows.append(
-                f"| rescan, nothing changed (service, median of {args.rescans} per round) | "
+                f"| rescan, nothing changed (the service; {args.rescans} scans a round, median) | "
                 f"{cell(rescans['postgres'], digits=3)} | SQLite "
                 f"{cell(rescans['sqlite'], digits=3)} | "
                 f"{ratio(rescans['postgres'], rescans['sqlite'])} (aim ≤ 1 s at 100k) |"
