@@ -30,6 +30,7 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 import shutil
@@ -221,14 +222,14 @@ def served_after(instances: list[Instance], title: str, start: float) -> list[fl
         thread.start()
     for thread in threads:
         thread.join()
-    missing = [i.name for i, seconds in zip(instances, found, strict=True) if seconds != seconds]
+    missing = [i.name for i, seconds in zip(instances, found, strict=True) if math.isnan(seconds)]
     if missing:
         raise RuntimeError(f"{title!r} never served by {', '.join(missing)}")
     return found
 
 
 def same_tree(one: Path, other: Path) -> str:
-    """ "identical", or the first lines of `diff -r`."""
+    """`identical`, or how many files `diff -rq` lists, and the first three."""
     done = subprocess.run(["diff", "-rq", str(one), str(other)], capture_output=True, text=True)
     if done.returncode == 0:
         return "identical"
