@@ -10,6 +10,7 @@ from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
 from aggregator.feeds import KINDS, PROVIDER_KIND, FeedKey
 from aggregator.model import article_from_json
 from aggregator.plan import FeedFilter, LedgerRow, to_micros
+from aggregator.store.postgres.bulk import insert_text
 from aggregator.store.postgres.db import Connection, Database, many
 from aggregator.store.rows import StoredEntry
 
@@ -182,7 +183,7 @@ class PostgresEntries:
             )
             if moved:
                 db.execute("DELETE FROM entry_feeds WHERE entry_id = ANY(%s)", (moved,))
-            many(db, "INSERT INTO entry_feeds (kind, key, entry_id) VALUES (%s, %s, %s)", members)
+            insert_text(db, "entry_feeds (kind, key, entry_id)", members)
 
     def entries(self, ids: Sequence[str]) -> list[StoredEntry]:
         with self._db.reading() as db:

@@ -9,6 +9,7 @@ from datetime import datetime
 from aggregator.entries import from_micros
 from aggregator.links import LinkState, state_from_json, state_to_json
 from aggregator.plan import to_micros
+from aggregator.store.postgres.bulk import insert_text
 from aggregator.store.postgres.db import Database, many
 from aggregator.urls import host_of
 
@@ -21,10 +22,8 @@ class PostgresLinks:
 
     def ensure(self, urls: Iterable[str]) -> None:
         with self._db.writing() as db:
-            many(
-                db,
-                "INSERT INTO links (url, host) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                [(u, _host(u)) for u in urls],
+            insert_text(
+                db, "links (url, host)", [(u, _host(u)) for u in urls], "ON CONFLICT DO NOTHING"
             )
 
     def link_states(self, urls: Sequence[str]) -> dict[str, LinkState]:

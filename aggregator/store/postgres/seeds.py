@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from aggregator.model import LoadedSeed
 from aggregator.scan import SeedFile
+from aggregator.store.postgres.bulk import insert_text
 from aggregator.store.postgres.db import Database, many
 from aggregator.store.rows import Duplicate, Rejected, SpellingCount
 
@@ -98,10 +99,11 @@ class PostgresSeeds:
                     "DELETE FROM seed_topics WHERE source = ANY(%s)",
                     ([f.source for f, _, _ in good],),
                 )
-            many(
+            insert_text(
                 db,
-                "INSERT INTO seed_topics (source, spelling) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                "seed_topics (source, spelling)",
                 [(f.source, name) for f, r, _ in good for name in r.topics],
+                "ON CONFLICT DO NOTHING",
             )
             dirty.update(r.entry_id for _, r, _ in good)
             if dirty:
