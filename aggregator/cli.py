@@ -203,12 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _state_flag(given: str | None) -> dict[str, Any]:
-    """The setting `--state` gives: `state.url` for a PostgreSQL URL, else `state.path`."""
+    """The settings `--state` gives: `state.url` for a URL, else `state.path` (and no URL,
+    whatever a config file or the environment says: the flag wins)."""
     if given is None:
         return {}
-    if given.startswith(("postgresql://", "postgres://")):
+    if "://" in given:  # checked as a URL (another scheme is refused, not taken for a path)
         return {"state.url": given}
-    return {"state.path": Path(given)}
+    return {"state.path": Path(given), "state.url": ""}  # the flag wins over a file's URL
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -37,6 +37,10 @@ from aggregator.store.shared import Election, Notifications, SharedStore
 
 log = logging.getLogger("aggregator")
 
+COUNTS_EVERY = 10.0
+"""Seconds between a follower's readings of the state's counts when no file changed (a
+rejected seed changes no published file)."""
+
 
 def instance_name(port: int | None = None) -> str:
     """This instance as /healthz and the leadership table name it: host, port, pid."""
@@ -61,7 +65,8 @@ class Cluster:
     ) -> None:
         """`quiet`: a context in which no job writes the output (the app's lock): the
         mirror works only inside it. `on_lead`/`on_follow` are called on the election thread,
-        `on_synced` on the mirror thread after a catch-up that changed files (and the first)."""
+        `on_synced` on the mirror thread after a catch-up that changed files, the first, and
+        every `COUNTS_EVERY` seconds besides."""
         self._store = store
         self._config = config
         self._name = name
@@ -213,6 +218,7 @@ class Cluster:
     # -- mirror --------------------------------------------------------------------------
 
     def _follow(self) -> None:
+        counted = time.monotonic()
         while not self._stopping.is_set():
             if self._leading:
                 self._wake.wait(self._config.catch_up)
@@ -222,14 +228,18 @@ class Cluster:
                 first = self._mirror.synced is None
                 with self._quiet():
                     changed = 0 if self._leading else self._mirror.catch_up()
-                if changed or first:
+                due = time.monotonic() - counted >= COUNTS_EVERY
+                if changed or first or due:
                     self._on_synced()
+                    counted = time.monotonic()
                 behind = self._mirror.behind()
                 with self._lock:
                     self._behind = behind
                 self._reachable()
                 self._notifications.wait(self._config.catch_up)
             except AggregatorError as exc:
+                if self._stopping.is_set():
+                    return  # its connections close as the service stops
                 self._failed(exc)
                 self._stopping.wait(self._config.retry)
 

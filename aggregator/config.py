@@ -263,12 +263,19 @@ class StateConfig(_Section):
     """A PostgreSQL database (`postgresql://user@host:5432/aggregator`) instead of `path`:
     several instances can share it, one elected leader writing."""
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _file_path(cls, value: object) -> object:
+        if "://" in str(value):  # before Path() folds the slashes
+            raise ValueError("a URL is not a state file's path: state.url takes postgresql:// URLs")
+        return value
+
     @field_validator("url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("postgresql://", "postgres://")):
+        if "://" not in value:
             raise ValueError("a PostgreSQL URL looks like postgresql://user@host:5432/name")
         problem = database_url_problem(value)
         if problem is not None:

@@ -72,6 +72,9 @@ class Jobs:
             log.warning("scan stopped: %s", exc, extra=logs.fields(error=str(exc)))
             return None
         except AggregatorError as exc:
+            if not self.app.leading:  # it lost the lead meanwhile (its session was ended)
+                log.warning("scan stopped, no longer leading: %s", exc)
+                return None
             self._failed(now, started, str(exc), isinstance(exc, SeedDirError))
             return None
         except Exception as exc:

@@ -117,11 +117,6 @@ class ClusterStatus:
     mirrored: bool = False
     """Whether its last catch-up found published files (it has the site to serve)."""
 
-    @property
-    def usable(self) -> bool:
-        """Whether this instance has the published site to serve (mirrored, or led into it)."""
-        return self.synced is not None and self.mirrored
-
 
 def _json(record: DataclassInstance | None) -> JsonObject | None:
     return None if record is None else asdict(record)
@@ -178,5 +173,6 @@ class Status:
             if shared is not None:
                 body["role"] = shared.role
                 body["term"] = shared.term
-                body["cluster"] = {**asdict(shared), "usable": shared.usable}
+                # Whether it has the site to serve: mirrored, or built while it led.
+                body["cluster"] = {**asdict(shared), "usable": shared.mirrored or self.built}
         return (200 if ok else 503), body

@@ -115,9 +115,11 @@ def database_url_problem(location: str) -> str | None:
     pick one from the user's name, or the environment)."""
     if "://" not in location:
         return None
-    scheme = location.split("://", 1)[0].lower()
-    if scheme not in ("postgresql", "postgres"):
+    scheme = location.split("://", 1)[0]
+    if scheme.lower() not in ("postgresql", "postgres"):
         return f"{scheme}:// is not a state this can use: a file path or postgresql://… is"
+    if scheme != scheme.lower():
+        return f"write the scheme in lower case: {scheme.lower()}://"
     try:
         parts = urlsplit(location)
         parts.port  # noqa: B018 - raises for a port that is not a number

@@ -317,7 +317,7 @@ def test_a_state_url_comes_from_the_file_the_environment_or_the_state_flag(
     assert code == 0, shown
     lines = [" ".join(line.split()) for line in shown.splitlines()]
     assert "path: elsewhere.sqlite3 # flag --state" in lines
-    assert "url: null # default" in lines
+    assert "url: null # flag --state" in lines  # a path given: no URL, whatever else says
 
 
 def test_config_show_hides_the_password_of_the_state_url(tmp_path: Path) -> None:
@@ -331,3 +331,37 @@ def test_config_show_hides_the_password_of_the_state_url(tmp_path: Path) -> None
         assert code == 0, shown
         assert "s3cret-word" not in shown
         assert "postgresql://agg:***@db.example:5432/feeds" in shown
+
+
+def test_the_state_flag_with_a_path_wins_over_a_files_url(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", "state:\n  url: postgresql://feeds@db.example/agg\n")
+    code, output = _aggregator(
+        "config", "show", "--config", str(path), "--state", "mine.sqlite3", cwd=tmp_path
+    )
+    assert code == 0, output
+    assert "path: mine.sqlite3" in output
+    assert "url: null" in output and "db.example" not in output
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("mysql://agg:s3cret@db.example/feeds", "mysql:// is not a state this can use"),
+        ("POSTGRESQL://agg:s3cret@db.example/feeds", "write the scheme in lower case"),
+        ("postgresql+psycopg://db.example/feeds", "is not a state this can use"),
+    ],
+)
+def test_a_state_flag_that_is_no_usable_url_is_refused_not_taken_for_a_path(
+    tmp_path: Path, given: str, problem: str
+) -> None:
+    code, output = _aggregator("build", "--state", given, cwd=tmp_path)
+    assert code == 2
+    assert problem in output and "s3cret" not in output
+    assert list(tmp_path.iterdir()) == []  # no directory made of the URL
+
+
+def test_a_state_path_that_is_a_url_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", "state:\n  path: 'sqlite:///var/state.db'\n")
+    code, output = _aggregator("config", "check", "--config", str(path), cwd=tmp_path)
+    assert code == 2
+    assert "state.path" in output and "state.url takes postgresql://" in output

@@ -317,6 +317,31 @@ def test_the_command_refuses_a_state_file_a_service_holds(tmp_path: Path) -> Non
     assert target.stat().st_size == 0  # untouched
 
 
+def test_the_command_refuses_a_database_the_service_runs_on(tmp_path: Path) -> None:
+    """The leader keeps what it read of the seeds in memory: a copy replacing the state
+    under it would never be put right."""
+    site = rich_site(tmp_path / "site")
+    url = SCRATCH.schema_url()
+    store = PostgresStore(url)
+    running = store.election(5, "feeds-1:8080 pid 640")  # what every `run` instance holds
+    try:
+        assert running.try_lead("feeds-1:8080 pid 640") == 1
+        result = aggregator(
+            "state", "copy", "--from", str(site.state), "--to", url, "--force", cwd=tmp_path
+        )
+        assert result.returncode == 1, result
+        assert result.stderr.endswith(
+            "is in use by another aggregator (the service: feeds-1:8080 pid 640): "
+            "stop the service before copying into it\n"
+        )
+        assert store.counts().seeds == 0  # untouched
+    finally:
+        running.close()
+        store.close()
+    result = aggregator("state", "copy", "--from", str(site.state), "--to", url, cwd=tmp_path)
+    assert result.returncode == 0, result
+
+
 def test_the_command_says_in_one_line_what_cannot_be_used(tmp_path: Path) -> None:
     site = rich_site(tmp_path / "site")
     unreachable = "postgresql://aggregator:s3cret-word@127.0.0.1:1/state"
@@ -333,6 +358,8 @@ def test_the_command_says_in_one_line_what_cannot_be_used(tmp_path: Path) -> Non
         (str(site.state), "postgresql://"): "aggregator: postgresql://: names no database",
         (str(site.state), "postgresql://127.0.0.1:5432"): "aggregator: postgresql://127.0.0.1"
         ":5432: names no database",
+        (str(site.state), "POSTGRESQL://127.0.0.1/state"): "aggregator: POSTGRESQL://127.0.0.1"
+        "/state: write the scheme in lower case: postgresql://",
     }
     (tmp_path / "seeds.txt").write_text("not a state file\n" * 100)
     for (source, target), start in cases.items():
@@ -344,4 +371,5 @@ def test_the_command_says_in_one_line_what_cannot_be_used(tmp_path: Path) -> Non
     assert not (tmp_path / "new.sqlite3").exists()
     assert not (tmp_path / "missing.sqlite3").exists()
     assert not (tmp_path / "mysql:").exists()
+    assert not (tmp_path / "POSTGRESQL:").exists()
     assert (tmp_path / "seeds.txt").read_text() == "not a state file\n" * 100

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from aggregator.errors import AggregatorError, StateError
+from aggregator.errors import AggregatorError, InUseError, StateError
 from aggregator.store import is_postgres_url, open_store
 from aggregator.urls import database_url_problem, hide_password
 
@@ -255,6 +255,8 @@ def copy_state(source: str, target: str, force: bool = False) -> CopyReport:
                 raise SameStateError(
                     f"{writer.name}: --from and --to are the same state; nothing to copy"
                 )
+            if is_postgres_url(target):
+                _refuse_while_served(target)
             return copy_between(reader, writer, force)
         except BaseException:
             if new_file:
@@ -380,6 +382,21 @@ def _spelled_alike(source: str, target: str) -> bool:
         return os.path.samefile(source, target)
     except OSError:
         return False
+
+
+def _refuse_while_served(url: str) -> None:
+    """Raise `InUseError` when instances of the service run on the database at `url`: the
+    leader keeps what it read of the seeds in memory, and would never put back what a
+    copy replaced."""
+    from aggregator.store.postgres.leadership import PostgresElection
+
+    election = PostgresElection(url, hide_password(url), 5, "state copy", service=False)
+    try:
+        running = election.services()
+    finally:
+        election.close()
+    if running:
+        raise InUseError(hide_password(url), None, holder=", ".join(running), service=True)
 
 
 def _shown(location: str) -> str:
