@@ -193,9 +193,17 @@ your feed reader, or import <a href="{OPML_PATH}" type="text/x-opml">the topic f
 The feed of everything has <a href="{ALL_OPML_PATH}" type="text/x-opml">an OPML file of its own</a>:
 it holds the same articles as the topic feeds, so take one or the other, not both.</p>{by_provider}
 </header>
-<main>
+"""
+        + _listing("Topic", rows)
+    )
+    return page.encode("utf-8")
+
+
+def _listing(what: str, rows: str) -> str:
+    """The rest of a page that lists feeds: their table (`what` heads the first column)."""
+    return f"""<main>
 <table>
-<thead><tr><th>Topic</th><th class=n>Articles</th><th class=u>Last update</th>
+<thead><tr><th>{what}</th><th class=n>Articles</th><th class=u>Last update</th>
 <th class=f>Feed</th></tr></thead>
 <tbody>
 {rows}
@@ -205,8 +213,6 @@ it holds the same articles as the topic feeds, so take one or the other, not bot
 </body>
 </html>
 """
-    )
-    return page.encode("utf-8")
 
 
 def render_providers_page(
@@ -228,18 +234,8 @@ def render_providers_page(
 published, whatever their topic. Paste a feed's address into your feed reader, or import
 <a href="{PROVIDERS_OPML_PATH}" type="text/x-opml">the provider feeds as OPML</a>.</p>
 </header>
-<main>
-<table>
-<thead><tr><th>Provider</th><th class=n>Articles</th><th class=u>Last update</th>
-<th class=f>Feed</th></tr></thead>
-<tbody>
-{_rows(feeds, formats)}
-</tbody>
-</table>
-</main>
-</body>
-</html>
 """
+        + _listing("Provider", _rows(feeds, formats))
     )
     return page.encode("utf-8")
 
