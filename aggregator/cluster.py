@@ -67,7 +67,6 @@ class Cluster:
         mirror works only inside it. `on_lead`/`on_follow` are called on the election thread,
         `on_synced` on the mirror thread after a catch-up that changed files, the first, and
         every `COUNTS_EVERY` seconds besides."""
-        self._store = store
         self._config = config
         self._name = name
         self._on_lead = on_lead
