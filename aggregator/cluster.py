@@ -37,6 +37,9 @@ from aggregator.store.shared import Election, Notifications, SharedStore
 
 log = logging.getLogger("aggregator")
 
+PRUNE_EVERY = 60.0
+"""Seconds between a follower's sweeps of its output directory for files the shared state
+does not hold (a walk, and the list of published paths)."""
 COUNTS_EVERY = 10.0
 """Seconds between a follower's readings of the state's counts when no file changed (a
 rejected seed changes no published file)."""
@@ -217,7 +220,7 @@ class Cluster:
     # -- mirror --------------------------------------------------------------------------
 
     def _follow(self) -> None:
-        counted = time.monotonic()
+        counted = pruned = time.monotonic()
         while not self._stopping.is_set():
             if self._leading:
                 self._wake.wait(self._config.catch_up)
@@ -225,8 +228,11 @@ class Cluster:
                 continue
             try:
                 first = self._mirror.synced is None
+                prune = time.monotonic() - pruned >= PRUNE_EVERY
                 with self._quiet():
-                    changed = 0 if self._leading else self._mirror.catch_up()
+                    changed = 0 if self._leading else self._mirror.catch_up(prune)
+                if prune:
+                    pruned = time.monotonic()
                 due = time.monotonic() - counted >= COUNTS_EVERY
                 if changed or first or due:
                     self._on_synced()

@@ -221,11 +221,12 @@ class Mirror:
         may have written files that were never published, or to begin with)."""
         self.applied = 0
 
-    def catch_up(self) -> int:
+    def catch_up(self, prune: bool = False) -> int:
         """Apply every change made since the last one applied; returns how many files changed.
 
-        From the start (`applied` 0), also removes the local files the log does not hold."""
-        full = self.applied == 0
+        From the start (`applied` 0), or with `prune`, also removes the local files the log
+        does not hold (put there by hand, or left by a killed write)."""
+        full = self.applied == 0 or prune
         changed = 0
         while True:
             changes = self._log.changes(self.applied, BATCH)

@@ -528,6 +528,14 @@ def test_a_mirror_ends_with_the_leaders_files_bytes_and_times(
     assert local.walk() == ["feeds/a.atom"]
     assert follow.is_dir()
 
+    # A file put there later stays until a sweep (`prune`), which the follower makes now
+    # and then: an incremental catch-up only applies changes.
+    (follow / "feeds" / "bogus.atom").write_bytes(b"not published")
+    assert mirror.catch_up() == 0
+    assert local.walk() == ["feeds/a.atom", "feeds/bogus.atom"]
+    assert mirror.catch_up(prune=True) == 1
+    assert local.walk() == ["feeds/a.atom"]
+
 
 def test_rewriting_the_same_bytes_publishes_nothing_and_times_never_go_back(
     tmp_path: Path, store: PostgresStore
