@@ -37,7 +37,7 @@ from aggregator.published import PublishedOutput
 from aggregator.reloading import advertises_loopback
 from aggregator.status import Counts
 from aggregator.store import StateStore, open_store
-from aggregator.store.shared import FOLLOWER, SharedStore
+from aggregator.store.shared import NO_TERM, SharedStore
 from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
 
 TOPICS = "published_topics"
@@ -138,7 +138,7 @@ class App:
             self.out: Output = self.local
             if self.shared is not None:
                 self.out = PublishedOutput(self.local, self.shared.documents)
-                self.shared.fence(None if leading else FOLLOWER)
+                self.shared.fence(None if leading else NO_TERM)
             self.ingest = Ingest(config, self.store)
             self.publisher = Publisher(config, self.store, self.out)
             self.links = LinkJob(config, self.store)
@@ -221,7 +221,7 @@ class App:
         """Stop writing the shared state at once (another instance leads): a write in
         progress on another thread fails with `Fenced` rather than commit."""
         assert self.shared is not None
-        self.shared.fence(FOLLOWER)
+        self.shared.fence(NO_TERM)
         self.leading = False
         self._render_all = True
 

@@ -26,7 +26,7 @@ from aggregator.status import FOLLOWER as FOLLOWER_ROLE
 from aggregator.status import LEADER, Status
 from aggregator.store.postgres import PostgresStore
 from aggregator.store.postgres.leadership import LEADER_KEY
-from aggregator.store.shared import FOLLOWER, Election, SharedStore, Stamp
+from aggregator.store.shared import NO_TERM, Election, SharedStore, Stamp
 from tests.conftest import NOW, seed_text
 from tests.postgres import SCRATCH
 from tests.service import InProcessService
@@ -212,7 +212,7 @@ def test_a_follower_store_refuses_every_write_and_reads_and_an_unfenced_one_writ
 ) -> None:
     follower, sole = stores(), stores()
     sole.documents.publish("a.atom", b"a", ATOM, Stamp('"a"', 1))
-    follower.fence(FOLLOWER)
+    follower.fence(NO_TERM)
     with pytest.raises(Fenced, match="this instance is a follower"):
         follower.documents.publish("b.atom", b"b", ATOM, Stamp('"b"', 1))
     with pytest.raises(Fenced):

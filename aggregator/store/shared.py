@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from aggregator.store.protocol import StateStore
 
-FOLLOWER = 0
+NO_TERM = 0
 """The fence of a store that must not write at all (a follower's): no term is 0."""
 
 

@@ -31,7 +31,7 @@ from psycopg_pool import ConnectionPool
 
 from aggregator.errors import Fenced, StateError
 from aggregator.store.postgres.schema import migrate
-from aggregator.store.shared import FOLLOWER
+from aggregator.store.shared import NO_TERM
 from aggregator.urls import hide_password as redact
 
 Connection = psycopg.Connection[TupleRow]
@@ -111,7 +111,7 @@ class Database:
         )
 
     def fence(self, term: int | None) -> None:
-        """Check every write transaction against `term` from now on (`FOLLOWER`: refuse every
+        """Check every write transaction against `term` from now on (`NO_TERM`: refuse every
         write; None: no check, for a sole writer). Takes effect at once, even while a
         transaction is open on another thread (it is checked before that one commits)."""
         self._fence = term
@@ -153,8 +153,8 @@ class Database:
     def _check_term(self, conn: Connection, term: int) -> None:
         row = conn.execute("SELECT term FROM leadership WHERE id = 1 FOR SHARE").fetchone()
         current = int(str(row[0])) if row is not None else 0
-        if current != term or term == FOLLOWER:  # before any election, the term is 0 too
-            what = "this instance is a follower" if term == FOLLOWER else f"ours is {term}"
+        if current != term or term == NO_TERM:  # before any election, the term is 0 too
+            what = "this instance is a follower" if term == NO_TERM else f"ours is {term}"
             raise Fenced(
                 f"{self.shown}: write refused: the state database's leader term is "
                 f"{current} and {what}; another instance leads"
