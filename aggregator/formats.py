@@ -155,6 +155,12 @@ def file_kind(relative: str) -> FileKind | None:
     return FILE_KINDS.get(posixpath.splitext(relative)[1].lower())
 
 
+def content_type_of(relative: str) -> str:
+    """The media type the file at `relative` is served with."""
+    kind = file_kind(relative)
+    return kind.content_type if kind is not None else DEFAULT_CONTENT_TYPE
+
+
 def renderer(name: str) -> FeedRenderer:
     """The renderer of format `name` (KeyError: no such format)."""
     module, _, function = FEED_FORMATS[name].renderer.partition(":")

@@ -21,18 +21,12 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
-from aggregator.formats import DEFAULT_CONTENT_TYPE, file_kind
+from aggregator.formats import content_type_of
 from aggregator.output import OutputDir, content_tag
 from aggregator.store.shared import DocumentLog, Stamp
 
 BATCH = 200
 """Changes a follower fetches at once."""
-
-
-def content_type_of(relative: str) -> str:
-    """The media type the server sends for the file at `relative` (pure)."""
-    kind = file_kind(relative)
-    return kind.content_type if kind is not None else DEFAULT_CONTENT_TYPE
 
 
 class PublishedOutput:

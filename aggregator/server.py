@@ -39,10 +39,10 @@ import httptools
 
 from aggregator import logs
 from aggregator.formats import (
-    DEFAULT_CONTENT_TYPE,
     FEED_FORMATS,
     archive_page,
     archive_path,
+    content_type_of,
     file_kind,
     is_feed,
 )
@@ -230,7 +230,7 @@ class StaticFiles:
         self, relative: str, body: bytes, version: tuple[int, int, int], mtime: int
     ) -> CachedFile:
         kind = file_kind(relative)
-        content_type = kind.content_type if kind else DEFAULT_CONTENT_TYPE
+        content_type = content_type_of(relative)
         browser_type = kind.browser_content_type if kind else None
         tag = content_tag(body)[1:-1]
         max_age = ARCHIVE_MAX_AGE if self._closed_archive_page(relative) else self.max_age()
