@@ -340,7 +340,7 @@ def _sole_writer(config: Config) -> contextlib.AbstractContextManager[None]:
     """
     from aggregator.locks import writing
 
-    return writing(None if config.state.shared else config.state.path, config.output.dir)
+    return writing(config.state.lock_file, config.output.dir)
 
 
 @contextlib.contextmanager

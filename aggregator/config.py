@@ -288,6 +288,11 @@ class StateConfig(_Section):
         return self.url if self.url is not None else self.path
 
     @property
+    def lock_file(self) -> Path | None:
+        """The state file a writer locks; None for PostgreSQL, which leadership guards."""
+        return None if self.url is not None else self.path
+
+    @property
     def shared(self) -> bool:
         """Whether the state is in PostgreSQL, where several instances may share it."""
         return self.url is not None

@@ -25,7 +25,6 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -91,7 +90,7 @@ class Service:
         self._watcher: Watcher | None = None
         self._reloading = threading.Lock()
         # One writer per state file and output directory, for the life of the process.
-        self._locks = locks.hold(_state_file(config), config.output.dir)
+        self._locks = locks.hold(config.state.lock_file, config.output.dir)
         try:
             self.app: App = make_app(config, leading=not config.state.shared)
         except BaseException:
@@ -356,8 +355,3 @@ class Service:
             lambda: self.config.scan.interval,
         )
         self._watcher.start()
-
-
-def _state_file(config: Config) -> Path | None:
-    """The state file to lock; None for PostgreSQL, guarded by leadership instead."""
-    return None if config.state.shared else config.state.path
