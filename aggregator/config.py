@@ -48,6 +48,7 @@ DEFAULT, FILE, ENVIRONMENT, FLAG = "default", "file", "environment", "flag"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080/"
 DEFAULT_MAX_ENTRIES = 50
 DEFAULT_MAX_RELATED = 5
+DEFAULT_STORY_WINDOW_DAYS = 3
 
 
 class _Section(BaseModel):
@@ -316,11 +317,20 @@ class BuildConfig(_Section):
     """Processes that parse seeds; 0 means one per CPU."""
 
 
+class StoriesConfig(_Section):
+    merge: bool = True
+    """Seeds that tell the same story (one's URL among another's related articles) become
+    one entry with the coverage of all (see `aggregator.stories`)."""
+    window_days: int = Field(DEFAULT_STORY_WINDOW_DAYS, ge=0, le=60)
+    """Articles published further apart (in days) are never one story."""
+
+
 class Config(_Section):
     seeds: SeedsConfig = SeedsConfig()
     output: OutputConfig = OutputConfig()
     site: SiteConfig = SiteConfig()
     feeds: FeedsConfig = FeedsConfig()
+    stories: StoriesConfig = StoriesConfig()
     topics: TopicsConfig = TopicsConfig()
     state: StateConfig = StateConfig()
     cluster: ClusterConfig = ClusterConfig()

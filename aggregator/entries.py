@@ -57,6 +57,27 @@ class EntryColumns:
     """The link shown when link checking replaced the article's own; None: its own."""
     hidden: bool
     """True: every link of the entry is dead (or `drop` applies): no feed shows it."""
+    related: str | None = None
+    """A story's coverage (its other members and their related articles, see
+    `stories.story_related`) as stored (`model.related_to_json`); None: a lone article,
+    whose coverage is its own related articles."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoryFacts:
+    """What an entry takes from the other articles of its story."""
+
+    providers: frozenset[str] = frozenset()
+    """The providers (registrable domains) of all its articles: it is in their feeds."""
+    related: str | None = None
+    """See `EntryColumns.related`."""
+    outlets: tuple[str, ...] = ()
+    """The outlets its coverage shows beyond what the lead's seed names (see
+    `stories.new_outlets`): one more dates the entry anew."""
+
+
+LONE = StoryFacts()
+"""A lone article with no provider."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +127,7 @@ def decide(
     link_states: Mapping[str, LinkState],
     link_rules: LinkRules,
     now: datetime,
-    provider: str | None = None,
+    story: StoryFacts = LONE,
 ) -> Decision:
     """The entry `entry_id` after its seeds changed or a link verdict came in.
 
@@ -114,9 +135,8 @@ def decide(
     the keys of the topics its seeds name (after the topic rules), `before` and
     `before_feeds` what the store holds of it, `ledger` its ledger row (kept
     even when the entry went away, so a returning entry keeps its dates), and
-    `link_states` what is known of its URLs, `provider` the registrable domain of its
-    provider (see `aggregator.providers.provider_key`; None: none). Returns the
-    `Decision`; raises nothing.
+    `link_states` what is known of its URLs, `story` what it takes from the other
+    articles of its story (`copy` is the lead's). Returns the `Decision`; raises nothing.
     """
     if copy is None:
         gone = before is not None
@@ -129,13 +149,13 @@ def decide(
             write_feeds=gone,
             touched=before_feeds if gone else frozenset(),
         )
-    feeds = memberships(EntryFacts(topic_keys, provider))
+    feeds = memberships(EntryFacts(topic_keys, story.providers))
     own = copy.original_url or copy.web_url
     link = effective_link(copy.original_url, copy.web_url, link_states, link_rules)
     shown_link = None if link in (None, own) else link
     row = ledger_update(
         ledger,
-        fingerprint(copy.shown, topic_keys, shown_link),
+        fingerprint(copy.shown, topic_keys, shown_link, story.outlets),
         from_micros(copy.published_us),
         now,
     )
@@ -148,6 +168,7 @@ def decide(
         copy.web_url,
         shown_link,
         link is None,
+        story.related,
     )
     new_ledger = None if row == ledger else row
     if new_ledger is None and before == columns and feeds == before_feeds:

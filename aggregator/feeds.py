@@ -54,8 +54,9 @@ class EntryFacts:
 
     topics: frozenset[str]
     """Keys of the topics the entry is in, after the config's topic rules."""
-    provider: str | None = None
-    """The entry's provider (its registrable domain: see `aggregator.providers`), if any."""
+    providers: frozenset[str] = frozenset()
+    """The providers of the entry's articles (registrable domains: see
+    `aggregator.providers`): a story's entry is in the feed of each of its outlets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ def _topics(facts: EntryFacts) -> Iterable[str]:
 
 
 def _provider(facts: EntryFacts) -> Iterable[str]:
-    return () if facts.provider is None else (facts.provider,)
+    return facts.providers
 
 
 ALL_KIND = "all"

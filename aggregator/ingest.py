@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
 
@@ -33,6 +33,7 @@ from aggregator.providers import list_version
 from aggregator.refresh import refresh
 from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.store import StateStore
+from aggregator.stories import StoryRules
 from aggregator.topics import TopicRules
 from aggregator.worker import load_seed, watch_service
 
@@ -177,7 +178,7 @@ class Ingest:
         self.rules, self.link_rules = topic_rules(config), link_rules(config)
         if self.store.settings.settings_changed("entry_rules", entry_rules(config)):
             self.store.entries.mark_all_dirty()
-            refresh(self.store, self.rules, now, link_rules=self.link_rules)
+            refresh(self.store, self.rules, now, never, self.link_rules, story_rules(config))
         self.config = config
         self._known = None
         self.store.settings.reread_rejected_if_changed(seed_settings(config))
@@ -280,7 +281,9 @@ class Ingest:
             known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
         if touched:
             self.store.seeds.touch(touched)
-        applied = refresh(self.store, self.rules, now, should_stop, self.link_rules)
+        applied = refresh(
+            self.store, self.rules, now, should_stop, self.link_rules, story_rules(self.config)
+        )
         report.feeds = applied.feeds
         report.entries_changed = applied.entries_changed
         self._known = known
@@ -310,9 +313,16 @@ def entry_rules(config: Config) -> str:
             sorted(topics.exclude),
             links.on_dead,
             links.follow_permanent_redirects,
+            ["stories", config.stories.merge, config.stories.window_days],
             ["providers", list_version()],  # which provider (registrable domain) each entry has
         ]
     )
+
+
+def story_rules(config: Config) -> StoryRules:
+    """Returns what the config says of stories (see `aggregator.stories`)."""
+    stories = config.stories
+    return StoryRules(stories.merge, timedelta(days=stories.window_days))
 
 
 def link_rules(config: Config) -> LinkRules:

@@ -12,9 +12,9 @@ from typing import Any
 
 from aggregator.config import SiteConfig
 from aggregator.formats import FeedOptions, feed_path, page_path
-from aggregator.model import coverage
 from aggregator.plan import FeedPlan
 from aggregator.render import entry_html, feed_title
+from aggregator.stories import coverage
 from aggregator.text import strip_invalid_xml
 
 VERSION = "https://jsonfeed.org/version/1.1"

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from aggregator.config import Config, LinksConfig
 from aggregator.entries import visible_change
 from aggregator.feeds import FeedKey
-from aggregator.ingest import link_rules, topic_rules
+from aggregator.ingest import link_rules, story_rules, topic_rules
 from aggregator.links import (
     LinkState,
     Outcome,
@@ -79,6 +79,7 @@ class LinkJob:
         self.config = config
         self.rules = topic_rules(config)
         self.link_rules = link_rules(config)
+        self.story_rules = story_rules(config)
 
     @property
     def settings(self) -> LinksConfig:
@@ -126,6 +127,8 @@ class LinkJob:
         due = [s.url for s in states if visible_change(before.get(s.url), s)]
         self.store.links.save_link_states(states, deferred, due)
         changed = len(due)
-        applied = refresh(self.store, self.rules, now, link_rules=self.link_rules)
+        applied = refresh(
+            self.store, self.rules, now, link_rules=self.link_rules, story_rules=self.story_rules
+        )
         self.store.links.forget_unused_links()
         return LinkReport(states, changed, down, applied.feeds, applied.entries_changed)

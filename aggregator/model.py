@@ -8,6 +8,7 @@ URL. Nothing in it comes from the seed's `secured` field.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -143,6 +144,18 @@ def article_from_json(text: str) -> Article:
     )
 
 
+def related_to_json(related: Sequence[Related]) -> str:
+    """The stored form of a list of related articles (a story's coverage)."""
+    return json.dumps(
+        [_related_to_list(r) for r in related], ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def related_from_json(text: str) -> tuple[Related, ...]:
+    """The related articles `related_to_json` stored."""
+    return tuple(_related_from_list(r) for r in json.loads(text))
+
+
 def _related_to_list(related: Related) -> list[object]:
     provider = related.provider
     return [
@@ -172,34 +185,6 @@ def _related_from_list(item: list[Any]) -> Related:
     )
 
 
-def coverage(article: Article, limit: int) -> tuple[Related, ...]:
-    """The related articles readers are shown, at most `limit`: best first by quality
-    (none last), then newest first (undated last), then by URL so the order never
-    depends on the seed's. A related article at the article's own URL, or at a URL
-    listed before, is shown once at most."""
-    if limit <= 0:
-        return ()
-    seen = {article.url}
-    unique: list[Related] = []
-    for related in article.related:
-        if related.url not in seen:
-            seen.add(related.url)
-            unique.append(related)
-    unique.sort(key=_coverage_order)
-    return tuple(unique[:limit])
-
-
-def _coverage_order(related: Related) -> tuple[bool, float, bool, float, str]:
-    quality, published = related.quality, related.published
-    return (
-        quality is None,
-        -(quality or 0.0),
-        published is None,
-        -(published.timestamp() if published else 0.0),
-        related.url,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class SeedRecord:
     """What the state store keeps of a good seed: the article, plus the columns it sorts on.
@@ -218,6 +203,9 @@ class SeedRecord:
     """Hash of what readers see of the article (topics aside): see `plan.shown_hash`."""
     original_url: str | None = None
     web_url: str | None = None
+    related_ids: tuple[str, ...] = ()
+    """The article ids (`urls.entry_id`) of its related articles' URLs, sorted, without
+    its own: what tells which articles are on one story (see `aggregator.stories`)."""
 
 
 @dataclass(frozen=True, slots=True)

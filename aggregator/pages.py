@@ -26,9 +26,9 @@ from aggregator.feeds import (
     Feed,
 )
 from aggregator.formats import ATOM, FEED_FORMATS, feed_path, page_path
-from aggregator.model import coverage
 from aggregator.plan import Entry, FeedPlan, FeedSummary
 from aggregator.render import feed_title
+from aggregator.stories import coverage
 from aggregator.text import strip_invalid_xml
 
 INDEX_PATH = INDEX_PAGE

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from aggregator.feeds import Feed, topic_feed
 from aggregator.model import Article, SeedRecord, article_to_json
 from aggregator.topics import Topic, TopicRules, assign_slugs, display_names
+from aggregator.urls import entry_id
 
 if TYPE_CHECKING:  # workers import this module; they need no config machinery
     from aggregator.config import FeedsConfig
@@ -210,15 +211,20 @@ def shown_hash(article: Article) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def fingerprint(shown: str, topic_keys: Iterable[str], link: str | None = None) -> str:
+def fingerprint(
+    shown: str, topic_keys: Iterable[str], link: str | None = None, outlets: Iterable[str] = ()
+) -> str:
     """The ledger's content hash of an entry: what readers see, categories included.
 
-    `link` is the link shown when link checking replaced the article's own.
-    An entry's `updated` moves when, and only when, this changes.
+    `link` is the link shown when link checking replaced the article's own, `outlets`
+    the outlets a story's coverage shows beyond what its lead's seed names (see
+    `stories.new_outlets`). An entry's `updated` moves when, and only when, this changes.
     """
     parts = [shown, *sorted(topic_keys)]
     if link is not None:
         parts.append("\x1elink:" + link)
+    for outlet in sorted(outlets):
+        parts.append("\x1eoutlet:" + outlet)
     data = "\x1f".join(parts).encode("utf-8")
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -235,6 +241,7 @@ def to_record(article: Article) -> SeedRecord:
         shown=shown_hash(article),
         original_url=article.original_url,
         web_url=article.web_url,
+        related_ids=tuple(sorted({entry_id(r.url) for r in article.related} - {article.id})),
     )
 
 

@@ -1,26 +1,44 @@
 """Bring the entries whose seeds or links changed up to date: read, decide, write.
 
-The store says which entries are due and holds their inputs; `aggregator.entries`
-decides; the store writes the decisions. One transaction: an `Interrupted`
-(or any error) rolls everything back, and the entries stay due.
+The store says which articles and entries are due and holds their inputs;
+`aggregator.stories` groups articles into stories and gives each its entry id,
+`aggregator.entries` decides each entry; the store writes the decisions. One
+transaction: an `Interrupted` (or any error) rolls everything back, and the
+entries stay due.
+
+What is due is widened to whole stories before deciding: every article linked to
+a due one (either way), every article its story held, and so on, so a story is
+always decided whole and a split or a merge is seen from both sides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aggregator.entries import decide, pick_copies
+from aggregator.entries import SeedCopy, StoryFacts, decide, pick_copies
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules
+from aggregator.model import related_to_json
 from aggregator.providers import provider_key
 from aggregator.store.protocol import StateStore
+from aggregator.store.rows import Member
+from aggregator.stories import (
+    StoryRules,
+    assign_ids,
+    components,
+    lead_of,
+    new_outlets,
+    story_related,
+)
 from aggregator.topics import TopicRules
 
 CHUNK = 500
-"""Entries decided at a time (what is read for them is read in one go)."""
+"""Articles decided at a time (what is read for them is read in one go)."""
+
+DEFAULT_STORY_RULES = StoryRules()
 
 
 @dataclass
@@ -33,6 +51,19 @@ class Applied:
     """Entries added, removed or changed (in content, feeds or filter fields)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Stories:
+    """The stories that due articles are in, and the entry ids they no longer have."""
+
+    stories: list[tuple[str, tuple[str, ...]]]
+    """(entry id, members) of every story to decide."""
+    published: dict[str, int]
+    gone: list[str]
+    """Entry ids that named one of these stories before and name none now."""
+    left: list[str]
+    """Articles recorded in a story that no good seed holds any more."""
+
+
 def _never() -> bool:
     return False
 
@@ -43,8 +74,10 @@ def refresh(
     now: datetime,
     should_stop: Callable[[], bool] = _never,
     link_rules: LinkRules = DEFAULT_LINK_RULES,
+    story_rules: StoryRules = DEFAULT_STORY_RULES,
 ) -> Applied:
-    """Bring every entry due for refresh up to date: copy used, feeds, link, ledger.
+    """Bring every entry due for refresh up to date: its story, copy used, feeds, link,
+    ledger.
 
     Returns what changed. Raises `Interrupted` when `should_stop` turns true
     (checked before each chunk; nothing is kept and the entries stay due), and
@@ -59,48 +92,152 @@ def refresh(
             resolved[spelling] = hit[0] if hit else None
         return resolved[spelling]
 
-    entries, links = store.entries, store.links
+    entries = store.entries
     with store.transaction():
-        ids = entries.dirty()
-        for start in range(0, len(ids), CHUNK):
-            if should_stop():
-                raise Interrupted
-            chunk = ids[start : start + CHUNK]
-            copies = pick_copies(entries.copies(chunk))
-            urls = sorted({u for c in copies.values() for u in (c.original_url, c.web_url) if u})
-            states = links.link_states(urls)
-            spellings = entries.spellings(chunk)
-            columns = entries.columns(chunk)
-            feeds = entries.feeds_of(chunk)
-            ledger = entries.ledger(chunk)
-            decisions = []
-            for entry_id in chunk:
-                names = spellings.get(entry_id, ())
-                keys = frozenset(k for k in map(key_of, names) if k)
-                copy = copies.get(entry_id)
-                provider = (
-                    None
-                    if copy is None
-                    else provider_key(copy.provider_domain, copy.original_url or copy.web_url)
-                )
-                decision = decide(
-                    entry_id,
-                    copy,
-                    keys,
-                    columns.get(entry_id),
-                    feeds.get(entry_id, frozenset()),
-                    ledger.get(entry_id),
-                    states,
-                    link_rules,
-                    now,
-                    provider,
-                )
-                if decision.changed or decision.ledger is not None:
-                    decisions.append(decision)
-                if decision.changed:
-                    applied.entries_changed += 1
-                    applied.feeds |= decision.touched
-            links.ensure(urls)
-            entries.apply(decisions)
+        due = entries.dirty()
+        found = _widen(store, due, story_rules, should_stop) if due else None
+        if found is None:
+            entries.clear_dirty()
+            return applied
+        before, before_feeds = entries.columns(found.gone), entries.feeds_of(found.gone)
+        decisions = [
+            decide(
+                i,
+                None,
+                frozenset(),
+                columns,
+                before_feeds.get(i, frozenset()),
+                None,
+                {},
+                link_rules,
+                now,
+            )
+            for i, columns in before.items()
+        ]
+        for decision in decisions:
+            applied.entries_changed += 1
+            applied.feeds |= decision.touched
+        entries.apply(decisions)
+        store.stories.keep_members([], found.left)
+        batch: list[tuple[str, tuple[str, ...]]] = []
+        size = 0
+        for story in found.stories:
+            batch.append(story)
+            size += len(story[1])
+            if size >= CHUNK:
+                _decide(store, batch, found.published, key_of, link_rules, now, applied)
+                batch, size = [], 0
+                if should_stop():
+                    raise Interrupted
+        if batch:
+            _decide(store, batch, found.published, key_of, link_rules, now, applied)
         entries.clear_dirty()
     return applied
+
+
+def _widen(
+    store: StateStore, due: Sequence[str], rules: StoryRules, should_stop: Callable[[], bool]
+) -> _Stories:
+    """The whole stories that the due ids (articles, or entry ids of stories) are in,
+    before and after, with their entry ids decided (`stories.assign_ids`)."""
+    stories = store.stories
+    reached = set(due)
+    frontier = sorted(reached)
+    published: dict[str, int] = {}
+    previous: dict[str, str] = {}
+    asked: set[str] = set()
+    edges: list[tuple[str, str]] = []
+    while frontier:
+        if should_stop():
+            raise Interrupted
+        published.update(stories.published(frontier))
+        was = stories.stories_of(frontier)
+        previous.update(was)
+        ids = sorted((set(was.values()) | set(frontier)) - asked)
+        asked.update(ids)
+        found: set[str] = set()
+        for members in stories.members(ids).values():
+            found |= members
+        if rules.merge:
+            pairs = stories.links(frontier)
+            edges.extend(pairs)
+            found.update(a for pair in pairs for a in pair)
+        frontier = sorted(found - reached)
+        reached |= found
+    groups = components(published, edges, rules)
+    # What was published before: the ledger rows of every id a story could keep.
+    candidates = sorted(set(published) | set(previous.values()))
+    seen = {i: row.first_seen for i, row in store.entries.ledger(candidates).items()}
+    ids = assign_ids(groups, published, previous, seen)
+    kept = set(ids)
+    gone = sorted((set(previous.values()) | asked) - kept)
+    left = sorted(a for a in previous if a not in published)
+    return _Stories(list(zip(ids, groups, strict=True)), published, gone, left)
+
+
+def _decide(
+    store: StateStore,
+    batch: Sequence[tuple[str, tuple[str, ...]]],
+    published: dict[str, int],
+    key_of: Callable[[str], str | None],
+    link_rules: LinkRules,
+    now: datetime,
+    applied: Applied,
+) -> None:
+    """Decide and write the entries of these stories."""
+    entries, links = store.entries, store.links
+    articles = [a for _, members in batch for a in members]
+    copies = pick_copies(entries.copies(articles))
+    spellings = entries.spellings(articles)
+    ids = [story_id for story_id, _ in batch]
+    leads = {story_id: lead_of(members, published) for story_id, members in batch}
+    urls = sorted(
+        {u for i in ids for u in (copies[leads[i]].original_url, copies[leads[i]].web_url) if u}
+    )
+    states = links.link_states(urls)
+    columns = entries.columns(ids)
+    feeds = entries.feeds_of(ids)
+    ledger = entries.ledger(ids)
+    shared = [copies[a].source for _, members in batch if len(members) > 1 for a in members]
+    stored = store.seeds.articles(shared) if shared else {}
+    decisions = []
+    kept: list[Member] = []
+    for story_id, members in batch:
+        lead = copies[leads[story_id]]
+        keys = frozenset(
+            k for a in members for k in map(key_of, spellings.get(a, ())) if k is not None
+        )
+        providers = {a: _provider(copies[a]) for a in members}
+        kept.extend(Member(a, story_id, copies[a].source, providers[a]) for a in members)
+        facts = StoryFacts(frozenset(p for p in providers.values() if p is not None))
+        if len(members) > 1:
+            first = stored[lead.source]
+            others = [stored[copies[a].source] for a in members if a != leads[story_id]]
+            related = story_related(first, others)
+            facts = StoryFacts(
+                facts.providers, related_to_json(related), new_outlets(first, related)
+            )
+        decision = decide(
+            story_id,
+            lead,
+            keys,
+            columns.get(story_id),
+            feeds.get(story_id, frozenset()),
+            ledger.get(story_id),
+            states,
+            link_rules,
+            now,
+            facts,
+        )
+        if decision.changed or decision.ledger is not None:
+            decisions.append(decision)
+        if decision.changed:
+            applied.entries_changed += 1
+            applied.feeds |= decision.touched
+    links.ensure(urls)
+    entries.apply(decisions)
+    store.stories.keep_members(kept, [])
+
+
+def _provider(copy: SeedCopy) -> str | None:
+    return provider_key(copy.provider_domain, copy.original_url or copy.web_url)

@@ -37,8 +37,9 @@ from aggregator.formats import (
     feed_path,
     page_path,
 )
-from aggregator.model import Article, Related, coverage
+from aggregator.model import Article, Related
 from aggregator.plan import Entry, FeedPlan, to_micros
+from aggregator.stories import coverage
 from aggregator.text import strip_invalid_xml
 
 RENDERING = "2"

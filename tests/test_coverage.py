@@ -27,11 +27,11 @@ from aggregator.model import (
     Related,
     article_from_json,
     article_to_json,
-    coverage,
 )
 from aggregator.parse import MAX_EXCERPT_CHARS, MAX_TITLE_CHARS, parse_seed
 from aggregator.plan import shown_hash
 from aggregator.render import SHORT_EXCERPT_CHARS
+from aggregator.stories import coverage
 from tests.conftest import NOW, Site, seed_text
 from tests.feedcheck import ATOM, check_feed, check_rss
 from tests.pagecheck import check_page, validate_pages, vnu
@@ -163,7 +163,7 @@ def test_hostile_related_fields_cost_themselves_only_with_a_warning_each() -> No
     assert len(warnings) == len(expected)
 
 
-def test_coverage_is_best_first_then_newest_then_by_url_and_capped() -> None:
+def test_coverage_is_best_first_then_newest_then_by_url_one_per_outlet_and_capped() -> None:
     day = datetime(2024, 1, 1, tzinfo=UTC)
 
     def rel(name: str, quality: float | None, published: datetime | None) -> Related:
@@ -177,15 +177,17 @@ def test_coverage_is_best_first_then_newest_then_by_url_and_capped() -> None:
         rel("a", 90, None),
         rel("f", None, None),
         rel("g", 10, day),  # same quality and date as c: by URL
-        Related("self", "https://a.example/1"),  # the article itself
+        Related("self", "https://own.example/1"),  # the article itself
+        Related("own", "https://own.example/2"),  # the article's own outlet: shown
         rel("a", 1, day),  # the same URL again
+        Related("a2", "https://a.example/other", None, None, day, 95),  # outlet a again
     )
-    article = Article("a.md", "T", day, "https://a.example/1", None, related=items)
-    assert [r.title for r in coverage(article, 20)] == ["a", "b", "c", "g", "d", "e", "f"]
-    assert [r.title for r in coverage(article, 2)] == ["a", "b"]
+    article = Article("a.md", "T", day, "https://own.example/1", None, related=items)
+    assert [r.title for r in coverage(article, 20)] == ["a2", "b", "c", "g", "d", "e", "f", "own"]
+    assert [r.title for r in coverage(article, 2)] == ["a2", "b"]
     assert coverage(article, 0) == ()
     # The order does not depend on the seed's.
-    reordered = Article("a.md", "T", day, "https://a.example/1", None, related=items[::-1][2:])
+    reordered = Article("a.md", "T", day, "https://own.example/1", None, related=items[::-1])
     assert coverage(reordered, 20) == coverage(article, 20)
 
 
@@ -314,8 +316,8 @@ def test_a_short_excerpt_is_shown_and_a_long_one_left_out_whole(site: Site) -> N
     site.add(
         "a.md",
         related=[
-            {"title": "Short", "webUrl": "https://r.example/1", "excerpt": short},
-            {"title": "Long", "webUrl": "https://r.example/2", "excerpt": long},
+            {"title": "Short", "webUrl": "https://r1.example/1", "excerpt": short},
+            {"title": "Long", "webUrl": "https://r2.example/2", "excerpt": long},
         ],
     )
     site.build()
@@ -324,8 +326,8 @@ def test_a_short_excerpt_is_shown_and_a_long_one_left_out_whole(site: Site) -> N
     assert "long-end" not in content and "word" not in content.split("Long")[1]
     # no provider: the outlet is the URL's host
     assert coverage_of(content) == [
-        ("r.example", "https://r.example/1"),
-        ("r.example", "https://r.example/2"),
+        ("r1.example", "https://r1.example/1"),
+        ("r2.example", "https://r2.example/2"),
     ]
 
 

@@ -48,7 +48,7 @@ def plans_for(art: Article) -> list[FeedPlan]:
 
 def test_related_links_are_rel_related_and_the_entry_has_one_alternate() -> None:
     art = article(
-        related=tuple(Related(f"R{n}", f"https://r.example/{n}") for n in range(8)),
+        related=tuple(Related(f"R{n}", f"https://r{n}.example/") for n in range(8)),
         images=(Image("https://i.example/1.jpg", 640, 480), Image("https://i.example/2.jpg")),
         provider=Provider("Wire", "wire.example"),
         excerpt="Excerpt",

@@ -76,6 +76,8 @@ TABLES: tuple[Table, ...] = (
         web_url="text",
     ),
     _table("seed_topics", "source spelling", source="text", spelling="text"),
+    _table("seed_related", "source related_id", source="text", related_id="text"),
+    _table("members", "article", article="text", story="text", source="text", provider="text"),
     _table(
         "entries",
         "entry_id",
@@ -88,6 +90,7 @@ TABLES: tuple[Table, ...] = (
         web_url="text",
         link="text",
         hidden="int",
+        related="text",
     ),
     _table("entry_feeds", "kind key entry_id", kind="text", key="text", entry_id="text"),
     _table(

@@ -19,14 +19,21 @@ from typing import TypeVar
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
-from aggregator.feeds import KINDS, PROVIDER_KIND, FeedKey
+from aggregator.feeds import KINDS, FeedKey
 from aggregator.links import LinkState
-from aggregator.model import LoadedSeed, SeedRecord, article_from_json
+from aggregator.model import (
+    Article,
+    LoadedSeed,
+    SeedRecord,
+    article_from_json,
+    related_from_json,
+)
 from aggregator.plan import FeedFilter, FeedStamp, LedgerRow, to_micros
 from aggregator.scan import SeedFile
 from aggregator.store.rows import (
     Counts,
     Duplicate,
+    Member,
     Rejected,
     SpellingCount,
     StoredEntry,
@@ -74,6 +81,7 @@ class _Data:
     stamps: dict[FeedKey, FeedStamp] = field(default_factory=dict)
     archives: dict[FeedKey, tuple[list[Key], list[str]]] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)
 
 
 class _Part:
@@ -138,10 +146,63 @@ class MemorySeeds(_Part):
         for source, seed in self._d.seeds.items():
             if seed.record is None:
                 continue
-            used = self._d.entries.get(seed.record.entry_id)
+            used = self._d.members.get(seed.record.entry_id)
             if used is not None and used.source != source:
                 found.append(Duplicate(source, used.source))
         return sorted(found)
+
+    def articles(self, sources: Sequence[str]) -> dict[str, Article]:
+        seeds = self._d.seeds
+        return {
+            source: article_from_json(record.article_json)
+            for source in sources
+            if (seed := seeds.get(source)) is not None and (record := seed.record) is not None
+        }
+
+
+class MemoryStories(_Part):
+    """`StoryStore` in memory."""
+
+    def _records(self) -> Iterator[SeedRecord]:
+        for seed in self._d.seeds.values():
+            if seed.record is not None:
+                yield seed.record
+
+    def published(self, articles: Sequence[str]) -> dict[str, int]:
+        wanted = set(articles)
+        found: dict[str, int] = {}
+        for r in self._records():
+            if r.entry_id in wanted:
+                found[r.entry_id] = min(found.get(r.entry_id, r.published_us), r.published_us)
+        return found
+
+    def links(self, articles: Sequence[str]) -> list[tuple[str, str]]:
+        wanted = set(articles)
+        held = {r.entry_id for r in self._records()}
+        return [
+            (r.entry_id, other)
+            for r in self._records()
+            for other in r.related_ids
+            if other in held and (r.entry_id in wanted or other in wanted)
+        ]
+
+    def stories_of(self, articles: Sequence[str]) -> dict[str, str]:
+        members = self._d.members
+        return {a: members[a].story for a in articles if a in members}
+
+    def members(self, stories: Sequence[str]) -> dict[str, set[str]]:
+        wanted = set(stories)
+        found: dict[str, set[str]] = {}
+        for member in self._d.members.values():
+            if member.story in wanted:
+                found.setdefault(member.story, set()).add(member.article)
+        return found
+
+    def keep_members(self, members: Sequence[Member], forget: Sequence[str]) -> None:
+        for article in forget:
+            self._d.members.pop(article, None)
+        for member in members:
+            self._d.members[member.article] = member
 
 
 class MemoryEntries(_Part):
@@ -176,15 +237,15 @@ class MemoryEntries(_Part):
 
     def provider_names(self) -> list[tuple[str, str | None, int]]:
         counts: dict[tuple[str, str | None], int] = {}
-        for entry_id, keys in self._d.feeds.items():
-            columns = self._d.entries.get(entry_id)
-            seed = self._d.seeds.get(columns.source) if columns is not None else None
-            if columns is None or columns.hidden or seed is None or seed.record is None:
+        for member in self._d.members.values():
+            columns = self._d.entries.get(member.story)
+            seed = self._d.seeds.get(member.source)
+            if member.provider is None or columns is None or columns.hidden:
+                continue
+            if seed is None or seed.record is None:
                 continue
             name = _provider(seed.record.article_json)[0]
-            for key in keys:
-                if key.kind == PROVIDER_KIND:
-                    counts[(key.key, name)] = counts.get((key.key, name), 0) + 1
+            counts[(member.provider, name)] = counts.get((member.provider, name), 0) + 1
         return [(key, name, count) for (key, name), count in counts.items()]
 
     def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
@@ -233,10 +294,13 @@ class MemoryEntries(_Part):
             seed = d.seeds.get(columns.source) if columns is not None else None
             if columns is None or ledger is None or seed is None or seed.record is None:
                 continue
+            article = article_from_json(seed.record.article_json)
+            if columns.related is not None:
+                article = replace(article, related=related_from_json(columns.related))
             found.append(
                 StoredEntry(
                     entry_id,
-                    article_from_json(seed.record.article_json),
+                    article,
                     d.feeds.get(entry_id, frozenset()),
                     ledger.updated,
                     columns.link,
@@ -489,6 +553,7 @@ class MemoryStore:
         self.entries = MemoryEntries(self)
         self.links = MemoryLinks(self)
         self.thumbnails = MemoryThumbnails(self)
+        self.stories = MemoryStories(self)
         self.feeds = MemoryFeeds(self)
         self.settings = MemorySettings(self)
 

@@ -4,6 +4,7 @@
     store.entries      EntryStore       entries, their feeds and ledger; what is due for refresh
     store.links        LinkStore        the link checker's state per URL, and host pauses
     store.thumbnails   ThumbnailStore   thumbnails made, and failed fetches to retry
+    store.stories      StoryStore       which story each article is in, what links articles
     store.feeds        FeedStateStore   topic slugs, feed stamps, archive bounds and digests
     store.settings     SettingsStore    the recorded settings and the "reread if changed" marks
 
@@ -27,10 +28,17 @@ from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy
 from aggregator.feeds import FeedKey
 from aggregator.links import LinkState
-from aggregator.model import LoadedSeed
+from aggregator.model import Article, LoadedSeed
 from aggregator.plan import FeedFilter, FeedStamp, LedgerRow
 from aggregator.scan import SeedFile
-from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
+from aggregator.store.rows import (
+    Counts,
+    Duplicate,
+    Member,
+    Rejected,
+    SpellingCount,
+    StoredEntry,
+)
 
 
 class SeedStore(Protocol):
@@ -71,6 +79,39 @@ class SeedStore(Protocol):
         """Every duplicate seed (and the source of the copy used instead), by source."""
         ...
 
+    def articles(self, sources: Sequence[str]) -> dict[str, Article]:
+        """The stored article of each of these seeds that holds a good one, by source."""
+        ...
+
+
+class StoryStore(Protocol):
+    """Stories (see `aggregator.stories`): what links articles, and the story each article
+    was last given. An article is known by its id (`urls.entry_id` of its URL): the
+    `entry_id` of its seeds' records; only good seeds count."""
+
+    def published(self, articles: Sequence[str]) -> dict[str, int]:
+        """The earliest date (integer microseconds) a good seed gives each of these
+        articles, for those a good seed holds."""
+        ...
+
+    def links(self, articles: Sequence[str]) -> list[tuple[str, str]]:
+        """(article, an article its seed lists as related) for every such pair with
+        either end among `articles` and both held by good seeds; in no order."""
+        ...
+
+    def stories_of(self, articles: Sequence[str]) -> dict[str, str]:
+        """The story each of these articles was last given (those given one)."""
+        ...
+
+    def members(self, stories: Sequence[str]) -> dict[str, set[str]]:
+        """The articles last given each of these story ids (ids with none left out)."""
+        ...
+
+    def keep_members(self, members: Sequence[Member], forget: Sequence[str]) -> None:
+        """Record these members (replacing what was recorded of their articles) and forget
+        what was recorded of the articles `forget`."""
+        ...
+
 
 class EntryStore(Protocol):
     """The entries (duplicates merged), the feeds they are in, their ledger rows.
@@ -98,8 +139,9 @@ class EntryStore(Protocol):
         ...
 
     def provider_names(self) -> list[tuple[str, str | None, int]]:
-        """(provider feed key, the `provider.name` some of its entries give or None, how many
-        entries), for the entries in provider feeds that no feed hides; in no order."""
+        """(provider key, the `provider.name` some of its articles give or None, how many
+        articles), over the recorded members (`StoryStore`) of the entries no feed hides;
+        in no order."""
         ...
 
     def spellings(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
@@ -303,6 +345,8 @@ class StateStore(Protocol):
     def links(self) -> LinkStore: ...
     @property
     def thumbnails(self) -> ThumbnailStore: ...
+    @property
+    def stories(self) -> StoryStore: ...
     @property
     def feeds(self) -> FeedStateStore: ...
     @property

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
 
 from aggregator.archive import Key
 from aggregator.entries import from_micros
 from aggregator.feeds import TOPIC_KIND, FeedKey
-from aggregator.model import Article
+from aggregator.model import Article, article_from_json, related_from_json
 from aggregator.plan import FeedStamp, to_micros
 
 
@@ -59,6 +59,19 @@ class Duplicate(NamedTuple):
     """The source of the copy used instead."""
 
 
+class Member(NamedTuple):
+    """An article in a story, as the state records it."""
+
+    article: str
+    """The article's id (`urls.entry_id` of its URL)."""
+    story: str
+    """The id of its story's entry."""
+    source: str
+    """The seed whose copy of the article is used."""
+    provider: str | None
+    """The article's provider (registrable domain), if it has one."""
+
+
 class SpellingCount(NamedTuple):
     """A topic spelling in use, and how many seeds use it."""
 
@@ -78,6 +91,15 @@ def thumbnails_due(
         key=lambda u: known[u][1],
     )
     return (fresh + retry)[:limit]
+
+
+def story_article(article_json: str, related: str | None) -> Article:
+    """The article an entry shows: its lead's (`article_json`), with the story's coverage
+    (`EntryColumns.related`) when it has one."""
+    article = article_from_json(article_json)
+    if related is None:
+        return article
+    return replace(article, related=related_from_json(related))
 
 
 # -- how the SQL engines keep a feed's stamp and archive record in columns ---------------

@@ -15,6 +15,7 @@ from aggregator.store.postgres.links import PostgresLinks
 from aggregator.store.postgres.schema import SCHEMA_VERSION
 from aggregator.store.postgres.seeds import PostgresSeeds
 from aggregator.store.postgres.settings import PostgresSettings
+from aggregator.store.postgres.stories import PostgresStories
 from aggregator.store.postgres.thumbnails import PostgresThumbnails
 from aggregator.store.rows import Counts
 from aggregator.urls import hide_password as redact
@@ -36,6 +37,7 @@ class PostgresStore:
         self.entries = PostgresEntries(self._db)
         self.links = PostgresLinks(self._db)
         self.thumbnails = PostgresThumbnails(self._db)
+        self.stories = PostgresStories(self._db)
         self.feeds = PostgresFeeds(self._db)
         self.settings = PostgresSettings(self._db)
         self.documents = PostgresDocuments(self._db)

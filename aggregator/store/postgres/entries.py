@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
-from aggregator.feeds import KINDS, PROVIDER_KIND, FeedKey
-from aggregator.model import article_from_json
+from aggregator.feeds import KINDS, FeedKey
+from aggregator.model import Article
 from aggregator.plan import FeedFilter, LedgerRow, to_micros
 from aggregator.store.postgres.bulk import insert_text
 from aggregator.store.postgres.db import Connection, Database, many
-from aggregator.store.rows import StoredEntry
+from aggregator.store.rows import StoredEntry, story_article
 
 
 class PostgresEntries:
@@ -70,11 +70,10 @@ class PostgresEntries:
         # The article is stored as model.article_to_json writes it: provider = [name, domain].
         with self._db.reading() as db:
             rows = db.execute(
-                "SELECT f.key, s.article::json -> 'provider' ->> 0, COUNT(*)"
-                " FROM entry_feeds f JOIN entries e ON e.entry_id = f.entry_id"
-                " JOIN seeds s ON s.source = e.source"
-                " WHERE f.kind = %s AND e.hidden = 0 GROUP BY 1, 2",
-                (PROVIDER_KIND,),
+                "SELECT m.provider, s.article::json -> 'provider' ->> 0, COUNT(*)"
+                " FROM members m JOIN entries e ON e.entry_id = m.story"
+                " JOIN seeds s ON s.source = m.source"
+                " WHERE m.provider IS NOT NULL AND e.hidden = 0 GROUP BY 1, 2"
             ).fetchall()
         return [(key, name, int(count)) for key, name, count in rows]
 
@@ -94,7 +93,7 @@ class PostgresEntries:
         with self._db.reading() as db:
             rows = db.execute(
                 "SELECT entry_id, source, published_us, quality, is_published, original_url,"
-                " web_url, link, hidden FROM entries WHERE entry_id = ANY(%s)",
+                " web_url, link, hidden, related FROM entries WHERE entry_id = ANY(%s)",
                 (list(entry_ids),),
             )
             return {
@@ -107,10 +106,20 @@ class PostgresEntries:
                     web_url=web,
                     link=link,
                     hidden=bool(hidden),
+                    related=related,
                 )
-                for entry_id, source, published_us, quality, flag, original, web, link, hidden in (
-                    rows
-                )
+                for (
+                    entry_id,
+                    source,
+                    published_us,
+                    quality,
+                    flag,
+                    original,
+                    web,
+                    link,
+                    hidden,
+                    related,
+                ) in rows
             }
 
     def feeds_of(self, entry_ids: Sequence[str]) -> dict[str, frozenset[FeedKey]]:
@@ -143,6 +152,7 @@ class PostgresEntries:
                 c.web_url,
                 c.link,
                 int(c.hidden),
+                c.related,
             )
             for d in decisions
             if d.write_columns and (c := d.columns) is not None
@@ -173,12 +183,12 @@ class PostgresEntries:
             many(
                 db,
                 "INSERT INTO entries (entry_id, source, published_us, quality,"
-                " is_published, original_url, web_url, link, hidden)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (entry_id) DO UPDATE"
+                " is_published, original_url, web_url, link, hidden, related)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (entry_id) DO UPDATE"
                 " SET source = excluded.source, published_us = excluded.published_us,"
                 " quality = excluded.quality, is_published = excluded.is_published,"
                 " original_url = excluded.original_url, web_url = excluded.web_url,"
-                " link = excluded.link, hidden = excluded.hidden",
+                " link = excluded.link, hidden = excluded.hidden, related = excluded.related",
                 rows,
             )
             if moved:
@@ -247,21 +257,21 @@ def _feeds(db: Connection, ids: Sequence[str]) -> dict[str, set[FeedKey]]:
 
 def _entries(db: Connection, ids: Sequence[str]) -> list[StoredEntry]:
     """The stored entries with these ids, in this order (unknown ids left out)."""
-    found: dict[str, tuple[str, int, str | None]] = {}
+    found: dict[str, tuple[Article, int, str | None]] = {}
     rows = db.execute(
-        "SELECT e.entry_id, s.article, l.updated_us, e.link FROM entries e"
+        "SELECT e.entry_id, s.article, l.updated_us, e.link, e.related FROM entries e"
         " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
         " WHERE e.entry_id = ANY(%s)",
         (list(ids),),
     )
-    for entry_id, text, updated, link in rows:
+    for entry_id, text, updated, link, related in rows:
         if text is not None:  # None: its seed was forgotten, not yet refreshed
-            found[entry_id] = (text, updated, link)
+            found[entry_id] = (story_article(text, related), updated, link)
     feeds = _feeds(db, ids)
     return [
         StoredEntry(
             entry_id,
-            article_from_json(found[entry_id][0]),
+            found[entry_id][0],
             frozenset(feeds.get(entry_id, ())),
             from_micros(found[entry_id][1]),
             found[entry_id][2],

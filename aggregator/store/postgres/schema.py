@@ -3,7 +3,8 @@ an advisory lock so that two processes opening the same database at once migrate
 
 Migration 1 holds the tables of the SQLite engine (see `aggregator.store.sqlite.schema`) at its
 schema 5; migration 2 adds what several instances share (the leader's term, the published
-documents); text columns use the "C" collation, so that text orders by bytes as in SQLite.
+documents); migration 3 what stories need (as SQLite's schema 6). Text columns use the "C"
+collation, so that text orders by bytes as in SQLite.
 Moments are integer microseconds (BIGINT).
 """
 
@@ -14,7 +15,7 @@ from psycopg.rows import TupleRow
 
 from aggregator.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 LOCK_KEY = 0x61676772  # "aggr"
 """The `pg_advisory_xact_lock` key migrations hold."""
@@ -132,6 +133,24 @@ MIGRATIONS: dict[int, list[str]] = {
             at           TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
         )""",
         "CREATE INDEX documents_changes ON documents(seq)",
+    ],
+    # Stories (aggregator.stories), as the SQLite engine's schema 6.
+    3: [
+        f"""CREATE TABLE seed_related (
+            source     {_T} NOT NULL,
+            related_id {_T} NOT NULL,
+            PRIMARY KEY (source, related_id)
+        )""",
+        "CREATE INDEX seed_related_id ON seed_related(related_id)",
+        f"""CREATE TABLE members (
+            article  {_T} PRIMARY KEY,
+            story    {_T} NOT NULL,
+            source   {_T} NOT NULL,
+            provider {_T}
+        )""",
+        "CREATE INDEX members_story ON members(story)",
+        f"ALTER TABLE entries ADD COLUMN related {_T}",
+        "UPDATE seeds SET mtime_ns = -1, digest = ''",
     ],
 }
 

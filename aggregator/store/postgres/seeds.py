@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from aggregator.model import LoadedSeed
+from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.scan import SeedFile
 from aggregator.store.postgres.bulk import insert_text
 from aggregator.store.postgres.db import Database, many
@@ -99,6 +99,16 @@ class PostgresSeeds:
                     "DELETE FROM seed_topics WHERE source = ANY(%s)",
                     ([f.source for f, _, _ in good],),
                 )
+                db.execute(
+                    "DELETE FROM seed_related WHERE source = ANY(%s)",
+                    ([f.source for f, _, _ in good],),
+                )
+            insert_text(
+                db,
+                "seed_related (source, related_id)",
+                [(f.source, other) for f, r, _ in good for other in r.related_ids],
+                "ON CONFLICT DO NOTHING",
+            )
             insert_text(
                 db,
                 "seed_topics (source, spelling)",
@@ -124,6 +134,7 @@ class PostgresSeeds:
             )
             db.execute("DELETE FROM seeds WHERE source = ANY(%s)", (gone,))
             db.execute("DELETE FROM seed_topics WHERE source = ANY(%s)", (gone,))
+            db.execute("DELETE FROM seed_related WHERE source = ANY(%s)", (gone,))
 
     def spelling_counts(self) -> list[SpellingCount]:
         with self._db.reading() as db:
@@ -140,10 +151,18 @@ class PostgresSeeds:
     def duplicates(self) -> list[Duplicate]:
         with self._db.reading() as db:
             rows = db.execute(
-                "SELECT s.source, e.source FROM seeds s JOIN entries e"
-                " ON e.entry_id = s.entry_id WHERE s.source != e.source ORDER BY s.source"
+                "SELECT s.source, m.source FROM seeds s JOIN members m"
+                " ON m.article = s.entry_id WHERE s.source != m.source ORDER BY s.source"
             )
             return [Duplicate(source, used) for source, used in rows]
+
+    def articles(self, sources: Sequence[str]) -> dict[str, Article]:
+        with self._db.reading() as db:
+            rows = db.execute(
+                "SELECT source, article FROM seeds WHERE article IS NOT NULL AND source = ANY(%s)",
+                (list(sources),),
+            )
+            return {source: article_from_json(text) for source, text in rows}
 
 
 def _json_list(items: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ from aggregator.store.sqlite.links import SqliteLinks
 from aggregator.store.sqlite.schema import SCHEMA_VERSION
 from aggregator.store.sqlite.seeds import SqliteSeeds
 from aggregator.store.sqlite.settings import SqliteSettings
+from aggregator.store.sqlite.stories import SqliteStories
 from aggregator.store.sqlite.thumbnails import SqliteThumbnails
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -33,6 +34,7 @@ class SqliteStore:
         self.entries = SqliteEntries(self._db)
         self.links = SqliteLinks(self._db)
         self.thumbnails = SqliteThumbnails(self._db)
+        self.stories = SqliteStories(self._db)
         self.feeds = SqliteFeeds(self._db)
         self.settings = SqliteSettings(self._db)
 

@@ -130,11 +130,12 @@ class Database:
                 "`sqlite3 FILE .recover` (it holds the dates readers have seen)"
             ) from None
 
-    def in_chunks(self, select: str, values: Sequence[str]) -> Iterator[Any]:
-        """Rows of `select` ... IN (values), a chunk of values at a time (SQLite's limit)."""
+    def in_chunks(self, select: str, values: Sequence[str], tail: str = "") -> Iterator[Any]:
+        """Rows of `select` ... IN (values) `tail`, a chunk of values at a time (SQLite's
+        limit on parameters)."""
         for start in range(0, len(values), CHUNK):
             chunk = values[start : start + CHUNK]
-            yield from self.db.execute(f"{select} ({','.join('?' * len(chunk))})", chunk)
+            yield from self.db.execute(f"{select} ({','.join('?' * len(chunk))}){tail}", chunk)
 
 
 def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
-from aggregator.feeds import KINDS, PROVIDER_KIND, FeedKey
-from aggregator.model import article_from_json
+from aggregator.feeds import KINDS, FeedKey
+from aggregator.model import Article
 from aggregator.plan import FeedFilter, LedgerRow, to_micros
-from aggregator.store.rows import StoredEntry
+from aggregator.store.rows import StoredEntry, story_article
 from aggregator.store.sqlite.db import Database
 
 PROVIDER_NAME = "$.provider[0]"
@@ -70,11 +70,10 @@ class SqliteEntries:
     def provider_names(self) -> list[tuple[str, str | None, int]]:
         with self._db.reading() as db:
             rows = db.execute(
-                f"SELECT f.key, json_extract(s.article, '{PROVIDER_NAME}'), COUNT(*)"
-                " FROM entry_feeds f JOIN entries e ON e.entry_id = f.entry_id"
-                " JOIN seeds s ON s.source = e.source"
-                " WHERE f.kind = ? AND e.hidden = 0 GROUP BY 1, 2",
-                (PROVIDER_KIND,),
+                f"SELECT m.provider, json_extract(s.article, '{PROVIDER_NAME}'), COUNT(*)"
+                " FROM members m JOIN entries e ON e.entry_id = m.story"
+                " JOIN seeds s ON s.source = m.source"
+                " WHERE m.provider IS NOT NULL AND e.hidden = 0 GROUP BY 1, 2"
             ).fetchall()
         return [(key, name if isinstance(name, str) else None, count) for key, name, count in rows]
 
@@ -92,7 +91,7 @@ class SqliteEntries:
     def columns(self, entry_ids: Sequence[str]) -> dict[str, EntryColumns]:
         select = (
             "SELECT entry_id, source, published_us, quality, is_published, original_url,"
-            " web_url, link, hidden FROM entries WHERE entry_id IN"
+            " web_url, link, hidden, related FROM entries WHERE entry_id IN"
         )
         with self._db.reading():
             return {
@@ -105,10 +104,20 @@ class SqliteEntries:
                     web_url=web,
                     link=link,
                     hidden=bool(hidden),
+                    related=related,
                 )
-                for entry_id, source, published_us, quality, flag, original, web, link, hidden in (
-                    self._db.in_chunks(select, entry_ids)
-                )
+                for (
+                    entry_id,
+                    source,
+                    published_us,
+                    quality,
+                    flag,
+                    original,
+                    web,
+                    link,
+                    hidden,
+                    related,
+                ) in self._db.in_chunks(select, entry_ids)
             }
 
     def feeds_of(self, entry_ids: Sequence[str]) -> dict[str, frozenset[FeedKey]]:
@@ -144,6 +153,7 @@ class SqliteEntries:
                 c.web_url,
                 c.link,
                 int(c.hidden),
+                c.related,
             )
             for d in decisions
             if d.write_columns and (c := d.columns) is not None
@@ -166,8 +176,8 @@ class SqliteEntries:
             db.executemany("INSERT OR REPLACE INTO ledger VALUES (?, ?, ?, ?)", ledger)
             db.executemany(
                 "INSERT OR REPLACE INTO entries (entry_id, source, published_us, quality,"
-                " is_published, original_url, web_url, link, hidden)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " is_published, original_url, web_url, link, hidden, related)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", moved)
@@ -180,23 +190,23 @@ class SqliteEntries:
             return self._entries(ids)
 
     def _entries(self, ids: Sequence[str]) -> list[StoredEntry]:
-        found: dict[str, tuple[str, int, str | None]] = {}
+        found: dict[str, tuple[Article, int, str | None]] = {}
         feeds: dict[str, set[FeedKey]] = {}
         select = (
-            "SELECT e.entry_id, s.article, l.updated_us, e.link FROM entries e"
+            "SELECT e.entry_id, s.article, l.updated_us, e.link, e.related FROM entries e"
             " JOIN ledger l ON l.entry_id = e.entry_id JOIN seeds s ON s.source = e.source"
             " WHERE e.entry_id IN"
         )
-        for entry_id, text, updated, link in self._db.in_chunks(select, ids):
+        for entry_id, text, updated, link, related in self._db.in_chunks(select, ids):
             if text is not None:  # None: its seed was forgotten, not yet refreshed
-                found[entry_id] = (text, updated, link)
+                found[entry_id] = (story_article(text, related), updated, link)
         select = "SELECT kind, key, entry_id FROM entry_feeds WHERE entry_id IN"
         for kind, key, entry_id in self._db.in_chunks(select, ids):
             feeds.setdefault(entry_id, set()).add(FeedKey(kind, key))
         return [
             StoredEntry(
                 entry_id,
-                article_from_json(found[entry_id][0]),
+                found[entry_id][0],
                 frozenset(feeds.get(entry_id, ())),
                 from_micros(found[entry_id][1]),
                 found[entry_id][2],

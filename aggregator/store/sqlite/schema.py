@@ -3,10 +3,13 @@
 seeds         one row per seed file: size, mtime, content digest, the last
               good parsed record, the current error (if any)
 seed_topics   the topic spellings each seed uses
-entries       one row per article (duplicates merged): the copy used, the
-              columns the feed filters and ordering need
+entries       one row per story (see `aggregator.stories`): the lead's copy, the
+              columns the feed filters and ordering need, the story's coverage
 entry_feeds   which feeds (kind, key) each entry is in, for the kinds that
               store their members (the `all` kind stores nothing)
+seed_related  the article ids of each seed's related URLs (what links stories)
+members       per article: the story (entry id) it was last given, the seed whose
+              copy is used, its provider
 ledger        per entry id: hash of what readers see, first seen, updated;
               kept when the entry goes away, so a returning entry keeps its dates
 dirty         entries whose seeds changed and that refresh has yet to
@@ -36,7 +39,7 @@ from aggregator.errors import StateError
 from aggregator.feeds import ALL_KIND, TOPIC_KIND
 from aggregator.plan import to_micros
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 STAMP_PREFIX = "feed_stamp:"
 """Prefix of the `meta` keys that held each feed's stamp before schema 5 (then its topic
@@ -165,6 +168,23 @@ MIGRATIONS: dict[int, str] = {
         host     TEXT PRIMARY KEY,
         until_us INTEGER NOT NULL
     ) WITHOUT ROWID;
+    """,
+    6: """
+    CREATE TABLE seed_related (
+        source     TEXT NOT NULL,
+        related_id TEXT NOT NULL,
+        PRIMARY KEY (source, related_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX seed_related_id ON seed_related(related_id);
+    CREATE TABLE members (
+        article  TEXT PRIMARY KEY,
+        story    TEXT NOT NULL,
+        source   TEXT NOT NULL,
+        provider TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX members_story ON members(story);
+    ALTER TABLE entries ADD COLUMN related TEXT;
+    UPDATE seeds SET mtime_ns = -1, digest = '';
     """,
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from aggregator.model import LoadedSeed
+from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.scan import SeedFile
 from aggregator.store.rows import Duplicate, Rejected, SpellingCount
 from aggregator.store.sqlite.db import Database, chunks, marks
@@ -94,6 +94,13 @@ class SqliteSeeds:
                 "DELETE FROM seed_topics WHERE source = ?", [(f.source,) for f, _, _ in good]
             )
             db.executemany(
+                "DELETE FROM seed_related WHERE source = ?", [(f.source,) for f, _, _ in good]
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO seed_related (source, related_id) VALUES (?, ?)",
+                [(f.source, other) for f, r, _ in good for other in r.related_ids],
+            )
+            db.executemany(
                 "INSERT OR IGNORE INTO seed_topics (source, spelling) VALUES (?, ?)",
                 [(f.source, name) for f, r, _ in good for name in r.topics],
             )
@@ -110,6 +117,7 @@ class SqliteSeeds:
                 )
                 db.execute("DELETE FROM seeds WHERE source = ?", (source,))
                 db.execute("DELETE FROM seed_topics WHERE source = ?", (source,))
+                db.execute("DELETE FROM seed_related WHERE source = ?", (source,))
 
     def spelling_counts(self) -> list[SpellingCount]:
         with self._db.reading() as db:
@@ -126,10 +134,18 @@ class SqliteSeeds:
     def duplicates(self) -> list[Duplicate]:
         with self._db.reading() as db:
             rows = db.execute(
-                "SELECT s.source, e.source FROM seeds s JOIN entries e"
-                " ON e.entry_id = s.entry_id WHERE s.source != e.source ORDER BY s.source"
+                "SELECT s.source, m.source FROM seeds s JOIN members m"
+                " ON m.article = s.entry_id WHERE s.source != m.source ORDER BY s.source"
             )
             return [Duplicate(source, used) for source, used in rows]
+
+    def articles(self, sources: Sequence[str]) -> dict[str, Article]:
+        select = "SELECT source, article FROM seeds WHERE article IS NOT NULL AND source IN"
+        with self._db.reading():
+            return {
+                source: article_from_json(text)
+                for source, text in self._db.in_chunks(select, sources)
+            }
 
 
 def _json_list(items: Sequence[str]) -> str:

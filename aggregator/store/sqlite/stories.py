@@ -1,0 +1,57 @@
+"""Stories (SQLite): `seed_related` (written with the seeds) and `members`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aggregator.store.rows import Member
+from aggregator.store.sqlite.db import Database
+
+
+class SqliteStories:
+    """`StoryStore` on the state file."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def published(self, articles: Sequence[str]) -> dict[str, int]:
+        select = (
+            "SELECT entry_id, MIN(published_us) FROM seeds WHERE article IS NOT NULL"
+            " AND entry_id IN"
+        )
+        with self._db.reading():
+            return dict(self._db.in_chunks(select, articles, " GROUP BY entry_id"))
+
+    def links(self, articles: Sequence[str]) -> list[tuple[str, str]]:
+        held = "EXISTS (SELECT 1 FROM seeds t WHERE t.entry_id = r.related_id)"
+        citing = (
+            "SELECT s.entry_id, r.related_id FROM seed_related r"
+            f" JOIN seeds s ON s.source = r.source WHERE {held} AND s.entry_id IN"
+        )
+        cited = (
+            "SELECT s.entry_id, r.related_id FROM seed_related r"
+            " JOIN seeds s ON s.source = r.source WHERE s.entry_id IS NOT NULL"
+            " AND r.related_id IN"
+        )
+        with self._db.reading():
+            found = list(self._db.in_chunks(citing, articles))
+            found.extend(self._db.in_chunks(cited, articles))
+        return [(a, b) for a, b in found]
+
+    def stories_of(self, articles: Sequence[str]) -> dict[str, str]:
+        select = "SELECT article, story FROM members WHERE article IN"
+        with self._db.reading():
+            return dict(self._db.in_chunks(select, articles))
+
+    def members(self, stories: Sequence[str]) -> dict[str, set[str]]:
+        select = "SELECT story, article FROM members WHERE story IN"
+        found: dict[str, set[str]] = {}
+        with self._db.reading():
+            for story, article in self._db.in_chunks(select, stories):
+                found.setdefault(story, set()).add(article)
+        return found
+
+    def keep_members(self, members: Sequence[Member], forget: Sequence[str]) -> None:
+        with self._db.writing() as db:
+            db.executemany("DELETE FROM members WHERE article = ?", [(a,) for a in forget])
+            db.executemany("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)", members)
