@@ -19,12 +19,13 @@ from aggregator.config import load_config
 from aggregator.errors import Interrupted
 from aggregator.feeds import ALL, FeedKey, topic_feed
 from aggregator.links import LinkRules, LinkState, Outcome
-from aggregator.model import Article, LoadedSeed, SeedRecord, article_to_json
+from aggregator.model import Article, LoadedSeed, Related, SeedRecord, article_to_json
 from aggregator.plan import FeedFilter, FeedStamp, to_micros
 from aggregator.refresh import refresh
 from aggregator.scan import SeedFile
 from aggregator.store import MemoryStore, SqliteStore, StateStore
 from aggregator.store.postgres import PostgresStore
+from aggregator.store.rows import Member
 from aggregator.topics import TopicRules
 from tests.conftest import NOW
 from tests.postgres import SCRATCH
@@ -71,9 +72,18 @@ def good(
     title: str = "title",
     web: str | None = None,
     size: int = 10,
+    related: tuple[str, ...] = (),
 ) -> tuple[SeedFile, LoadedSeed]:
     article = Article(
-        source, title, published, url, web, topics, quality=quality, is_published=is_published
+        source,
+        title,
+        published,
+        url,
+        web,
+        topics,
+        quality=quality,
+        is_published=is_published,
+        related=tuple(Related(f"on {r}", r) for r in related),
     )
     record = SeedRecord(
         entry_id=article.id,
@@ -85,6 +95,7 @@ def good(
         shown=f"{title}|{url}",
         original_url=url,
         web_url=web,
+        related_ids=tuple(sorted({entry_id(r) for r in related})),
     )
     return file(source, size), LoadedSeed(source, f"digest-{source}-{title}", record, None, ())
 
@@ -167,6 +178,82 @@ def test_spelling_counts_count_seeds_per_spelling(store: StateStore) -> None:
         ]
     )
     assert sorted(store.seeds.spelling_counts()) == [("AI", 2), ("Go", 1)]
+
+
+# -- stories ----------------------------------------------------------------------------
+
+
+def test_links_run_both_ways_between_articles_good_seeds_hold(store: StateStore) -> None:
+    a, b, c = (f"https://a.example/{n}" for n in "abc")
+    ids = {u: entry_id(u) for u in (a, b, c)}
+    store.seeds.store_seeds(
+        [
+            good("a.md", a, related=(b, "https://elsewhere.example/")),
+            good("b.md", b),
+            good("c2.md", c, published=T0 + timedelta(days=1)),
+            good("c1.md", c, published=T0 - timedelta(days=2), related=(a,)),
+        ]
+    )
+    assert sorted(set(store.stories.links([ids[a]]))) == sorted(
+        [(ids[a], ids[b]), (ids[c], ids[a])]
+    )
+    assert set(store.stories.links([ids[b]])) == {(ids[a], ids[b])}
+    assert store.stories.published([ids[a], ids[c], "nobody"]) == {
+        ids[a]: to_micros(T0),
+        ids[c]: to_micros(T0 - timedelta(days=2)),  # the earliest of its seeds
+    }
+    store.seeds.store_seeds([bad("a.md")])  # a rejected seed keeps its last good record
+    assert set(store.stories.links([ids[b]])) == {(ids[a], ids[b])}
+    store.seeds.forget_seeds(["b.md"])
+    assert store.stories.links([ids[b]]) == []  # no good seed holds b
+    store.seeds.forget_seeds(["a.md"])
+    assert store.stories.links([ids[a]]) == [] and store.stories.published([ids[a]]) == {}
+
+
+def test_the_story_each_article_was_given_is_kept_and_forgotten(store: StateStore) -> None:
+    store.stories.keep_members(
+        [Member("a", "s1", "a.md", "a.example"), Member("b", "s1", "b.md", None)], []
+    )
+    store.stories.keep_members([Member("c", "s2", "c.md", None)], [])
+    assert store.stories.stories_of(["a", "b", "c", "d"]) == {"a": "s1", "b": "s1", "c": "s2"}
+    assert store.stories.members(["s1", "s2", "s3"]) == {"s1": {"a", "b"}, "s2": {"c"}}
+    store.stories.keep_members([Member("b", "s2", "b.md", None)], ["a"])
+    assert store.stories.members(["s1", "s2"]) == {"s2": {"b", "c"}}
+
+
+def test_seeds_on_one_story_are_one_entry_in_the_feeds_of_both(store: StateStore) -> None:
+    lead, other = "https://www.alpha.co.uk/lead", "https://news.beta.com/other"
+    store.seeds.store_seeds(
+        [
+            good("lead.md", lead, title="Lead", topics=("AI",)),
+            good(
+                "other.md",
+                other,
+                title="Other",
+                topics=("Go",),
+                published=T0 + timedelta(days=1),
+                related=(lead, "https://c.example/3"),
+            ),
+        ]
+    )
+    refresh(store, RULES, T0)
+    (entry,) = store.entries.entries([entry_id(lead)])
+    assert entry.article.title == "Lead"
+    assert [r.url for r in entry.article.related] == [other, "https://c.example/3"]
+    assert entry.topic_keys == ("ai", "go")
+    assert store.counts().entries == 1
+    assert titles(store, topic_feed("go")) == ["Lead"]
+    assert sorted(store.entries.provider_names()) == [
+        ("alpha.co.uk", None, 1),
+        ("beta.com", None, 1),
+    ]
+    assert store.seeds.duplicates() == []
+    # the other seed no longer names the lead: two entries again
+    store.seeds.store_seeds([good("other.md", other, title="Other", topics=("Go",))])
+    refresh(store, RULES, T0 + timedelta(hours=1))
+    assert sorted(titles(store)) == ["Lead", "Other"]
+    (entry,) = store.entries.entries([entry_id(lead)])
+    assert entry.article.related == ()
 
 
 # -- entries and feeds ------------------------------------------------------------------

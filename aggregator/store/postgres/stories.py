@@ -33,7 +33,8 @@ class PostgresStories:
                 " UNION ALL"
                 " SELECT s.entry_id, r.related_id FROM seed_related r"
                 " JOIN seeds s ON s.source = r.source"
-                " WHERE s.entry_id IS NOT NULL AND r.related_id = ANY(%(ids)s)",
+                " WHERE s.entry_id IS NOT NULL AND r.related_id = ANY(%(ids)s)"
+                " AND EXISTS (SELECT 1 FROM seeds t WHERE t.entry_id = r.related_id)",
                 {"ids": list(articles)},
             )
             return [(a, b) for a, b in rows]

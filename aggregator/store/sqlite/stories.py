@@ -30,7 +30,7 @@ class SqliteStories:
         )
         cited = (
             "SELECT s.entry_id, r.related_id FROM seed_related r"
-            " JOIN seeds s ON s.source = r.source WHERE s.entry_id IS NOT NULL"
+            f" JOIN seeds s ON s.source = r.source WHERE s.entry_id IS NOT NULL AND {held}"
             " AND r.related_id IN"
         )
         with self._db.reading():
