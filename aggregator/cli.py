@@ -563,7 +563,7 @@ def print_report(report: BuildReport, seeds: Path, out: Path) -> None:
         print(f"{seeds}/{problem} (feeds of seeds there were kept)", file=sys.stderr)
     print(
         f"seeds: {scanned.files} files ({scanned.parsed} read, {scanned.removed} gone), "
-        f"{report.articles} articles, {len(report.rejected)} rejected, "
+        f"{report.articles} entries, {len(report.rejected)} rejected, "
         f"{len(report.duplicates)} duplicates merged"
     )
     print(

@@ -44,7 +44,7 @@ def test_build_summarises_and_strict_fails_on_a_rejected_seed(tmp_path: Path) ->
     (seeds / "broken.md").write_text("---\ntitle: [\n---\n")
     plain = run("build", "--seeds", "seeds", "--out", "out", cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr
-    assert "2 files (2 read, 0 gone), 1 articles, 1 rejected" in plain.stdout
+    assert "2 files (2 read, 0 gone), 1 entries, 1 rejected" in plain.stdout
     assert "broken.md: front matter is not valid YAML" in plain.stdout
     check_feed((tmp_path / "out" / "feeds" / "ai.atom").read_bytes())
     strict = run("build", "--seeds", "seeds", "--out", "out", "--strict", cwd=tmp_path)

@@ -176,6 +176,7 @@ def test_the_bundled_seeds_give_one_valid_feed_per_provider(tmp_path: Path) -> N
         "pydata.org.atom",
         "python.org.atom",
         "rust-lang.org.atom",
+        "sky.com.atom",
         "wikipedia.org.atom",
     ]
     everything = feedparser.parse((out / "feeds" / "all.atom").read_bytes())
