@@ -119,7 +119,9 @@ class FeedsConfig(_Section):
     max_age_days: int = Field(0, ge=0)
     """0 keeps articles of any age."""
     require_published: bool = False
-    max_related: int = Field(DEFAULT_MAX_RELATED, ge=0, le=20)
+    max_related: int = Field(
+        DEFAULT_MAX_RELATED, ge=0, le=20
+    )  # stories.MAX_COVERAGE: what a story keeps
     formats: tuple[FeedFormatName, ...] = (ATOM,)
     """Atom always; JSON Feed 1.1 and RSS 2.0 beside it on request."""
     archive: bool = False

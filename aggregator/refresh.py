@@ -29,6 +29,7 @@ from aggregator.stories import (
     StoryRules,
     assign_ids,
     components,
+    kept_coverage,
     lead_of,
     new_outlets,
     story_related,
@@ -214,9 +215,8 @@ def _decide(
             first = stored[lead.source]
             others = [stored[copies[a].source] for a in members if a != leads[story_id]]
             related = story_related(first, others)
-            facts = StoryFacts(
-                facts.providers, related_to_json(related), new_outlets(first, related)
-            )
+            shown = related_to_json(kept_coverage(first, related))
+            facts = StoryFacts(facts.providers, shown, new_outlets(first, related))
         decision = decide(
             story_id,
             lead,

@@ -30,7 +30,7 @@ they decide.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from aggregator.model import Article, Provider, Related
@@ -39,6 +39,9 @@ from aggregator.urls import host_of
 
 DEFAULT_WINDOW_DAYS = 3
 """How far apart (in days) two articles on one story may have been published."""
+MAX_COVERAGE = 20
+"""The most related articles an entry ever shows (`feeds.max_related` is at most this):
+what a story keeps of its coverage, however many articles it has."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,13 @@ def story_related(lead: Article, others: Sequence[Article]) -> tuple[Related, ..
             urls.add(related.url)
             listed.append(related)
     return tuple(listed)
+
+
+def kept_coverage(lead: Article, related: Sequence[Related]) -> tuple[Related, ...]:
+    """What a story keeps of its coverage (`related`, see `story_related`): the best
+    article of each outlet, best first, at most `MAX_COVERAGE`; `coverage` shows the
+    same from it as from all of `related`."""
+    return coverage(replace(lead, related=tuple(related)), MAX_COVERAGE)
 
 
 def coverage(article: Article, limit: int) -> tuple[Related, ...]:
