@@ -112,15 +112,20 @@ def seeds(draw: st.DrawFn) -> dict[str, Any]:
         fields["images"] = [
             {"url": f"https://img.example/{story}.jpg", "width": 640, "height": 360}
         ]
+    related = []
     if draw(st.booleans()):
-        fields["related"] = [
+        related.append(
             {
                 "title": draw(titles),
                 "originalUrl": f"https://other.example/{story}",
                 "publishedDateTime": iso(BASE_DATE),
                 "provider": {"name": "Other", "domain": "other.example"},
             }
-        ]
+        )
+    if draw(st.booleans()):  # another seed's article: one story, if published near it
+        related.append({"title": draw(titles), "webUrl": article_url(draw(stories))})
+    if related:
+        fields["related"] = related
     return fields
 
 
