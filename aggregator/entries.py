@@ -128,6 +128,7 @@ def decide(
     link_rules: LinkRules,
     now: datetime,
     story: StoryFacts = LONE,
+    rehash: bool = False,
 ) -> Decision:
     """The entry `entry_id` after its seeds changed or a link verdict came in.
 
@@ -136,7 +137,9 @@ def decide(
     `before_feeds` what the store holds of it, `ledger` its ledger row (kept
     even when the entry went away, so a returning entry keeps its dates), and
     `link_states` what is known of its URLs, `story` what it takes from the other
-    articles of its story (`copy` is the lead's). Returns the `Decision`; raises nothing.
+    articles of its story (`copy` is the lead's), `rehash` whether the ledger's hashes are
+    made another way now (see `plan.ledger_update`). Returns the `Decision`; raises
+    nothing.
     """
     if copy is None:
         gone = before is not None
@@ -158,6 +161,7 @@ def decide(
         fingerprint(copy.shown, topic_keys, shown_link, story.outlets),
         from_micros(copy.published_us),
         now,
+        rehash,
     )
     columns = EntryColumns(
         copy.source,

@@ -29,8 +29,9 @@ from aggregator.feeds import FeedKey
 from aggregator.links import LinkRules
 from aggregator.model import LoadedSeed
 from aggregator.parse import READING_RULES
+from aggregator.plan import LEDGER_RULES
 from aggregator.providers import list_version
-from aggregator.refresh import refresh
+from aggregator.refresh import LEDGER_SETTING, refresh
 from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.store import StateStore
 from aggregator.stories import StoryRules
@@ -157,6 +158,9 @@ class Ingest:
         """Whether the last full scan could read every folder (else nothing may be pruned)."""
         self._refused: set[tuple[str, str]] = set()
         self._known: dict[str, tuple[int, int]] | None = None
+        self.rehash: str | None = None
+        """The ledger rules the next refresh records, writing every hash anew (see
+        `refresh.refresh`); None: the state has them already."""
         """(size, mtime_ns) of every stored seed, as the store has them; None: ask the store."""
 
     def prepare(self) -> None:
@@ -170,6 +174,11 @@ class Ingest:
         if store.settings.settings_changed("entry_rules", entry_rules(config)):
             # Topic or link rules changed: the next scan redoes every entry.
             store.entries.mark_all_dirty()
+        if store.settings.recorded(LEDGER_SETTING) != LEDGER_RULES:
+            # The ledger's hashes are made another way: the next refresh writes them all
+            # anew, dating no entry anew, and records the rules.
+            store.entries.mark_all_dirty()
+            self.rehash = LEDGER_RULES
 
     def reconfigure(self, config: Config, now: datetime) -> None:
         """Use a new config: entries are redone now when the rules they depend on changed.
@@ -178,7 +187,16 @@ class Ingest:
         self.rules, self.link_rules = topic_rules(config), link_rules(config)
         if self.store.settings.settings_changed("entry_rules", entry_rules(config)):
             self.store.entries.mark_all_dirty()
-            refresh(self.store, self.rules, now, never, self.link_rules, story_rules(config))
+            refresh(
+                self.store,
+                self.rules,
+                now,
+                never,
+                self.link_rules,
+                story_rules(config),
+                self.rehash,
+            )
+            self.rehash = None
         self.config = config
         self._known = None
         self.store.settings.reread_rejected_if_changed(seed_settings(config))
@@ -282,8 +300,15 @@ class Ingest:
         if touched:
             self.store.seeds.touch(touched)
         applied = refresh(
-            self.store, self.rules, now, should_stop, self.link_rules, story_rules(self.config)
+            self.store,
+            self.rules,
+            now,
+            should_stop,
+            self.link_rules,
+            story_rules(self.config),
+            self.rehash,
         )
+        self.rehash = None
         report.feeds = applied.feeds
         report.entries_changed = applied.entries_changed
         self._known = known

@@ -143,10 +143,12 @@ def parse_seed(data: bytes, source: str) -> SeedResult:
     return SeedResult(source, article, None, tuple(warnings))
 
 
-READING_RULES = "3"
+READING_RULES = "4"
 """The version of the rules that turn a seed into an article: when it changes, every seed
 is read again (2: user names and passwords are dropped from URLs; 3: related articles keep
-their provider, excerpt, date and quality, and the article its language)."""
+their provider, excerpt, date and quality, and the article its language; 4: the hash of
+what readers see takes the outlets of the coverage, and the ids of the related URLs are
+kept)."""
 
 Warn = Callable[[str], None]
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from aggregator.feeds import Feed, topic_feed
 from aggregator.model import Article, SeedRecord, article_to_json
+from aggregator.stories import outlet
 from aggregator.topics import Topic, TopicRules, assign_slugs, display_names
 from aggregator.urls import entry_id
 
@@ -189,22 +190,28 @@ def topic_catalog(
     return assign_slugs(display_names(resolved, rules), slugs)
 
 
+LEDGER_RULES = "2"
+"""What the ledger's hashes are made of (`shown_hash`, `fingerprint`); when the state
+recorded other rules, the next refresh writes every hash anew without dating any entry
+anew (see `ledger_update`). 2: the outlets of the coverage, not its titles and URLs."""
+
+
 def shown_hash(article: Article) -> str:
     """A hash of what a reader sees of an article, apart from its topics.
 
-    Of the related articles (the coverage), their titles and URLs in the seed's order,
-    as before they kept more: an upgrade that shows their outlets, dates and excerpts
-    dates no entry anew, and a new article on the story (from a new outlet or not) is a
-    new title and URL, so it moves `updated`. A related article's reworded excerpt, date,
+    Of the related articles (the coverage), the outlets they are from (see
+    `stories.outlet`): an article from a new outlet on the story moves `updated`; another
+    from an outlet it names already, or a related article's new title, excerpt, date,
     quality or provider name, or the article's `language`, does not.
     """
+    outlets = {outlet(r.provider, r.url) for r in article.related if r.url != article.url}
     shown = [
         article.title,
         article.excerpt,
         article.url,
         [article.provider.name, article.provider.domain] if article.provider else None,
         [[i.url, i.width, i.height] for i in article.images],
-        [[r.title, r.url] for r in article.related],
+        sorted(outlets),
         article.published.isoformat(),
     ]
     data = json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -223,8 +230,7 @@ def fingerprint(
     parts = [shown, *sorted(topic_keys)]
     if link is not None:
         parts.append("\x1elink:" + link)
-    for outlet in sorted(outlets):
-        parts.append("\x1eoutlet:" + outlet)
+    parts.extend("\x1eoutlet:" + name for name in sorted(outlets))
     data = "\x1f".join(parts).encode("utf-8")
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -253,17 +259,24 @@ class LedgerRow:
 
 
 def ledger_update(
-    previous: LedgerRow | None, content_hash: str, published: datetime, now: datetime
+    previous: LedgerRow | None,
+    content_hash: str,
+    published: datetime,
+    now: datetime,
+    rehash: bool = False,
 ) -> LedgerRow:
     """The ledger row of an entry after seeing its content (hash) at `now`.
 
     A new entry is `updated` when it was published; afterwards `updated` moves
     to the moment a change was seen, and only when what readers see changed. It
     is never before `published` (an edit can move the date ahead, up to the day a
-    future date is shown early).
+    future date is shown early). With `rehash` (the hashes are made another way
+    now: see `LEDGER_RULES`), a known entry takes the new hash and keeps its dates.
     """
     if previous is None:
         return LedgerRow(content_hash, now, published)
     if previous.content_hash == content_hash:
         return previous
+    if rehash:
+        return LedgerRow(content_hash, previous.first_seen, previous.updated)
     return LedgerRow(content_hash, previous.first_seen, max(now, previous.updated, published))

@@ -40,6 +40,8 @@ CHUNK = 500
 """Articles decided at a time (what is read for them is read in one go)."""
 
 DEFAULT_STORY_RULES = StoryRules()
+LEDGER_SETTING = "ledger_rules"
+"""Where the state records the `plan.LEDGER_RULES` its ledger hashes were made with."""
 
 
 @dataclass
@@ -76,13 +78,16 @@ def refresh(
     should_stop: Callable[[], bool] = _never,
     link_rules: LinkRules = DEFAULT_LINK_RULES,
     story_rules: StoryRules = DEFAULT_STORY_RULES,
+    rehash: str | None = None,
 ) -> Applied:
     """Bring every entry due for refresh up to date: its story, copy used, feeds, link,
     ledger.
 
-    Returns what changed. Raises `Interrupted` when `should_stop` turns true
-    (checked before each chunk; nothing is kept and the entries stay due), and
-    `StateError` from the store.
+    With `rehash` (the `plan.LEDGER_RULES` the state has not recorded yet; every entry
+    must be due), ledger hashes are written anew without dating entries anew, and the
+    rules are recorded in the same transaction. Returns what changed. Raises
+    `Interrupted` when `should_stop` turns true (checked before each chunk; nothing is
+    kept and the entries stay due), and `StateError` from the store.
     """
     applied = Applied()
     resolved: dict[str, str | None] = {}
@@ -99,6 +104,8 @@ def refresh(
         found = _widen(store, due, story_rules, should_stop) if due else None
         if found is None:
             entries.clear_dirty()
+            if rehash is not None:
+                store.settings.settings_changed(LEDGER_SETTING, rehash)
             return applied
         before, before_feeds = entries.columns(found.gone), entries.feeds_of(found.gone)
         decisions = [
@@ -126,13 +133,15 @@ def refresh(
             batch.append(story)
             size += len(story[1])
             if size >= CHUNK:
-                _decide(store, batch, found.published, key_of, link_rules, now, applied)
+                _decide(store, batch, found.published, key_of, link_rules, now, applied, rehash)
                 batch, size = [], 0
                 if should_stop():
                     raise Interrupted
         if batch:
-            _decide(store, batch, found.published, key_of, link_rules, now, applied)
+            _decide(store, batch, found.published, key_of, link_rules, now, applied, rehash)
         entries.clear_dirty()
+        if rehash is not None:
+            store.settings.settings_changed(LEDGER_SETTING, rehash)
     return applied
 
 
@@ -184,6 +193,7 @@ def _decide(
     link_rules: LinkRules,
     now: datetime,
     applied: Applied,
+    rehash: str | None,
 ) -> None:
     """Decide and write the entries of these stories."""
     entries, links = store.entries, store.links
@@ -228,6 +238,7 @@ def _decide(
             link_rules,
             now,
             facts,
+            rehash is not None,
         )
         if decision.changed or decision.ledger is not None:
             decisions.append(decision)

@@ -29,7 +29,7 @@ from aggregator.model import (
     article_to_json,
 )
 from aggregator.parse import MAX_EXCERPT_CHARS, MAX_TITLE_CHARS, parse_seed
-from aggregator.plan import shown_hash
+from aggregator.plan import LEDGER_RULES, shown_hash
 from aggregator.render import SHORT_EXCERPT_CHARS
 from aggregator.stories import coverage
 from tests.conftest import NOW, Site, seed_text
@@ -369,12 +369,12 @@ def test_an_upgrade_shows_the_coverage_without_moving_any_entry(site: Site) -> N
     assert dates(after) == dates(before) == dates(stale)
 
 
-def test_an_entry_is_updated_when_a_new_related_article_appears_not_when_one_is_reworded(
+def test_an_entry_is_updated_when_a_new_outlet_appears_not_when_one_is_reworded(
     site: Site,
 ) -> None:
-    """`plan.shown_hash` takes each related article's title and URL, as it always did: a new
-    article on the story (a new outlet too) moves `updated`; a related article's new excerpt,
-    date, quality or provider name does not."""
+    """`plan.shown_hash` takes the outlets of the related articles: an article from a new
+    outlet moves `updated`; another from an outlet shown already, or a related article's
+    new title, excerpt, date, quality or provider name, does not."""
     one = {"title": "R", "webUrl": "https://r.example/1", "excerpt": "First.", "quality": 5}
     site.add("a.md", related=[one])
     site.build()
@@ -383,12 +383,25 @@ def test_an_entry_is_updated_when_a_new_related_article_appears_not_when_one_is_
         return check_feed(site.feed("ai")).findtext(f"{ATOM}entry/{ATOM}updated")
 
     first = updated()
-    reworded = {**one, "excerpt": "Second.", "quality": 9, "provider": {"name": "Renamed"}}
+    reworded = {
+        **one,
+        "title": "R again",
+        "excerpt": "Second.",
+        "quality": 9,
+        "provider": {"name": "Renamed"},
+    }
     site.add("a.md", related=[reworded])
     site.build(now=NOW + timedelta(days=1))
     assert "Second." in (check_feed(site.feed("ai")).findtext(f".//{ATOM}content") or "")
     assert updated() == first
-    site.add("a.md", related=[reworded, {"title": "S", "webUrl": "https://s.example/1"}])
+    same_outlet = {"title": "R2", "webUrl": "https://r.example/2", "quality": 99}
+    site.add("a.md", related=[reworded, same_outlet])
+    site.build(now=NOW + timedelta(days=1, hours=1))
+    assert "R2" in (check_feed(site.feed("ai")).findtext(f".//{ATOM}content") or "")
+    assert updated() == first
+    site.add(
+        "a.md", related=[reworded, same_outlet, {"title": "S", "webUrl": "https://s.example/1"}]
+    )
     site.build(now=NOW + timedelta(days=2))
     assert updated() == (NOW + timedelta(days=2)).isoformat()
 
@@ -398,6 +411,33 @@ def test_an_entry_is_updated_when_a_new_related_article_appears_not_when_one_is_
     ).article
     assert article is not None and bare is not None and article != bare
     assert shown_hash(article) == shown_hash(bare)
+
+
+def test_hashes_made_another_way_are_written_anew_without_dating_any_entry_anew(
+    site: Site,
+) -> None:
+    """A state whose ledger hashes were made by older rules (`plan.LEDGER_RULES`): the next
+    scan writes every hash anew and records the rules, and no entry or feed is dated anew;
+    a change after that dates its entry as usual."""
+    shutil.copy(REAL_SEED, site.seeds / REAL_SEED.name)
+    site.add("other.md", related=[{"title": "R", "webUrl": "https://r.example/1"}])
+    site.build()
+    before = site.feed("ai")
+    with sqlite3.connect(site.state) as db:  # as an older release left it
+        db.execute("UPDATE ledger SET content_hash = 'made-the-old-way'")
+        db.execute("DELETE FROM meta WHERE key = 'ledger_rules'")
+    db.close()
+    site.build(now=NOW + timedelta(days=1))
+    assert site.feed("ai") == before
+    with sqlite3.connect(site.state) as db:
+        hashes = {row[0] for row in db.execute("SELECT content_hash FROM ledger")}
+        (rules,) = db.execute("SELECT value FROM meta WHERE key = 'ledger_rules'").fetchone()
+    db.close()
+    assert "made-the-old-way" not in hashes and rules == LEDGER_RULES
+    site.add("other.md", title="Edited", related=[{"title": "R", "webUrl": "https://r.example/1"}])
+    later = NOW + timedelta(days=2)
+    site.build(now=later)
+    assert later.isoformat() in site.feed("ai").decode()
 
 
 # -- language -------------------------------------------------------------------------------
