@@ -287,8 +287,9 @@ class App:
             return self._rescan(now, paths, should_stop, None)
 
     def render_due(self, now: datetime, should_stop: StopCheck = never) -> RescanReport:
-        """A rescan that renders every feed: a held-back (future-dated) article fell due,
-        which no seed change shows. Returns and raises as `rescan` does."""
+        """A rescan that renders every feed: a held-back (future-dated) article fell due, or
+        a day closed and its digests are due, which no seed change shows. Returns and
+        raises as `rescan` does."""
         with self._lock:
             self._render_all = True
             return self._rescan(now, None, should_stop, None)
@@ -447,13 +448,20 @@ class App:
     # -- what the app knows -------------------------------------------------------------
 
     def next_due(self, now: datetime) -> datetime | None:
-        """Returns when the earliest article held back for its future date falls due (None:
-        none is): the feeds must be rendered then, though no seed changes."""
+        """Returns when the feeds must next be rendered though no seed changes (None: no
+        such time): when the earliest article held back for its future date falls due, or,
+        with `digests.enabled`, when today closes and its digests are due."""
+        from aggregator.digests import next_close
         from aggregator.plan import FeedFilter, falls_due
 
         with self._lock:
             flt = FeedFilter.of(self.config.feeds, now)
-            return falls_due(self.store.entries.earliest_held_back(flt))
+            due = falls_due(self.store.entries.earliest_held_back(flt))
+            digests = self.config.digests
+            if digests.enabled:
+                close = next_close(now, digests.zone)
+                due = close if due is None else min(due, close)
+            return due
 
     def tally(self) -> Tally:
         """Returns the seeds, articles, topics and rejected files. Raises `StateError`."""

@@ -15,6 +15,7 @@ import difflib
 import ipaddress
 import os
 import stat
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,13 @@ from pydantic import (
 )
 
 from aggregator import yamlsafe
-from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
+from aggregator.defaults import (
+    DEFAULT_DIGEST_DAYS,
+    DEFAULT_DIGEST_SIZE,
+    DEFAULT_DIGEST_TIMEZONE,
+    DEFAULT_EXTENSIONS,
+    DEFAULT_MAX_FILE_BYTES,
+)
 from aggregator.errors import ConfigError
 from aggregator.formats import ATOM, FEED_FORMAT_NAMES
 from aggregator.text import language_tag, printable
@@ -225,6 +232,33 @@ class ThumbnailsConfig(_Section):
     """Images fetched per run at most."""
 
 
+class DigestsConfig(_Section):
+    enabled: bool = False
+    """Write `feeds/<slug>/daily.atom` beside each topic feed: one entry per closed day."""
+    timezone: str = DEFAULT_DIGEST_TIMEZONE
+    """The IANA time zone (`Europe/Berlin`) whose midnights close the days."""
+    size: int = Field(DEFAULT_DIGEST_SIZE, ge=1, le=50)
+    """Stories in one day's digest at most."""
+    days: int = Field(DEFAULT_DIGEST_DAYS, ge=1, le=366)
+    """Closed days a digest feed keeps."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "not a time zone this system knows (an IANA name such as Europe/Berlin or UTC)"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The time zone of `timezone`."""
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
 class WebSubConfig(_Section):
     hub: str | None = None
     """A WebSub hub: feeds name it, and changed feeds are announced to it."""
@@ -343,6 +377,7 @@ class Config(_Section):
     links: LinksConfig = LinksConfig()
     thumbnails: ThumbnailsConfig = ThumbnailsConfig()
     websub: WebSubConfig = WebSubConfig()
+    digests: DigestsConfig = DigestsConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aggregator")
 DUE = "due"
-"""The one-off job that renders the feeds when a held-back (future-dated) article falls due."""
+"""The one-off job that renders the feeds when a held-back (future-dated) article falls due,
+or a day closes and its digests are due (see `App.next_due`)."""
 NETWORK = "network"
 """The executor of the jobs that go out to other hosts."""
 STOP_TIMEOUT = 8.0
@@ -325,8 +326,9 @@ class Service:
             self._schedule_due(now)
 
     def _schedule_due(self, now: datetime) -> None:
-        """Render the feeds when the earliest future-dated article falls due: no seed
-        changes then, so no scan would otherwise notice."""
+        """Render the feeds when the earliest future-dated article falls due, or the next
+        digest is (see `App.next_due`): no seed changes then, so no scan would otherwise
+        notice."""
         if self._scheduler is None or self._stopping.is_set():
             return
         due = self.app.next_due(now)

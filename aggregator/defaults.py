@@ -11,3 +11,9 @@ DEFAULT_EXTENSIONS = (".txt", ".md", ".yaml", ".yml")
 """Seed files are the files with these suffixes (`seeds.extensions`)."""
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 """A seed file larger than this is refused unread (`seeds.max_file_bytes`)."""
+DEFAULT_DIGEST_SIZE = 10
+"""Stories in one day's digest at most (`digests.size`)."""
+DEFAULT_DIGEST_DAYS = 14
+"""Closed days a digest feed keeps (`digests.days`)."""
+DEFAULT_DIGEST_TIMEZONE = "UTC"
+"""The time zone whose midnights close the digests' days (`digests.timezone`)."""

@@ -16,6 +16,7 @@ from email.utils import format_datetime
 from html import escape
 
 from aggregator.config import DEFAULT_MAX_RELATED, SiteConfig
+from aggregator.digests import digest_path
 from aggregator.feedpage import STYLESHEET, STYLESHEET_PATH
 from aggregator.feeds import (
     ALL_OPML,
@@ -246,12 +247,14 @@ def render_topic_page(
     formats: Sequence[str] = (ATOM,),
     thumbnails: Mapping[str, Thumbnail] | None = None,
     max_related: int = DEFAULT_MAX_RELATED,
+    digest: bool = False,
 ) -> bytes:
     """A feed's page for people: its newest entries and how to subscribe.
 
     `thumbnails` maps an image URL to its local copy; images without one are
     not shown, so the page makes no request to another host. Each entry names the
     other outlets that covered its story (at most `max_related`, as in the feeds).
+    `digest`: the feed has a daily digest (`digests.digest_path`), which the page links.
     """
     name = escape(plan.feed.heading)
     site_name = escape(strip_invalid_xml(site.title))
@@ -261,6 +264,13 @@ def render_topic_page(
         f'type="{FEED_FORMATS[fmt].media_type}">Subscribe: {FEED_FORMATS[fmt].label}</a>'
         for fmt in formats
     )
+    alternates = _alternates(plan.feed, site, formats, "../")
+    if digest:
+        daily = escape(digest_path(plan.slug))
+        atom = FEED_FORMATS[ATOM].media_type
+        subscribe += f' <a class=subscribe href="../{daily}" type="{atom}">Daily digest</a>'
+        title_of = escape(f"{feed_title(site, plan.feed)}, daily digest")
+        alternates += f'\n<link rel="alternate" type="{atom}" title="{title_of}" href="../{daily}">'
     feed_url = escape(site.base_url + feed_path(plan.slug))
     shown = len(plan.entries)
     more = f" (the newest {shown} of {plan.total})" if plan.total > shown else ""
@@ -268,7 +278,7 @@ def render_topic_page(
     listing = plan.feed.kind.page  # the page that lists the feeds of its kind
     listed = "all providers" if listing == PROVIDERS_PATH else "all topics"
     page = (
-        _head(title, _alternates(plan.feed, site, formats, "../"), "../", site.language)
+        _head(title, alternates, "../", site.language)
         + f"""<body>
 <header>
 <nav><a href="../{listing}">← <bdi>{site_name}</bdi>: {listed}</a></nav>

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
 from aggregator.config import Config
+from aggregator.digests import DigestPlan, digest_path, last_close, plan_digests, window
 from aggregator.errors import Interrupted
 from aggregator.feeds import ALL_FEED, TOPIC_KIND, Feed, FeedKey
 from aggregator.formats import (
@@ -55,6 +56,7 @@ from aggregator.plan import (
     FeedStamp,
     FeedSummary,
     feed_stamp,
+    to_micros,
     topic_catalog,
     topic_feed_of,
 )
@@ -66,6 +68,7 @@ from aggregator.render import (
     archive_bound,
     empty_page_date,
     render_atom,
+    render_digest,
 )
 from aggregator.store import StateStore, StoredEntry
 from aggregator.thumbs import FOLDER, HEADER_BYTES, SUFFIX, thumbnail_path, webp_size
@@ -180,11 +183,14 @@ class Publisher:
         for relative, data in SITE_FILES.items():
             self._write(relative, data, report)
         if complete:
+            digests = self._digest_paths()
             for fmt, form in FEED_FORMATS.items():
                 on = fmt in feeds.formats
                 keep = {feed_path(slug, fmt) for slug in self._summaries} if on else set()
+                keep |= digests  # a topic whose slug is `providers` has its digest there
                 report.removed += self.out.prune("feeds", form.suffix, keep)
                 report.removed += self.out.prune(f"feeds/{PROVIDERS_FOLDER}", form.suffix, keep)
+            self._prune_digests(digests, report)
             pages = {page_path(slug) for slug in self._summaries}
             report.removed += self.out.prune("topics", ".html", pages)
             report.removed += self.out.prune(PROVIDERS_FOLDER, ".html", pages)
@@ -267,9 +273,67 @@ class Publisher:
             if fmt != ATOM and fmt in feeds.formats:
                 self._write(feed_path(slug, fmt), renderer(fmt)(plan, site, options), report)
         thumbs = self._thumbnails(plan)
-        page = render_topic_page(plan, site, feeds.formats, thumbs, feeds.max_related)
+        digest = self._digested(feed)
+        if digest:
+            self._render_digest(feed, flt, entry, report, now)
+        page = render_topic_page(
+            plan, site, feeds.formats, thumbs, feeds.max_related, digest=digest
+        )
         self._write(page_path(slug), page, report)
         return plan.summary()
+
+    def _digested(self, feed: Feed) -> bool:
+        """Whether `feed` has a digest feed (`digests.enabled`: every topic feed has one)."""
+        return self.config.digests.enabled and feed.key.kind == TOPIC_KIND
+
+    def _render_digest(
+        self,
+        feed: Feed,
+        flt: FeedFilter,
+        entry: Callable[[StoredEntry], Entry],
+        report: RenderReport,
+        now: datetime,
+    ) -> None:
+        """Write the digest feed of `feed` (see `aggregator.digests`): its closed days' top
+        stories, from the entries the feed's filters let through (whatever their age)."""
+        settings, site = self.config.digests, self.config.site
+        zone = settings.zone
+        start, end = window(now, zone, settings.days)
+        span = replace(
+            flt.any_age(),
+            published_after_us=to_micros(start),
+            published_before_us=min(flt.published_before_us, to_micros(end) - 1),
+        )
+        rows = self.store.entries.feed_rows(feed.key, span)
+        stored = self.store.entries.entries([row.entry_id for row in rows])
+        digests = plan_digests(
+            site.base_url,
+            feed.key,
+            (entry(e) for e in stored),
+            now,
+            zone,
+            settings.size,
+            settings.days,
+        )
+        plan = DigestPlan(feed.slug, feed.key, feed.name, digests, last_close(now, zone))
+        self._write(digest_path(feed.slug), render_digest(plan, site), report)
+
+    def _digest_paths(self) -> set[str]:
+        """The digest feeds of the feeds the last render wrote."""
+        return {
+            digest_path(slug)
+            for slug, summary in self._summaries.items()
+            if self._digested(summary.feed)
+        }
+
+    def _prune_digests(self, keep: Collection[str], report: RenderReport) -> None:
+        """Remove the digest feeds (but those in `keep`) of feeds that have none any more
+        (gone, or digests turned off)."""
+        for folder in self.out.folders("feeds"):
+            path = digest_path(folder)
+            if path not in keep and self.out.remove(path):
+                report.removed.append(path)
+                self.out.remove_empty(path.rpartition("/")[0])
 
     def _stamp(self, key: FeedKey, plan: FeedPlan, now: datetime) -> FeedStamp:
         """The feed's stamp after this render: when it last lost an entry (kept in the state)."""
@@ -357,6 +421,7 @@ class Publisher:
         slugs, formats = self._summaries.keys(), self.config.feeds.formats
         providers = self.config.feeds.providers
         paths = written_paths(slugs, self._archive_pages, self._shown_thumbs, formats, providers)
+        paths += sorted(self._digest_paths())
         return all(self.out.exists(p) for p in paths)
 
     def has_output(self) -> bool:

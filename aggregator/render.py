@@ -28,6 +28,7 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from aggregator.config import SiteConfig
+from aggregator.digests import Digest, DigestPlan, digest_feed_id, digest_path, outlet_name
 from aggregator.feedpage import with_stylesheet
 from aggregator.feeds import Feed, feed_id
 from aggregator.formats import (
@@ -40,7 +41,7 @@ from aggregator.formats import (
 from aggregator.model import Article, Related
 from aggregator.plan import Entry, FeedPlan, to_micros
 from aggregator.stories import coverage
-from aggregator.text import strip_invalid_xml
+from aggregator.text import strip_invalid_xml, truncate
 
 RENDERING = "2"
 """The version of how entries are rendered: archive pages written by an older one are
@@ -325,3 +326,73 @@ def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
             fe.media.thumbnail(attrs)
     data: bytes = fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
     return with_stylesheet(data, feed_path(plan.slug, "rss"))  # a page, in a browser
+
+
+DIGEST_EXCERPT_CHARS = 200
+"""A story's excerpt in a digest is cut to this many characters (at a word end)."""
+
+
+def digest_html(digest: Digest, topic: str) -> str:
+    """A digest's content as HTML: its stories, best first, each with its linked title, its
+    outlet, a short excerpt and how many other outlets covered it. Every piece of text is
+    escaped here; nothing else is HTML."""
+    count = len(digest.stories)
+    parts = [
+        f"<p>The top {count} stor{'y' if count == 1 else 'ies'} on {_text(topic)} on "
+        f"{digest.weekday} {digest.day.isoformat()}.</p>",
+        "<ol>",
+    ]
+    for story in digest.stories:
+        entry = story.entry
+        article = entry.article
+        line = (
+            f'<a href="{html.escape(entry.url)}">{_text(article.title)}</a>'
+            f" ({_text(outlet_name(article))})"
+        )
+        if article.excerpt:
+            line += f"<br>{_text(truncate(article.excerpt, DIGEST_EXCERPT_CHARS))}"
+        if story.breadth:
+            others = "outlet" if story.breadth == 1 else "outlets"
+            line += f"<br>Also covered by {story.breadth} {others}."
+        parts.append(f"<li>{line}</li>")
+    parts.append("</ol>")
+    return "\n".join(parts)
+
+
+def digest_title(digest: Digest, topic: str) -> str:
+    """A digest's title: `<topic>: <weekday> <date>`."""
+    return f"{topic}: {digest.weekday} {digest.day.isoformat()}"
+
+
+def render_digest(plan: DigestPlan, site: SiteConfig) -> bytes:
+    """The Atom document of a topic's digest feed (`digests.digest_path`), as UTF-8 bytes:
+    one entry per closed day, newest first, dated when its day closed."""
+    fg = FeedGenerator()
+    fg.id(digest_feed_id(site.base_url, plan.key))
+    topic = strip_invalid_xml(plan.name)
+    fg.title(f"{strip_invalid_xml(site.title)}: {topic}, daily digest")
+    fg.subtitle(f"The top stories on {topic}, one entry a day, newest first")
+    fg.language(site.language)
+    where = digest_path(plan.slug)
+    fg.link(href=site.base_url + where, rel="self", type=ATOM_TYPE)
+    page = site.base_url + page_path(plan.slug)
+    fg.link(href=page, rel="alternate", type="text/html")
+    fg.author({"name": strip_invalid_xml(site.author)})
+    fg.generator("aggregator")
+    fg.updated(plan.updated)
+    for digest in plan.digests:
+        fe = fg.add_entry(order="append")
+        fe.id(digest.id)
+        fe.title(digest_title(digest, topic))
+        fe.link(href=page, rel="alternate", type="text/html")  # the topic's page
+        count = len(digest.stories)
+        fe.summary(
+            f"{count} stor{'y' if count == 1 else 'ies'}: "
+            + "; ".join(s.entry.article.title for s in digest.stories)
+        )
+        fe.content(digest_html(digest, topic), type="html")
+        fe.category([{"term": topic, "label": topic}])
+        fe.published(digest.closed)
+        fe.updated(digest.closed)
+    data: bytes = fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    return with_stylesheet(data, where)  # a page, when opened in a browser
