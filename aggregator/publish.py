@@ -316,7 +316,9 @@ class Publisher:
             settings.days,
         )
         plan = DigestPlan(feed.slug, feed.key, feed.name, digests, last_close(now, zone))
-        self._write(digest_path(feed.slug), render_digest(plan, site), report)
+        self._write(
+            digest_path(feed.slug), render_digest(plan, site, self.config.websub.hub), report
+        )
 
     def _digest_paths(self) -> set[str]:
         """The digest feeds of the feeds the last render wrote."""

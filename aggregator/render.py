@@ -364,9 +364,10 @@ def digest_title(digest: Digest, topic: str) -> str:
     return f"{topic}: {digest.weekday} {digest.day.isoformat()}"
 
 
-def render_digest(plan: DigestPlan, site: SiteConfig) -> bytes:
+def render_digest(plan: DigestPlan, site: SiteConfig, hub: str | None = None) -> bytes:
     """The Atom document of a topic's digest feed (`digests.digest_path`), as UTF-8 bytes:
-    one entry per closed day, newest first, dated when its day closed."""
+    one entry per closed day, newest first, dated when its day closed (naming the WebSub
+    `hub`, if any)."""
     fg = FeedGenerator()
     fg.id(digest_feed_id(site.base_url, plan.key))
     topic = strip_invalid_xml(plan.name)
@@ -377,6 +378,8 @@ def render_digest(plan: DigestPlan, site: SiteConfig) -> bytes:
     fg.link(href=site.base_url + where, rel="self", type=ATOM_TYPE)
     page = site.base_url + page_path(plan.slug)
     fg.link(href=page, rel="alternate", type="text/html")
+    if hub:
+        fg.link(href=hub, rel="hub")
     fg.author({"name": strip_invalid_xml(site.author)})
     fg.generator("aggregator")
     fg.updated(plan.updated)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from aggregator.render import digest_html
 from tests.conftest import Site
 from tests.feedcheck import ATOM, check_feed
 from tests.pagecheck import check_page, validate_pages, vnu
+from tests.postgres import SCRATCH
 
 UTC_ZONE = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -436,6 +438,36 @@ def test_a_reload_turns_digests_on_and_off(site: Site) -> None:
         done = app.rescan(BUILT)
         assert "feeds/ai/daily.atom" in done.render.removed  # type: ignore[union-attr]
         assert app.next_due(BUILT) is None
+
+
+def test_a_digest_names_the_websub_hub_of_the_feeds(site: Site) -> None:
+    stories(site)
+    site.build(BUILT, {**ON, "websub.hub": "https://hub.example/"})
+    root = check_feed(daily(site))
+    hubs = [link.get("href") for link in root.findall(f"{ATOM}link") if link.get("rel") == "hub"]
+    assert hubs == ["https://hub.example/"]
+
+
+@pytest.fixture
+def _postgres_scratch() -> Iterator[None]:
+    """Drop the scratch PostgreSQL database once the test is done."""
+    yield
+    SCRATCH.drop()
+
+
+@pytest.mark.usefixtures("_postgres_scratch")
+def test_on_a_shared_state_the_digests_are_published_and_withdrawn(site: Site) -> None:
+    url = SCRATCH.schema_url()  # skipped without PostgreSQL
+    stories(site)
+    with make_app(site.config(**ON, **{"state.url": url})) as app:
+        app.build(BUILT)
+        assert app.shared is not None
+        published = app.shared.documents.index()
+        assert "feeds/ai/daily.atom" in published
+        app.reconfigure(site.config(**{"state.url": url}))
+        done = app.rescan(BUILT)
+        assert done.render is not None and "feeds/ai/daily.atom" in done.render.removed
+        assert "feeds/ai/daily.atom" not in app.shared.documents.index()
 
 
 # -- configuration ----------------------------------------------------------------------

@@ -403,6 +403,7 @@ class ServiceMatchesColdBuild(RuleBasedStateMachine):
             st.tuples(st.just("feeds.archive"), st.booleans()),
             st.tuples(st.just("topics.exclude"), st.sampled_from(EXCLUDES)),
             st.tuples(st.just("topics.aliases"), st.sampled_from(ALIASES)),
+            st.tuples(st.just("digests.enabled"), st.booleans()),
         )
     )
     def reload(self, change: tuple[str, Any]) -> None:
