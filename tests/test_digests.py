@@ -11,16 +11,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import feedparser
+import html5lib
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reader import make_reader
 
 from aggregator.app import make_app
-from aggregator.config import load_config
+from aggregator.config import SiteConfig, load_config
 from aggregator.digests import (
+    DigestPlan,
     closed_days,
     day_close,
     day_start,
     digest_id,
+    last_close,
     next_close,
     plan_digests,
     today,
@@ -30,9 +35,10 @@ from aggregator.digests import (
 from aggregator.errors import ConfigError
 from aggregator.feeds import topic_feed
 from aggregator.model import Article, Provider, Related
+from aggregator.parse import parse_seed
 from aggregator.plan import Entry
-from aggregator.render import digest_html
-from tests.conftest import Site
+from aggregator.render import digest_html, render_digest
+from tests.conftest import Site, seed_text
 from tests.feedcheck import ATOM, check_feed
 from tests.pagecheck import check_page, validate_pages, vnu
 from tests.postgres import SCRATCH
@@ -122,6 +128,27 @@ def test_a_story_late_on_the_long_day_of_a_change_belongs_to_that_day() -> None:
     assert digests[0].closed == datetime(2026, 10, 25, 23, tzinfo=UTC)
     in_utc = plan_digests(SITE, AI, [entry(late), entry(early)], now, UTC_ZONE, days=3)
     assert [d.day for d in in_utc] == [date(2026, 10, 25), date(2026, 10, 24)]
+
+
+ZONES = ["UTC", "Europe/Berlin", "America/Santiago", "Asia/Kathmandu", "Pacific/Chatham"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1990, 1, 1), max_value=datetime(2060, 1, 1), timezones=st.just(UTC)
+    ),
+    zone=st.sampled_from(ZONES),
+)
+def test_now_always_falls_in_today_and_yesterday_closed_at_the_last_close(
+    moment: datetime, zone: str
+) -> None:
+    tz = ZoneInfo(zone)
+    day = today(moment, tz)
+    assert day_start(day, tz) <= moment < day_close(day, tz)
+    assert last_close(moment, tz) == day_close(closed_days(moment, tz, 1)[0], tz) <= moment
+    assert next_close(moment, tz) > moment
+    assert timedelta(hours=22) <= day_close(day, tz) - day_start(day, tz) <= timedelta(hours=26)
 
 
 # -- stories ----------------------------------------------------------------------------
@@ -215,6 +242,32 @@ def test_the_content_is_escaped_html_naming_title_outlet_excerpt_and_breadth() -
     assert "Also covered by 2 outlets." in content
     assert "word " * 10 in content and len(content) < 800  # the excerpt is cut short
     assert "Saturday 2026-10-31" in content
+
+
+@settings(max_examples=100, deadline=None)
+@given(title=st.text(min_size=1), excerpt=st.text(), topic=st.text(min_size=1), outlet=st.text())
+def test_any_text_in_a_seed_gives_a_valid_digest(
+    title: str, excerpt: str, topic: str, outlet: str
+) -> None:
+    data = seed_text(
+        title=title,
+        excerpt=excerpt,
+        provider={"name": outlet, "domain": "news.example"},
+        publishedDateTime="2026-10-31T12:00:00Z",
+    ).encode("utf-8", "surrogatepass")
+    found = parse_seed(data, "h.md").article
+    if found is None:
+        return
+    digests = plan_digests(SITE, AI, [entry(found)], NOW, UTC_ZONE)
+    plan = DigestPlan("ai", AI, topic, digests, last_close(NOW, UTC_ZONE))
+    site = SiteConfig(public_url=SITE)
+    root = check_feed(render_digest(plan, site))
+    assert len(root.findall(f"{ATOM}entry")) == 1
+    content = root.findtext(f"{ATOM}entry/{ATOM}content") or ""
+    fragment = html5lib.parseFragment(content, namespaceHTMLElements=False)
+    assert {e.tag for e in fragment.iter()} <= {"DOCUMENT_FRAGMENT", "p", "ol", "li", "a", "br"}
+    (link,) = fragment.iter("a")  # the seed's text is text: it makes no element
+    assert link.text == found.title and link.get("href") == found.url
 
 
 # -- builds -----------------------------------------------------------------------------
@@ -413,6 +466,17 @@ def test_the_running_app_renders_the_digests_when_the_day_closes(site: Site) -> 
     (site.out / "feeds" / "ai" / "daily.atom").unlink()
     site.build(close, ON)  # a cold build at that moment writes the same bytes
     assert daily(site) == written
+
+
+def test_a_deleted_digest_is_written_again_at_the_next_rescan(site: Site) -> None:
+    stories(site)
+    with make_app(site.config(**ON)) as app:
+        app.build(BUILT)
+        written = daily(site)
+        (site.out / "feeds" / "ai" / "daily.atom").unlink()
+        done = app.rescan(BUILT + timedelta(minutes=1))
+        assert done.output_missing
+        assert daily(site) == written
 
 
 def test_the_app_needs_no_render_at_midnight_without_digests(site: Site) -> None:
