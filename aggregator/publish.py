@@ -5,7 +5,9 @@
 
 Only the feeds named are rendered again (and `all`, the index and the OPML). With
 `feeds.archive`, rendering a topic also reads the date and `updated` of all its
-entries, to tell which archive pages changed (only those are rendered).
+entries, to tell which archive pages changed (only those are rendered). With
+`digests.enabled`, a topic feed's daily digest (`aggregator.digests`) is rendered with
+it, from the entries of its closed days.
 """
 
 from __future__ import annotations
@@ -316,9 +318,12 @@ class Publisher:
             settings.days,
         )
         plan = DigestPlan(feed.slug, feed.key, feed.name, digests, last_close(now, zone))
-        self._write(
-            digest_path(feed.slug), render_digest(plan, site, self.config.websub.hub), report
-        )
+        hub = self.config.websub.hub
+        data = render_digest(plan, site, hub)
+        while len(data) > MAX_FEED_BYTES and len(plan.digests) > 1:  # the oldest days give way
+            plan = replace(plan, digests=plan.digests[: len(plan.digests) * 3 // 4])
+            data = render_digest(plan, site, hub)
+        self._write(digest_path(feed.slug), data, report)
 
     def _digest_paths(self) -> set[str]:
         """The digest feeds of the feeds the last render wrote."""

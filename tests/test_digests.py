@@ -504,6 +504,24 @@ def test_a_reload_turns_digests_on_and_off(site: Site) -> None:
         assert app.next_due(BUILT) is None
 
 
+def test_a_digest_too_large_for_readers_sheds_its_oldest_days(site: Site) -> None:
+    for day in range(1, 31):
+        for n in range(25):
+            add_story(
+                site,
+                f"d{day}-{n}",
+                BUILT - day * DAY,
+                title=f"Day {day} story {n} " + "long title " * 20,
+                excerpt="An excerpt that goes on. " * 10,
+            )
+    site.build(BUILT, {"digests.enabled": True, "digests.size": 50, "digests.days": 30})
+    data = daily(site)
+    assert len(data) <= 400_000
+    days = [title for _, title, _ in parsed(data)]
+    assert 1 < len(days) < 30
+    assert days[0] == "AI: Saturday 2026-10-31"  # the newest kept
+
+
 def test_a_digest_names_the_websub_hub_of_the_feeds(site: Site) -> None:
     stories(site)
     site.build(BUILT, {**ON, "websub.hub": "https://hub.example/"})
