@@ -406,6 +406,29 @@ def test_days_close_at_midnight_in_the_configured_time_zone(site: Site) -> None:
     ]
 
 
+def test_a_story_told_by_several_seeds_is_one_story_of_the_digest(site: Site) -> None:
+    add_story(
+        site,
+        "lead",
+        BUILT - DAY - timedelta(hours=1),
+        related=[{"title": "Sky on it", "webUrl": "https://news.sky.com/story/1"}],
+    )
+    site.add(
+        "sky.md",
+        title="Sky on it",
+        originalUrl="https://news.sky.com/story/1",
+        webUrl=None,
+        publishedDateTime=(BUILT - DAY).isoformat(),
+        provider={"name": "Sky", "domain": "sky.com"},
+        topics=["AI"],
+    )
+    site.build(BUILT, ON)
+    ((_, _, links),) = parsed(daily(site))
+    assert links == ["https://news.example/lead"]
+    content = feedparser.parse(daily(site)).entries[0].content[0].value
+    assert "Also covered by 1 outlet." in content
+
+
 def test_a_topic_with_no_closed_day_yet_has_a_valid_empty_digest(site: Site) -> None:
     add_story(site, "today", BUILT - timedelta(hours=1))
     site.build(BUILT, ON)
