@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 
 from aggregator.model import Article, Provider, Related
@@ -157,9 +158,11 @@ def assign_ids(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=65536)
 def outlet(provider: Provider | None, url: str) -> str:
     """Who published an article, as coverage counts outlets: its provider's registrable
-    domain, else its URL's host, else its provider's name, else the URL itself."""
+    domain, else its URL's host, else its provider's name, else the URL itself. (Cached:
+    every feed format and page asks it of every related article it shows.)"""
     key = provider_key(provider.domain if provider else None, url)
     if key is not None:
         return key
