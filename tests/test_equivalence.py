@@ -404,6 +404,8 @@ class ServiceMatchesColdBuild(RuleBasedStateMachine):
             st.tuples(st.just("topics.exclude"), st.sampled_from(EXCLUDES)),
             st.tuples(st.just("topics.aliases"), st.sampled_from(ALIASES)),
             st.tuples(st.just("digests.enabled"), st.booleans()),
+            st.tuples(st.just("stories.merge"), st.booleans()),
+            st.tuples(st.just("stories.window_days"), st.sampled_from((0, 1, 3, 20))),
         )
     )
     def reload(self, change: tuple[str, Any]) -> None:
