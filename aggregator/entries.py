@@ -11,8 +11,8 @@ decide, and `aggregator.refresh` moves the rows between the two.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from aggregator.feeds import EntryFacts, FeedKey, memberships
@@ -117,6 +117,19 @@ def pick_copies(copies: Iterable[SeedCopy]) -> dict[str, SeedCopy]:
     return chosen
 
 
+def story_copy(lead: SeedCopy, members: Sequence[SeedCopy]) -> SeedCopy:
+    """The lead's copy as a story's entry uses it: the feed filters see the story's best
+    quality, and it counts as published (`published: true`) when any of its articles
+    does, so merging never hides an article the filters would let through alone."""
+    qualities = [c.quality for c in members if c.quality is not None]
+    flags = [c.is_published for c in members if c.is_published is not None]
+    return replace(
+        lead,
+        quality=max(qualities) if qualities else None,
+        is_published=any(flags) if flags else None,
+    )
+
+
 def decide(
     entry_id: str,
     copy: SeedCopy | None,
@@ -161,7 +174,7 @@ def decide(
         fingerprint(copy.shown, topic_keys, shown_link, story.outlets),
         from_micros(copy.published_us),
         now,
-        rehash,
+        rehash and before is not None and before.source == copy.source,
     )
     columns = EntryColumns(
         copy.source,

@@ -204,7 +204,8 @@ def shown_hash(article: Article) -> str:
     from an outlet it names already, or a related article's new title, excerpt, date,
     quality or provider name, or the article's `language`, does not.
     """
-    outlets = {outlet(r.provider, r.url) for r in article.related if r.url != article.url}
+    own = article.id
+    outlets = {outlet(r.provider, r.url) for r in article.related if entry_id(r.url) != own}
     shown = [
         article.title,
         article.excerpt,

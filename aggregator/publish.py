@@ -73,6 +73,7 @@ from aggregator.render import (
     render_digest,
 )
 from aggregator.store import StateStore, StoredEntry
+from aggregator.stories import held_back
 from aggregator.thumbs import FOLDER, HEADER_BYTES, SUFFIX, thumbnail_path, webp_size
 from aggregator.topics import Topic, TopicRules
 
@@ -242,7 +243,8 @@ class Publisher:
 
         def entry(e: StoredEntry) -> Entry:
             shown = sorted((catalog[k] for k in e.topic_keys if k in catalog), key=lambda t: t.name)
-            return Entry(e.id, e.article, tuple(shown), e.updated, e.link)
+            article = held_back(e.article, flt.published_before_us)
+            return Entry(e.id, article, tuple(shown), e.updated, e.link)
 
         plan = FeedPlan(feed, tuple(entry(e) for e in stored), total)
         hub = self.config.websub.hub

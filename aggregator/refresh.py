@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aggregator.entries import SeedCopy, StoryFacts, decide, pick_copies
+from aggregator.entries import SeedCopy, StoryFacts, decide, pick_copies, story_copy
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules
@@ -222,6 +222,7 @@ def _decide(
         kept.extend(Member(a, story_id, copies[a].source, providers[a]) for a in members)
         facts = StoryFacts(frozenset(p for p in providers.values() if p is not None))
         if len(members) > 1:
+            lead = story_copy(lead, [copies[a] for a in members])
             first = stored[lead.source]
             others = [stored[copies[a].source] for a in members if a != leads[story_id]]
             related = story_related(first, others)

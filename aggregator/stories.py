@@ -29,6 +29,7 @@ they decide.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,7 @@ from functools import lru_cache
 
 from aggregator.model import Article, Provider, Related
 from aggregator.providers import provider_key
-from aggregator.urls import host_of
+from aggregator.urls import entry_id, host_of
 
 DEFAULT_WINDOW_DAYS = 3
 """How far apart (in days) two articles on one story may have been published."""
@@ -107,15 +108,23 @@ def assign_ids(
     each id that has a ledger row was first seen (ids ever published).
 
     A story may keep an id it *claims*: the id its members were last given, or a
-    member's own id that was published before. Claims are settled oldest first:
-    ids that name a story now (in `previous`) before the others, then by when they
-    were first seen, then by id. An id goes to the story holding its own article,
-    if any (a story that took an older id already lets it go: two published stories
-    merged, and the older id survives); an id whose article is gone goes to the part
-    of its old story holding most of its old members (then the part whose lead was
-    published first, then the smaller lead id). A story that keeps no claimed id
-    takes its lead's id. So a published id is never given to another story, it stays
-    while its story lives, and the same inputs give the same ids in any order.
+    member's own id that was published before. Claims are settled oldest first: ids
+    that name a story now (in `previous`) before the others, then by when they were
+    first seen, then by id; a story keeps the first it is given.
+
+    - An id that names a story now stays with that story's articles: with the part
+      holding the id's own article if that article was in it (a story split), else
+      with the part holding most of its articles (then the part whose lead was
+      published first, then the smaller lead id). When every part has kept an older
+      id already, two published stories merged and the older id survives; this one
+      is let go, and is never given to another story.
+    - An id published before that names no story now goes back to the story holding
+      its own article (an article that had merged into another story splits off).
+    - A story given none takes its lead's own id, else another member's (earliest
+      first) that names no story, else a new one made from its lead's.
+
+    So a published id is never given to another story, it stays while its story
+    lives, and the same inputs give the same ids in any order.
     """
     home = {article: index for index, members in enumerate(stories) for article in members}
     claims: dict[str, set[int]] = {}
@@ -136,26 +145,55 @@ def assign_ids(
 
     for story_id in sorted(claims, key=age):
         open_claims = [i for i in claims[story_id] if i not in held]
-        if not open_claims:
-            continue
         own = home.get(story_id)
-        if own is not None:
-            if own in open_claims:
+        if story_id not in current:
+            if own is not None and own in open_claims:
                 held[own] = story_id
             continue
-        best = min(
-            open_claims,
-            key=lambda i: (
-                -sum(previous.get(m) == story_id for m in stories[i]),
-                published[leads[i]],
-                leads[i],
-            ),
-        )
-        held[best] = story_id
-    return [held.get(index, leads[index]) for index in range(len(stories))]
+        heirs = [i for i in open_claims if any(previous.get(m) == story_id for m in stories[i])]
+        if not heirs:
+            continue
+        if own in heirs and previous.get(story_id) == story_id:
+            held[own] = story_id
+            continue
+        held[
+            min(
+                heirs,
+                key=lambda i: (
+                    -sum(previous.get(m) == story_id for m in stories[i]),
+                    published[leads[i]],
+                    leads[i],
+                ),
+            )
+        ] = story_id
+    taken = set(held.values()) | current
+    for index in sorted((i for i in range(len(stories)) if i not in held), key=leads.__getitem__):
+        members = sorted(stories[index], key=lambda m: (m != leads[index], published[m], m))
+        free = [m for m in members if m not in taken]
+        story_id = free[0] if free else _new_id(leads[index], taken)
+        held[index] = story_id
+        taken.add(story_id)
+    return [held[index] for index in range(len(stories))]
+
+
+def _new_id(lead: str, taken: set[str]) -> str:
+    """An id no story has, made from the lead's: for a story all of whose articles' own
+    ids name other stories (an article came back after its id went on without it)."""
+    number = 1
+    while True:
+        made = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{lead}#story-{number}')}"
+        if made not in taken:
+            return made
+        number += 1
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=65536)
+def article_id(url: str) -> str:
+    """The id of the article at `url` (`urls.entry_id`: its normalized form), cached."""
+    return entry_id(url)
 
 
 @lru_cache(maxsize=65536)
@@ -194,16 +232,27 @@ def story_related(lead: Article, others: Sequence[Article]) -> tuple[Related, ..
     picks what is shown."""
     members = sorted(others, key=lambda a: (a.published, a.url))
     listed: list[Related] = []
-    urls = {lead.url}
+    ids = {article_id(lead.url)}
     for related in [
         *(as_related(a) for a in members),
         *lead.related,
         *(r for a in members for r in a.related),
     ]:
-        if related.url not in urls:
-            urls.add(related.url)
+        if (found := article_id(related.url)) not in ids:
+            ids.add(found)
             listed.append(related)
     return tuple(listed)
+
+
+def held_back(article: Article, before_us: int) -> Article:
+    """`article` without the related articles dated after `before_us` (integer
+    microseconds, what the feed filters let through): an article of the story held back
+    for its future date is not shown in the coverage either until it falls due."""
+    if not any(r.published is not None for r in article.related):
+        return article
+    limit = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=before_us)
+    shown = tuple(r for r in article.related if r.published is None or r.published <= limit)
+    return article if len(shown) == len(article.related) else replace(article, related=shown)
 
 
 def kept_coverage(lead: Article, related: Sequence[Related]) -> tuple[Related, ...]:
@@ -220,10 +269,11 @@ def coverage(article: Article, limit: int) -> tuple[Related, ...]:
     Of one outlet's articles the best in that order is shown."""
     if limit <= 0:
         return ()
+    own = article_id(article.url)
     best: dict[str, Related] = {}
     for related in sorted(article.related, key=_coverage_order):
         key = outlet(related.provider, related.url)
-        if related.url != article.url and key not in best:
+        if key not in best and article_id(related.url) != own:
             best[key] = related
     return tuple(sorted(best.values(), key=_coverage_order)[:limit])
 
@@ -243,7 +293,7 @@ def new_outlets(lead: Article, related: Sequence[Related]) -> tuple[str, ...]:
     """The outlets a story's coverage (`related`, see `story_related`) shows beyond
     what the lead's own seed names, sorted: what dates the story anew when it grows.
     A lone article has none, so its `updated` follows its seed as before stories."""
-    known = {outlet(lead.provider, lead.url)}
-    known.update(outlet(r.provider, r.url) for r in lead.related)
+    own = article_id(lead.url)
+    known = {outlet(r.provider, r.url) for r in lead.related if article_id(r.url) != own}
     found = {outlet(r.provider, r.url) for r in related}
     return tuple(sorted(found - known))

@@ -784,21 +784,27 @@ def test_a_never_checked_link_comes_before_checked_ones_even_when_deferred(
     ]
 
 
-def test_the_earliest_held_back_entry_is_a_visible_one(store: StateStore) -> None:
+def test_the_earliest_held_back_article_counts_the_articles_of_stories(store: StateStore) -> None:
     day = timedelta(days=1)
+    lead = "https://a.example/lead"
     store.seeds.store_seeds(
         [
             good("a.md", "https://a.example/1", published=T0 + 5 * day, title="A"),
             good("b.md", "https://a.example/2", published=T0 + 9 * day, title="B"),
+            good("lead.md", lead, published=T0 - day, title="Lead"),
         ]
     )
     refresh(store, RULES, T0)
     now = FeedFilter(0.0, None, False, to_micros(T0))
     assert store.entries.earliest_held_back(now) == to_micros(T0 + 5 * day)
-    dead = checked("https://a.example/1", Outcome.DEAD, T0 + day)
-    store.links.save_link_states([dead], {}, due=[dead.url])
-    refresh(store, RULES, T0)  # its only link is dead: hidden
-    assert store.entries.earliest_held_back(now) == to_micros(T0 + 9 * day)
+    # an article on the lead's story, dated ahead: shown in its coverage from then on
+    store.seeds.store_seeds(
+        [good("c.md", "https://c.example/3", published=T0 + day, related=(lead,))]
+    )
+    refresh(store, RULES, T0)
+    (entry,) = store.entries.entries([entry_id(lead)])
+    assert [r.url for r in entry.article.related] == ["https://c.example/3"]
+    assert store.entries.earliest_held_back(now) == to_micros(T0 + day)
 
 
 def test_a_feed_filter_lets_through_entries_exactly_at_its_bounds(store: StateStore) -> None:

@@ -342,9 +342,9 @@ class MemoryEntries(_Part):
 
     def earliest_held_back(self, flt: FeedFilter) -> int | None:
         later = [
-            c.published_us
-            for c in self._d.entries.values()
-            if c.published_us > flt.published_before_us and not c.hidden
+            r.published_us
+            for seed in self._d.seeds.values()
+            if (r := seed.record) is not None and r.published_us > flt.published_before_us
         ]
         return min(later, default=None)
 

@@ -187,8 +187,10 @@ class EntryStore(Protocol):
         ...
 
     def earliest_held_back(self, flt: FeedFilter) -> int | None:
-        """published_us of the earliest visible entry dated after what `flt` lets through;
-        None: there is none."""
+        """published_us of the earliest article (a story's lead or another of its articles,
+        which its coverage shows from then on) dated after what `flt` lets through; None:
+        there is none. (A seed whose entry is hidden may count: the feeds are then
+        rendered once for nothing.)"""
         ...
 
 

@@ -238,7 +238,7 @@ class PostgresEntries:
     def earliest_held_back(self, flt: FeedFilter) -> int | None:
         with self._db.reading() as db:
             row = db.execute(
-                "SELECT MIN(published_us) FROM entries WHERE published_us > %s AND hidden = 0",
+                "SELECT MIN(published_us) FROM seeds WHERE published_us > %s",
                 (flt.published_before_us,),
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])

@@ -149,6 +149,7 @@ MIGRATIONS: dict[int, list[str]] = {
             provider {_T}
         )""",
         "CREATE INDEX members_story ON members(story)",
+        "CREATE INDEX seeds_published ON seeds(published_us) WHERE published_us IS NOT NULL",
         f"ALTER TABLE entries ADD COLUMN related {_T}",
         "UPDATE seeds SET mtime_ns = -1, digest = ''",
     ],

@@ -253,7 +253,7 @@ class SqliteEntries:
     def earliest_held_back(self, flt: FeedFilter) -> int | None:
         with self._db.reading() as db:
             (earliest,) = db.execute(
-                "SELECT MIN(published_us) FROM entries WHERE published_us > ? AND hidden = 0",
+                "SELECT MIN(published_us) FROM seeds WHERE published_us > ?",
                 (flt.published_before_us,),
             ).fetchone()
         return None if earliest is None else int(earliest)

@@ -183,6 +183,7 @@ MIGRATIONS: dict[int, str] = {
         provider TEXT
     ) WITHOUT ROWID;
     CREATE INDEX members_story ON members(story);
+    CREATE INDEX seeds_published ON seeds(published_us) WHERE published_us IS NOT NULL;
     ALTER TABLE entries ADD COLUMN related TEXT;
     UPDATE seeds SET mtime_ns = -1, digest = '';
     """,
