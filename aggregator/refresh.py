@@ -22,6 +22,7 @@ from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules
 from aggregator.model import related_to_json
+from aggregator.plan import FUTURE_TOLERANCE, to_micros
 from aggregator.providers import provider_key
 from aggregator.store.protocol import StateStore
 from aggregator.store.rows import Member
@@ -40,6 +41,9 @@ CHUNK = 500
 """Articles decided at a time (what is read for them is read in one go)."""
 
 DEFAULT_STORY_RULES = StoryRules()
+HORIZON_SETTING = "story_horizon"
+"""Where the state records the latest date (integer microseconds) the last refresh let
+into stories' coverage: `plan.FUTURE_TOLERANCE` after its `now`."""
 LEDGER_SETTING = "ledger_rules"
 """Where the state records the `plan.LEDGER_RULES` its ledger hashes were made with."""
 
@@ -99,7 +103,14 @@ def refresh(
         return resolved[spelling]
 
     entries = store.entries
+    horizon = to_micros(now + FUTURE_TOLERANCE)
     with store.transaction():
+        # Articles whose date crossed what the feeds let through since the last refresh
+        # join (or leave) their story's coverage now: their stories are redone.
+        last = store.settings.recorded(HORIZON_SETTING)
+        if last is not None and int(last) != horizon:
+            entries.mark_dated_between(min(int(last), horizon), max(int(last), horizon))
+        store.settings.settings_changed(HORIZON_SETTING, str(horizon))
         due = entries.dirty()
         found = _widen(store, due, story_rules, should_stop) if due else None
         if found is None:
@@ -133,12 +144,16 @@ def refresh(
             batch.append(story)
             size += len(story[1])
             if size >= CHUNK:
-                _decide(store, batch, found.published, key_of, link_rules, now, applied, rehash)
+                _decide(
+                    store, batch, found.published, horizon, key_of, link_rules, now, applied, rehash
+                )
                 batch, size = [], 0
                 if should_stop():
                     raise Interrupted
         if batch:
-            _decide(store, batch, found.published, key_of, link_rules, now, applied, rehash)
+            _decide(
+                store, batch, found.published, horizon, key_of, link_rules, now, applied, rehash
+            )
         entries.clear_dirty()
         if rehash is not None:
             store.settings.settings_changed(LEDGER_SETTING, rehash)
@@ -189,6 +204,7 @@ def _decide(
     store: StateStore,
     batch: Sequence[tuple[str, tuple[str, ...]]],
     published: dict[str, int],
+    horizon: int,
     key_of: Callable[[str], str | None],
     link_rules: LinkRules,
     now: datetime,
@@ -213,13 +229,16 @@ def _decide(
     stored = store.seeds.articles(shared) if shared else {}
     decisions = []
     kept: list[Member] = []
-    for story_id, members in batch:
+    for story_id, everyone in batch:
         lead = copies[leads[story_id]]
+        # An article dated past what the feeds let through waits to join the coverage,
+        # the topics and the providers of its story until it falls due.
+        members = tuple(a for a in everyone if published[a] <= horizon or a == leads[story_id])
         keys = frozenset(
             k for a in members for k in map(key_of, spellings.get(a, ())) if k is not None
         )
         providers = {a: _provider(copies[a]) for a in members}
-        kept.extend(Member(a, story_id, copies[a].source, providers[a]) for a in members)
+        kept.extend(Member(a, story_id, copies[a].source, _provider(copies[a])) for a in everyone)
         facts = StoryFacts(frozenset(p for p in providers.values() if p is not None))
         if len(members) > 1:
             lead = story_copy(lead, [copies[a] for a in members])

@@ -807,6 +807,20 @@ def test_the_earliest_held_back_article_counts_the_articles_of_stories(store: St
     assert store.entries.earliest_held_back(now) == to_micros(T0 + day)
 
 
+def test_articles_dated_between_two_moments_are_made_due(store: StateStore) -> None:
+    day = timedelta(days=1)
+    store.seeds.store_seeds(
+        [
+            good("a.md", "https://a.example/1", published=T0 + day),
+            good("b.md", "https://a.example/2", published=T0 + 2 * day),
+            good("c.md", "https://a.example/3", published=T0 + 3 * day),
+        ]
+    )
+    refresh(store, RULES, T0)
+    store.entries.mark_dated_between(to_micros(T0 + day), to_micros(T0 + 2 * day))
+    assert store.entries.dirty() == [entry_id("https://a.example/2")]
+
+
 def test_a_feed_filter_lets_through_entries_exactly_at_its_bounds(store: StateStore) -> None:
     day = timedelta(days=1)
     store.seeds.store_seeds(

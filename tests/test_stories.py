@@ -682,9 +682,15 @@ def test_an_article_dated_ahead_joins_the_coverage_only_when_it_falls_due(site: 
     assert len(entries_of(site)) == 1
     assert "Embargoed" not in site.feed("all").decode()
     assert "Embargoed" not in (site.out / "topics" / "all.html").read_text("utf-8")
-    site.build(ahead - timedelta(days=1))  # the moment it falls due
+    assert not (site.out / "feeds" / "providers" / "fut.com.atom").exists()
+    (first,) = updated_of(site).values()
+    assert first == iso(now).replace("Z", "+00:00")  # not dated anew by what is held back
+    due = ahead - timedelta(days=1)
+    site.build(due)  # the moment it falls due
     content = entries_of(site)[0].findtext(f"{ATOM}content") or ""
     assert "Embargoed" in content
+    assert list(updated_of(site).values()) == [due.isoformat()]  # dated anew then
+    assert (site.out / "feeds" / "providers" / "fut.com.atom").exists()
 
 
 def iso(moment: datetime) -> str:

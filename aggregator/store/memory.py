@@ -214,6 +214,12 @@ class MemoryEntries(_Part):
     def mark_all_dirty(self) -> None:
         self._d.dirty.update(self._d.entries)
 
+    def mark_dated_between(self, after_us: int, until_us: int) -> None:
+        for seed in self._d.seeds.values():
+            r = seed.record
+            if r is not None and after_us < r.published_us <= until_us:
+                self._d.dirty.add(r.entry_id)
+
     def clear_dirty(self) -> None:
         self._d.dirty.clear()
 

@@ -130,6 +130,11 @@ class EntryStore(Protocol):
         """Make every entry due for refresh (after topic or link rules changed)."""
         ...
 
+    def mark_dated_between(self, after_us: int, until_us: int) -> None:
+        """Make due for refresh the articles good seeds date after `after_us` and at or
+        before `until_us` (integer microseconds): they crossed what the feeds let through."""
+        ...
+
     def clear_dirty(self) -> None:
         """Nothing is due for refresh any more."""
         ...

@@ -29,6 +29,15 @@ class PostgresEntries:
         with self._db.writing() as db:
             db.execute("INSERT INTO dirty SELECT entry_id FROM entries ON CONFLICT DO NOTHING")
 
+    def mark_dated_between(self, after_us: int, until_us: int) -> None:
+        with self._db.writing() as db:
+            db.execute(
+                "INSERT INTO dirty SELECT DISTINCT entry_id FROM seeds"
+                " WHERE published_us > %s AND published_us <= %s AND entry_id IS NOT NULL"
+                " ON CONFLICT DO NOTHING",
+                (after_us, until_us),
+            )
+
     def clear_dirty(self) -> None:
         with self._db.writing() as db:
             db.execute("DELETE FROM dirty")

@@ -39,6 +39,14 @@ class SqliteEntries:
         with self._db.writing() as db:
             db.execute("INSERT OR IGNORE INTO dirty SELECT entry_id FROM entries")
 
+    def mark_dated_between(self, after_us: int, until_us: int) -> None:
+        with self._db.writing() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO dirty SELECT entry_id FROM seeds"
+                " WHERE published_us > ? AND published_us <= ? AND entry_id IS NOT NULL",
+                (after_us, until_us),
+            )
+
     def clear_dirty(self) -> None:
         with self._db.writing() as db:
             db.execute("DELETE FROM dirty")
