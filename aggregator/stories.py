@@ -100,12 +100,14 @@ def assign_ids(
     published: Mapping[str, int],
     previous: Mapping[str, str],
     seen: Mapping[str, datetime],
+    reserved: Iterable[str] = (),
 ) -> list[str]:
     """The entry id of each story (in the order of `stories`).
 
     `published` gives every member's date (integer microseconds), `previous` the story
     id each member was last given (members not given one left out), and `seen` when
-    each id that has a ledger row was first seen (ids ever published).
+    each id that has a ledger row was first seen (ids ever published), `reserved` ids
+    that other stories hold (a new id is never one of them).
 
     A story may keep an id it *claims*: the id its members were last given, or a
     member's own id that was published before. Claims are settled oldest first: ids
@@ -166,7 +168,7 @@ def assign_ids(
                 ),
             )
         ] = story_id
-    taken = set(held.values()) | current
+    taken = set(held.values()) | current | set(reserved)
     for index in sorted((i for i in range(len(stories)) if i not in held), key=leads.__getitem__):
         members = sorted(stories[index], key=lambda m: (m != leads[index], published[m], m))
         free = [m for m in members if m not in taken]

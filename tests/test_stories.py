@@ -766,3 +766,35 @@ def test_an_upgrade_that_merges_entries_under_another_lead_dates_them_anew(site:
     assert entry_id_kept in {entry_id(SKY), entry_id(JURIST)}
     assert entries_of(site)[0].findtext(f"{ATOM}title", "").startswith("Civil liberties")
     assert updated == later.isoformat()  # it shows Sky's article now: dated anew
+
+
+def test_a_new_id_is_never_one_a_story_outside_the_change_holds() -> None:
+    """Found by the state machine: a new id made from an article's own id must not be one
+    an unrelated story, untouched by the change, holds already."""
+
+    class Names:
+        def __init__(self, *names: str) -> None:
+            self.names = list(names)
+
+        def draw(self, strategy: object) -> str:
+            return self.names.pop(0)
+
+    machine = StoriesMachine()
+
+    def write(number: int, day: int, related: list[int], *name: str) -> None:
+        model = SeedModel(day, frozenset(related), None, "AI", "One")
+        machine.write(Names(*name), number, model)
+
+    try:
+        write(0, 0, [], "a.md")
+        write(0, 0, [0, 2])
+        write(2, 0, [], "b.md")
+        machine.remove(0)
+        write(1, 0, [], "a.md")
+        write(0, 1, [], "c.md")
+        write(3, 3, [0], "d.md")
+        machine.remove(0)
+        write(3, 0, [])
+        write(0, 0, [], "c.md")  # checks every rule after each step
+    finally:
+        machine.teardown()
