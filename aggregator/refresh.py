@@ -193,16 +193,17 @@ def _widen(
     # What was published before: the ledger rows of every id a story could keep.
     candidates = sorted(set(published) | set(previous.values()))
     seen = {i: row.first_seen for i, row in store.entries.ledger(candidates).items()}
+    given = set(previous.values())
     reserved: set[str] = set()
     while True:  # a new id made for a story must be one no story outside these holds
         ids = assign_ids(groups, published, previous, seen, reserved)
-        made = [i for i in ids if i not in published and i not in previous.values()]
+        made = [i for i in ids if i not in published and i not in given]
         clash = set(store.entries.ledger(made)) if made else set()
         if not clash:
             break
         reserved |= clash
     kept = set(ids)
-    gone = sorted((set(previous.values()) | asked) - kept)
+    gone = sorted((given | asked) - kept)
     left = sorted(a for a in previous if a not in published)
     return _Stories(list(zip(ids, groups, strict=True)), published, gone, left)
 
