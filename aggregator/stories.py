@@ -192,9 +192,8 @@ def _new_id(lead: str, taken: set[str]) -> str:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@lru_cache(maxsize=65536)
 def article_id(url: str) -> str:
-    """The id of the article at `url` (`urls.entry_id`: its normalized form), cached."""
+    """The id of the article at `url` (`urls.entry_id`: its normalized form, cached there)."""
     return entry_id(url)
 
 

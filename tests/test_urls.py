@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,3 +99,17 @@ def test_cleaned_text_has_no_xml_invalid_characters_or_noncharacters(text: str) 
             assert not 0xFDD0 <= code <= 0xFDEF and code & 0xFFFE != 0xFFFE
     kept = [c for c in text if not (0xFDD0 <= ord(c) <= 0xFDEF or ord(c) & 0xFFFE == 0xFFFE)]
     assert all(c in strip_invalid_xml(text) for c in kept if ord(c) > 0x9F)
+
+
+@given(st.text(max_size=80), st.sampled_from(["https://", "http://", "HTTP://a.example", ""]))
+def test_entry_ids_are_the_name_based_uuids_of_the_normalized_url(path: str, prefix: str) -> None:
+    url = prefix + path
+    try:
+        name = normalize_url(url)
+        expected = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
+    except (ValueError, UnicodeError) as exc:
+        with pytest.raises(type(exc)):
+            entry_id(url)
+        return
+    assert entry_id(url) == expected
+    assert entry_id(url) == expected  # and again, from the cache
