@@ -230,8 +230,7 @@ def read_seed(file: SeedFile, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SeedRe
             return _refused(file, f"{_NOT_SCANNED} (replaced since): not read")
         if not stat.S_ISREG(info.st_mode):
             return _refused(file, "not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(max_bytes + 1)
+        data = _read_to_end(fd, info.st_size, max_bytes)
     except OSError as exc:
         return _refused(file, f"cannot read ({exc.strerror})")
     finally:
@@ -241,6 +240,22 @@ def read_seed(file: SeedFile, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SeedRe
     return replace(parse_seed(data, file.source), digest=content_digest(data))
 
 
+def _read_to_end(fd: int, size: int, max_bytes: int) -> bytes:
+    """The open file's bytes, up to `max_bytes` + 1 (one more tells it is over the limit).
+
+    The first read asks for the size `fstat` gave, not the limit: a buffer of the limit
+    for every file costs more than reading a small seed. A file that grew since is still
+    read to its end (or past the limit)."""
+    data = os.read(fd, min(size, max_bytes) + 1)
+    while len(data) <= max_bytes:
+        more = os.read(fd, min(_CHUNK, max_bytes + 1 - len(data)))
+        if not more:
+            break
+        data += more
+    return data
+
+
+_CHUNK = 64 * 1024
 _OPEN_FLAGS = (
     os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 )

@@ -60,3 +60,17 @@ def test_a_seed_read_as_scanned_is_parsed(site: Site) -> None:
     (watched,), gone = check_paths(site.seeds, ["c.md"])  # as file-system events find it
     assert gone == [] and (article := read_seed(watched).article) is not None
     assert article.title == "Linked from inside"
+
+
+def test_a_seed_that_grew_after_the_scan_is_read_to_its_end_within_the_limit(site: Site) -> None:
+    path = site.add("a.md", title="Grown")
+    file = scanned(site, "a.md")
+    with path.open("ab") as handle:  # the same file, longer than the scan saw
+        handle.write(b"body " * 40_000)
+    whole = path.read_bytes()
+    result = read_seed(file, max_bytes=len(whole))
+    assert result.article is not None and result.article.title == "Grown"
+    assert result.digest == read_seed(scanned(site, "a.md"), max_bytes=len(whole)).digest
+    over = read_seed(file, max_bytes=len(whole) - 1)
+    assert over.article is None
+    assert over.error == f"file is over the {len(whole) - 1}-byte limit"
