@@ -89,9 +89,11 @@ def _label_ok(label: str) -> bool:
     )
 
 
+@lru_cache(maxsize=65536)
 def provider_key(domain: str | None, url: str | None) -> str | None:
     """The provider of an article: the registrable domain of the seed's `provider.domain`
-    when it has one, else of the host of `url`; None when neither does."""
+    when it has one, else of the host of `url`; None when neither does. (Cached: every
+    refresh asks it of each member of each story it redoes.)"""
     if domain:
         host = domain.strip()
         if "/" in host:  # written as a URL: take its host
