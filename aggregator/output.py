@@ -10,7 +10,10 @@ only `OutputDir.root`.
 `OutputDir`, the local directory: a file is replaced only when its bytes differ,
 through a temp file in the same directory that is fsynced and renamed into
 place; a reader (or the HTTP server) sees the old file or the new one, never
-half of one, and an unchanged file keeps its mtime and so its ETag.
+half of one, and an unchanged file keeps its mtime and so its ETag. Inside
+`batch()` (a render), the files written are held in memory and made durable
+together when it ends: written to their temp files, fsynced all at once (one
+journal commit, not one per file), renamed, and each folder fsynced once.
 
 `MemoryOutput` keeps the files in a dict, for tests of what is written without
 a directory; both run the contract suite in `tests/test_output.py`.
@@ -27,7 +30,9 @@ import posixpath
 import stat
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -104,6 +109,25 @@ class Output(Protocol):
         Returns nothing; a folder that is not empty (or not there) is left alone."""
         ...
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose writes may be held and made at its end, all together (or, when it
+        raises, not at all); inside, the output reads back what was written."""
+        ...
+
+
+@dataclass(slots=True)
+class _Held:
+    """A file written inside `OutputDir.batch()`, not yet in place."""
+
+    data: bytes
+    mtime: int | None = None
+    """The modification time `stamp` gave it (seconds since the epoch)."""
+
+
+FSYNC_THREADS = 16
+"""How many files of a batch are fsynced at once: the file system makes them durable in
+one journal commit, where one after another costs a commit each."""
+
 
 class OutputDir:
     """The directory the feeds are written to and served from.
@@ -124,6 +148,65 @@ class OutputDir:
                 f"{root}: cannot create the output directory ({exc.strerror})"
             ) from None
         self._mode = 0o666 & ~_umask()
+        self._held: dict[str, _Held] | None = None
+        """Inside `batch()`: the files written and not yet in place, by relative path."""
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the files written in the block, and put them in place together at its end
+        (`flush`), or before anything lists or removes files. Reading a held file gives its
+        new bytes. When the block raises, the held files are dropped: the output stays as
+        it was before them. Raises `OutputError` (at the end) when one cannot be written."""
+        if self._held is not None:  # inside another batch: that one puts them in place
+            yield
+            return
+        self._held = {}
+        try:
+            yield
+            self.flush()
+        finally:
+            self._held = None
+
+    def flush(self) -> None:
+        """Put the held files in place: each written to a temp file beside it, all fsynced
+        at once, each renamed over its target, then each folder fsynced once. Raises
+        `OutputError` when one cannot be written (none of the rest is renamed then)."""
+        if not self._held:
+            return
+        held, self._held = self._held, {}
+        temps: list[tuple[int, str, Path]] = []
+        placed = 0
+        target = self.root
+        try:
+            try:
+                for relative, file in held.items():
+                    target = self.path(relative)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+                    temps.append((fd, temp, target))
+                    with os.fdopen(fd, "wb", closefd=False) as handle:
+                        handle.write(file.data)
+                    os.fchmod(fd, self._mode)
+                    if file.mtime is not None:
+                        os.utime(fd, (file.mtime, file.mtime))
+                _fsync_all([fd for fd, _, _ in temps])
+                for fd, temp, target in temps:
+                    placed += 1
+                    os.close(fd)
+                    os.replace(temp, target)
+                for folder in sorted({path.parent for _, _, path in temps}):
+                    target = folder
+                    _fsync_dir(folder)
+            except BaseException:
+                for number, (fd, temp, _) in enumerate(temps):
+                    if number >= placed:  # not closed yet
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                    with contextlib.suppress(OSError):  # gone already when it was renamed
+                        os.unlink(temp)
+                raise
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
 
     def path(self, relative: str) -> Path:
         """The absolute path of `relative`, refused when it would leave the directory."""
@@ -160,6 +243,11 @@ class OutputDir:
 
     def _write(self, relative: str, data: bytes) -> bool:
         target = self.path(relative)
+        if self._held is not None:
+            if self.read(relative) == data:
+                return False
+            self._held[relative] = _Held(data)
+            return True
         try:
             if _read_regular(target) == data:
                 return False
@@ -191,7 +279,12 @@ class OutputDir:
         `modified` (seconds since the epoch), which the server sends as Last-Modified:
         instances serving the same bytes then send the same one. A file that is not
         there is skipped. Raises `OutputError` when the time cannot be set."""
-        for target in (self.path(relative), self.path(relative + ".gz")):
+        for name in (relative, relative + ".gz"):
+            target = self.path(name)
+            held = self._held.get(name) if self._held is not None else None
+            if held is not None:
+                held.mtime = modified
+                continue
             try:
                 if os.stat(target, follow_symlinks=False).st_mtime_ns != modified * 10**9:
                     os.utime(target, (modified, modified), follow_symlinks=False)
@@ -205,6 +298,7 @@ class OutputDir:
         sidecars and temp files of unfinished writes aside; `clear_temps`: also remove those
         temp files, whatever their age (only when nothing else writes the directory).
         Raises `OutputError` when a folder cannot be listed or a temp file removed."""
+        self.flush()
         found: list[str] = []
         pending = [""]
         while pending:
@@ -235,11 +329,16 @@ class OutputDir:
 
     def exists(self, relative: str) -> bool:
         """Whether a regular file (or a symlink to one inside the directory) is at `relative`."""
+        if self._held is not None and relative in self._held:
+            return True
         return self.path(relative).is_file()
 
     def head(self, relative: str, size: int) -> bytes | None:
         """The first `size` bytes (all with -1) of the regular file at `relative`; None when
         there is none or it cannot be read (a FIFO put there is not waited on)."""
+        held = self._held.get(relative) if self._held is not None else None
+        if held is not None:
+            return held.data if size < 0 else held.data[:size]
         try:
             return _read_regular(self.path(relative), size)
         except OSError:
@@ -248,6 +347,7 @@ class OutputDir:
     def files(self, folder: str, suffix: str) -> list[str]:
         """Relative paths (sorted) of the regular files (not symlinks) directly in `folder`
         whose names end in `suffix`, temp files of unfinished writes aside."""
+        self.flush()
         directory = self.path(folder)
         try:
             with os.scandir(directory) as entries:
@@ -267,6 +367,7 @@ class OutputDir:
     def remove(self, relative: str) -> bool:
         """Remove the file at `relative` and its `.gz` sidecar, if any; True when the file
         was there. Raises `OutputError` when one cannot be removed."""
+        self.flush()
         target = self.path(relative)
         sidecar = self._unlink(self.path(relative + ".gz"))
         removed = self._unlink(target)
@@ -281,6 +382,7 @@ class OutputDir:
         relative paths removed; raises `OutputError` when the folder cannot be
         listed or a file cannot be removed.
         """
+        self.flush()
         directory = self.path(folder)
         removed: list[str] = []
         try:
@@ -314,6 +416,7 @@ class OutputDir:
 
     def folders(self, folder: str) -> list[str]:
         """Names of the folders (not symlinks) directly inside `folder`."""
+        self.flush()
         try:
             with os.scandir(self.path(folder)) as entries:
                 return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
@@ -324,6 +427,7 @@ class OutputDir:
 
     def remove_empty(self, folder: str) -> None:
         """Remove `folder` and then its parents inside the directory, as long as they are empty."""
+        self.flush()
         target = self.path(folder)
         while target != self.root:
             try:
@@ -338,6 +442,10 @@ class MemoryOutput:
 
     A folder exists while a file is in it, so `remove_empty` has nothing to do.
     """
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to hold: a dict is written at once."""
+        return contextlib.nullcontext()
 
     def __init__(self, gzip_sidecars: bool = False) -> None:
         self.gzip_sidecars = gzip_sidecars
@@ -476,6 +584,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _fsync_all(fds: list[int]) -> None:
+    """fsync every file, at once: concurrent fsyncs share the file system's journal commits."""
+    if len(fds) == 1:
+        os.fsync(fds[0])
+    elif fds:
+        with ThreadPoolExecutor(min(FSYNC_THREADS, len(fds))) as pool:
+            list(pool.map(os.fsync, fds))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -138,7 +138,20 @@ class Publisher:
         `complete`: the last scan read every folder, so files of feeds that are gone may be
         removed. Returns what was written and removed. Raises `Interrupted` when
         `should_stop` turns true (the next render starts over), `OutputError` or
-        `StateError` when the output directory or the state file is unusable."""
+        `StateError` when the output directory or the state file is unusable.
+
+        The files are written together (`Output.batch`): when the render raises, none of
+        them is."""
+        with self.out.batch():
+            return self._render(now, changed, should_stop, complete)
+
+    def _render(
+        self,
+        now: datetime,
+        changed: set[FeedKey] | None,
+        should_stop: StopCheck,
+        complete: bool,
+    ) -> RenderReport:
         catalog = topic_catalog_of(self.store, self.rules, keep_slugs=True)
         feeds = self.config.feeds
         providers = provider_catalog_of(self.store) if feeds.providers else {}

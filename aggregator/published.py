@@ -81,8 +81,14 @@ class PublishedOutput:
             raise
         finally:
             ops, self._pending, self._ops = self._ops, None, []
-        for op in ops:
-            op()
+        with self.local.batch():
+            for op in ops:
+                op()
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing more to hold: inside `publishing()`, the local files change together after
+        the commit already."""
+        return contextlib.nullcontext()
 
     def _later(self, relative: str, data: bytes | None, op: Callable[[], object]) -> bool:
         """Make `op` now, or after the commit inside `publishing()`; True when deferred."""

@@ -421,3 +421,60 @@ def test_remove_empty_stops_at_the_root(tmp_path: Path) -> None:
     out.remove_empty("feeds/archive/a")
     assert out.root.is_dir()
     assert list(out.root.iterdir()) == []
+
+
+# -- batches: the files of a render go in together ---------------------------------------
+
+
+def test_inside_a_batch_the_output_reads_back_what_was_written(out: Output) -> None:
+    out.write("feeds/a.atom", b"old")
+    with out.batch():
+        assert out.write("feeds/a.atom", b"new")
+        assert not out.write("feeds/a.atom", b"new")
+        assert out.write("feeds/b.atom", b"bee")
+        assert out.read("feeds/a.atom") == b"new" and out.head("feeds/b.atom", 2) == b"be"
+        assert out.exists("feeds/b.atom")
+        assert out.prune("feeds", ".atom", {"feeds/b.atom"}) == ["feeds/a.atom"]
+        assert out.write("feeds/c.atom", b"sea")
+    assert out.files("feeds", ".atom") == ["feeds/b.atom", "feeds/c.atom"]
+    assert out.read("feeds/c.atom") == b"sea"
+
+
+def test_a_batch_that_raises_writes_none_of_its_files(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path / "out")
+    out.write("feeds/a.atom", b"old")
+    with pytest.raises(RuntimeError), out.batch():
+        out.write("feeds/a.atom", b"new")
+        out.write("feeds/b.atom", b"bee")
+        raise RuntimeError
+    assert out.read("feeds/a.atom") == b"old" and not out.exists("feeds/b.atom")
+    assert sorted(p.name for p in (tmp_path / "out/feeds").iterdir()) == ["a.atom"]
+
+
+def test_a_batch_puts_its_files_in_place_at_its_end_with_their_times(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path / "out", gzip_sidecars=True)
+    with out.batch():
+        for number in range(40):
+            out.write(f"feeds/f{number}.atom", b"x" * number)
+        out.stamp("feeds/f7.atom", 1_000_000_000)
+        assert not (tmp_path / "out/feeds").exists()  # nothing in place yet
+    names = sorted(p.name for p in (tmp_path / "out/feeds").iterdir())
+    assert len(names) == 80 and not [n for n in names if n.startswith(TEMP_PREFIX)]
+    assert (tmp_path / "out/feeds/f39.atom").read_bytes() == b"x" * 39
+    assert os.stat(tmp_path / "out/feeds/f7.atom").st_mtime == 1_000_000_000
+    assert os.stat(tmp_path / "out/feeds/f7.atom.gz").st_mtime == 1_000_000_000
+    assert gzip.decompress((tmp_path / "out/feeds/f7.atom.gz").read_bytes()) == b"x" * 7
+
+
+def test_a_batch_that_cannot_write_a_file_says_which_and_leaves_no_temp_file(
+    tmp_path: Path,
+) -> None:
+    out = OutputDir(tmp_path / "out")
+    out.write("feeds/a.atom", b"old")
+    with pytest.raises(OutputError, match="blocked"), out.batch():
+        out.write("feeds/a.atom", b"new")
+        out.write("blocked/b.atom", b"bee")
+        (tmp_path / "out/blocked").write_text("a file where the folder goes")
+    assert out.read("feeds/a.atom") == b"old"
+    left = [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(TEMP_PREFIX)]
+    assert left == []
