@@ -74,6 +74,8 @@ def without_userinfo(url: str) -> str:
     out verbatim in every feed, page and log, so they are dropped on reading
     (`parse` warns, naming the seed file).
     """
+    if "@" not in url:  # nowhere, so not in the host part either
+        return url
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
@@ -186,10 +188,13 @@ def host_of(url: str) -> str:
 def hostname(value: str) -> str:
     """Return `value` as a lower-case ASCII host name (IDNA for unicode); raise otherwise."""
     name = value.strip().lower().rstrip(".")
-    try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidURL("not a valid host name") from None
+    if name.isascii():  # IDNA leaves ASCII as it is (what it refuses, the pattern does too)
+        ascii_name = name
+    else:
+        try:
+            ascii_name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURL("not a valid host name") from None
     if not _HOSTNAME.match(ascii_name) or "." not in ascii_name:
         raise InvalidURL("not a valid host name")
     return ascii_name

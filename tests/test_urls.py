@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,15 @@ from hypothesis import strategies as st
 
 from aggregator.links import is_paused
 from aggregator.text import clean_line, strip_invalid_xml
-from aggregator.urls import InvalidURL, entry_id, host_of, http_url, normalize_url
+from aggregator.urls import (
+    InvalidURL,
+    entry_id,
+    host_of,
+    hostname,
+    http_url,
+    normalize_url,
+    without_userinfo,
+)
 
 
 @pytest.mark.parametrize(
@@ -113,3 +122,34 @@ def test_entry_ids_are_the_name_based_uuids_of_the_normalized_url(path: str, pre
         return
     assert entry_id(url) == expected
     assert entry_id(url) == expected  # and again, from the cache
+
+
+def _hostname_through_idna(value: str) -> str | None:
+    """What `hostname` gave when every name went through the IDNA codec."""
+    name = value.strip().lower().rstrip(".")
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    pattern = r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$"
+    if not re.match(pattern, ascii_name) or "." not in ascii_name:
+        return None
+    return ascii_name
+
+
+@given(
+    st.text(st.sampled_from("aZ09-._ \u00e9\u00fc" + "x" * 5), max_size=80)
+    | st.sampled_from(["a..b", "a" * 64 + ".com", ".com", "x.", "Bücher.DE", "-a.b", "a-.b"])
+)
+def test_host_names_are_read_as_through_idna(value: str) -> None:
+    try:
+        found: str | None = hostname(value)
+    except InvalidURL:
+        found = None
+    assert found == _hostname_through_idna(value)
+
+
+@given(st.text(max_size=40), st.sampled_from(["https://", "http://user:pw@", "https://a@"]))
+def test_user_info_is_removed_wherever_there_is_some(path: str, prefix: str) -> None:
+    url = prefix + "host.example/" + path
+    assert "@" not in without_userinfo(url).partition("/")[2].partition("/")[2].partition("/")[0]
