@@ -162,8 +162,9 @@ def items(feed: Path) -> list[str]:
 def check_hugo(public: Path, published: int) -> str:
     """A one-line summary of Hugo's output; exits when it is not what was asked for."""
     home = items(public / "index.xml")
-    feeds = sorted(public.glob("topics/*/index.xml"))
-    terms = {feed.parent.name: items(feed) for feed in feeds}
+    # A term's path is its urlized name, slashes kept ("AR/VR" is topics/ar/vr/).
+    feeds = sorted((public / "topics").rglob("index.xml"))
+    terms = {feed.parent.relative_to(public / "topics").as_posix(): items(feed) for feed in feeds}
     expected = {public / "index.xml", *feeds}
     others = [p for p in public.rglob("*") if p.is_file() and p not in expected]
     wanted = min(FEED_LIMIT, published)
