@@ -6,7 +6,7 @@ CONFIG ?= config/aggregator.yaml
 # `make run PORT=9000` serves on another port than the config's server.port.
 PORT ?=
 
-.PHONY: install install-run run build test lint typecheck unit bench clean
+.PHONY: install install-run run build test lint typecheck unit bench bench-hugo clean
 
 # Each install happens once (a marker file), again only when pyproject.toml changes.
 # What running needs: the package and its dependencies.
@@ -48,6 +48,10 @@ unit: install
 bench: install
 	$(BIN)/python -m bench.build_bench
 	$(BIN)/python -m bench.service_bench
+
+# Cold `aggregator build` beside Hugo (Debian's `hugo`, installed when missing) on the same seeds.
+bench-hugo: install
+	$(BIN)/python -m bench.hugo_bench
 
 clean:
 	rm -rf $(VENV) public state .pytest_cache .mypy_cache .ruff_cache .hypothesis

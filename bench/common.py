@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE_CORPUS = ROOT.parent / "shared" / "bench" / "make_corpus.py"
@@ -38,6 +42,46 @@ def tree_rss_kib(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One command's run: wall seconds, CPU seconds and memory of its whole process tree."""
+
+    wall: float
+    cpu: float  # user + sys of the process and every descendant it waited for
+    peak_rss_kib: int  # the largest sum of VmRSS over the tree, sampled every `interval`
+    max_rss_kib: int  # ru_maxrss: the largest single process of the tree
+
+
+def measure(
+    command: list[str],
+    *,
+    stdout: int | IO[bytes] | None = None,
+    stderr: int | IO[bytes] | None = None,
+    cwd: Path | None = None,
+    interval: float = 0.025,
+) -> tuple[Measured, int]:
+    """Run `command` to its end, sampling its tree's resident memory; the figures and exit code.
+
+    The CPU time comes from wait4, so it counts the descendants the command reaped (parse
+    workers, goroutines' threads); summed VmRSS counts pages shared between processes
+    once per process.
+    """
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=cwd)
+    peak = 0
+    while True:
+        peak = max(peak, tree_rss_kib(process.pid))
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(interval)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    process.returncode = code
+    figures = Measured(wall, usage.ru_utime + usage.ru_stime, peak, usage.ru_maxrss)
+    return figures, code
 
 
 def _children(pid: int) -> list[int]:
