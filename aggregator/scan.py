@@ -37,6 +37,11 @@ class SeedFile:
     inode: int
     """Device and inode the scan saw: `read_seed` reads that file or nothing."""
 
+    def __reduce__(self) -> tuple[type[SeedFile], tuple[object, ...]]:
+        # Pickled as its fields in a tuple: what is sent to every parse worker.
+        fields = (self.path, self.source, self.size, self.mtime_ns, self.device, self.inode)
+        return (SeedFile, fields)
+
 
 @dataclass(slots=True)
 class ScanResult:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
+from dataclasses import astuple
 from pathlib import Path
 
 from aggregator.scan import SeedFile, check_paths, read_seed, scan
+from aggregator.worker import load_seed
 from tests.conftest import Site, seed_text
 
 
@@ -74,3 +77,14 @@ def test_a_seed_that_grew_after_the_scan_is_read_to_its_end_within_the_limit(sit
     over = read_seed(file, max_bytes=len(whole) - 1)
     assert over.article is None
     assert over.error == f"file is over the {len(whole) - 1}-byte limit"
+
+
+def test_what_crosses_to_and_from_the_parse_workers_comes_back_the_same(site: Site) -> None:
+    site.add("a.md", title="Crossing", topics=["AI"])
+    (site.seeds / "bad.md").write_text("no front matter")
+    for file in scan(site.seeds).files:
+        loaded = load_seed(file, 1 << 20)
+        assert pickle.loads(pickle.dumps(file)) == file
+        assert pickle.loads(pickle.dumps(loaded)) == loaded
+        if loaded.record is not None:  # every field, not only those the constructor needs
+            assert astuple(pickle.loads(pickle.dumps(loaded.record))) == astuple(loaded.record)
