@@ -19,6 +19,8 @@ from aggregator.store.sqlite.schema import migrate
 
 CHUNK = 500
 """Values per `IN (...)`: under SQLite's limit on variables."""
+CACHE_KIB = 32 * 1024
+"""The most memory SQLite keeps of the state file's pages, in KiB."""
 
 
 class Database:
@@ -40,6 +42,11 @@ class Database:
             self.db.execute("PRAGMA busy_timeout = 5000")
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
+            # A page cache of up to 32 MiB (SQLite's default is 2): the indexes keyed by
+            # article id take rows in random order, and with a cache smaller than them
+            # every batch of a large build reads and rewrites most of their pages (storing
+            # 100,000 seeds: 10.1 s of CPU with 2 MiB, 7.5 s with 32, 7.2 with 64).
+            self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             if self.path != ":memory:":
                 found = os.stat(self.path)
                 self._identity = (found.st_dev, found.st_ino)
