@@ -282,21 +282,22 @@ class Ingest:
         results = load_seeds(changed, seeds.max_file_bytes, self.config.build.workers, progress)
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
-        while batch := list(islice(pairs, BATCH)):
-            if should_stop():
-                raise Interrupted
-            fresh = []
-            for file, result in batch:
-                if result.digest and digests.get(file.source) == result.digest:
-                    touched.append(file)  # same bytes, new mtime: nothing to parse again
-                    continue
-                fresh.append((file, result))
-                report.warnings.extend((result.source, w) for w in result.warnings)
-                if result.error is not None:
-                    report.rejected.append((result.source, result.error))
-            report.parsed += len(fresh)
-            self.store.seeds.store_seeds(fresh)
-            known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
+        with self.store.seeds.loading(len(changed)):
+            while batch := list(islice(pairs, BATCH)):
+                if should_stop():
+                    raise Interrupted
+                fresh = []
+                for file, result in batch:
+                    if result.digest and digests.get(file.source) == result.digest:
+                        touched.append(file)  # same bytes, new mtime: nothing to parse again
+                        continue
+                    fresh.append((file, result))
+                    report.warnings.extend((result.source, w) for w in result.warnings)
+                    if result.error is not None:
+                        report.rejected.append((result.source, result.error))
+                report.parsed += len(fresh)
+                self.store.seeds.store_seeds(fresh)
+                known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
         if touched:
             self.store.seeds.touch(touched)
         applied = refresh(

@@ -872,3 +872,37 @@ def test_a_feed_stamp_belongs_to_one_kind_of_feed(store: StateStore) -> None:
     assert store.feeds.feed_stamp(topic_feed("")) is None
     store.feeds.keep_feed_stamp(topic_feed(""), FeedStamp(("t",), None, None))
     assert store.feeds.feed_stamp(ALL) == FeedStamp(("a",), None, T0)
+
+
+# -- a large load ------------------------------------------------------------------------
+
+
+def test_a_large_load_is_found_by_article_id_and_date_afterwards(store: StateStore) -> None:
+    count = 6000  # over the SQLite store's bulk-load threshold
+    seeds = [
+        good(
+            f"s{n:05}.md",
+            f"https://a.example/{n}",
+            related=(f"https://a.example/{n - 1}",) if n in (10, 11) else (),
+        )
+        for n in range(count)
+    ]
+    with store.seeds.loading(count):
+        for start in range(0, count, 1000):
+            store.seeds.store_seeds(seeds[start : start + 1000])
+    ids = [loaded.record.entry_id for _, loaded in seeds if loaded.record is not None]
+    assert set(store.stories.links([ids[10]])) == {(ids[10], ids[9]), (ids[11], ids[10])}
+    assert store.stories.published(ids[:3]) == dict.fromkeys(ids[:3], to_micros(T0))
+    refresh(store, TopicRules.build({}, [], []), NOW)
+    assert len(titles(store)) == 100  # a page of the feed, by date
+
+
+def test_a_large_load_that_fails_keeps_what_it_stored_findable(store: StateStore) -> None:
+    seeds = [good(f"s{n:05}.md", f"https://b.example/{n}") for n in range(6000)]
+    with pytest.raises(Interrupted), store.seeds.loading(len(seeds)):
+        store.seeds.store_seeds(seeds[:1000])
+        raise Interrupted
+    some = seeds[5][1].record
+    assert some is not None and store.stories.published([some.entry_id])
+    store.seeds.store_seeds(seeds[1000:])  # the next scan goes on
+    assert len(store.seeds.seed_stats()) == 6000

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from aggregator.errors import StateError
 from aggregator.store import SqliteStore
+from aggregator.store.sqlite.schema import LOOKUP_INDEXES
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
@@ -47,3 +49,24 @@ def test_what_a_transaction_writes_is_seen_by_another_connection_only_once_commi
     finally:
         store.close()
         other.close()
+
+
+def test_the_lookup_indexes_are_there_after_a_large_load_and_every_open(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStore(path)
+    wanted = set(LOOKUP_INDEXES)
+
+    def indexes() -> set[str]:
+        with sqlite3.connect(path) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+            return {name for (name,) in rows} & wanted
+
+    assert indexes() == wanted
+    with store.seeds.loading(10_000):
+        assert indexes() == set()  # an empty state: built at the end instead
+    assert indexes() == wanted
+    with sqlite3.connect(path) as db:  # as a process that died inside the load leaves it
+        db.execute("DROP INDEX seed_related_id")
+    store.close()
+    SqliteStore(path).close()
+    assert indexes() == wanted

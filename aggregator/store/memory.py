@@ -122,6 +122,9 @@ class MemorySeeds(_Part):
                 seeds[f.source] = _Seed(f.size, f.mtime_ns, loaded.digest, None, loaded.record)
                 dirty.add(loaded.record.entry_id)
 
+    def loading(self, count: int) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # nothing to prepare in a dict
+
     def forget_seeds(self, sources: Iterable[str]) -> None:
         for source in sources:
             seed = self._d.seeds.pop(source, None)

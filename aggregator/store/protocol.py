@@ -67,6 +67,12 @@ class SeedStore(Protocol):
         """Forget deleted seed files; their entries become due for refresh."""
         ...
 
+    def loading(self, count: int) -> AbstractContextManager[None]:
+        """A block that stores about `count` seed files (`store_seeds`, in batches): a store
+        may prepare for a large load and finish it when the block ends, whether or not it
+        raises. Only seeds are stored, touched or forgotten inside it."""
+        ...
+
     def spelling_counts(self) -> list[SpellingCount]:
         """Every topic spelling the good seeds use, with how many seeds use it."""
         ...

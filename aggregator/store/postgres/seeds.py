@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Sequence
 
@@ -121,6 +122,9 @@ class PostgresSeeds:
                     "INSERT INTO dirty SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
                     (sorted(dirty),),
                 )
+
+    def loading(self, count: int) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # each batch is one round trip already
 
     def forget_seeds(self, sources: Iterable[str]) -> None:
         gone = list(sources)

@@ -225,6 +225,19 @@ _AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {5: _carry_meta_over}
 """The steps of a migration that SQL alone cannot take, run after its statements."""
 
 
+LOOKUP_INDEXES = {
+    "seeds_entry": "CREATE INDEX IF NOT EXISTS seeds_entry ON seeds(entry_id)"
+    " WHERE entry_id IS NOT NULL",
+    "seeds_published": "CREATE INDEX IF NOT EXISTS seeds_published ON seeds(published_us)"
+    " WHERE published_us IS NOT NULL",
+    "seed_related_id": "CREATE INDEX IF NOT EXISTS seed_related_id ON seed_related(related_id)",
+}
+"""The indexes that find seeds by article id or date, as the migrations create them: a
+large load into an empty state drops them and builds them at its end, in one sort each,
+rather than row by row in random order (`SqliteSeeds.loading`). Every open makes sure
+they are there, should a process have died in between."""
+
+
 def migrate(
     db: sqlite3.Connection,
     path: str,
@@ -249,3 +262,10 @@ def migrate(
             if target in _AFTER:
                 _AFTER[target](conn)
             conn.execute(f"PRAGMA user_version = {target}")
+    if not db.execute(
+        "SELECT count(*) = ? FROM sqlite_master WHERE type = 'index' AND name IN (?, ?, ?)",
+        (len(LOOKUP_INDEXES), *LOOKUP_INDEXES),
+    ).fetchone()[0]:
+        with writing() as conn:
+            for statement in LOOKUP_INDEXES.values():
+                conn.execute(statement)
