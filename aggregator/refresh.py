@@ -140,20 +140,29 @@ def refresh(
         store.stories.keep_members([], found.left)
         batch: list[tuple[str, tuple[str, ...]]] = []
         size = 0
-        for story in found.stories:
-            batch.append(story)
-            size += len(story[1])
-            if size >= CHUNK:
+        with entries.loading(len(found.stories)):
+            for story in found.stories:
+                batch.append(story)
+                size += len(story[1])
+                if size >= CHUNK:
+                    _decide(
+                        store,
+                        batch,
+                        found.published,
+                        horizon,
+                        key_of,
+                        link_rules,
+                        now,
+                        applied,
+                        rehash,
+                    )
+                    batch, size = [], 0
+                    if should_stop():
+                        raise Interrupted
+            if batch:
                 _decide(
                     store, batch, found.published, horizon, key_of, link_rules, now, applied, rehash
                 )
-                batch, size = [], 0
-                if should_stop():
-                    raise Interrupted
-        if batch:
-            _decide(
-                store, batch, found.published, horizon, key_of, link_rules, now, applied, rehash
-            )
         entries.clear_dirty()
         if rehash is not None:
             store.settings.settings_changed(LEDGER_SETTING, rehash)

@@ -10,7 +10,7 @@ import pytest
 
 from aggregator.errors import StateError
 from aggregator.store import SqliteStore
-from aggregator.store.sqlite.schema import LOOKUP_INDEXES
+from aggregator.store.sqlite.schema import LISTING_INDEXES, LOOKUP_INDEXES
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
@@ -57,16 +57,23 @@ def test_the_lookup_indexes_are_there_after_a_large_load_and_every_open(tmp_path
     wanted = set(LOOKUP_INDEXES)
 
     def indexes() -> set[str]:
-        with sqlite3.connect(path) as db:
-            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
-            return {name for (name,) in rows} & wanted
+        return indexes_of(path) & wanted
 
     assert indexes() == wanted
     with store.seeds.loading(10_000):
         assert indexes() == set()  # an empty state: built at the end instead
     assert indexes() == wanted
+    with store.transaction(), store.entries.loading(10_000):
+        pass  # dropped and built again inside the one transaction: no other reader sees it
+    assert indexes_of(path) >= set(LISTING_INDEXES)
     with sqlite3.connect(path) as db:  # as a process that died inside the load leaves it
         db.execute("DROP INDEX seed_related_id")
     store.close()
     SqliteStore(path).close()
     assert indexes() == wanted
+
+
+def indexes_of(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        return {name for (name,) in rows}

@@ -217,6 +217,9 @@ class MemoryEntries(_Part):
     def mark_all_dirty(self) -> None:
         self._d.dirty.update(self._d.entries)
 
+    def loading(self, count: int) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # nothing to prepare in a dict
+
     def mark_dated_between(self, after_us: int, until_us: int) -> None:
         for seed in self._d.seeds.values():
             r = seed.record

@@ -145,6 +145,12 @@ class EntryStore(Protocol):
         """Nothing is due for refresh any more."""
         ...
 
+    def loading(self, count: int) -> AbstractContextManager[None]:
+        """A block, inside a transaction, that writes about `count` entries (`apply`): a
+        store may prepare for a large load and finish it when the block ends. Entries are
+        read by id and feed inside it, not listed by date or URL."""
+        ...
+
     def copies(self, entry_ids: Sequence[str]) -> list[SeedCopy]:
         """Every good seed's copy of these entries (several for a duplicate), in no order."""
         ...

@@ -3,6 +3,7 @@ queries."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from aggregator.archive import Key, Row
@@ -20,6 +21,9 @@ class PostgresEntries:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def loading(self, count: int) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # each batch is one round trip already
 
     def dirty(self) -> list[str]:
         with self._db.reading() as db:

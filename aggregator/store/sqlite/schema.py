@@ -232,6 +232,18 @@ LOOKUP_INDEXES = {
     " WHERE published_us IS NOT NULL",
     "seed_related_id": "CREATE INDEX IF NOT EXISTS seed_related_id ON seed_related(related_id)",
 }
+BULK_LOAD = 5000
+"""Rows loaded at once into an empty table from which its indexes are built after the load,
+not row by row (`SqliteSeeds.loading`, `SqliteEntries.loading`)."""
+
+LISTING_INDEXES = {
+    "entries_order": "CREATE INDEX IF NOT EXISTS entries_order"
+    " ON entries(published_us DESC, entry_id)",
+    "entries_original": "CREATE INDEX IF NOT EXISTS entries_original ON entries(original_url)",
+    "entries_web": "CREATE INDEX IF NOT EXISTS entries_web ON entries(web_url)",
+}
+"""The indexes that list entries by date and find them by URL: a large refresh of an empty
+state builds them at its end, inside its transaction (`SqliteEntries.loading`)."""
 """The indexes that find seeds by article id or date, as the migrations create them: a
 large load into an empty state drops them and builds them at its end, in one sort each,
 rather than row by row in random order (`SqliteSeeds.loading`). Every open makes sure

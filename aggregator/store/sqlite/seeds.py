@@ -10,11 +10,7 @@ from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.scan import SeedFile
 from aggregator.store.rows import Duplicate, Rejected, SpellingCount
 from aggregator.store.sqlite.db import Database, chunks, marks
-from aggregator.store.sqlite.schema import LOOKUP_INDEXES
-
-BULK_LOAD = 5000
-"""Seeds stored at once into an empty state from which its lookup indexes are built after
-the load, not row by row (`loading`)."""
+from aggregator.store.sqlite.schema import BULK_LOAD, LOOKUP_INDEXES
 
 
 class SqliteSeeds:
