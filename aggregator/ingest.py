@@ -30,7 +30,7 @@ from aggregator.links import LinkRules
 from aggregator.model import LoadedSeed
 from aggregator.parse import READING_RULES
 from aggregator.plan import LEDGER_RULES
-from aggregator.providers import list_version
+from aggregator.providers import list_version, load_suffix_list
 from aggregator.refresh import LEDGER_SETTING, refresh
 from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.store import StateStore
@@ -76,12 +76,18 @@ class ScanReport:
 
 
 def load_seeds(
-    files: Sequence[SeedFile], max_bytes: int, workers: int, progress: Progress | None = None
+    files: Sequence[SeedFile],
+    max_bytes: int,
+    workers: int,
+    progress: Progress | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Iterator[LoadedSeed]:
     """`load_seed` for every file, in worker processes when there are many.
 
     Yields the results in the order of `files`; a seed that cannot be read or parsed is a
-    result with its `error`, not an exception."""
+    result with its `error`, not an exception. With worker processes, `meanwhile` is called
+    once they have their work, before the first result is waited for: this process has
+    nothing else to do until then."""
     reader = partial(load_seed, max_bytes=max_bytes)
     workers = workers or os.cpu_count() or 1
     total = len(files)
@@ -97,7 +103,10 @@ def load_seeds(
         initargs=(os.getpid(),),
     )
     try:
-        yield from _counted(pool.map(reader, files, chunksize=chunk), total, progress)
+        results = pool.map(reader, files, chunksize=chunk)
+        if meanwhile is not None:
+            meanwhile()
+        yield from _counted(results, total, progress)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -279,7 +288,13 @@ class Ingest:
         report.removed = len(gone)
         digests = self.store.seeds.digests([f.source for f in changed if f.source in known])
         seeds = self.config.seeds
-        results = load_seeds(changed, seeds.max_file_bytes, self.config.build.workers, progress)
+        results = load_seeds(
+            changed,
+            seeds.max_file_bytes,
+            self.config.build.workers,
+            progress,
+            load_suffix_list,  # the refresh needs it: read it while the workers parse
+        )
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
         with self.store.seeds.loading(len(changed)):

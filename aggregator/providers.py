@@ -49,6 +49,12 @@ def _suffix_list() -> PublicSuffixList:
     return PublicSuffixList(accept_unknown=False)
 
 
+def load_suffix_list() -> None:
+    """Read the Public Suffix List now (a fraction of a second), so that the first provider
+    looked up does not wait for it: the build does this while its workers parse."""
+    _suffix_list()
+
+
 def list_version() -> str:
     """The version of the bundled Public Suffix List (its package's), so that the state
     can tell when the providers of stored entries must be worked out again."""

@@ -7,6 +7,7 @@ import pickle
 from dataclasses import astuple
 from pathlib import Path
 
+from aggregator.ingest import PARALLEL_THRESHOLD, load_seeds
 from aggregator.scan import SeedFile, check_paths, read_seed, scan
 from aggregator.worker import load_seed
 from tests.conftest import Site, seed_text
@@ -88,3 +89,16 @@ def test_what_crosses_to_and_from_the_parse_workers_comes_back_the_same(site: Si
         assert pickle.loads(pickle.dumps(loaded)) == loaded
         if loaded.record is not None:  # every field, not only those the constructor needs
             assert astuple(pickle.loads(pickle.dumps(loaded.record))) == astuple(loaded.record)
+
+
+def test_the_build_does_its_own_preparation_while_the_workers_parse(site: Site) -> None:
+    for number in range(PARALLEL_THRESHOLD):
+        site.add(f"s{number}.md", title=f"Seed {number}")
+    files = scan(site.seeds).files
+    calls: list[int] = []
+    results = load_seeds(files, 1 << 20, 2, meanwhile=lambda: calls.append(len(calls)))
+    first = next(results)
+    assert calls == [0] and first.record is not None
+    assert len([first, *results]) == len(files) and calls == [0]
+    serial = list(load_seeds(files[:3], 1 << 20, 2, meanwhile=lambda: calls.append(9)))
+    assert len(serial) == 3 and calls == [0]  # no workers: nothing to wait for
