@@ -50,7 +50,7 @@ def steps(seeds: Path, sample: int) -> dict[str, float]:
         )
     datas = [p.read_bytes() for p in paths]
     texts = [front_matter(d) for d in datas]
-    docs = [yamlsafe.load(t, SeedLoader) for t in texts]
+    docs: list[Any] = [yamlsafe.load(t, SeedLoader) for t in texts]
     articles = [_article(d, p.name, lambda _: None) for d, p in zip(docs, paths, strict=True)]
     loaded = [load_seed(f, 1 << 20) for f in files]
 
