@@ -10,7 +10,8 @@ The command line and the service call the use cases here (`build`, `rescan`,
 `render_due`, `check_links`, `fetch_thumbnails`) and nothing below them. Besides the
 wiring, the app decides one thing: when to render every feed rather than the ones a
 change touched (at start-up, after a reload or a failure, when output files went
-missing, when topic names moved, and always with `feeds.max_age_days`).
+missing, when topic names moved, and always with `feeds.max_age_days`), and whether a
+build that changed nothing may keep the last build's output as it is (`aggregator.lastbuild`).
 
 Use cases may be called from several threads: each holds the app's lock while it
 touches the state or the output, and releases it while it waits on other hosts.
@@ -29,9 +30,11 @@ from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, never
+from aggregator.lastbuild import SETTING, LastBuild, code_fingerprint, current, render_key
 from aggregator.linkjob import LinkJob, LinkReport, paused
 from aggregator.links import Attempt, LinkState, Request, RunResult
 from aggregator.output import Output, OutputDir
+from aggregator.plan import to_micros
 from aggregator.publish import Publisher, RenderReport
 from aggregator.published import PublishedOutput
 from aggregator.reloading import advertises_loopback
@@ -143,7 +146,10 @@ class App:
             self.publisher = Publisher(config, self.store, self.out)
             self.links = LinkJob(config, self.store)
             self.thumbnails = ThumbnailJob(config, self.store, self.out)
+            self._last_build: LastBuild | None = None
+            """What the last build rendered, when nothing wrote the state since."""
             if leading:
+                self._last_build = self._forget_last_build()
                 self.ingest.prepare()
         except BaseException:
             self.store.close()
@@ -193,6 +199,7 @@ class App:
             self.shared.fence(term)
             if isinstance(self.out, PublishedOutput):
                 self.out.forget()
+            self._forget_last_build()
             self.ingest.prepare()
             self._render_all = True
             self._scanned = self._built = False
@@ -255,24 +262,78 @@ class App:
     # -- scan and render ----------------------------------------------------------------
 
     def build(self, now: datetime, progress: Progress | None = None) -> BuildReport:
-        """Bring the output directory up to date once: scan, then render every feed.
+        """Bring the output directory up to date once: scan, then render every feed (or,
+        when the scan changed nothing and the last build's output is current, nothing:
+        see `aggregator.lastbuild`).
 
         Returns what was read, written and rejected. Raises `SeedDirError`, `OutputError`
         or `StateError` when a directory or the state file is unusable; the output
         directory is then left as it was."""
         with self._lock:
             self._render_all = True
-            done = self._rescan(now, None, never, progress)
-            assert done.render is not None  # rendering everything always renders
+            key = self._render_key()
+            last = self._last_build if key is not None else None
+
+            def keep(scanned: ScanReport) -> bool:
+                """Whether the last build's output is what a render would write now."""
+                changed = scanned.parsed or scanned.removed or scanned.entries_changed
+                return (
+                    last is not None
+                    and key is not None
+                    and not changed
+                    and self.ingest.complete
+                    and current(last, key, to_micros(now), self.local.fingerprint())
+                )
+
+            done = self._rescan(now, None, never, progress, keep if last is not None else None)
+            if done.render is None:  # kept: this process knows nothing of the output
+                assert last is not None
+                self._render_all = True
+                render, topics = RenderReport(unchanged=last.files), last.topics
+                self._record_build(last)
+            else:
+                render, topics = done.render, self.publisher.topic_count
+                if key is not None and self.ingest.complete:
+                    due = self.next_due(now)
+                    self._record_build(
+                        LastBuild(
+                            key,
+                            None if due is None else to_micros(due),
+                            self.local.fingerprint(),
+                            len(render.written) + render.unchanged,
+                            topics,
+                        )
+                    )
             tally = self.tally()
             return BuildReport(
                 scan=done.scan,
-                render=done.render,
+                render=render,
                 articles=tally.articles,
-                topics=tally.topics,
+                topics=topics,
                 rejected=sorted(self.store.seeds.rejected() + self.ingest.refused),
                 duplicates=list(self.store.seeds.duplicates()),
             )
+
+    def _render_key(self) -> str | None:
+        """The `lastbuild.render_key` of this app's config and code; None when a build
+        keeps no record: on a shared state, or with `feeds.max_age_days` (entries age out
+        of the feeds with time alone)."""
+        if self.shared is not None or self.config.feeds.max_age_days:
+            return None
+        return render_key(self.config.model_dump_json(), code_fingerprint())
+
+    def _forget_last_build(self) -> LastBuild | None:
+        """Drop the record of the last build (this app is about to write the state);
+        returns it. Raises `StateError`."""
+        settings = self.store.settings
+        text = settings.recorded(SETTING)
+        if text:
+            settings.settings_changed(SETTING, "")
+        return LastBuild.from_text(text)
+
+    def _record_build(self, record: LastBuild) -> None:
+        """Record what this build rendered, for the next one. Raises `StateError`."""
+        self.store.settings.settings_changed(SETTING, record.to_text())
 
     def rescan(
         self, now: datetime, paths: Iterable[str] | None = None, should_stop: StopCheck = never
@@ -300,7 +361,10 @@ class App:
         paths: Iterable[str] | None,
         should_stop: StopCheck,
         progress: Progress | None,
+        keep: Callable[[ScanReport], bool] | None = None,
     ) -> RescanReport:
+        """Scan, then render what the scan calls for; `keep` (a build) is asked first
+        whether the output may stay as it is (the report's `render` is then None)."""
         reconfigured = self._apply_pending(now)
         self._scanned = True
         try:
@@ -308,6 +372,8 @@ class App:
                 scanned = self.ingest.scan(now, progress, should_stop)
             else:
                 scanned = self.ingest.scan_paths(paths, now, should_stop)
+            if keep is not None and keep(scanned):
+                return RescanReport(scanned, None, reconfigured)
             if (scanned.parsed or scanned.removed) and not scanned.entries_changed:
                 scanned.names_changed = self.publisher.names_moved()
             missing = not self._render_all and not self.publisher.output_intact()

@@ -228,6 +228,30 @@ class OutputDir:
                 raise OutputError(f"{directory}: cannot list ({exc.strerror})") from None
         return sorted(found)
 
+    def fingerprint(self) -> str:
+        """A digest of the name, type, size, inode, modification and change times of every
+        file and folder below the directory (sidecars and temp files too): any file written,
+        edited, added or removed since changes it. Raises `OutputError` when a folder
+        cannot be listed."""
+        found: list[str] = []
+        pending = [str(self.root)]
+        while pending:
+            folder = pending.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        info = entry.stat(follow_symlinks=False)
+                        found.append(
+                            f"{entry.path}\0{info.st_mode}\0{info.st_size}\0{info.st_ino}"
+                            f"\0{info.st_mtime_ns}\0{info.st_ctime_ns}"
+                        )
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+            except OSError as exc:
+                raise OutputError(f"{folder}: cannot list ({exc.strerror})") from None
+        text = "\n".join(sorted(found))
+        return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
     def read(self, relative: str) -> bytes | None:
         """The bytes of the regular file at `relative`; None when there is none or it cannot
         be read."""

@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import SeedDirError
@@ -25,8 +26,10 @@ from aggregator.text import printable
 _BACKUP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak")
 
 
-@dataclass(frozen=True, slots=True)
-class SeedFile:
+class SeedFile(NamedTuple):
+    """A seed file as the scan found it (a named tuple: a scan makes one per file, and a
+    tuple is made several times faster than a frozen dataclass)."""
+
     path: str
     """Absolute path to open."""
     source: str
@@ -86,11 +89,41 @@ def scan(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> ScanResu
     result = ScanResult()
     seen_dirs = {real_root}
     stack: list[tuple[str, str]] = [(str(real_root), "")]
+    add = result.files.append
+    is_regular = stat.S_ISREG
     while stack:
         directory, prefix = stack.pop()
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
+                    name = entry.name
+                    # The common case inline (a plain, ASCII-named candidate file that
+                    # is no link: one `stat`), the same as `_visit` decides it.
+                    if (
+                        name.isascii()
+                        and is_candidate(name, exts)
+                        and not entry.is_symlink()
+                        and not entry.is_dir(follow_symlinks=False)
+                    ):
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
+                            continue
+                        if is_regular(info.st_mode):
+                            add(
+                                SeedFile(
+                                    entry.path,
+                                    prefix + name,
+                                    info.st_size,
+                                    info.st_mtime_ns,
+                                    info.st_dev,
+                                    info.st_ino,
+                                )
+                            )
+                        else:
+                            result.skipped += 1
+                        continue
                     _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
         except OSError as exc:
             result.problems.append(f"{printable(prefix or '.')}: cannot read ({exc.strerror})")

@@ -18,8 +18,9 @@ class SqliteSeeds:
         self._db = db
 
     def seed_stats(self) -> dict[str, tuple[int, int]]:
+        # One pass over the covering index `seeds_stat`, not over the rows.
         with self._db.reading() as db:
-            rows = db.execute("SELECT source, size, mtime_ns FROM seeds")
+            rows = db.execute("SELECT source, size, mtime_ns FROM seeds").fetchall()
             return {source: (size, mtime) for source, size, mtime in rows}
 
     def digests(self, sources: Sequence[str]) -> dict[str, str]:
@@ -133,9 +134,11 @@ class SqliteSeeds:
 
     def duplicates(self) -> list[Duplicate]:
         with self._db.reading() as db:
+            # Members first, each looked up in the covering index `seeds_entry`: ordered by
+            # source instead, SQLite would read every seed's row.
             rows = db.execute(
-                "SELECT s.source, m.source FROM seeds s JOIN members m"
-                " ON m.article = s.entry_id WHERE s.source != m.source ORDER BY s.source"
+                "SELECT s.source, m.source FROM members m CROSS JOIN seeds s"
+                " ON s.entry_id = m.article WHERE s.source != m.source ORDER BY s.source"
             )
             return [Duplicate(source, used) for source, used in rows]
 
