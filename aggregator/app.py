@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted
@@ -33,15 +35,17 @@ from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, never
 from aggregator.lastbuild import SETTING, LastBuild, code_fingerprint, current, render_key
 from aggregator.linkjob import LinkJob, LinkReport, paused
 from aggregator.links import Attempt, LinkState, Request, RunResult
-from aggregator.output import Output, OutputDir
+from aggregator.output import Output, OutputDir, RenderReport
 from aggregator.plan import to_micros
-from aggregator.publish import Publisher, RenderReport
 from aggregator.published import PublishedOutput
 from aggregator.reloading import advertises_loopback
-from aggregator.status import Counts
 from aggregator.store import StateStore, open_store
 from aggregator.store.shared import NO_TERM, SharedStore
-from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
+
+if TYPE_CHECKING:  # imported where first used: a build that renders nothing needs none
+    from aggregator.publish import Publisher
+    from aggregator.status import Counts
+    from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
 
 TOPICS = "published_topics"
 """Under this name a shared state records how many topics the leader's last render gave a feed."""
@@ -106,6 +110,8 @@ class Tally:
 
     def counts(self) -> Counts:
         """Returns the counts /healthz shows."""
+        from aggregator.status import Counts
+
         return Counts(self.seeds, self.articles, self.topics, len(self.rejected))
 
 
@@ -143,9 +149,7 @@ class App:
                 self.out = PublishedOutput(self.local, self.shared.documents)
                 self.shared.fence(None if leading else NO_TERM)
             self.ingest = Ingest(config, self.store)
-            self.publisher = Publisher(config, self.store, self.out)
             self.links = LinkJob(config, self.store)
-            self.thumbnails = ThumbnailJob(config, self.store, self.out)
             self._last_build: LastBuild | None = None
             """What the last build rendered, when nothing wrote the state since."""
             if leading:
@@ -165,6 +169,21 @@ class App:
         """A rescan was attempted."""
         self._built = False
         """A rescan rendered (until then, the jobs leave rendering to the next rescan)."""
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """The render use case (made on first use: a build that keeps its output renders
+        nothing, and needs neither it nor the renderers it imports)."""
+        from aggregator.publish import Publisher
+
+        return Publisher(self._config, self.store, self.out)
+
+    @cached_property
+    def thumbnails(self) -> ThumbnailJob:
+        """The thumbnail job (made on first use, as `publisher` is)."""
+        from aggregator.thumbjob import ThumbnailJob
+
+        return ThumbnailJob(self._config, self.store, self.out)
 
     def __enter__(self) -> App:
         return self
@@ -304,11 +323,10 @@ class App:
                             topics,
                         )
                     )
-            tally = self.tally()
             return BuildReport(
                 scan=done.scan,
                 render=render,
-                articles=tally.articles,
+                articles=self.store.counts().entries,
                 topics=topics,
                 rejected=sorted(self.store.seeds.rejected() + self.ingest.refused),
                 duplicates=list(self.store.seeds.duplicates()),
@@ -475,6 +493,8 @@ class App:
             should_stop,
         )
         if fetched is None:
+            from aggregator.thumbjob import ThumbnailReport
+
             return ThumbnailReport()
         requests, result = fetched
         with self._lock:

@@ -18,8 +18,6 @@ import errno
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -514,6 +512,9 @@ def _health_url(config: Config) -> str:
 
 def healthcheck(url: str) -> int:
     """Print the service's health status; 0 when it answers 200."""
+    import urllib.error  # here: no other command asks anything over HTTP
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own URL
             body = json.loads(response.read() or b"{}")

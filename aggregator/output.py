@@ -28,6 +28,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,15 @@ _STALE_TEMP_SECONDS = 600
 
 GZIP_SUFFIXES = tuple(suffix for suffix, kind in FILE_KINDS.items() if kind.compressible)
 """The kinds of file that get a `.gz` sidecar (when asked): the text ones."""
+
+
+@dataclass
+class RenderReport:
+    """What one render wrote, left as it was, and removed (paths in the output directory)."""
+
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
 
 
 class Output(Protocol):
