@@ -50,20 +50,20 @@ walk(sys.argv[1])
 """The reference: a recursive `os.scandir` walk that `stat`s every file."""
 
 PARTS = """
-import json, sys, time
-marks = {}
+import json, os, sys, time
+marks = {"start-up before the first import": time.process_time()}
 def timed(owner, name, label):
     inner = getattr(owner, name)
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             return inner(*args, **kwargs)
         finally:
-            marks[label] = marks.get(label, 0.0) + time.perf_counter() - start
+            marks[label] = marks.get(label, 0.0) + time.process_time() - start
     setattr(owner, name, wrapper)
-begin = time.perf_counter()
+begin = time.process_time()
 import aggregator.cli as cli
-marks["imports"] = time.perf_counter() - begin
+marks["imports"] = time.process_time() - begin
 import aggregator.app as app, aggregator.ingest as ingest, aggregator.config as config
 import aggregator.lastbuild as lastbuild
 from aggregator.output import OutputDir
@@ -82,11 +82,14 @@ timed(app.App, "tally", "report queries")
 timed(SqliteSeeds, "rejected", "report queries")
 timed(SqliteSeeds, "duplicates", "report queries")
 timed(ingest.Ingest, "scan", "scan")
-start = time.perf_counter()
-code = cli.main(sys.argv[1:])
-marks["main"] = time.perf_counter() - start
+start = time.process_time()
+code = cli.main(sys.argv[2:])
+marks["main"] = time.process_time() - start
 sys.stdout.flush()
-print(json.dumps({"marks": marks, "end": time.time()}), file=sys.stderr)
+print(json.dumps({"marks": marks, "end": time.process_time()}), file=sys.stderr)
+sys.stderr.flush()
+if sys.argv[1] == "os._exit":
+    os._exit(code)
 sys.exit(code)
 """
 """A build with each step timed (wrapped where the build calls it)."""
@@ -171,29 +174,32 @@ def main() -> None:
 
 
 def parts(command: list[str], rounds: int, env: dict[str, str]) -> None:
-    """Prints the median time of each part of a no-change build (see the module doc)."""
+    """Prints the median CPU time (user + system) of each part of a no-change build (see
+    the module doc): wall times on a shared machine say more about the neighbours."""
     python = str(Path(AGGREGATOR).parent / "python")
     found: dict[str, list[float]] = {}
     imports: Counter[str] = Counter()
     for _ in range(rounds):
         found.setdefault("interpreter start-up (python -c pass)", []).append(
-            run([python, "-c", "pass"], env)[0]
+            run([python, "-c", "pass"], env)[1]
         )
         _, _, text = run([python, "-X", "importtime", "-c", "import aggregator.cli"], env)
         for match in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", text):
             imports[match[2].split(".")[0]] += int(match[1])
-        wall, _, text = run([python, "-c", PARTS, *command[1:]], env)
-        report = json.loads(text.strip().splitlines()[-1])
-        ended = time.time()
-        marks: dict[str, float] = report["marks"]
-        for label, seconds in marks.items():
-            found.setdefault(label, []).append(seconds)
-        found.setdefault("exit (after main returns)", []).append(max(0.0, ended - report["end"]))
-        found.setdefault("whole process", []).append(wall)
-    print("\n| part | median |\n|---|---|")
+        for ending in ("os._exit", "sys.exit"):
+            _, cpu, text = run([python, "-c", PARTS, ending, *command[1:]], env)
+            report = json.loads(text.strip().splitlines()[-1])
+            if ending == "sys.exit":  # the interpreter's teardown, which `entry` skips
+                found.setdefault("teardown at exit (sys.exit)", []).append(cpu - report["end"])
+                continue
+            for label, seconds in report["marks"].items():
+                found.setdefault(label, []).append(seconds)
+            found.setdefault("exit (os._exit, as `entry`)", []).append(cpu - report["end"])
+            found.setdefault("whole process", []).append(cpu)
+    print("\n| part (CPU, user + system) | median |\n|---|---|")
     for label, values in found.items():
         print(f"| {label} | {statistics.median(values) * 1000:.0f} ms |")
-    print("\nimports by top-level package (self time, median of the rounds):")
+    print("\nimports by top-level package (self time, wall, median of the rounds):")
     for name, micros in imports.most_common(12):
         print(f"  {name:<24} {micros / rounds / 1000:6.1f} ms")
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from aggregator.model import Article, LoadedSeed, article_from_json
-from aggregator.scan import SeedFile
+from aggregator.scan import SeedFile, no_cycle_collection
 from aggregator.store.rows import Duplicate, Rejected, SpellingCount
 from aggregator.store.sqlite.db import Database, chunks, marks
 
@@ -19,7 +19,7 @@ class SqliteSeeds:
 
     def seed_stats(self) -> dict[str, tuple[int, int]]:
         # One pass over the covering index `seeds_stat`, not over the rows.
-        with self._db.reading() as db:
+        with self._db.reading() as db, no_cycle_collection():
             rows = db.execute("SELECT source, size, mtime_ns FROM seeds").fetchall()
             return {source: (size, mtime) for source, size, mtime in rows}
 
