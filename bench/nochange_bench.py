@@ -95,6 +95,30 @@ sys.exit(code)
 """A build with each step timed (wrapped where the build calls it)."""
 
 
+ORDER = (
+    "interpreter start-up (python -c pass)",
+    "start-up before the first import",
+    "imports",
+    "config",
+    "open state",
+    "prepare",
+    "code fingerprint",
+    "scan",
+    "walk",
+    "stat table",
+    "refresh",
+    "output fingerprint",
+    "render",
+    "report queries",
+    "main",
+    "exit (os._exit, as `entry`)",
+    "teardown at exit (sys.exit)",
+    "whole process",
+)
+"""The parts, in the order a build meets them (`scan` holds `walk`, `stat table` and
+`refresh`; `main` holds everything from `config` on)."""
+
+
 def run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Runs `command`; returns its wall time, CPU time (user + system, its children
     included) and standard error."""
@@ -113,9 +137,9 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def build_command(seeds: Path, scratch: Path) -> list[str]:
+def build_command(seeds: Path, scratch: Path, aggregator: str = AGGREGATOR) -> list[str]:
     return [
-        AGGREGATOR,
+        aggregator,
         "build",
         "--seeds",
         str(seeds),
@@ -140,19 +164,33 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, required=True, help="output and state go here")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--parts", action="store_true", help="also time each part")
+    parser.add_argument(
+        "--baseline",
+        nargs=2,
+        metavar=("AGGREGATOR", "SCRATCH"),
+        help="also time the `aggregator` command of another install (an earlier commit) "
+        "on its own scratch directory, in the same rounds",
+    )
     args = parser.parse_args()
     env = environment()
     command = build_command(args.seeds, args.scratch)
-    if not (args.scratch / "state.sqlite3").exists():
-        print("first build (reads every seed) ...", file=sys.stderr)
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)  # warm, compile
+    commands = [command]
+    if args.baseline:
+        commands.append(build_command(args.seeds, Path(args.baseline[1]), args.baseline[0]))
+    for each in commands:
+        if not Path(each[-1]).exists():
+            print("first build (reads every seed) ...", file=sys.stderr)
+            subprocess.run(each, check=True, stdout=subprocess.DEVNULL, env=env)
+        subprocess.run(each, check=True, stdout=subprocess.DEVNULL, env=env)  # warm, compile
     walk = [sys.executable, "-c", WALK, str(args.seeds)]
     builds: list[tuple[float, float]] = []
     refs: list[tuple[float, float]] = []
+    baselines: list[tuple[float, float]] = []
     for _ in range(args.rounds):
         refs.append(run(walk, env)[:2])
         builds.append(run(command, env)[:2])
+        if args.baseline:
+            baselines.append(run(commands[1], env)[:2])
     ref_wall, ref_cpu = (statistics.median(x[i] for x in refs) for i in (0, 1))
     wall, cpu = (statistics.median(x[i] for x in builds) for i in (0, 1))
     files = sum(1 for _ in os.scandir(args.seeds))
@@ -169,6 +207,13 @@ def main() -> None:
         f"\nrounds (wall/CPU s): walk {[(round(w, 2), round(c, 2)) for w, c in refs]}, "
         f"build {[(round(w, 2), round(c, 2)) for w, c in builds]}"
     )
+    if baselines:
+        base_wall, base_cpu = (statistics.median(x[i] for x in baselines) for i in (0, 1))
+        print(
+            f"baseline {args.baseline[0]}: wall {base_wall:.2f} s "
+            f"({base_wall / ref_wall:.1f}×), CPU {base_cpu:.2f} s ({base_cpu / ref_cpu:.1f}×); "
+            f"rounds {[(round(w, 2), round(c, 2)) for w, c in baselines]}"
+        )
     if args.parts:
         parts(command, args.rounds, env)
 
@@ -197,8 +242,10 @@ def parts(command: list[str], rounds: int, env: dict[str, str]) -> None:
             found.setdefault("exit (os._exit, as `entry`)", []).append(cpu - report["end"])
             found.setdefault("whole process", []).append(cpu)
     print("\n| part (CPU, user + system) | median |\n|---|---|")
-    for label, values in found.items():
-        print(f"| {label} | {statistics.median(values) * 1000:.0f} ms |")
+    for label in ORDER:
+        values = found.get(label)
+        shown = f"{statistics.median(values) * 1000:.0f} ms" if values else "not called"
+        print(f"| {label} | {shown} |")
     print("\nimports by top-level package (self time, wall, median of the rounds):")
     for name, micros in imports.most_common(12):
         print(f"  {name:<24} {micros / rounds / 1000:6.1f} ms")
