@@ -290,16 +290,16 @@ class App:
         directory is then left as it was."""
         with self._lock:
             self._render_all = True
-            key = self._render_key()
-            last = self._last_build if key is not None else None
+            last = self._last_build
 
             def keep(scanned: ScanReport) -> bool:
                 """Whether the last build's output is what a render would write now."""
-                changed = scanned.parsed or scanned.removed or scanned.entries_changed
+                if scanned.parsed or scanned.removed or scanned.entries_changed:
+                    return False
+                key = self._render_key()
                 return (
                     last is not None
                     and key is not None
-                    and not changed
                     and self.ingest.complete
                     and current(last, key, to_micros(now), self.local.fingerprint())
                 )
@@ -312,6 +312,7 @@ class App:
                 self._record_build(last)
             else:
                 render, topics = done.render, self.publisher.topic_count
+                key = self._render_key()
                 if key is not None and self.ingest.complete:
                     due = self.next_due(now)
                     self._record_build(
@@ -335,10 +336,11 @@ class App:
     def _render_key(self) -> str | None:
         """The `lastbuild.render_key` of this app's config and code; None when a build
         keeps no record: on a shared state, or with `feeds.max_age_days` (entries age out
-        of the feeds with time alone)."""
-        if self.shared is not None or self.config.feeds.max_age_days:
+        of the feeds with time alone), or when the package's files cannot be listed."""
+        code = code_fingerprint()
+        if self.shared is not None or self.config.feeds.max_age_days or code is None:
             return None
-        return render_key(self.config.model_dump_json(), code_fingerprint())
+        return render_key(self.config.model_dump_json(), code)
 
     def _forget_last_build(self) -> LastBuild | None:
         """Drop the record of the last build (this app is about to write the state);

@@ -80,24 +80,28 @@ def current(record: LastBuild | None, key: str, now_us: int, output: str) -> boo
     )
 
 
-def code_fingerprint() -> str:
+def code_fingerprint() -> str | None:
     """Returns a digest of what renders: the name, size and modification time of every file
     of this package, and the versions of `RENDERING_PACKAGES` (an upgrade, or an edited
-    source file, renders everything again)."""
+    source file, renders everything again); None when the package's files cannot be
+    listed (from a zip file: every build then renders)."""
     package = Path(__file__).resolve().parent
     found: list[str] = []
     pending = [str(package)]
-    while pending:
-        folder = pending.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name == "__pycache__":
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                    continue
-                info = entry.stat()
-                found.append(f"{entry.path}\0{info.st_size}\0{info.st_mtime_ns}")
+    try:
+        while pending:
+            folder = pending.pop()
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name == "__pycache__":
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                        continue
+                    info = entry.stat()
+                    found.append(f"{entry.path}\0{info.st_size}\0{info.st_mtime_ns}")
+    except OSError:
+        return None
     for name in RENDERING_PACKAGES:
         try:
             found.append(f"{name}\0{version(name)}")
