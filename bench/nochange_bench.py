@@ -245,6 +245,8 @@ def parts(command: list[str], rounds: int, env: dict[str, str]) -> None:
     for label in ORDER:
         values = found.get(label)
         shown = f"{statistics.median(values) * 1000:.0f} ms" if values else "not called"
+        if values and len(values) < rounds:
+            shown += f" (called in {len(values)} of {rounds} rounds)"
         print(f"| {label} | {shown} |")
     print("\nimports by top-level package (self time, wall, median of the rounds):")
     for name, micros in imports.most_common(12):
