@@ -220,19 +220,20 @@ def main() -> None:
 
 def parts(command: list[str], rounds: int, env: dict[str, str]) -> None:
     """Prints the median CPU time (user + system) of each part of a no-change build (see
-    the module doc): wall times on a shared machine say more about the neighbours."""
+    the module doc): wall times on a shared machine say more about the neighbours. (`-P`:
+    the package of the install timed, not one in the working directory.)"""
     python = str(Path(AGGREGATOR).parent / "python")
     found: dict[str, list[float]] = {}
     imports: Counter[str] = Counter()
     for _ in range(rounds):
         found.setdefault("interpreter start-up (python -c pass)", []).append(
-            run([python, "-c", "pass"], env)[1]
+            run([python, "-P", "-c", "pass"], env)[1]
         )
-        _, _, text = run([python, "-X", "importtime", "-c", "import aggregator.cli"], env)
+        _, _, text = run([python, "-P", "-X", "importtime", "-c", "import aggregator.cli"], env)
         for match in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", text):
             imports[match[2].split(".")[0]] += int(match[1])
         for ending in ("os._exit", "sys.exit"):
-            _, cpu, text = run([python, "-c", PARTS, ending, *command[1:]], env)
+            _, cpu, text = run([python, "-P", "-c", PARTS, ending, *command[1:]], env)
             report = json.loads(text.strip().splitlines()[-1])
             if ending == "sys.exit":  # the interpreter's teardown, which `entry` skips
                 found.setdefault("teardown at exit (sys.exit)", []).append(cpu - report["end"])
