@@ -152,6 +152,8 @@ class App:
             self.links = LinkJob(config, self.store)
             self._last_build: LastBuild | None = None
             """What the last build rendered, when nothing wrote the state since."""
+            self._recorded = False
+            """This app recorded `_last_build` in the state (a later write drops it)."""
             if leading:
                 self._last_build = self._forget_last_build()
                 self.ingest.prepare()
@@ -218,6 +220,7 @@ class App:
             self.shared.fence(term)
             if isinstance(self.out, PublishedOutput):
                 self.out.forget()
+            self._last_build = None
             self._forget_last_build()
             self.ingest.prepare()
             self._render_all = True
@@ -291,6 +294,7 @@ class App:
         with self._lock:
             self._render_all = True
             last = self._last_build
+            self._writing()  # until this build records again
 
             def keep(scanned: ScanReport) -> bool:
                 """Whether the last build's output is what a render would write now."""
@@ -354,6 +358,15 @@ class App:
     def _record_build(self, record: LastBuild) -> None:
         """Record what this build rendered, for the next one. Raises `StateError`."""
         self.store.settings.settings_changed(SETTING, record.to_text())
+        self._last_build, self._recorded = record, True
+
+    def _writing(self) -> None:
+        """A use case is about to write the state: the last build's record no longer holds
+        (dropped from the state if this app recorded it). Raises `StateError`."""
+        self._last_build = None
+        if self._recorded:
+            self._recorded = False
+            self.store.settings.settings_changed(SETTING, "")
 
     def rescan(
         self, now: datetime, paths: Iterable[str] | None = None, should_stop: StopCheck = never
@@ -365,6 +378,7 @@ class App:
         turns true, `SeedDirError`, `OutputError` or `StateError` when a directory or the
         state file is unusable (the next rescan then renders every feed)."""
         with self._lock:
+            self._writing()
             return self._rescan(now, paths, should_stop, None)
 
     def render_due(self, now: datetime, should_stop: StopCheck = never) -> RescanReport:
@@ -372,6 +386,7 @@ class App:
         a day closed and its digests are due, which no seed change shows. Returns and
         raises as `rescan` does."""
         with self._lock:
+            self._writing()
             self._render_all = True
             return self._rescan(now, None, should_stop, None)
 
@@ -474,6 +489,7 @@ class App:
         requests, result = fetched
         with self._lock:
             now = clock() if clock is not None else now
+            self._writing()
             report = self.links.apply(result, now)
             run = LinkRun(len(requests), result, report, now)
             if report.entries_changed:
@@ -501,6 +517,7 @@ class App:
         requests, result = fetched
         with self._lock:
             now = clock() if clock is not None else now
+            self._writing()
             report = self.thumbnails.apply(result, now)
             report.tried = len(requests)
             if report.made:

@@ -220,3 +220,31 @@ def write_config(site: Site) -> Path:
     path = site.root / "aggregator.yaml"
     path.write_text("build:\n  workers: 1\n", encoding="utf-8")
     return path
+
+
+def test_one_app_that_builds_twice_keeps_its_output_the_second_time(
+    site: Site, renders: list[int]
+) -> None:
+    add_seeds(site)
+    with make_app(site.config()) as app:
+        first = app.build(NOW)
+        second = app.build(NOW + timedelta(hours=1))
+    assert len(renders) == 1
+    assert second.render.unchanged == len(first.render.written) + first.render.unchanged
+
+
+def test_an_app_that_built_and_then_writes_otherwise_drops_its_record(
+    site: Site, renders: list[int]
+) -> None:
+    add_seeds(site)
+    with make_app(site.config()) as app:
+        app.build(NOW)
+        site.add("s9.md", title="Story 9", originalUrl="https://news.example/9", topics=["AI"])
+        app.rescan(NOW)  # the service's way: renders what changed, records nothing
+        store = open_store(site.state)
+        try:
+            assert store.settings.recorded(SETTING) == ""
+        finally:
+            store.close()
+        assert app.build(NOW).render.written == []  # rendered: nothing left to write
+    assert len(renders) == 3
