@@ -30,7 +30,7 @@ _BACKUP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak")
 
 class SeedFile(NamedTuple):
     """A seed file as the scan found it (a named tuple: a scan makes one per file, and a
-    tuple is made several times faster than a frozen dataclass)."""
+    frozen dataclass would set each field through `object.__setattr__`)."""
 
     path: str
     """Absolute path to open."""
