@@ -10,7 +10,8 @@ The command line and the service call the use cases here (`build`, `rescan`,
 `render_due`, `check_links`, `fetch_thumbnails`) and nothing below them. Besides the
 wiring, the app decides one thing: when to render every feed rather than the ones a
 change touched (at start-up, after a reload or a failure, when output files went
-missing, when topic names moved, and always with `feeds.max_age_days`).
+missing, when topic names moved, and always with `feeds.max_age_days`), and whether a
+build that changed nothing may keep the last build's output as it is (`aggregator.lastbuild`).
 
 Use cases may be called from several threads: each holds the app's lock while it
 touches the state or the output, and releases it while it waits on other hosts.
@@ -23,22 +24,28 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, never
+from aggregator.lastbuild import SETTING, LastBuild, code_fingerprint, current, render_key
 from aggregator.linkjob import LinkJob, LinkReport, paused
 from aggregator.links import Attempt, LinkState, Request, RunResult
-from aggregator.output import Output, OutputDir
-from aggregator.publish import Publisher, RenderReport
+from aggregator.output import Output, OutputDir, RenderReport
+from aggregator.plan import to_micros
 from aggregator.published import PublishedOutput
 from aggregator.reloading import advertises_loopback
-from aggregator.status import Counts
 from aggregator.store import StateStore, open_store
 from aggregator.store.shared import NO_TERM, SharedStore
-from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
+
+if TYPE_CHECKING:  # imported where first used: a build that renders nothing needs none
+    from aggregator.publish import Publisher
+    from aggregator.status import Counts
+    from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
 
 TOPICS = "published_topics"
 """Under this name a shared state records how many topics the leader's last render gave a feed."""
@@ -103,6 +110,8 @@ class Tally:
 
     def counts(self) -> Counts:
         """Returns the counts /healthz shows."""
+        from aggregator.status import Counts
+
         return Counts(self.seeds, self.articles, self.topics, len(self.rejected))
 
 
@@ -140,10 +149,13 @@ class App:
                 self.out = PublishedOutput(self.local, self.shared.documents)
                 self.shared.fence(None if leading else NO_TERM)
             self.ingest = Ingest(config, self.store)
-            self.publisher = Publisher(config, self.store, self.out)
             self.links = LinkJob(config, self.store)
-            self.thumbnails = ThumbnailJob(config, self.store, self.out)
+            self._last_build: LastBuild | None = None
+            """What the last build rendered, when nothing wrote the state since."""
+            self._recorded = False
+            """This app recorded `_last_build` in the state (a later write drops it)."""
             if leading:
+                self._last_build = self._forget_last_build()
                 self.ingest.prepare()
         except BaseException:
             self.store.close()
@@ -159,6 +171,21 @@ class App:
         """A rescan was attempted."""
         self._built = False
         """A rescan rendered (until then, the jobs leave rendering to the next rescan)."""
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """The render use case (made on first use: a build that keeps its output renders
+        nothing, and needs neither it nor the renderers it imports)."""
+        from aggregator.publish import Publisher
+
+        return Publisher(self._config, self.store, self.out)
+
+    @cached_property
+    def thumbnails(self) -> ThumbnailJob:
+        """The thumbnail job (made on first use, as `publisher` is)."""
+        from aggregator.thumbjob import ThumbnailJob
+
+        return ThumbnailJob(self._config, self.store, self.out)
 
     def __enter__(self) -> App:
         return self
@@ -193,6 +220,8 @@ class App:
             self.shared.fence(term)
             if isinstance(self.out, PublishedOutput):
                 self.out.forget()
+            self._last_build = None
+            self._forget_last_build()
             self.ingest.prepare()
             self._render_all = True
             self._scanned = self._built = False
@@ -255,24 +284,89 @@ class App:
     # -- scan and render ----------------------------------------------------------------
 
     def build(self, now: datetime, progress: Progress | None = None) -> BuildReport:
-        """Bring the output directory up to date once: scan, then render every feed.
+        """Bring the output directory up to date once: scan, then render every feed (or,
+        when the scan changed nothing and the last build's output is current, nothing:
+        see `aggregator.lastbuild`).
 
         Returns what was read, written and rejected. Raises `SeedDirError`, `OutputError`
         or `StateError` when a directory or the state file is unusable; the output
         directory is then left as it was."""
         with self._lock:
             self._render_all = True
-            done = self._rescan(now, None, never, progress)
-            assert done.render is not None  # rendering everything always renders
-            tally = self.tally()
+            last = self._last_build
+            self._writing()  # until this build records again
+
+            def keep(scanned: ScanReport) -> bool:
+                """Whether the last build's output is what a render would write now."""
+                if scanned.parsed or scanned.removed or scanned.entries_changed:
+                    return False
+                key = self._render_key()
+                return (
+                    last is not None
+                    and key is not None
+                    and self.ingest.complete
+                    and current(last, key, to_micros(now), self.local.fingerprint())
+                )
+
+            done = self._rescan(now, None, never, progress, keep if last is not None else None)
+            if done.render is None:  # kept: this process knows nothing of the output
+                assert last is not None
+                self._render_all = True
+                render, topics = RenderReport(unchanged=last.files), last.topics
+                self._record_build(last)
+            else:
+                render, topics = done.render, self.publisher.topic_count
+                key = self._render_key()
+                if key is not None and self.ingest.complete:
+                    due = self.next_due(now)
+                    self._record_build(
+                        LastBuild(
+                            key,
+                            None if due is None else to_micros(due),
+                            self.local.fingerprint(),
+                            len(render.written) + render.unchanged,
+                            topics,
+                        )
+                    )
             return BuildReport(
                 scan=done.scan,
-                render=done.render,
-                articles=tally.articles,
-                topics=tally.topics,
+                render=render,
+                articles=self.store.counts().entries,
+                topics=topics,
                 rejected=sorted(self.store.seeds.rejected() + self.ingest.refused),
                 duplicates=list(self.store.seeds.duplicates()),
             )
+
+    def _render_key(self) -> str | None:
+        """The `lastbuild.render_key` of this app's config and code; None when a build
+        keeps no record: on a shared state, or with `feeds.max_age_days` (entries age out
+        of the feeds with time alone), or when the package's files cannot be listed."""
+        code = code_fingerprint()
+        if self.shared is not None or self.config.feeds.max_age_days or code is None:
+            return None
+        return render_key(self.config.model_dump_json(), code)
+
+    def _forget_last_build(self) -> LastBuild | None:
+        """Drop the record of the last build (this app is about to write the state);
+        returns it. Raises `StateError`."""
+        settings = self.store.settings
+        text = settings.recorded(SETTING)
+        if text:
+            settings.settings_changed(SETTING, "")
+        return LastBuild.from_text(text)
+
+    def _record_build(self, record: LastBuild) -> None:
+        """Record what this build rendered, for the next one. Raises `StateError`."""
+        self.store.settings.settings_changed(SETTING, record.to_text())
+        self._last_build, self._recorded = record, True
+
+    def _writing(self) -> None:
+        """A use case is about to write the state: the last build's record no longer holds
+        (dropped from the state if this app recorded it). Raises `StateError`."""
+        self._last_build = None
+        if self._recorded:
+            self._recorded = False
+            self.store.settings.settings_changed(SETTING, "")
 
     def rescan(
         self, now: datetime, paths: Iterable[str] | None = None, should_stop: StopCheck = never
@@ -284,6 +378,7 @@ class App:
         turns true, `SeedDirError`, `OutputError` or `StateError` when a directory or the
         state file is unusable (the next rescan then renders every feed)."""
         with self._lock:
+            self._writing()
             return self._rescan(now, paths, should_stop, None)
 
     def render_due(self, now: datetime, should_stop: StopCheck = never) -> RescanReport:
@@ -291,6 +386,7 @@ class App:
         a day closed and its digests are due, which no seed change shows. Returns and
         raises as `rescan` does."""
         with self._lock:
+            self._writing()
             self._render_all = True
             return self._rescan(now, None, should_stop, None)
 
@@ -300,7 +396,10 @@ class App:
         paths: Iterable[str] | None,
         should_stop: StopCheck,
         progress: Progress | None,
+        keep: Callable[[ScanReport], bool] | None = None,
     ) -> RescanReport:
+        """Scan, then render what the scan calls for; `keep` (a build) is asked first
+        whether the output may stay as it is (the report's `render` is then None)."""
         reconfigured = self._apply_pending(now)
         self._scanned = True
         try:
@@ -308,6 +407,8 @@ class App:
                 scanned = self.ingest.scan(now, progress, should_stop)
             else:
                 scanned = self.ingest.scan_paths(paths, now, should_stop)
+            if keep is not None and keep(scanned):
+                return RescanReport(scanned, None, reconfigured)
             if (scanned.parsed or scanned.removed) and not scanned.entries_changed:
                 scanned.names_changed = self.publisher.names_moved()
             missing = not self._render_all and not self.publisher.output_intact()
@@ -388,6 +489,7 @@ class App:
         requests, result = fetched
         with self._lock:
             now = clock() if clock is not None else now
+            self._writing()
             report = self.links.apply(result, now)
             run = LinkRun(len(requests), result, report, now)
             if report.entries_changed:
@@ -409,10 +511,13 @@ class App:
             should_stop,
         )
         if fetched is None:
+            from aggregator.thumbjob import ThumbnailReport
+
             return ThumbnailReport()
         requests, result = fetched
         with self._lock:
             now = clock() if clock is not None else now
+            self._writing()
             report = self.thumbnails.apply(result, now)
             report.tried = len(requests)
             if report.made:

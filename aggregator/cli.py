@@ -18,12 +18,10 @@ import errno
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aggregator import __version__
 from aggregator.app import App, BuildReport, make_app
@@ -176,6 +174,24 @@ def make_parser() -> argparse.ArgumentParser:
     health_cmd.add_argument("--config", type=Path, metavar="PATH", help="config file (YAML)")
     health_cmd.add_argument("--url", metavar="URL", help="the health URL to ask")
     return parser
+
+
+def entry() -> NoReturn:
+    """The `aggregator` console command (and `python -m aggregator`): `main`, then the
+    process ends at once with its exit status.
+
+    When `main` returns, every command has closed the state, the output files and its
+    pools and flushed what it printed: the interpreter's teardown (module by module,
+    every object freed, exit handlers with nothing left to do) would only add to what a
+    command run from cron costs, as much as a tenth of a build that changed nothing.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # the interpreter's own exit reports it, as it always did
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -514,6 +530,9 @@ def _health_url(config: Config) -> str:
 
 def healthcheck(url: str) -> int:
     """Print the service's health status; 0 when it answers 200."""
+    import urllib.error  # here: no other command asks anything over HTTP
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own URL
             body = json.loads(response.read() or b"{}")

@@ -11,17 +11,15 @@ differ) is in the returned `ScanReport`, for the app to render.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import multiprocessing.context
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from aggregator.config import Config
 from aggregator.errors import Interrupted, SeedDirError
@@ -37,6 +35,9 @@ from aggregator.store import StateStore
 from aggregator.stories import StoryRules
 from aggregator.topics import TopicRules
 from aggregator.worker import load_seed, watch_service
+
+if TYPE_CHECKING:
+    import multiprocessing.context
 
 Progress = Callable[[int, int], None]
 """Called with (files read so far, files to read)."""
@@ -94,6 +95,8 @@ def load_seeds(
     if workers == 1 or total < PARALLEL_THRESHOLD:
         yield from _counted(map(reader, files), total, progress)
         return
+    from concurrent.futures import ProcessPoolExecutor  # here: a scan with nothing to read
+
     chunk = max(1, min(256, total // (workers * 8)))
     _quiet_resource_tracker()
     pool = ProcessPoolExecutor(
@@ -136,6 +139,8 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     threads and a large heap, starts workers from a fork server that imported
     only `aggregator.worker`, so they stay small and inherit no threads.
     """
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     if threading.active_count() == 1 and "fork" in methods:
         return multiprocessing.get_context("fork")

@@ -31,8 +31,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -45,6 +44,15 @@ _STALE_TEMP_SECONDS = 600
 
 GZIP_SUFFIXES = tuple(suffix for suffix, kind in FILE_KINDS.items() if kind.compressible)
 """The kinds of file that get a `.gz` sidecar (when asked): the text ones."""
+
+
+@dataclass
+class RenderReport:
+    """What one render wrote, left as it was, and removed (paths in the output directory)."""
+
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
 
 
 class Output(Protocol):
@@ -322,6 +330,30 @@ class OutputDir:
                 raise OutputError(f"{directory}: cannot list ({exc.strerror})") from None
         return sorted(found)
 
+    def fingerprint(self) -> str:
+        """A digest of the name, type, size, inode, modification and change times of every
+        file and folder below the directory (sidecars and temp files too): any file written,
+        edited, added or removed since changes it. Raises `OutputError` when a folder
+        cannot be listed."""
+        found: list[str] = []
+        pending = [str(self.root)]
+        while pending:
+            folder = pending.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        info = entry.stat(follow_symlinks=False)
+                        found.append(
+                            f"{entry.path}\0{info.st_mode}\0{info.st_size}\0{info.st_ino}"
+                            f"\0{info.st_mtime_ns}\0{info.st_ctime_ns}"
+                        )
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+            except OSError as exc:
+                raise OutputError(f"{folder}: cannot list ({exc.strerror})") from None
+        text = "\n".join(sorted(found))
+        return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
     def read(self, relative: str) -> bytes | None:
         """The bytes of the regular file at `relative`; None when there is none or it cannot
         be read."""
@@ -591,6 +623,8 @@ def _fsync_all(fds: list[int]) -> None:
     if len(fds) == 1:
         os.fsync(fds[0])
     elif fds:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(min(FSYNC_THREADS, len(fds))) as pool:
             list(pool.map(os.fsync, fds))
 

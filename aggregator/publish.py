@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 
 from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
@@ -35,7 +35,7 @@ from aggregator.formats import (
     renderer,
 )
 from aggregator.ingest import StopCheck, never, topic_rules
-from aggregator.output import Output
+from aggregator.output import Output, RenderReport
 from aggregator.pages import (
     ALL_OPML_PATH,
     INDEX_PATH,
@@ -79,15 +79,6 @@ from aggregator.topics import Topic, TopicRules
 
 MAX_FEED_BYTES = 400_000
 """A feed stays well under the 512 KB many readers stop at; extra entries give way."""
-
-
-@dataclass
-class RenderReport:
-    """What one render wrote, left as it was, and removed (paths in the output directory)."""
-
-    written: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    removed: list[str] = field(default_factory=list)
 
 
 class Publisher:

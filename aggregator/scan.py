@@ -8,13 +8,16 @@ parser.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import SeedDirError
@@ -25,8 +28,10 @@ from aggregator.text import printable
 _BACKUP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak")
 
 
-@dataclass(frozen=True, slots=True)
-class SeedFile:
+class SeedFile(NamedTuple):
+    """A seed file as the scan found it (a named tuple: a scan makes one per file, and a
+    frozen dataclass would set each field through `object.__setattr__`)."""
+
     path: str
     """Absolute path to open."""
     source: str
@@ -36,11 +41,6 @@ class SeedFile:
     device: int
     inode: int
     """Device and inode the scan saw: `read_seed` reads that file or nothing."""
-
-    def __reduce__(self) -> tuple[type[SeedFile], tuple[object, ...]]:
-        # Pickled as its fields in a tuple: what is sent to every parse worker.
-        fields = (self.path, self.source, self.size, self.mtime_ns, self.device, self.inode)
-        return (SeedFile, fields)
 
 
 @dataclass(slots=True)
@@ -79,6 +79,20 @@ def _real_root(root: Path) -> Path:
     return real_root
 
 
+@contextlib.contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """A block that makes many lasting objects (a tuple per seed file) and no reference
+    cycles: the cycle collector, which would otherwise pass over all of them again and
+    again as they accumulate, is paused (if it ran) until the block ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def scan(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> ScanResult:
     """List the seed files below `root` (in no particular order).
 
@@ -86,16 +100,51 @@ def scan(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> ScanResu
     links that lead outside `root` are skipped. Raises `SeedDirError` when
     `root` itself cannot be read; problems below it are collected instead.
     """
+    with no_cycle_collection():
+        return _scan(root, extensions)
+
+
+def _scan(root: Path, extensions: Iterable[str]) -> ScanResult:
     exts = tuple(e.lower() for e in extensions)
     real_root = _real_root(root)
     result = ScanResult()
     seen_dirs = {real_root}
     stack: list[tuple[str, str]] = [(str(real_root), "")]
+    add = result.files.append
+    is_regular = stat.S_ISREG
     while stack:
         directory, prefix = stack.pop()
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
+                    name = entry.name
+                    # The common case inline (a plain, ASCII-named candidate file that
+                    # is no link: one `stat`), the same as `_visit` decides it.
+                    if (
+                        name.isascii()
+                        and is_candidate(name, exts)
+                        and not entry.is_symlink()
+                        and not entry.is_dir(follow_symlinks=False)
+                    ):
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
+                            continue
+                        if is_regular(info.st_mode):
+                            add(
+                                SeedFile(
+                                    entry.path,
+                                    prefix + name,
+                                    info.st_size,
+                                    info.st_mtime_ns,
+                                    info.st_dev,
+                                    info.st_ino,
+                                )
+                            )
+                        else:
+                            result.skipped += 1
+                        continue
                     _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
         except OSError as exc:
             result.problems.append(f"{printable(prefix or '.')}: cannot read ({exc.strerror})")

@@ -10,9 +10,9 @@ Every engine raises `StateError` (aggregator.errors) when the state is unusable.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aggregator.errors import StateError
-from aggregator.store.memory import MemoryStore
 from aggregator.store.protocol import (
     EntryStore,
     FeedStateStore,
@@ -24,6 +24,9 @@ from aggregator.store.protocol import (
 )
 from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
 from aggregator.store.sqlite import SCHEMA_VERSION, SqliteStore
+
+if TYPE_CHECKING:
+    from aggregator.store.memory import MemoryStore
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -45,6 +48,15 @@ __all__ = [
     "is_postgres_url",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`MemoryStore`, imported when first asked for (tests use it; commands do not)."""
+    if name == "MemoryStore":
+        from aggregator.store.memory import MemoryStore
+
+        return MemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_postgres_url(location: Path | str) -> bool:

@@ -52,7 +52,11 @@ class SqliteStore:
 
     def counts(self) -> Counts:
         with self._db.reading() as db:
-            (seeds, rejected) = db.execute("SELECT COUNT(*), COUNT(error) FROM seeds").fetchone()
+            # Two counts on indexes (`seeds_rejected` is partial) rather than one on the rows.
+            (seeds,) = db.execute("SELECT COUNT(*) FROM seeds").fetchone()
+            (rejected,) = db.execute(
+                "SELECT COUNT(*) FROM seeds WHERE error IS NOT NULL"
+            ).fetchone()
             (entries,) = db.execute("SELECT COUNT(*) FROM entries").fetchone()
         return Counts(seeds, entries, rejected)
 

@@ -39,7 +39,7 @@ from aggregator.errors import StateError
 from aggregator.feeds import ALL_KIND, TOPIC_KIND
 from aggregator.plan import to_micros
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 STAMP_PREFIX = "feed_stamp:"
 """Prefix of the `meta` keys that held each feed's stamp before schema 5 (then its topic
@@ -186,6 +186,14 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX seeds_published ON seeds(published_us) WHERE published_us IS NOT NULL;
     ALTER TABLE entries ADD COLUMN related TEXT;
     UPDATE seeds SET mtime_ns = -1, digest = '';
+    """,
+    # Indexes that answer what every build asks (the stat table, the rejected seeds, the
+    # duplicates) without reading the seeds' rows, which hold each parsed article.
+    7: """
+    CREATE INDEX seeds_stat ON seeds(source, size, mtime_ns);
+    CREATE INDEX seeds_rejected ON seeds(source, error) WHERE error IS NOT NULL;
+    DROP INDEX seeds_entry;
+    CREATE INDEX seeds_entry ON seeds(entry_id, source) WHERE entry_id IS NOT NULL;
     """,
 }
 

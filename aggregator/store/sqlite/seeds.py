@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 
 from aggregator.model import Article, LoadedSeed, article_from_json
-from aggregator.scan import SeedFile
+from aggregator.scan import SeedFile, no_cycle_collection
 from aggregator.store.rows import Duplicate, Rejected, SpellingCount
 from aggregator.store.sqlite.db import Database, chunks, marks
 from aggregator.store.sqlite.schema import BULK_LOAD, LOOKUP_INDEXES
@@ -40,8 +40,9 @@ class SqliteSeeds:
                     db.execute(statement)
 
     def seed_stats(self) -> dict[str, tuple[int, int]]:
-        with self._db.reading() as db:
-            rows = db.execute("SELECT source, size, mtime_ns FROM seeds")
+        # One pass over the covering index `seeds_stat`, not over the rows.
+        with self._db.reading() as db, no_cycle_collection():
+            rows = db.execute("SELECT source, size, mtime_ns FROM seeds").fetchall()
             return {source: (size, mtime) for source, size, mtime in rows}
 
     def digests(self, sources: Sequence[str]) -> dict[str, str]:
@@ -155,9 +156,11 @@ class SqliteSeeds:
 
     def duplicates(self) -> list[Duplicate]:
         with self._db.reading() as db:
+            # Members first, each looked up in the covering index `seeds_entry`: ordered by
+            # source instead, SQLite would read every seed's row.
             rows = db.execute(
-                "SELECT s.source, m.source FROM seeds s JOIN members m"
-                " ON m.article = s.entry_id WHERE s.source != m.source ORDER BY s.source"
+                "SELECT s.source, m.source FROM members m CROSS JOIN seeds s"
+                " ON s.entry_id = m.article WHERE s.source != m.source ORDER BY s.source"
             )
             return [Duplicate(source, used) for source, used in rows]
 
