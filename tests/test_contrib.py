@@ -319,8 +319,15 @@ def test_docker_compose_accepts_the_compose_file() -> None:
 def test_the_package_the_dockerfile_installs_holds_every_module(tmp_path: Path) -> None:
     """The image runs `pip install .`: a wheel, not the source tree; every module of the
     source (the store's subpackages too) must be in it."""
+    source_tree = tmp_path / "source"  # a clean copy: a build/ folder left here is reused
+    shutil.copytree(
+        ROOT,
+        source_tree,
+        ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "state"),
+    )
+    wheel_command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path)]
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [*wheel_command, str(source_tree)],
         capture_output=True,
         text=True,
         timeout=300,
