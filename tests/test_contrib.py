@@ -323,7 +323,9 @@ def test_the_package_the_dockerfile_installs_holds_every_module(tmp_path: Path) 
     shutil.copytree(
         ROOT,
         source_tree,
-        ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "state"),
+        ignore=shutil.ignore_patterns(
+            ".*", "build", "dist", "*.egg-info", "__pycache__", "state", "public"
+        ),
     )
     wheel_command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path)]
     built = subprocess.run(
