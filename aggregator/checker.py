@@ -280,8 +280,11 @@ class Checker:
         self._backend = GuardedBackend(self._resolve_once, allow)
         self._paces: dict[str, _Pace] = {}
         self._ssl = ssl.create_default_context()
-        self._transports: dict[str, httpx.AsyncBaseTransport] = {}
+        self._pools: dict[str, dict[str, httpx.AsyncBaseTransport]] = {}
+        """Host name → origin → its connection pool."""
         self._planned: set[str] = set()
+        self._strays: set[str] = set()
+        """Hosts with pools that no URL of the run named (redirect targets)."""
         self._global = _Slots(config.concurrency)
         self._timeouts = httpx.Timeout(config.timeout, connect=config.connect_timeout).as_dict()
         self._head_agrees: dict[str, bool] = {}
@@ -318,8 +321,9 @@ class Checker:
             if not stopped:
                 everything.result()
         finally:
-            await asyncio.gather(*(t.aclose() for t in self._transports.values()))
-            self._transports.clear()
+            pools = [t for origins in self._pools.values() for t in origins.values()]
+            self._pools.clear()
+            await asyncio.gather(*(t.aclose() for t in pools))
         return result
 
     async def _serve(self, host: _Host, result: RunResult) -> None:
@@ -389,24 +393,30 @@ class Checker:
             result.attempts.append(attempt)
             if self.progress is not None:
                 self.progress(attempt)
-            if attempt.hops:  # pools opened for redirect targets of other hosts go at once
-                await self._close_pools(lambda name: name not in self._planned)
+            if attempt.hops and self._strays:  # pools opened for redirect targets go at once
+                strays, self._strays = self._strays, set()
+                await self._close_pools(strays)
         host.workers -= 1
         if host.workers == 0:  # the host is done: let its connections go
-            await self._close_pools(lambda name: name == host.name)
+            await self._close_pools((host.name,))
 
-    async def _close_pools(self, which: Callable[[str], bool]) -> None:
-        """Close the pools of the hosts `which` picks, so open connections stay bounded."""
-        keys = [k for k in self._transports if which(host_of(k))]
-        for key in keys:
-            transport = self._transports.pop(key)
-            await transport.aclose()
+    async def _close_pools(self, hosts: Iterable[str]) -> None:
+        """Close the pools of `hosts`, so open connections stay bounded."""
+        for name in hosts:
+            for transport in self._pools.pop(name, {}).values():
+                await transport.aclose()
 
-    def _transport(self, url: str) -> httpx.AsyncBaseTransport:
-        """The small connection pool of one origin (all share one SSL context)."""
+    def _transport(self, url: str, host: str) -> httpx.AsyncBaseTransport:
+        """The small connection pool of one origin (all share one SSL context); `host` is
+        `url`'s host name."""
+        origins = self._pools.get(host)
+        if origins is None:
+            origins = self._pools[host] = {}
+            if host not in self._planned:
+                self._strays.add(host)
         parts = urlsplit(url)
         key = f"{parts.scheme}://{parts.netloc}".lower()
-        transport = self._transports.get(key)
+        transport = origins.get(key)
         if transport is None:
             limits = httpx.Limits(
                 max_connections=self.config.per_host,
@@ -419,7 +429,7 @@ class Checker:
                 )
             else:
                 transport = _GuardedTransport(self._ssl, limits, self._backend)
-            self._transports[key] = transport
+            origins[key] = transport
         return transport
 
     async def check(self, request: Request) -> Attempt:
@@ -436,7 +446,8 @@ class Checker:
 
     async def _follow(self, request: Request) -> Attempt:
         url = request.url
-        method = "GET" if request.keep or self._head_agrees.get(host_of(url)) is False else "HEAD"
+        host = host_of(url)
+        method = "GET" if request.keep or self._head_agrees.get(host) is False else "HEAD"
         head_gone: int | None = None
         hops: list[Hop] = []
         seen = {url}
@@ -453,9 +464,11 @@ class Checker:
                 return Attempt(
                     request.url, failure=Failure.BLOCKED, detail=refused, hops=tuple(hops)
                 )
+            if hops:  # a redirect target: allowed, so its host can be read
+                host = host_of(url)
             try:
                 response, body = await self._exchange(
-                    method, url, conditional if not hops else {}, request.keep
+                    method, url, host, conditional if not hops else {}, request.keep
                 )
             except CheckError as exc:
                 return Attempt(
@@ -463,7 +476,7 @@ class Checker:
                 )
             status = response.status_code
             if head_gone is not None:  # GET after HEAD said gone: did they agree?
-                self._head_agrees[host_of(url)] = status in (404, 410)
+                self._head_agrees[host] = status in (404, 410)
                 head_gone = None
             location = response.headers.get("location")
             if status in REDIRECTS and location:
@@ -484,7 +497,6 @@ class Checker:
                     return Attempt(request.url, status, Failure.REDIRECTS, detail, tuple(hops))
                 seen.add(url)
                 continue
-            host = host_of(url)
             gone = status in (404, 410)
             trusted = gone and not request.confirm and self._head_agrees.get(host) is True
             if method == "HEAD" and not (200 <= status < 300 or status == 304) and not trusted:
@@ -529,7 +541,7 @@ class Checker:
         return None
 
     async def _exchange(
-        self, method: str, url: str, headers: dict[str, str], keep: int = 0
+        self, method: str, url: str, host: str, headers: dict[str, str], keep: int = 0
     ) -> tuple[httpx.Response, bytes | None]:
         """One request straight through the origin's transport, and the body when `keep`
         asks for it and it fits (None otherwise).
@@ -544,7 +556,7 @@ class Checker:
                 headers={**self._headers, **headers},
                 extensions={"timeout": self._timeouts},
             )
-            response = await self._transport(url).handle_async_request(request)
+            response = await self._transport(url, host).handle_async_request(request)
             try:
                 # Reading to the end (empty for HEAD) lets the connection be reused;
                 # past the bound, leaving early closes it.
