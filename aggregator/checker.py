@@ -18,6 +18,12 @@ host nor one big pool holds up the others.
 Not a way in: the address actually connected to is checked, after DNS and on
 every hop, by the network backend that opens the socket, with no second
 lookup in between (`GuardedBackend`); environment proxies are ignored.
+
+Cheap per request: requests go straight to the origin's transport (no
+client), and connections are asyncio transports read through a small
+buffering protocol (`_Stream`) rather than httpcore's AnyIO streams, whose
+cancel scopes and attribute lookups around every read and write cost more
+CPU than the rest of a check.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import functools
 import heapq
 import ipaddress
 import itertools
+import select
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -120,13 +127,204 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return addresses
 
 
+_READ_BUFFER = 256 * 1024
+"""Bytes received ahead of reads at most: past that the socket is not read until they are."""
+
+
+class _Buffered(asyncio.Protocol):
+    """What one connection received and not yet read, and whether it ended."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.ended = False
+        self.lost: Exception | None = None
+        self.reading_paused = False
+        self.waiter: asyncio.Future[bool] | None = None
+        self.writable: asyncio.Future[bool] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _READ_BUFFER and not self.reading_paused and self.transport:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        _wake(self.waiter)
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        _wake(self.waiter)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.lost = exc
+        _wake(self.waiter)
+        _wake(self.writable)
+
+    def pause_writing(self) -> None:
+        if self.writable is None or self.writable.done():
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        _wake(self.writable)
+
+
+def _wake(waiter: asyncio.Future[bool] | None, result: bool = True) -> None:
+    """Settle `waiter` (True: something happened; False: its time ran out)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(result)
+
+
+async def _until(waiter: asyncio.Future[bool], timeout: float | None) -> bool:
+    """Wait for `waiter`: False when `timeout` seconds passed first."""
+    if timeout is None:
+        return await waiter
+    timer = asyncio.get_running_loop().call_later(timeout, _wake, waiter, False)
+    try:
+        return await waiter
+    finally:
+        timer.cancel()
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """A connection on asyncio's own transports: what httpcore's AnyIO streams do, without
+    the layers of cancel scopes and attribute lookups around every read and write."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Buffered) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._socket: Any = transport.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        protocol = self._protocol
+        if not protocol.buffer and not protocol.ended:
+            if self._transport.is_closing():
+                raise httpcore.ReadError("the connection is closed")
+            protocol.waiter = asyncio.get_running_loop().create_future()
+            try:
+                if not await _until(protocol.waiter, timeout):
+                    raise httpcore.ReadTimeout("no data within the read timeout")
+            finally:
+                protocol.waiter = None
+        buffer = protocol.buffer
+        if buffer:
+            data = bytes(buffer[:max_bytes])
+            del buffer[:max_bytes]
+            if protocol.reading_paused and len(buffer) <= _READ_BUFFER // 2:
+                protocol.reading_paused = False
+                self._transport.resume_reading()
+            return data
+        if protocol.lost is not None:
+            raise httpcore.ReadError(str(protocol.lost)) from protocol.lost
+        return b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        protocol = self._protocol
+        if self._transport.is_closing() or protocol.lost is not None:
+            raise httpcore.WriteError("the connection is closed")
+        self._transport.write(buffer)
+        writable = protocol.writable
+        if writable is not None and not writable.done():
+            if not await _until(writable, timeout):
+                raise httpcore.WriteTimeout("the peer took nothing within the write timeout")
+            if protocol.lost is not None:
+                raise httpcore.WriteError(str(protocol.lost)) from protocol.lost
+
+    async def aclose(self) -> None:
+        self._transport.abort()  # like httpcore's own streams: no TLS close_notify, no lingering
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                )
+        except TimeoutError as exc:
+            self._transport.abort()
+            raise httpcore.ConnectTimeout("TLS handshake timed out") from exc
+        except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
+            self._transport.abort()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            self._transport.abort()
+            raise
+        if transport is None:
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        return _Stream(transport, self._protocol)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # an idle connection that received something: it is over
+            protocol = self._protocol
+            return bool(protocol.buffer) or protocol.ended or _readable(self._socket)
+        name = _EXTRA_INFO.get(info)
+        return None if name is None else self._transport.get_extra_info(name)
+
+
+_EXTRA_INFO = {
+    "ssl_object": "ssl_object",
+    "client_addr": "sockname",
+    "server_addr": "peername",
+    "socket": "socket",
+}
+"""httpcore's names for what a stream tells → asyncio's."""
+
+
+def _readable(sock: Any) -> bool:
+    """Whether a socket has something to read (its end included): True once it is gone."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    return bool(poll.poll(0))
+
+
+async def _open_tcp(
+    address: str,
+    port: int,
+    timeout: float | None,
+    local_address: str | None,
+    socket_options: Iterable[Any] | None,
+) -> httpcore.AsyncNetworkStream:
+    """A TCP connection to `address` (an IP address: no lookup happens here)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await loop.create_connection(
+                _Buffered,
+                address,
+                port,
+                local_addr=(local_address, 0) if local_address else None,
+            )
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"no connection within {timeout} s") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+    assert isinstance(transport, asyncio.Transport)
+    sock = transport.get_extra_info("socket")
+    for option in socket_options or ():
+        sock.setsockopt(*option)
+    return _Stream(transport, protocol)
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to addresses the SSRF rules allow, resolving exactly once."""
 
     def __init__(self, resolve: Resolver, allow: Sequence[IPNetwork]) -> None:
         self.resolve = resolve
         self.allow = tuple(allow)
-        self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -149,13 +347,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timed_out: httpcore.ConnectTimeout | None = None
         for address in allowed:  # a dead address (say, a broken IPv6) must not hide a live one
             try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
+                return await _open_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectTimeout as exc:
                 timed_out = exc
             except httpcore.ConnectError as exc:
@@ -166,7 +358,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         raise failure
 
     async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        await asyncio.sleep(seconds)
 
 
 def _errnos(exc: BaseException | None, depth: int = 0) -> list[int]:
