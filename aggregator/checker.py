@@ -42,7 +42,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -144,8 +144,7 @@ class _Buffered(asyncio.Protocol):
         self.writable: asyncio.Future[bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -312,7 +311,6 @@ async def _open_tcp(
         raise httpcore.ConnectTimeout(f"no connection within {timeout} s") from exc
     except OSError as exc:
         raise httpcore.ConnectError(str(exc)) from exc
-    assert isinstance(transport, asyncio.Transport)
     sock = transport.get_extra_info("socket")
     for option in socket_options or ():
         sock.setsockopt(*option)
