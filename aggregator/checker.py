@@ -47,6 +47,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
+import uvloop
 
 from aggregator import __version__
 from aggregator.config import LinksConfig
@@ -817,8 +818,14 @@ def run_checks(
     name or server → seconds it still asked to be left alone (`links.pauses_left`); the
     URLs of every name leading to such a server are deferred."""
 
-    async def main() -> RunResult:
-        checker = Checker(config, user_agent, resolve, progress, should_stop, pauses)
-        return await checker.run(requests)
+    done: list[RunResult] = []
 
-    return asyncio.run(main())
+    async def main() -> None:
+        checker = Checker(config, user_agent, resolve, progress, should_stop, pauses)
+        # Kept out of the task's result: Python 3.11's runner writes its main task out
+        # (result and all) when it puts the SIGINT handler back, at a cost per URL.
+        done.append(await checker.run(requests))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+    return done[0]
