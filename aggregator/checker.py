@@ -39,6 +39,7 @@ import itertools
 import select
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -430,7 +431,10 @@ class _Slots:
 
 @dataclass
 class _Pace:
-    """Politeness towards one server: every host name that leads to its address shares it."""
+    """Politeness towards one server: every host name that leads to its address shares it.
+
+    Times are `time.monotonic()` seconds: uvloop's clock and timers count whole
+    milliseconds, and a sleep may end up to one early."""
 
     slots: asyncio.Semaphore
     """`per_host` requests in flight at most."""
@@ -526,7 +530,7 @@ class Checker:
             pace = self._paces[key] = _Pace(asyncio.Semaphore(self.config.per_host))
         wait = max(self._pauses.get(key, 0.0), self._pauses.get(host.name, 0.0))
         if wait > 0:  # a pause asked earlier, perhaps under another name for this server
-            until = asyncio.get_running_loop().time() + wait
+            until = time.monotonic() + wait
             pace.paused_until = max(pace.paused_until, until)
         host.workers = min(self.config.per_host, len(host.queue))
         await asyncio.gather(*(self._host_worker(host, pace, result) for _ in range(host.workers)))
@@ -560,26 +564,25 @@ class Checker:
         return list(await asyncio.shield(lookup))
 
     async def _host_worker(self, host: _Host, pace: _Pace, result: RunResult) -> None:
-        loop = asyncio.get_running_loop()
         while host.queue:
             request = host.queue.pop(0)
             async with pace.slots:
-                now = loop.time()
+                now = time.monotonic()
                 if pace.paused_until > now:
                     # The host asked for a pause: the rest of its URLs wait for a later run.
                     result.deferred[request.url] = pace.paused_until - now
                     continue
                 start = max(now, pace.next_start)
                 pace.next_start = start + self.config.host_interval
-                if start > now:
-                    await asyncio.sleep(start - now)
+                while (left := start - time.monotonic()) > 0:  # timers may ring early
+                    await asyncio.sleep(left)
                 await self._global.acquire(-len(host.queue))
                 try:
-                    attempt = await self.check(request)
+                    attempt = await self.check(request, host.name)
                 finally:
                     self._global.release()
                 if attempt.status in (429, 503) and attempt.retry_after:
-                    until = loop.time() + attempt.retry_after
+                    until = time.monotonic() + attempt.retry_after
                     pace.paused_until = max(pace.paused_until, until)
             result.attempts.append(attempt)
             if self.progress is not None:
@@ -623,11 +626,12 @@ class Checker:
             origins[key] = transport
         return transport
 
-    async def check(self, request: Request) -> Attempt:
-        """One URL, start to finish, within `timeout` seconds."""
+    async def check(self, request: Request, host: str | None = None) -> Attempt:
+        """One URL, start to finish, within `timeout` seconds (`host`: its host name,
+        when known)."""
         try:
             async with asyncio.timeout(self.config.timeout):
-                return await self._follow(request)
+                return await self._follow(request, host_of(request.url) if host is None else host)
         except TimeoutError:
             detail = f"no complete answer within {self.config.timeout:g} s"
             return Attempt(request.url, failure=Failure.TIMEOUT, detail=detail)
@@ -635,9 +639,8 @@ class Checker:
             detail = f"{type(exc).__name__}: {exc}"[:300]
             return Attempt(request.url, failure=Failure.PROTOCOL, detail=detail)
 
-    async def _follow(self, request: Request) -> Attempt:
+    async def _follow(self, request: Request, host: str) -> Attempt:
         url = request.url
-        host = host_of(url)
         method = "GET" if request.keep or self._head_agrees.get(host) is False else "HEAD"
         head_gone: int | None = None
         hops: list[Hop] = []
@@ -699,6 +702,7 @@ class Checker:
                 if status not in (429, 503):
                     continue
             headers = response.headers
+            asked = headers.get("retry-after")
             detail = "" if status < 400 else f"HTTP {status}"
             kept = body if status == 200 and body is not None else None
             if request.keep and status == 200 and body is None:
@@ -710,7 +714,7 @@ class Checker:
                 final_url=url,
                 etag=_validator(headers.get("etag")),
                 last_modified=_validator(headers.get("last-modified")),
-                retry_after=retry_after(headers.get("retry-after"), datetime.now(UTC)),
+                retry_after=retry_after(asked, datetime.now(UTC)) if asked else None,
                 detail=detail,
                 body=kept,
             )
