@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import ssl
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aggregator.checker import NameNotResolved, run_checks, system_resolver
+from aggregator.checker import GC_YOUNG_THRESHOLD, NameNotResolved, run_checks, system_resolver
 from aggregator.config import LinksConfig
 from aggregator.links import Attempt, Failure, Outcome, Request, classify
 from tests.hostile_http import HostileServer
@@ -96,6 +97,15 @@ def test_a_redirect_to_a_url_with_credentials_keeps_them_nowhere(server: Hostile
     followed = server.requests[-1]
     assert followed[1] == "/ok/story"
     assert "authorization" not in {k.lower() for k in followed[2]}
+
+
+def test_a_run_collects_garbage_less_often_and_then_as_before(server: HostileServer) -> None:
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    urls = [Request(server.url("/ok/1")), Request(server.url("/ok/2"))]
+    run_checks(config(server), UA, urls, progress=lambda _: during.append(gc.get_threshold()))
+    assert during and all(t[0] >= GC_YOUNG_THRESHOLD and t[1:] == before[1:] for t in during)
+    assert gc.get_threshold() == before
 
 
 def test_redirect_loops_and_long_chains_end(server: HostileServer) -> None:
