@@ -22,8 +22,8 @@ lookup in between (`GuardedBackend`); environment proxies are ignored.
 Cheap per request: requests go straight to the origin's transport (no
 client), and connections are asyncio transports read through a small
 buffering protocol (`_Stream`) rather than httpcore's AnyIO streams, whose
-cancel scopes and attribute lookups around every read and write cost more
-CPU than the rest of a check.
+cancel scopes and attribute lookups around every read and write took about a
+quarter of a check's CPU; the loop is uvloop's.
 """
 
 from __future__ import annotations
