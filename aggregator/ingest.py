@@ -46,8 +46,11 @@ StopCheck = Callable[[], bool]
 
 PARALLEL_THRESHOLD = 200
 """Below this many files to read, parsing in this process beats starting workers."""
-BATCH = 1000
-"""Parsed seeds stored per transaction."""
+BATCH = 5000
+"""Parsed seeds stored per transaction. Each commit writes every page the batch changed,
+and the indexes keyed by article id change pages all over: fewer, larger batches write
+fewer pages (storing 100,000 seed records: 7.2 s of CPU in batches of 1,000, 6.6 s in
+batches of 5,000). A scan that is stopped or killed reads at most one batch again."""
 
 
 def never() -> bool:
