@@ -146,13 +146,17 @@ _NOT_READ = object()
 
 def _read_fast(text: str, loader: type[SafeLoader]) -> object:
     """`text` read by rapidyaml as `loader` reads it, or `_NOT_READ`: libyaml must read it."""
-    if ryml is None or _SUBSET.fullmatch(text + "\n") is None:
-        return _NOT_READ
-    fast = _Fast.of(loader)
-    if fast is None:
+    if ryml is None:
         return _NOT_READ
     try:
-        return fast.load(text)
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: not YAML
+        return _NOT_READ
+    fast = _Fast.of(loader)
+    if fast is None or not _in_subset(text, data):
+        return _NOT_READ
+    try:
+        return fast.load(data)
     except Exception:  # noqa: BLE001 - rapidyaml refused it, or cannot say what PyYAML would
         return _NOT_READ
 
@@ -192,45 +196,61 @@ def _build(parser: SafeLoader, node: Node, scalars: dict[str, Scalar], seen: set
 # The subset rapidyaml reads, as text: every line blank, a comment, or `key:`,
 # `key: value`, `- key:`, `- key: value`, `- value` or `-`, indented with spaces,
 # maybe with a comment after. Keys are short words (PyYAML wants a simple key within
-# 1024 characters). A value is in double quotes, with no control character and only
-# the escapes \" \\ \n \t \uXXXX (no surrogate), or plain: words of letters, digits,
-# `._/+-` and non-ASCII characters, starting with a letter or digit (or `-` and a
-# digit), a `:` only inside a word, single spaces between words, not ending with `.`
-# (rapidyaml writes `1.` as `1.0`). Nowhere a tab, CR, anchor, alias, tag, directive,
-# document marker, flow collection, block or multi-line scalar, single quote, NEL,
-# LS or PS (line breaks to YAML 1.1), BOM or non-printable character: YAML 1.1
+# 1024 characters). A value is in double quotes, with only the escapes \" \\ \n \t
+# \uXXXX (no surrogate), or plain: words of letters, digits, `._/+-` and non-ASCII
+# characters, starting with a letter or digit (or `-` and a digit), a `:` only
+# inside a word, single spaces between words, not ending with `.` (rapidyaml writes
+# `1.` as `1.0`). Nowhere a control character (tab, CR), NEL, LS or PS (line breaks
+# to YAML 1.1), BOM or non-character, and no anchor, alias, tag, directive, document
+# marker, flow collection, block or multi-line scalar or single quote: YAML 1.1
 # (libyaml) and 1.2 (rapidyaml) read some of those differently.
-_OTHER = "\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff"
-"""Printable non-ASCII characters but NEL, LS, PS and BOM (and the C1 controls)."""
-_CHARS = rf"[A-Za-z0-9._/+\-{_OTHER}]"
+_NOT_CONTROL = bytes(byte for byte in range(256) if byte == 0x0A or 0x20 <= byte != 0x7F)
+"""The bytes but the ASCII control characters (line feed aside)."""
+_UNSAFE_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]|\xef(?:\xbb\xbf|\xbf[\xbe\xbf])")
+"""The C1 control characters (NEL among them), LS, PS, BOM, U+FFFE and U+FFFF in UTF-8."""
+_CHARS = r"[A-Za-z0-9._/+\-\xa0-\U0010ffff]"
 _PLAIN = (
-    rf"(?:[A-Za-z0-9{_OTHER}]|-(?=[0-9])){_CHARS}*+(?::{_CHARS}++)*+"
-    rf"(?: {_CHARS}++(?::{_CHARS}++)*+)*+(?<!\.)"
+    r"(?:[A-Za-z0-9\xa0-\U0010ffff]|-(?=[0-9]))"
+    rf"{_CHARS}*+(?::{_CHARS}++)*+(?: {_CHARS}++(?::{_CHARS}++)*+)*+(?<!\.)"
 )
-_QUOTED = (
-    r'"(?:[^"\\\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]++'
-    r'|\\["\\nt]|\\u(?![dD][89a-fA-F])[0-9a-fA-F]{4})*+"'
-)
-_VALUE = f"(?:{_QUOTED}|{_PLAIN})"
-_COMMENT = rf"(?:#[ !-~{_OTHER}]*+)"
+_QUOTED = '"[^"\n]*+"'
+"""A double-quoted value in a document without a backslash (the fast way to match one)."""
+_ESCAPED = r'"(?:[^"\\\n]++|\\["\\nt]|\\u(?![dD][89a-fA-F])[0-9a-fA-F]{4})*+"'
+"""A double-quoted value in a document with a backslash."""
 _NAME = r"[A-Za-z_][A-Za-z0-9_\-]{0,99}+:"
-_NO_SEQUENCE_AT = rf"(?!(?: *+{_COMMENT}?\n)++{{column}}-(?:[ \n]|\Z))"
+_COMMENT = "#[^\n]*+"
+_NO_SEQUENCE_AT = rf"(?!(?: *+(?:{_COMMENT})?\n)++{{column}}-(?:[ \n]|\Z))"
 """After `key:` with no value: not a `-` at the key's column (rapidyaml misreads what
 follows such an indentless sequence)."""
-_LINE = (
-    "(?>( *+)"  # 1: the indentation
-    + f"(?:-(?:( ++)(?:{_NAME}(?: ++{_VALUE}|"  # 2: the spaces after the dash
-    + _NO_SEQUENCE_AT.format(column=r"\1 \2")
-    + f")|{_VALUE}))?+|{_NAME}(?: ++{_VALUE}|"
-    + _NO_SEQUENCE_AT.format(column=r"\1")
-    + f"))?+ *+(?:(?<![^ \n]){_COMMENT})?+)"
-)
-_SUBSET = re.compile(f"(?:{_LINE}\n)*+")
-"""What `_Fast` may read: rapidyaml and libyaml make the same tree of it, or both refuse it."""
 
-_SPACED_KEY = re.compile(r'"[^"]* [^"]*":')
-"""A key with a space in rapidyaml's JSON (no `_SUBSET` key has one): rapidyaml took an
-over-indented line after an indentless sequence for a key, with its indentation."""
+
+def _subset(quoted: str) -> re.Pattern[str]:
+    """The lines of the subset, each followed by a line feed, with `quoted` values."""
+    value = f"(?:{quoted}|{_PLAIN})"
+    line = (
+        "(?>( *+)"  # 1: the indentation
+        + f"(?:-(?:( ++)(?:{_NAME}(?: ++{value}|"  # 2: the spaces after the dash
+        + _NO_SEQUENCE_AT.format(column=r"\1 \2")
+        + f")|{value}))?+|{_NAME}(?: ++{value}|"
+        + _NO_SEQUENCE_AT.format(column=r"\1")
+        + f"))?+ *+(?:(?<![^ \n]){_COMMENT})?+)"
+    )
+    return re.compile(f"(?:{line}\n)*+")
+
+
+_SUBSET = _subset(_QUOTED)
+_SUBSET_ESCAPED = _subset(_ESCAPED)
+
+
+def _in_subset(text: str, data: bytes) -> bool:
+    """Whether `text` (`data` in UTF-8) is of the subset rapidyaml reads as libyaml does."""
+    if data.translate(None, _NOT_CONTROL) or (
+        not data.isascii() and _UNSAFE_UTF8.search(data) is not None
+    ):
+        return False
+    subset = _SUBSET_ESCAPED if b"\\" in data else _SUBSET
+    return subset.fullmatch(text + "\n") is not None
+
 
 _CACHED = 4096
 """How many numbers' texts `_Fast` keeps the value of, per loader (a seed has a few dozen)."""
@@ -251,7 +271,7 @@ class _Numbers(dict[str, object]):
 
 
 class _Fast:
-    """rapidyaml's parse of a `_SUBSET` document, built as `loader` builds it, or an exception.
+    """rapidyaml's parse of a document of the subset, built as `loader` builds it, or an exception.
 
     For a loader with PyYAML's own resolver and PyYAML's own constructors for
     mappings, sequences, strings, booleans and null. rapidyaml's tree comes back as
@@ -305,7 +325,7 @@ class _Fast:
             tag: constructors[tag] for tag in PLAIN_SCALARS if tag in constructors
         }
         # Each JSON string as it stands in the JSON text (no quote or backslash
-        # inside, by `_SUBSET`) that PyYAML, were it plain, would make other than
+        # inside, or it came from a quoted value) that PyYAML, were it plain, would make other than
         # text: one alternative per such tag, tried after the characters it starts with.
         firsts: dict[str, set[str]] = {}
         patterns: dict[str, re.Pattern[str]] = {}
@@ -322,7 +342,8 @@ class _Fast:
             verbose = "x" if regexp.flags & re.VERBOSE else ""
             start = re.escape("".join(sorted(firsts[tag])))
             alternatives.append(f"(?=[{start}])(?{verbose}:{pattern[1:-1]})")
-        self._ambiguous = re.compile('"(?:' + "|".join(alternatives) + ')"')
+        start = re.escape("".join(sorted(set().union(*firsts.values()))))
+        self._ambiguous = re.compile(f'"(?=[{start}])(?:' + "|".join(alternatives) + ')"')
         self._numbers = _Numbers(self._number)
         self._host = loader("")  # scalar constructors read nothing but the node given them
         self._host.dispose()
@@ -346,10 +367,10 @@ class _Fast:
     def _constant(text: str) -> object:
         raise _Unusual  # NaN, Infinity: JSON that rapidyaml writes for no plain scalar
 
-    def load(self, text: str) -> object:
-        """The document in `text` (in `_SUBSET`), or an exception: libyaml must read it."""
-        emitted: str | None = ryml.emit_json(ryml.parse_in_arena(text.encode()))
-        if emitted is None or self._ambiguous.search(emitted) or _SPACED_KEY.search(emitted):
+    def load(self, data: bytes) -> object:
+        """The document in `data` (of the subset), or an exception: libyaml must read it."""
+        emitted: str | None = ryml.emit_json(ryml.parse_in_arena(data))
+        if emitted is None or self._ambiguous.search(emitted):  # empty, or a string to tell
             raise _Unusual
         numbers = self._numbers.__getitem__
         return json.loads(
