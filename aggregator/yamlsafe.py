@@ -208,9 +208,10 @@ _NOT_CONTROL = bytes(byte for byte in range(256) if byte == 0x0A or 0x20 <= byte
 """The bytes but the ASCII control characters (line feed aside)."""
 _UNSAFE_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]|\xef(?:\xbb\xbf|\xbf[\xbe\xbf])")
 """The C1 control characters (NEL among them), LS, PS, BOM, U+FFFE and U+FFFF in UTF-8."""
-_CHARS = r"[A-Za-z0-9._/+\-\xa0-\U0010ffff]"
+_CHARS = r"[^\x00-\x2a\x2c\x3a-\x40\x5b-\x5e\x60\x7b-\x9f]"
+"""In a plain value: letters, digits, `._/+-` and every character from U+00A0 on."""
 _PLAIN = (
-    r"(?:[A-Za-z0-9\xa0-\U0010ffff]|-(?=[0-9]))"
+    r"(?:[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x9f]|-(?=[0-9]))"  # a letter or digit, or -1
     rf"{_CHARS}*+(?::{_CHARS}++)*+(?: {_CHARS}++(?::{_CHARS}++)*+)*+(?<!\.)"
 )
 _QUOTED = '"[^"\n]*+"'
