@@ -14,16 +14,34 @@ directly, calling the loader's own constructor for every scalar that is not
 plain text, so each value comes out exactly as PyYAML makes it. Anything else,
 and any error, goes to PyYAML's own construction of the same nodes, which gives
 its own result or its own error.
+
+Before any of that, a document in the narrow block style the seeds are written in
+(one `key: value` or `- value` a line, plain words or double-quoted text, nothing
+that YAML 1.1 and 1.2 could read apart: see the comment above `_subset`) is parsed
+by rapidyaml, which with the test of the text costs well under half of what
+libyaml composing Python nodes does. Its tree comes back through JSON, every number
+resolved by this loader's own resolver and built by its own constructors; a string
+whose tag the JSON text cannot tell (a quoted "yes" and a plain yes both come back
+as the string yes) sends the document to libyaml, as does anything rapidyaml
+refuses (rapidyaml then writes its error to the standard error).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+try:
+    import ryml  # type: ignore[import-untyped]
+except ImportError:  # no wheel for this platform: libyaml parses everything
+    ryml = None
 
 if TYPE_CHECKING:
     _Base = yaml.SafeLoader
@@ -98,6 +116,10 @@ def load(text: str | bytes, loader: type[SafeLoader] = SafeLoader) -> object:
     whatever the loader's constructors raise (`RecursionError` for deep nesting,
     `ValueError` for a value Python will not convert).
     """
+    if type(text) is str:
+        value = _read_fast(text, loader)
+        if value is not _NOT_READ:
+            return value
     parser = loader(text)
     try:
         node = parser.get_single_node()
@@ -113,6 +135,31 @@ def load(text: str | bytes, loader: type[SafeLoader] = SafeLoader) -> object:
             return parser.construct_document(node)
     finally:
         parser.dispose()
+
+
+_NOT_READ = object()
+
+
+def reads_fast(text: str, loader: type[SafeLoader] = SafeLoader) -> bool:
+    """Whether `load` reads `text` with rapidyaml (else libyaml reads it)."""
+    return _read_fast(text, loader) is not _NOT_READ
+
+
+def _read_fast(text: str, loader: type[SafeLoader]) -> object:
+    """`text` read by rapidyaml as `loader` reads it, or `_NOT_READ`: libyaml must read it."""
+    if ryml is None:
+        return _NOT_READ
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: not YAML
+        return _NOT_READ
+    fast = _Fast.of(loader)
+    if fast is None or not _in_subset(text, data):
+        return _NOT_READ
+    try:
+        return fast.load(data)
+    except Exception:  # noqa: BLE001 - rapidyaml refused it, or cannot say what PyYAML would
+        return _NOT_READ
 
 
 def _build(parser: SafeLoader, node: Node, scalars: dict[str, Scalar], seen: set[int]) -> object:
@@ -145,3 +192,189 @@ def _build(parser: SafeLoader, node: Node, scalars: dict[str, Scalar], seen: set
     if kind is SequenceNode and tag == SEQ:
         return [_build(parser, item, scalars, seen) for item in node.value]
     raise _Unusual
+
+
+# The subset rapidyaml reads, as text: every line blank, a comment, or `key:`,
+# `key: value`, `- key:`, `- key: value`, `- value` or `-`, indented with spaces,
+# maybe with a comment after. Keys are short words (PyYAML wants a simple key within
+# 1024 characters). A value is in double quotes, with only the escapes \" \\ \n \t
+# \uXXXX (no surrogate), or plain: words of letters, digits, `._/+-` and non-ASCII
+# characters, starting with a letter or digit (or `-` and a digit), a `:` only
+# inside a word, single spaces between words, not ending with `.` (rapidyaml writes
+# `1.` as `1.0`). Nowhere a control character (tab, CR), NEL, LS or PS (line breaks
+# to YAML 1.1), BOM or non-character, and no anchor, alias, tag, directive, document
+# marker, flow collection, block or multi-line scalar or single quote: YAML 1.1
+# (libyaml) and 1.2 (rapidyaml) read some of those differently.
+_NOT_CONTROL = bytes(byte for byte in range(256) if byte == 0x0A or 0x20 <= byte != 0x7F)
+"""The bytes but the ASCII control characters (line feed aside)."""
+_UNSAFE_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]|\xef(?:\xbb\xbf|\xbf[\xbe\xbf])")
+"""The C1 control characters (NEL among them), LS, PS, BOM, U+FFFE and U+FFFF in UTF-8."""
+_CHARS = r"[^\x00-\x2a\x2c\x3a-\x40\x5b-\x5e\x60\x7b-\x9f]"
+"""In a plain value: letters, digits, `._/+-` and every character from U+00A0 on."""
+_PLAIN = (
+    r"(?:[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x9f]|-(?=[0-9]))"  # a letter or digit, or -1
+    rf"{_CHARS}*+(?::{_CHARS}++)*+(?: {_CHARS}++(?::{_CHARS}++)*+)*+(?<!\.)"
+)
+_QUOTED = '"[^"\n]*+"'
+"""A double-quoted value in a document without a backslash (the fast way to match one)."""
+_ESCAPED = r'"(?:[^"\\\n]++|\\["\\nt]|\\u(?![dD][89a-fA-F])[0-9a-fA-F]{4})*+"'
+"""A double-quoted value in a document with a backslash."""
+_NAME = r"[A-Za-z_][A-Za-z0-9_\-]{0,99}+:"
+_COMMENT = "#[^\n]*+"
+_NO_SEQUENCE_AT = rf"(?!(?: *+(?:{_COMMENT})?\n)++{{column}}-(?:[ \n]|\Z))"
+"""After `key:` with no value: not a `-` at the key's column (rapidyaml misreads what
+follows such an indentless sequence)."""
+
+
+def _subset(quoted: str) -> re.Pattern[str]:
+    """The lines of the subset, each followed by a line feed, with `quoted` values."""
+    value = f"(?:{quoted}|{_PLAIN})"
+    line = (
+        "(?>( *+)"  # 1: the indentation
+        + f"(?:-(?:( ++)(?:{_NAME}(?: ++{value}|"  # 2: the spaces after the dash
+        + _NO_SEQUENCE_AT.format(column=r"\1 \2")
+        + f")|{value}))?+|{_NAME}(?: ++{value}|"
+        + _NO_SEQUENCE_AT.format(column=r"\1")
+        + f"))?+ *+(?:(?<![^ \n]){_COMMENT})?+)"
+    )
+    return re.compile(f"(?:{line}\n)*+")
+
+
+_SUBSET = _subset(_QUOTED)
+_SUBSET_ESCAPED = _subset(_ESCAPED)
+
+
+def _in_subset(text: str, data: bytes) -> bool:
+    """Whether `text` (`data` in UTF-8) is of the subset rapidyaml reads as libyaml does."""
+    if data.translate(None, _NOT_CONTROL) or (
+        not data.isascii() and _UNSAFE_UTF8.search(data) is not None
+    ):
+        return False
+    subset = _SUBSET_ESCAPED if b"\\" in data else _SUBSET
+    return subset.fullmatch(text + "\n") is not None
+
+
+_CACHED = 4096
+"""How many numbers' texts `_Fast` keeps the value of, per loader (a seed has a few dozen)."""
+
+
+class _Numbers(dict[str, object]):
+    """A plain number's value by its text, as the loader resolves and constructs it."""
+
+    def __init__(self, build: Callable[[str], object]) -> None:
+        super().__init__()
+        self._build = build
+
+    def __missing__(self, text: str) -> object:
+        value = self._build(text)
+        if len(self) < _CACHED and len(text) <= 32:
+            self[text] = value
+        return value
+
+
+class _Fast:
+    """rapidyaml's parse of a document of the subset, built as `loader` builds it, or an exception.
+
+    For a loader with PyYAML's own resolver and PyYAML's own constructors for
+    mappings, sequences, strings, booleans and null. rapidyaml's tree comes back as
+    JSON: a true, false or null in it is a plain true, false or null (or an empty
+    value), which PyYAML reads the same. A number comes back as its text, resolved
+    and constructed as the loader does (an int or float constructor is a function
+    of the text, so each text's value is kept). A string stays a string unless the
+    loader's resolver, as for a plain scalar, gives it a tag that makes something
+    else of it: "yes" and yes both come back as the string yes, so any such string
+    sends the document to libyaml, which knows whether it was quoted.
+    """
+
+    _cache: dict[type[SafeLoader], _Fast | None] = {}  # noqa: RUF012 - by loader class
+
+    @classmethod
+    def of(cls, loader: type[SafeLoader]) -> _Fast | None:
+        """The fast path for `loader`, or None where it cannot promise the loader's result."""
+        try:
+            return cls._cache[loader]
+        except KeyError:
+            fast = None
+            if cls._fits(loader):
+                try:
+                    fast = cls(loader)
+                except ValueError:  # a PyYAML whose resolver this does not know
+                    fast = None
+            cls._cache[loader] = fast
+            return fast
+
+    @staticmethod
+    def _fits(loader: type[SafeLoader]) -> bool:
+        own = SafeConstructor.yaml_constructors
+        constructors = loader.yaml_constructors
+        return (
+            loader.yaml_implicit_resolvers is Resolver.yaml_implicit_resolvers
+            and not loader.yaml_path_resolvers
+            and all(
+                constructors.get(tag) is own[tag]
+                for tag in (MAP, SEQ, STR, "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null")
+            )
+        )
+
+    def __init__(self, loader: type[SafeLoader]) -> None:
+        resolvers: Resolvers = loader.yaml_implicit_resolvers
+        self._resolvers = resolvers
+        constructors = loader.yaml_constructors
+        as_text = SafeConstructor.yaml_constructors[STR]
+        self._text_tags: set[str | None] = {STR}
+        self._text_tags.update(tag for tag, built in constructors.items() if built is as_text)
+        self._constructors: dict[str, Scalar] = {
+            tag: constructors[tag] for tag in PLAIN_SCALARS if tag in constructors
+        }
+        # Each JSON string as it stands in the JSON text (no quote or backslash
+        # inside, or it came from a quoted value) that PyYAML, were it plain, would make other than
+        # text: one alternative per such tag, tried after the characters it starts with.
+        firsts: dict[str, set[str]] = {}
+        patterns: dict[str, re.Pattern[str]] = {}
+        for first, pairs in resolvers.items():
+            for tag, regexp in pairs:
+                if tag not in self._text_tags:
+                    firsts.setdefault(tag, set()).add('"' if first == "" else first or "")
+                    patterns[tag] = regexp
+        alternatives = []
+        for tag, regexp in patterns.items():
+            pattern = regexp.pattern
+            if not (pattern.startswith("^") and pattern.endswith("$")) or "" in firsts[tag]:
+                raise ValueError(f"{loader.__name__}: resolver for {tag} not of a known form")
+            verbose = "x" if regexp.flags & re.VERBOSE else ""
+            start = re.escape("".join(sorted(firsts[tag])))
+            alternatives.append(f"(?=[{start}])(?{verbose}:{pattern[1:-1]})")
+        start = re.escape("".join(sorted(set().union(*firsts.values()))))
+        self._ambiguous = re.compile(f'"(?=[{start}])(?:' + "|".join(alternatives) + ')"')
+        self._numbers = _Numbers(self._number)
+        self._host = loader("")  # scalar constructors read nothing but the node given them
+        self._host.dispose()
+
+    def _number(self, text: str) -> object:
+        tag = STR
+        for candidate, regexp in self._resolvers.get(text[:1], ()):
+            if regexp.match(text):
+                tag = candidate
+                break
+        else:
+            for candidate, regexp in self._resolvers.get(None, ()):
+                if regexp.match(text):
+                    tag = candidate
+                    break
+        if tag in self._text_tags:
+            return text
+        return self._constructors[tag](self._host, ScalarNode(tag, text))
+
+    @staticmethod
+    def _constant(text: str) -> object:
+        raise _Unusual  # NaN, Infinity: JSON that rapidyaml writes for no plain scalar
+
+    def load(self, data: bytes) -> object:
+        """The document in `data` (of the subset), or an exception: libyaml must read it."""
+        emitted: str | None = ryml.emit_json(ryml.parse_in_arena(data))
+        if emitted is None or self._ambiguous.search(emitted):  # empty, or a string to tell
+            raise _Unusual
+        numbers = self._numbers.__getitem__
+        return json.loads(
+            emitted, parse_int=numbers, parse_float=numbers, parse_constant=self._constant
+        )

@@ -281,3 +281,226 @@ def test_load_gives_what_pyyaml_gives_for_any_mix(
 ) -> None:
     _same_as_pyyaml(text, loader)
     _same_as_pyyaml("a: " + text + "\nb: *a\n", loader)
+
+
+# rapidyaml reads documents of the seeds' plain block style (see `yamlsafe`): each one
+# must come out as PyYAML makes it, and everything near the edges of that style too,
+# whichever parser reads it. Which one does is part of the spec: the fast path must
+# stay in use for what the seeds are made of, and out of the way of the rest.
+
+_SEED_STYLE = """\
+category: news
+title: "Court: battery record # 1 & <b>tags</b> — café “quoted” 🚀"
+excerpt: "Model new funding experts: a colon"
+publishedDateTime: 2026-09-13T04:58:13Z
+webUrl: "https://www.vazotor.example/news/2026/research-battery-0"
+quality: 92
+heat: -1
+published: true
+
+provider:
+  name: Dannar Wire
+  domain: vazotor.example
+
+topics:
+  - AI
+  - Künstliche Intelligenz
+
+images:
+  - url: "https://cdn.vazotor.example/img/c3b2744ab1fc.jpg"
+    width: 636
+    isCached: false
+related:
+  - title: "Public security"
+    provider:
+      name: Zolonar Post
+    images:
+      - url: "https://cdn.tormi.example/img/293e229be150.jpg"
+secured: "mBeYefRF0S5o/y+DJxY63eyQClt4Igoy+brfbqZJ8c27DvwSa2/kRlkPiTTbw5s6hr1Tw1HmbSQ"
+"""
+
+_READ_FAST = [
+    _SEED_STYLE,
+    'a: "quoted: text # not a comment, [x] {y} &z *w !t |l >f %d @a `b"\n',
+    'a: "it\'s \\"quoted\\", a \\\\ backslash\\nnew line\\ttab \\u00e9 \\u2028"\n',
+    'a: "café 人工智能 🚀 \u00a0 \ufffd"\nb: Künstliche Intelligenz\nc: 人工智能\n',
+    "a: x:y\nb: https://h.example/p/a.html\nc: a-b_c/d+e.f\n",
+    "# a comment\na: value # a comment\n  # an indented comment\nb: 2 # c\n",
+    "a:\nb:   \nc: word\n",
+    "a: 1\na: 2\nb: 3\na: 4\n",
+    "a: 1\nb: -2\nc: 1.5\nd: -0.25\ne: 1e3\nf: 1.0e3\ng: 1.5e+3\nh: 0\ni: -0\nj: 10.50\n",
+    "a: 99999999999999999999999999\nb: 1-2\nc: 1a\nd: -1x\n",
+    "a: true\nb: false\nc: null\nd: True is not false\n",
+    'secured: "' + "x" * 100_000 + '"\n',
+    "a: " + " ".join(["word"] * 5_000) + "\n",
+    'a: x   \nb: "y"   \nc:   \n  - z   \n',
+    "- a\n- 1\n-\n- b: c\n  d: e\n-   f: g\n    h:\n      - i\n",
+    "a:\n" + "".join("  " * depth + f"k{depth}:\n" for depth in range(1, 60)) + " " * 120 + "x: 1",
+    "a:\n\n\n  b: 1\n\n  c:\n\n    - 2\n\n",
+]
+"""Documents rapidyaml reads."""
+
+_INVALID_IN_STYLE = [
+    "a:\n  b: 1\n c: 2\n",
+    "a: 1\n- b\n",
+    "- a\nb: 1\n",
+    "a:\n  - x\n - y\n",
+    "a:\n  b: 1\n    c: 2\n",
+    "a: 1\n  b: 2\n",
+    'a: "x"\n  b: 2\n',
+    'a:\n  - "x"\n    b:\n',
+    "a: b: c\n",
+]
+"""Documents of the style that are not YAML: rapidyaml refuses them too, libyaml says why."""
+
+_READ_BY_LIBYAML = [
+    "a: yes\n",
+    'a: "yes"\n',
+    'a: "12"\n',
+    'a: ""\n',
+    "a: ~\n",
+    "a: Null\n",
+    "a: TRUE\n",
+    "Yes: 1\n",
+    "null: 1\n",
+    "on: 1\n",
+    "a: 1:20\n",
+    "a: 0x1F\n",
+    "a: 012\n",
+    "a: 1_000\n",
+    "a: .5\n",
+    "a: 1.\n",
+    "a: +1\n",
+    "a: -.inf\n",
+    "a: 1\r\nb: 2\r\n",
+    "\ufeffa: 1\n",
+    "a:\tb\n",
+    "a: b\t\n",
+    "---\na: 1\n",
+    "a: 1\n...\n",
+    "a: 1\n---\nb: 2\n",
+    "%YAML 1.1\n---\na: 1\n",
+    "a: 'single'\n",
+    "a: 'it''s'\n",
+    "a: |\n  literal\n",
+    "a: >\n  folded\n",
+    "a: [1, 2]\n",
+    "a: {b: 1}\n",
+    "a: &x 1\nb: *x\n",
+    "a: !!str 1\n",
+    "? a\n: b\n",
+    "<<: {a: 1}\n",
+    "a: x\n  continued\n",
+    'a: "two\n  lines"\n',
+    'a: "\\ud800"\n',
+    'a: "\\x41 \\U0001F600 \\N \\_ \\e \\0 \\/"\n',
+    'a: "\\u0000"\n',
+    'a: "\x01"\n',
+    "a: x\x85y\n",
+    "a: x\u2028y\n",
+    "a: x\ufeffy\n",
+    "a: x#y\n",
+    "a: x #y\n  b: 1\n",
+    'a: "x"#y\n',
+    "a: ?x\n",
+    "a: :x\n",
+    "a: -x\n",
+    "a: x?\n",
+    "a:\n- x\n- y\n",
+    "a: # nothing\n- x\n",
+    "- a:\n  - x\n",
+    'b:\n  c:\n  - "x"\n   t: 1\nz: 1\n',
+    "k" * 1025 + ": v\n",
+    "a:  x  y\n",
+    "",
+    "\n\n",
+    "plain scalar",
+    "- - x\n",
+]
+"""Documents libyaml reads: rapidyaml could read them otherwise, or their types need the text."""
+
+
+@pytest.mark.parametrize("text", _READ_FAST)
+def test_rapidyaml_reads_the_plain_block_style(text: str) -> None:
+    assert yamlsafe.reads_fast(text, SeedLoader)
+    for loader in (yamlsafe.SafeLoader, SeedLoader):
+        _same_as_pyyaml(text, loader)
+
+
+@pytest.mark.parametrize("text", _INVALID_IN_STYLE)
+def test_invalid_documents_of_the_style_get_libyamls_error(text: str) -> None:
+    assert not yamlsafe.reads_fast(text, SeedLoader)
+    with pytest.raises(yamlsafe.YAMLError):
+        yamlsafe.load(text, SeedLoader)
+    _same_as_pyyaml(text, SeedLoader)
+
+
+@pytest.mark.parametrize("text", _READ_BY_LIBYAML)
+def test_libyaml_reads_what_rapidyaml_could_read_otherwise(text: str) -> None:
+    assert not yamlsafe.reads_fast(text, SeedLoader)
+    for loader in (yamlsafe.SafeLoader, SeedLoader):
+        _same_as_pyyaml(text, loader)
+
+
+def test_the_seeds_timestamps_are_text_only_for_the_seeds_loader() -> None:
+    text = "when: 2026-09-13T04:58:13Z\n"
+    assert yamlsafe.reads_fast(text, SeedLoader)
+    assert not yamlsafe.reads_fast(text, yamlsafe.SafeLoader)
+    assert yamlsafe.load(text, SeedLoader) == {"when": "2026-09-13T04:58:13Z"}
+
+
+def test_a_loader_with_constructors_of_its_own_is_left_to_libyaml() -> None:
+    class TextBooleans(yamlsafe.SafeLoader):
+        pass
+
+    TextBooleans.add_constructor("tag:yaml.org,2002:bool", lambda loader, node: node.value)
+    assert not yamlsafe.reads_fast("a: true\n", TextBooleans)
+    assert yamlsafe.load("a: true\n", TextBooleans) == {"a": "true"}
+
+
+def test_without_rapidyaml_libyaml_reads_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlsafe, "ryml", None)
+    assert not yamlsafe.reads_fast(_SEED_STYLE, SeedLoader)
+    _same_as_pyyaml(_SEED_STYLE, SeedLoader)
+
+
+_KEYS = st.sampled_from(["a", "b", "key", "x_y", "on", "null", "Y", "k" * 99])
+_VALUES = st.sampled_from(
+    [
+        *("1", "-1", "-0", "1.5", "1e3", "1.5e+3", "00", "0x1F", "1:20", "1_0", ".5", "1."),
+        *("true", "True", "yes", "no", "null", "~", "word", "two words", "x:y", "a/b"),
+        *("2024-01-01", "2026-09-13T04:58:13Z", "Künstliche Intelligenz", "-x", "x # c"),
+        *('""', '"q"', '"yes"', '"1"', '"a: b"', '"# x"', '"\\"q\\" \\\\ \\u00e9"', '" lead"'),
+    ]
+)
+
+
+@st.composite
+def _block(draw: st.DrawFn, indent: int = 0, depth: int = 0) -> list[str]:
+    """Lines of a block collection at `indent`, some lines shifted off their column."""
+    lines = []
+    sequence = draw(st.booleans())
+    for _ in range(draw(st.integers(1, 3))):
+        column = max(0, indent + draw(st.sampled_from([0] * 12 + [-1, 1, 2])))
+        head = " " * column + ("- " if sequence else draw(_KEYS) + ":")
+        choice = draw(st.integers(0, 3 if depth < 3 else 1))
+        if choice == 0:
+            lines.append(head + ("" if sequence else " ") + draw(_VALUES))
+        elif choice == 1:
+            lines.append(head.rstrip())
+        elif choice == 2 and sequence:  # `- key: value` and the rest of that mapping
+            inner = draw(_block(column + 2, depth + 1))
+            lines.append(head + inner[0].lstrip(" "))
+            lines.extend(inner[1:])
+        else:
+            lines.append(head.rstrip())
+            step = draw(st.sampled_from([2, 2, 4, 1, 0]))
+            lines.extend(draw(_block(column + step, depth + 1)))
+    return lines
+
+
+@given(_block(), st.sampled_from([yamlsafe.SafeLoader, SeedLoader]), st.sampled_from(["\n", ""]))
+def test_load_gives_what_pyyaml_gives_for_any_block_document(
+    lines: list[str], loader: type[yamlsafe.SafeLoader], end: str
+) -> None:
+    _same_as_pyyaml("\n".join(lines) + end, loader)
