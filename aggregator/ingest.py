@@ -34,7 +34,7 @@ from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.store import StateStore
 from aggregator.stories import StoryRules
 from aggregator.topics import TopicRules
-from aggregator.worker import load_seed, watch_service
+from aggregator.worker import load_seed, start_worker
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -105,7 +105,7 @@ def load_seeds(
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_worker_context(),
-        initializer=watch_service,  # no worker outlives this process, even after kill -9
+        initializer=start_worker,  # no worker outlives this process, even after kill -9
         initargs=(os.getpid(),),
     )
     try:

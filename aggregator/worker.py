@@ -15,6 +15,7 @@ import select
 import signal
 import threading
 
+from aggregator import yamlsafe
 from aggregator.model import LoadedSeed
 from aggregator.plan import to_record
 from aggregator.scan import SeedFile, read_seed
@@ -43,6 +44,14 @@ def die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def start_worker(pid: int) -> None:
+    """Worker initializer: watch the service (`watch_service`), and read the front matter of
+    the plain subset with rapidyaml (`yamlsafe.read_fast_here`; nothing else in a worker
+    writes to standard error)."""
+    watch_service(pid)
+    yamlsafe.read_fast_here()
 
 
 def watch_service(pid: int) -> None:

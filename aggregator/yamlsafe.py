@@ -28,9 +28,11 @@ refuses (rapidyaml then writes its error to the standard error).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -145,9 +147,25 @@ def reads_fast(text: str, loader: type[SafeLoader] = SafeLoader) -> bool:
     return _read_fast(text, loader) is not _NOT_READ
 
 
+_fast_here = False
+"""Whether this process reads the plain subset with rapidyaml (`read_fast_here`)."""
+
+
+def read_fast_here() -> None:
+    """From now on, `load` reads documents of the plain subset with rapidyaml in this process.
+
+    rapidyaml writes its parse errors to the process's standard error (file descriptor
+    2), with no way to turn that off; `load` points descriptor 2 at /dev/null for the
+    moment of each such parse. Call this only in a process where nothing else writes to
+    standard error meanwhile: a parse worker, whose other thread only waits. Elsewhere
+    (the service's threads log there), libyaml reads everything."""
+    global _fast_here
+    _fast_here = ryml is not None
+
+
 def _read_fast(text: str, loader: type[SafeLoader]) -> object:
     """`text` read by rapidyaml as `loader` reads it, or `_NOT_READ`: libyaml must read it."""
-    if ryml is None:
+    if not _fast_here or ryml is None:
         return _NOT_READ
     try:
         data = text.encode()
@@ -256,6 +274,23 @@ def _in_subset(text: str, data: bytes) -> bool:
 
 _CACHED = 4096
 """How many numbers' texts `_Fast` keeps the value of, per loader (a seed has a few dozen)."""
+
+
+@contextlib.contextmanager
+def _stderr_hidden() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null inside the block (rapidyaml writes its parse
+    errors there), and back where it pointed after it."""
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class _Numbers(dict[str, object]):
@@ -371,7 +406,9 @@ class _Fast:
 
     def load(self, data: bytes) -> object:
         """The document in `data` (of the subset), or an exception: libyaml must read it."""
-        emitted: str | None = ryml.emit_json(ryml.parse_in_arena(data))
+        with _stderr_hidden():
+            tree = ryml.parse_in_arena(data)
+        emitted: str | None = ryml.emit_json(tree)
         if emitted is None or self._ambiguous.search(emitted):  # empty, or a string to tell
             raise _Unusual
         numbers = self._numbers.__getitem__

@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=Path, help="a seed directory (default: a corpus)")
     parser.add_argument("--rounds", type=int, default=1, help="timing rounds (each one both ways)")
     args = parser.parse_args()
+    yamlsafe.read_fast_here()  # as the parse workers do
     seeds = args.seeds or corpus(args.count)
     texts = []
     for path in sorted(p for p in seeds.rglob("*") if p.is_file() and p.name[0] != "."):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from hypothesis import strategies as st
 
 from aggregator import yamlsafe
 from aggregator.parse import SeedLoader
+
+
+@pytest.fixture(autouse=True)
+def _fast_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rapidyaml reads the plain subset here, as in a parse worker (`read_fast_here`)."""
+    monkeypatch.setattr(yamlsafe, "_fast_here", getattr(yamlsafe, "ryml", None) is not None)
 
 
 def test_the_loader_is_the_c_one_when_pyyaml_has_it() -> None:
@@ -504,3 +511,20 @@ def test_load_gives_what_pyyaml_gives_for_any_block_document(
     lines: list[str], loader: type[yamlsafe.SafeLoader], end: str
 ) -> None:
     _same_as_pyyaml("\n".join(lines) + end, loader)
+
+
+def test_only_a_process_that_asks_reads_with_rapidyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlsafe, "_fast_here", False)  # the service's own threads
+    assert not yamlsafe.reads_fast(_SEED_STYLE, SeedLoader)
+    assert yamlsafe.load(_SEED_STYLE, SeedLoader) == yaml.load(
+        _SEED_STYLE, Loader=_reference(SeedLoader)
+    )
+
+
+def test_what_rapidyaml_refuses_leaves_nothing_on_standard_error(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    text = "a: 1\n  b: 2\n"  # of the subset's lines, but not YAML
+    _same_as_pyyaml(text, SeedLoader)
+    os.write(2, b"still here\n")
+    assert capfd.readouterr().err == "still here\n"
