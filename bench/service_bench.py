@@ -9,7 +9,8 @@
 3. A new seed → visible in its served topic feed, with `scan.watch` (aim ≤ 1 s)
    and without (aim ≤ interval + 1 s).
 4. The served feed under `wrk -t2 -c64` with keep-alive: full 200s and 304s per
-   second, beside nginx serving the same file. Aim: ≥ 0.1× nginx for both.
+   second, beside nginx serving the same file with one worker process (as the
+   service serves from one). Aim: ≥ 0.1× nginx for both.
 Needs wrk and nginx (Debian packages `wrk`, `nginx-light`) for 4.
 """
 
@@ -136,11 +137,16 @@ def wrk(url: str, etag: str | None = None) -> float:
     return float(match.group(1))
 
 
-def nginx(root: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def nginx(root: Path, work: Path, workers: int | None = 1) -> tuple[subprocess.Popen[bytes], int]:
+    """nginx serving `root` on a free port of 127.0.0.1, and that port.
+
+    One worker process by default, as `aggregator run` serves from one process; None
+    means `worker_processes auto` (one per core).
+    """
     port = free_port()
     conf = work / "nginx.conf"
     conf.write_text(
-        f"""worker_processes auto;
+        f"""worker_processes {workers or "auto"};
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
