@@ -402,7 +402,7 @@ class Routes:
                 rep = gzipped
         inm = request.get(b"if-none-match")
         ims = request.get(b"if-modified-since")
-        if (inm is not None and etag_matches(inm, rep.etag)) or (
+        if (inm is not None and (inm == rep.etag or etag_matches(inm, rep.etag))) or (
             inm is None and ims is not None and not_modified_since(ims, found.mtime)
         ):
             counted = self._counted
@@ -762,7 +762,10 @@ class _Connection(asyncio.BufferedProtocol):
             self._linger()
             return
         else:
-            path = _path(url)
+            try:
+                path = server._paths[url]
+            except KeyError:
+                path = server._path(url)
             app = server.app
             response = app.refusal(400) if path is None else app.respond(method, path, request)
         close = close or server.stopping
@@ -774,7 +777,10 @@ class _Connection(asyncio.BufferedProtocol):
             connection = b""
         head = server._head(response, connection)
         body = response.body
-        transport.write(head + body if body else head)
+        if body:  # no copy of the body where the transport writes both at once (uvloop)
+            transport.writelines((head, body))
+        else:
+            transport.write(head)
         if close:
             self._linger()
 
@@ -785,7 +791,10 @@ class _Connection(asyncio.BufferedProtocol):
             return
         self.fresh = True
         self.deadline = self.loop.time() + self.server.limits.keepalive_timeout
-        self.server._idle(self)
+        order = self.server._idle_order  # what `HttpServer._idle` does, one call less
+        order.pop(self, None)
+        if self in self.server._connections:
+            order[self] = None
 
     def _sending(self) -> None:
         """The client is behind: it is dropped after SEND_TIMEOUT seconds without progress."""
@@ -894,6 +903,8 @@ class HttpServer:
         """One read buffer for all: each read is parsed before the next one is made."""
         self._date_at = 0
         self._date_line = b""
+        self._paths: dict[bytes, str | None] = {}
+        """Request targets → their paths (see `_path`), as most requests name a few files."""
         self._heads: dict[tuple[Response, bytes], bytes] = {}
         """Heads of shared answers made in this second (see `_head`)."""
         self._full_warned: dict[str, float] = {}
@@ -1052,6 +1063,14 @@ class HttpServer:
             connection.expire()
         if not self.stopping:
             self._ticker = self._loop.call_later(_TICK, self._tick)
+
+    def _path(self, url: bytes) -> str | None:
+        """`_path(url)`, kept for the next request naming `url` (PATHS_KEPT at most)."""
+        path = _path(url)
+        if len(self._paths) >= PATHS_KEPT:
+            self._paths.clear()
+        self._paths[url] = path
+        return path
 
     def _head(self, response: Response, connection: bytes) -> bytes:
         """The status line and header lines of `response`, with this second's Date and the
