@@ -1,6 +1,6 @@
 """`aggregator run`: the service. It schedules the jobs and handles signals.
 
-    main thread (uvloop)        signals; the HTTP server (aggregator.server)
+    main thread (asyncio)       signals; the HTTP server (aggregator.server)
     scheduler thread (APS 3.x)  the rescan job: scan → store → render → write
     network thread (APS 3.x)    link checks and image fetches, one at a time
     watcher thread (optional)   file-system events ask for a rescan now (aggregator.watch)
@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
-from uvloop import new_event_loop
 
 from aggregator import locks, logs, reporting
 from aggregator.app import App, make_app
@@ -125,9 +124,7 @@ class Service:
     def run(self) -> int:
         """Serve until stopped; 0 after a clean stop, 1 when the server could not start."""
         try:
-            # uvloop: the event loop in C, which the built-in server's requests mostly run in
-            with asyncio.Runner(loop_factory=new_event_loop) as runner:
-                code = runner.run(self._main())
+            code = asyncio.run(self._main())
         finally:
             self.app.close()
             self._release_locks()
