@@ -143,7 +143,7 @@ class Response:
     """An answer, ready to write: status, headers (with Content-Length) and body bytes.
 
     Compared and hashed by identity: the answers of a cached file are made once (see
-    `Representation`), and the server keeps their written heads for the current second.
+    `Representation`), and the server keeps them as written for the current second.
     """
 
     status: int
@@ -485,9 +485,11 @@ _STATUS_LINES = {
 }
 _CLOSE = b"connection: close\r\n"
 _KEEP_ALIVE = b"connection: keep-alive\r\n"
-HEAD_CACHE_SIZE = 256
-"""Heads of shared answers kept per second (one per file version, encoding and Connection
-line asked for in that second): a client asking for many files has the rest made anew."""
+MESSAGES_KEPT = 256
+"""Shared answers kept put together per second (one per file version, representation and
+Connection line asked for in that second); past this, the rest are put together anew."""
+MESSAGE_BYTES_KEPT = 8 * 1024 * 1024
+"""Bytes those answers may hold (bodies are copied into them): 57 of a 140 KB feed."""
 _METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 _WANTED = frozenset(
     {
@@ -775,12 +777,7 @@ class _Connection(asyncio.BufferedProtocol):
             connection = _KEEP_ALIVE
         else:
             connection = b""
-        head = server._head(response, connection)
-        body = response.body
-        if body:  # no copy of the body where the transport writes both at once (uvloop)
-            transport.writelines((head, body))
-        else:
-            transport.write(head)
+        transport.write(server._message(response, connection))
         if close:
             self._linger()
 
@@ -905,8 +902,9 @@ class HttpServer:
         self._date_line = b""
         self._paths: dict[bytes, str | None] = {}
         """Request targets → their paths (see `_path`), as most requests name a few files."""
-        self._heads: dict[tuple[Response, bytes], bytes] = {}
-        """Heads of shared answers made in this second (see `_head`)."""
+        self._messages: dict[tuple[Response, bytes], bytes] = {}
+        """Shared answers put together in this second (see `_message`); `_kept`: their bytes."""
+        self._kept = 0
         self._full_warned: dict[str, float] = {}
         """When each kind of making room was last logged."""
         self._accept_warned = 0.0
@@ -1072,26 +1070,31 @@ class HttpServer:
         self._paths[url] = path
         return path
 
-    def _head(self, response: Response, connection: bytes) -> bytes:
-        """The status line and header lines of `response`, with this second's Date and the
-        Connection line (empty, or `_CLOSE`, `_KEEP_ALIVE`), ending with the blank line.
+    def _message(self, response: Response, connection: bytes) -> bytes:
+        """`response` as written: the status line, this second's Date, the header lines, the
+        Connection line (empty, `_CLOSE` or `_KEEP_ALIVE`), a blank line, and the body.
 
-        A shared answer's head is made once a second (for HEAD_CACHE_SIZE answers at most).
+        A shared answer (a cached file's) is put together once a second and kept, within
+        MESSAGES_KEPT answers and MESSAGE_BYTES_KEPT bytes: a feed asked for again and again
+        is then written without joining its body to its head (a copy of it) every time.
         """
         now = int(time.time())
         if now != self._date_at:
             self._date_at = now
             self._date_line = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-            self._heads.clear()
+            self._messages.clear()
+            self._kept = 0
         if not response.shared:
-            return self._make_head(response, connection)
+            return self._make_head(response, connection) + response.body
         key = (response, connection)
-        head = self._heads.get(key)
-        if head is None:
-            head = self._make_head(response, connection)
-            if len(self._heads) < HEAD_CACHE_SIZE:
-                self._heads[key] = head
-        return head
+        message = self._messages.get(key)
+        if message is None:
+            message = self._make_head(response, connection) + response.body
+            size = len(message)
+            if len(self._messages) < MESSAGES_KEPT and self._kept + size <= MESSAGE_BYTES_KEPT:
+                self._messages[key] = message
+                self._kept += size
+        return message
 
     def _make_head(self, response: Response, connection: bytes) -> bytes:
         status = response.status
