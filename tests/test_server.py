@@ -312,7 +312,7 @@ def test_a_config_change_forgets_cached_files_only_when_their_headers_change(
     assert linked is not None and any(name == b"link" for name, _ in linked.plain.headers)
 
 
-def _exchange(port: int, requests: list[bytes]) -> list[bytes]:
+def _raw_answers(port: int, requests: list[bytes]) -> list[bytes]:
     """The raw bytes of the answers to `requests`, sent at once on one connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"".join(requests))
@@ -339,15 +339,15 @@ def _without_date(answer: bytes) -> bytes:
 def test_answers_of_a_file_are_the_same_bytes_each_time_but_for_the_date(served: Served) -> None:
     # A file's answers are put together once a second and kept: what is kept must be what
     # would be made anew, whatever the second, the method or the Connection header.
-    plain = {"accept-encoding": "identity"}
-    etag = httpx.get(served.base + "/feeds/ai.atom", headers=plain).headers["etag"]
+    identity = {"accept-encoding": "identity"}
+    etag = httpx.get(served.base + "/feeds/ai.atom", headers=identity).headers["etag"]
     get = b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n"
     head = b"HEAD /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n"
     cond = b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n" % etag.encode()
     kept = b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
-    first = _exchange(served.port, [get, head, cond, kept, get])
+    first = _raw_answers(served.port, [get, head, cond, kept, get])
     time.sleep(1.1)  # another second: another Date, the answers put together again
-    second = _exchange(served.port, [get, head, cond, kept, get])
+    second = _raw_answers(served.port, [get, head, cond, kept, get])
     assert [_without_date(a) for a in first] == [_without_date(a) for a in second]
     plain, bare, not_modified, keep_alive, again = (_without_date(a) for a in first)
     assert again == plain and plain.endswith(b"\r\n\r\n" + FEED)
