@@ -153,7 +153,7 @@ class Response:
     lines: bytes
     """The header lines as sent (`name: value\r\n` each), in the order of `headers`."""
     shared: bool = False
-    """Made once and answered many times (a cached file's): its head may be kept."""
+    """Made once and answered many times (a cached file's): it may be kept as written."""
 
 
 def response(
@@ -192,7 +192,10 @@ ARCHIVE_MAX_AGE = 86_400
 
 
 PATHS_KEPT = 4096
-"""URL paths whose file name is kept once worked out (see `StaticFiles.get`)."""
+"""Request targets and URL paths whose path and file name are kept once worked out (see
+`StaticFiles.get`, `HttpServer._path`), when no longer than PATH_BYTES_KEPT: what a client
+can make the server hold this way stays near 10 MB, whatever it asks for."""
+PATH_BYTES_KEPT = 512
 
 
 _UNSEEN = ("", "")
@@ -224,9 +227,10 @@ class StaticFiles:
         if found is _UNSEEN:
             relative = safe_relative(url_path)
             found = None if relative is None else (relative, os.path.join(self.root, relative))
-            if len(paths) >= PATHS_KEPT:
-                paths.clear()
-            paths[url_path] = found
+            if len(url_path) <= PATH_BYTES_KEPT:
+                if len(paths) >= PATHS_KEPT:
+                    paths.clear()
+                paths[url_path] = found
         if found is None:
             return None
         relative, full = found
@@ -363,7 +367,7 @@ class Routes:
         self.health = health
         self.metrics = metrics
         self._counted: dict[int, int] = {}
-        """Answers of files not yet added to `metrics` (see `count`), by status."""
+        """Answers of files not yet added to `metrics` (see `counted`), by status."""
 
     def counted(self) -> None:
         """Add the answers counted since last time to `metrics` (before it is read).
@@ -1063,11 +1067,12 @@ class HttpServer:
             self._ticker = self._loop.call_later(_TICK, self._tick)
 
     def _path(self, url: bytes) -> str | None:
-        """`_path(url)`, kept for the next request naming `url` (PATHS_KEPT at most)."""
+        """`_path(url)`, kept for the next request naming `url` (see PATHS_KEPT)."""
         path = _path(url)
-        if len(self._paths) >= PATHS_KEPT:
-            self._paths.clear()
-        self._paths[url] = path
+        if len(url) <= PATH_BYTES_KEPT:
+            if len(self._paths) >= PATHS_KEPT:
+                self._paths.clear()
+            self._paths[url] = path
         return path
 
     def _message(self, response: Response, connection: bytes) -> bytes:
