@@ -75,11 +75,12 @@ class Metrics:
         for name, (about, read) in gauges.items():
             Gauge(name, about, registry=r).set_function(_reading(status, read))
 
-    def request(self, status: int) -> None:
+    def request(self, status: int, count: int = 1) -> None:
+        """`count` more requests answered with `status`."""
         child = self._by_status.get(status)
         if child is None:
             child = self._by_status[status] = self.http_requests.labels(str(status))
-        child.inc()
+        child.inc(count)
 
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)

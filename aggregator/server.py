@@ -88,6 +88,8 @@ def safe_relative(url_path: str) -> str | None:
 
 def accepts_gzip(header: str) -> bool:
     """Whether an Accept-Encoding value allows gzip (RFC 9110 §12.5.3)."""
+    if not header:
+        return False
     for item in header.split(","):
         coding, _, params = item.strip().partition(";")
         if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
@@ -118,6 +120,8 @@ def wants_page(accept: str) -> bool:
 
 def etag_matches(header: str, etag: str) -> bool:
     """If-None-Match with the weak comparison RFC 9110 §13.1.2 asks for."""
+    if header == etag:
+        return True
     if header.strip() == "*":
         return True
     bare = etag.removeprefix("W/")
@@ -134,11 +138,43 @@ def not_modified_since(header: str, mtime: int) -> bool:
     return mtime <= since.timestamp()
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Response:
+    """An answer, ready to write: status, headers (with Content-Length) and body bytes.
+
+    Compared and hashed by identity: the answers of a cached file are made once (see
+    `Representation`), and the server keeps them as written for the current second.
+    """
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    """Empty for HEAD and 304; Content-Length still gives the size a GET gets."""
+    lines: bytes
+    """The header lines as sent (`name: value\r\n` each), in the order of `headers`."""
+    shared: bool = False
+    """Made once and answered many times (a cached file's): it may be kept as written."""
+
+
+def response(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, shared: bool = False
+) -> Response:
+    """A `Response` with `headers` written out as header lines once."""
+    lines = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+    return Response(status, headers, body, lines, shared)
+
+
 @dataclass(frozen=True, slots=True)
 class Representation:
     body: bytes
     etag: str
     headers: list[tuple[bytes, bytes]]
+    ok: Response
+    """The answer to a GET: 200, the body and its Content-Length."""
+    ok_head: Response
+    """The answer to a HEAD: the GET's head without the body."""
+    not_modified: Response
+    """304: the headers without Content-Length, no body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +191,16 @@ ARCHIVE_MAX_AGE = 86_400
 """Cache-Control max-age of a full archive page, which changes only when an article in it does."""
 
 
+PATHS_KEPT = 4096
+"""Request targets and URL paths whose path and file name are kept once worked out (see
+`StaticFiles.get`, `HttpServer._path`), when no longer than PATH_BYTES_KEPT: what a client
+can make the server hold this way stays near 10 MB, whatever it asks for."""
+PATH_BYTES_KEPT = 512
+
+
+_UNSEEN = ("", "")
+
+
 class StaticFiles:
     """Regular files below `root`, read once per version and kept in memory."""
 
@@ -169,15 +215,25 @@ class StaticFiles:
         self.hub = hub
         """(hub URL, public URL of the directory) when WebSub is on: feeds get Link headers."""
         self._cache: dict[str, CachedFile] = {}
+        self._paths: dict[str, tuple[str, str] | None] = {}
+        """URL path → (relative, full path) as `safe_relative` says, or None; PATHS_KEPT at most."""
         self._lock = threading.Lock()
         self._inputs = self._header_inputs()
         """What the cached headers were made from, besides each file (see `reconfigured`)."""
 
     def get(self, url_path: str) -> CachedFile | None:
-        relative = safe_relative(url_path)
-        if relative is None:
+        paths = self._paths
+        found = paths.get(url_path, _UNSEEN)
+        if found is _UNSEEN:
+            relative = safe_relative(url_path)
+            found = None if relative is None else (relative, os.path.join(self.root, relative))
+            if len(url_path) <= PATH_BYTES_KEPT:
+                if len(paths) >= PATHS_KEPT:
+                    paths.clear()
+                paths[url_path] = found
+        if found is None:
             return None
-        full = os.path.join(self.root, relative)
+        relative, full = found
         try:
             info = os.stat(full)
         except (OSError, ValueError):
@@ -280,20 +336,15 @@ class StaticFiles:
 
 
 def _representation(body: bytes, etag: str, headers: list[tuple[bytes, bytes]]) -> Representation:
-    return Representation(body, etag, [(b"etag", etag.encode()), *headers])
+    headers = [(b"etag", etag.encode()), *headers]
+    full = [*headers, (b"content-length", str(len(body)).encode())]
+    ok = response(200, full, body, shared=True)
+    ok_head = Response(200, full, b"", ok.lines, shared=True)
+    not_modified = response(304, headers, b"", shared=True)
+    return Representation(body, etag, headers, ok, ok_head, not_modified)
 
 
 Health = Callable[[], tuple[int, dict[str, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """An answer, ready to write: status, headers (with Content-Length) and body bytes."""
-
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    """Empty for HEAD and 304; Content-Length still gives the size a GET gets."""
 
 
 _REFUSALS = {
@@ -315,6 +366,18 @@ class Routes:
         self.files = files
         self.health = health
         self.metrics = metrics
+        self._counted: dict[int, int] = {}
+        """Answers of files not yet added to `metrics` (see `counted`), by status."""
+
+    def counted(self) -> None:
+        """Add the answers counted since last time to `metrics` (before it is read).
+
+        A file's answers are counted here, a dict entry each, and added in one step: the
+        metrics' counters take a lock and four calls for every increment.
+        """
+        counted, self._counted = self._counted, {}
+        for status, count in counted.items():
+            self.metrics.request(status, count)
 
     def respond(self, method: str, path: str, request: Mapping[bytes, str]) -> Response:
         """The answer to `method path`; `request` holds the request's conditional headers."""
@@ -326,6 +389,7 @@ class Routes:
             headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
             return self._send(status, body, headers, method)
         if path == "/metrics":
+            self.counted()
             headers = [(b"content-type", self.metrics.content_type.encode())]
             return self._send(200, self.metrics.exposition(), headers, method)
         found = self.files.get(path)
@@ -333,18 +397,24 @@ class Routes:
             headers = [(b"content-type", b"text/plain; charset=utf-8")]
             return self._send(404, b"not found\n", headers, method)
         plain, gzipped = found.plain, found.gzipped
-        if found.for_browsers is not None and wants_page(request.get(b"accept", "")):
+        if found.for_browsers is not None and wants_page(request.get(b"accept") or ""):
             plain, gzipped = found.for_browsers
         rep = plain
-        if gzipped is not None and accepts_gzip(request.get(b"accept-encoding", "")):
-            rep = gzipped
+        if gzipped is not None:
+            encodings = request.get(b"accept-encoding")
+            if encodings and accepts_gzip(encodings):
+                rep = gzipped
         inm = request.get(b"if-none-match")
         ims = request.get(b"if-modified-since")
-        if (inm is not None and etag_matches(inm, rep.etag)) or (
+        if (inm is not None and (inm == rep.etag or etag_matches(inm, rep.etag))) or (
             inm is None and ims is not None and not_modified_since(ims, found.mtime)
         ):
-            return self._send(304, b"", rep.headers, "HEAD")
-        return self._send(200, rep.body, rep.headers, method)
+            counted = self._counted
+            counted[304] = counted.get(304, 0) + 1
+            return rep.not_modified
+        counted = self._counted
+        counted[200] = counted.get(200, 0) + 1
+        return rep.ok if method == "GET" else rep.ok_head
 
     def refusal(self, status: int) -> Response:
         """The answer to a request the protocol layer refuses (400, 414, 431, 505)."""
@@ -360,7 +430,7 @@ class Routes:
     ) -> Response:
         self.metrics.request(status)
         length = [(b"content-length", str(len(body)).encode())] if status != 304 else []
-        return Response(status, headers + length, b"" if method == "HEAD" else body)
+        return response(status, headers + length, b"" if method == "HEAD" else body)
 
 
 # -- the HTTP/1.1 layer ----------------------------------------------------------------
@@ -417,6 +487,14 @@ _STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()
     for status in http.HTTPStatus
 }
+_CLOSE = b"connection: close\r\n"
+_KEEP_ALIVE = b"connection: keep-alive\r\n"
+MESSAGES_KEPT = 256
+"""Shared answers kept put together per second (one per file version, representation and
+Connection line asked for in that second); past this, the rest are put together anew."""
+MESSAGE_BYTES_KEPT = 8 * 1024 * 1024
+"""Bytes those answers may hold (bodies are copied into them): 57 of a 140 KB feed."""
+_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 _WANTED = frozenset(
     {
         b"if-none-match",
@@ -592,7 +670,7 @@ class _Connection(asyncio.BufferedProtocol):
             return  # the tick follows the rest of the output, then lingers
         self.server._sent(self)
         while self.queue and not self.paused:
-            self._answer(self.queue.popleft())
+            self._answered(self.queue.popleft())
         if self.paused or self.closing:
             return
         if self.transport is not None and not self.stop_after:
@@ -639,12 +717,18 @@ class _Connection(asyncio.BufferedProtocol):
         self.head_bytes = 0
         parser = self.parser
         close = self.body or not parser.should_keep_alive()
-        method = parser.get_method().decode("ascii", "replace")
-        refusal = _version_refusal(parser.get_http_version(), self.hosts)
+        raw = parser.get_method()
+        method = _METHODS.get(raw) or raw.decode("ascii", "replace")
+        version, hosts = parser.get_http_version(), self.hosts
+        refusal = 0 if version == "1.1" and hosts == 1 else _version_refusal(version, hosts)
         if refusal:
             self._submit(_Request(method, b"", {}, True, refusal), stop=True)
-            return
-        self._submit(_Request(method, self.url, self.request, close), stop=close)
+        elif close or self.paused or self.queue:
+            self._submit(_Request(method, self.url, self.request, close), stop=close)
+        else:  # what `_submit` does, without a `_Request`
+            self._answer(method, self.url, self.request, False, 0)
+            if not self.paused and not self.closing:
+                self._idle()
 
     def on_message_complete(self) -> None:
         self.in_head = True
@@ -663,44 +747,41 @@ class _Connection(asyncio.BufferedProtocol):
                 return
             self.queue.append(request)
             return
-        self._answer(request)
+        self._answer(request.method, request.url, request.request, request.close, request.refusal)
         if not self.paused and not self.closing:
             self._idle()
 
-    def _answer(self, request: _Request) -> None:
+    def _answered(self, request: _Request) -> None:
+        """Answer a request that waited in the queue."""
+        self._answer(request.method, request.url, request.request, request.close, request.refusal)
+
+    def _answer(
+        self, method: str, url: bytes, request: dict[bytes, str], close: bool, refusal: int
+    ) -> None:
         transport = self.transport
         if transport is None or self.closing:
             return
-        app = self.server.app
-        if request.refusal:
-            response = app.refusal(request.refusal)
-        elif not request.method:  # an upgrade: the bytes that follow are not ours to read
+        server = self.server
+        if refusal:
+            response = server.app.refusal(refusal)
+        elif not method:  # an upgrade: the bytes that follow are not ours to read
             self._linger()
             return
         else:
-            path = _path(request.url)
-            response = (
-                app.refusal(400)
-                if path is None
-                else app.respond(request.method, path, request.request)
-            )
-        close = request.close or self.server.stopping
+            try:
+                path = server._paths[url]
+            except KeyError:
+                path = server._path(url)
+            app = server.app
+            response = app.refusal(400) if path is None else app.respond(method, path, request)
+        close = close or server.stopping
         if close:
-            connection = b"connection: close\r\n"
-        elif "keep-alive" in request.request.get(b"connection", "").lower():
-            connection = b"connection: keep-alive\r\n"
+            connection = _CLOSE
+        elif b"connection" in request and "keep-alive" in request[b"connection"].lower():
+            connection = _KEEP_ALIVE
         else:
             connection = b""
-        head = b"".join(
-            [
-                _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d \r\n" % response.status,
-                self.server._date(),
-                *[name + b": " + value + b"\r\n" for name, value in response.headers],
-                connection,
-                b"\r\n",
-            ]
-        )
-        transport.write(head + response.body if response.body else head)
+        transport.write(server._message(response, connection))
         if close:
             self._linger()
 
@@ -711,7 +792,10 @@ class _Connection(asyncio.BufferedProtocol):
             return
         self.fresh = True
         self.deadline = self.loop.time() + self.server.limits.keepalive_timeout
-        self.server._idle(self)
+        order = self.server._idle_order  # what `HttpServer._idle` does, one call less
+        order.pop(self, None)
+        if self in self.server._connections:
+            order[self] = None
 
     def _sending(self) -> None:
         """The client is behind: it is dropped after SEND_TIMEOUT seconds without progress."""
@@ -776,7 +860,9 @@ def _path(url: bytes) -> str | None:
     An absolute-form target without a path (`http://host`, `http://host?q`) means `/`
     (RFC 9112 §3.2.2, RFC 3986 §6.2.3).
     """
-    if url[:1] != b"/" or b"?" in url or b"#" in url:
+    # `find`, not `in`: `b"?" in url` first tries b"?" as an integer, raising and clearing a
+    # TypeError each time, which costs ten times the search.
+    if url[:1] != b"/" or url.find(b"?") >= 0 or url.find(b"#") >= 0:
         try:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
@@ -818,6 +904,11 @@ class HttpServer:
         """One read buffer for all: each read is parsed before the next one is made."""
         self._date_at = 0
         self._date_line = b""
+        self._paths: dict[bytes, str | None] = {}
+        """Request targets → their paths (see `_path`), as most requests name a few files."""
+        self._messages: dict[tuple[Response, bytes], bytes] = {}
+        """Shared answers put together in this second (see `_message`); `_kept`: their bytes."""
+        self._kept = 0
         self._full_warned: dict[str, float] = {}
         """When each kind of making room was last logged."""
         self._accept_warned = 0.0
@@ -975,12 +1066,52 @@ class HttpServer:
         if not self.stopping:
             self._ticker = self._loop.call_later(_TICK, self._tick)
 
-    def _date(self) -> bytes:
+    def _path(self, url: bytes) -> str | None:
+        """`_path(url)`, kept for the next request naming `url` (see PATHS_KEPT)."""
+        path = _path(url)
+        if len(url) <= PATH_BYTES_KEPT:
+            if len(self._paths) >= PATHS_KEPT:
+                self._paths.clear()
+            self._paths[url] = path
+        return path
+
+    def _message(self, response: Response, connection: bytes) -> bytes:
+        """`response` as written: the status line, this second's Date, the header lines, the
+        Connection line (empty, `_CLOSE` or `_KEEP_ALIVE`), a blank line, and the body.
+
+        A shared answer (a cached file's) is put together once a second and kept, within
+        MESSAGES_KEPT answers and MESSAGE_BYTES_KEPT bytes: a feed asked for again and again
+        is then written without joining its body to its head (a copy of it) every time.
+        """
         now = int(time.time())
         if now != self._date_at:
             self._date_at = now
             self._date_line = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self._date_line
+            self._messages.clear()
+            self._kept = 0
+        if not response.shared:
+            return self._make_head(response, connection) + response.body
+        key = (response, connection)
+        message = self._messages.get(key)
+        if message is None:
+            message = self._make_head(response, connection) + response.body
+            size = len(message)
+            if len(self._messages) < MESSAGES_KEPT and self._kept + size <= MESSAGE_BYTES_KEPT:
+                self._messages[key] = message
+                self._kept += size
+        return message
+
+    def _make_head(self, response: Response, connection: bytes) -> bytes:
+        status = response.status
+        return b"".join(
+            [
+                _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
+                self._date_line,
+                response.lines,
+                connection,
+                b"\r\n",
+            ]
+        )
 
 
 # -- the built-in server of a running service ----------------------------------------

@@ -1,18 +1,25 @@
 """The served feed beside nginx, without and with 1,500 idle connections held open.
 
     .venv/bin/python -m bench.server_bench [--count 10000] [--rounds 3] [--seconds 8]
-        [--baseline-src DIR]
+        [--baseline-src DIR] [--nginx-workers 1] [--no-idle]
 
 A corpus from ../shared/bench/make_corpus.py is built once; `aggregator run`
 serves it, nginx serves the same output directory, and `wrk -t2 -c64` asks
 each for the largest topic feed, in turn: full 200s, then 304s (the server's
 own ETag in If-None-Match). Then an attacker opens 1,500 connections to each
 server that send nothing, and opens new ones as fast as servers close them,
-and the same runs are repeated beside them. `--baseline-src` runs a second
-`aggregator run` from another source tree (e.g. `git archive` of an older
-commit's `aggregator/`) in the same rounds, so old and new are compared in
-one run on one machine. Needs wrk and nginx (Debian `wrk`, `nginx-light`).
-Aim: no slower than the previous server, beside nginx.
+and the same runs are repeated beside them (`--no-idle` leaves that half out).
+nginx runs ONE worker process unless `--nginx-workers` says otherwise (0 means
+`auto`, one per core): the service serves from one process, so one worker is
+the like-for-like reference (issue 12 asks ≥ 0.6× of it for 304s and ≥ 0.7×
+for 200s; `--rounds 5 --no-idle` gives just those two figures). Each round
+asks every server in turn, and the table gives medians of the rounds: requests
+per second, and the server's CPU time (user + system, from /proc) per request,
+which other load on the machine changes far less than the rates.
+`--baseline-src` runs a second `aggregator run` from another source tree (e.g.
+`git archive` of an older commit's `aggregator/`) in the same rounds, so old
+and new are compared in one run on one machine. Needs wrk and nginx (Debian
+`wrk`, `nginx-light`). Aim: no slower than the previous server, beside nginx.
 """
 
 from __future__ import annotations
@@ -156,10 +163,27 @@ class Run:
         rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
         count = re.search(r"(\d+) requests in", out)
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        assert rate and count, out
+        read = re.search(r"([\d.]+)([KMG]?B) read", out)
+        assert rate and count and read, out
         self.rate = float(rate.group(1))
+        scale = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[read.group(2)]
+        self.bytes = float(read.group(1)) * scale / max(1, int(count.group(1)))
+        """Bytes read per answer: a few hundred for 304s, the feed's size for 200s."""
         self.errors = int(errors.group(1)) if errors else 0
         self.cpu_us = cpu / max(1, int(count.group(1))) * 1e6
+
+
+PLAIN = {"accept-encoding": "identity"}
+"""wrk sends no Accept-Encoding: the ETag to send back is the plain representation's (httpx
+asks for gzip by default, whose ETag would not match, and every "304" would be a full 200)."""
+
+
+def etag_of(url: str) -> str:
+    """The ETag `url` answers wrk's requests with; checked to turn them into 304s."""
+    tag = httpx.get(url, headers=PLAIN).headers["etag"]
+    again = httpx.get(url, headers={**PLAIN, "if-none-match": tag})
+    assert again.status_code == 304, (url, tag, again.status_code)
+    return tag
 
 
 def main() -> None:
@@ -168,6 +192,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--baseline-src", type=Path)
+    parser.add_argument("--nginx-workers", type=int, default=1, help="0: one per core")
+    parser.add_argument("--no-idle", action="store_true", help="leave out the idle crowd")
     args = parser.parse_args()
     if not (shutil.which("wrk") and shutil.which("nginx")):
         raise SystemExit("needs wrk and nginx (apt-get install wrk nginx-light)")
@@ -187,17 +213,18 @@ def main() -> None:
         out = servers[0].out
         biggest = max((out / "feeds").glob("*.atom"), key=lambda p: p.stat().st_size)
         path = f"/feeds/{biggest.name}"
-        ngx, ngx_port = nginx(out, work)
+        ngx, ngx_port = nginx(out, work, args.nginx_workers or None)
         targets = {s.name: s.base + path for s in servers}
         targets["nginx"] = f"http://127.0.0.1:{ngx_port}{path}"
-        tags = {name: httpx.get(url).headers["etag"] for name, url in targets.items()}
+        tags = {name: etag_of(url) for name, url in targets.items()}
         pids = {s.name: s.process.pid for s in servers}
         pids["nginx"] = ngx.pid
         size = biggest.stat().st_size // 1024
         ports = [s.port for s in servers] + [ngx_port]
         results: dict[tuple[str, str, str], list[Run]] = {}
         crowd: IdleCrowd | None = None
-        for phase in ("no idle connections", f"{IDLE:,} idle connections"):
+        phases = ["no idle connections"] + ([] if args.no_idle else [f"{IDLE:,} idle connections"])
+        for phase in phases:
             if crowd is None and phase != "no idle connections":
                 crowd = IdleCrowd(ports, IDLE)
                 time.sleep(1)
@@ -216,7 +243,10 @@ def main() -> None:
         for server in servers:
             server.stop()
     print(f"feed {path} ({size} KB); load average after: {os.getloadavg()}")
-    print(f"idle connections reopened after a server closed them: {reopened:,}")
+    workers = args.nginx_workers or "auto"
+    print(f"nginx worker_processes {workers}; {args.rounds} rounds of {args.seconds} s, medians")
+    if not args.no_idle:
+        print(f"idle connections reopened after a server closed them: {reopened:,}")
     print("| served feed | " + " | ".join(targets) + " | ratio to nginx |")
     print("|---|" + "---|" * (len(targets) + 1))
     for phase, kind, first in list(results)[:: len(targets)]:
@@ -227,13 +257,16 @@ def main() -> None:
             rates[name] = statistics.median(r.rate for r in runs)
             cpu = statistics.median(r.cpu_us for r in runs)
             errors = sum(r.errors for r in runs)
-            cell = f"{rates[name]:,.0f}/s, {cpu:.0f} µs CPU"
+            cell = f"{rates[name]:,.0f}/s, {cpu:.1f} µs CPU"
             cells.append(cell + (f" ({errors:,} errors)" if errors else ""))
         ratios = ", ".join(
             f"{name} {rates[name] / rates['nginx']:.2f}×" for name in targets if name != "nginx"
         )
         label = "full 200s" if kind == "200" else "304s"
         print(f"| {label}, {phase} | " + " | ".join(cells) + f" | {ratios} |")
+    for (phase, kind, name), runs in results.items():
+        rounds = ", ".join(f"{r.rate:,.0f}/s {r.cpu_us:.1f} µs {r.bytes:,.0f} B" for r in runs)
+        print(f"  {kind} {phase}, {name}: {rounds}")
 
 
 if __name__ == "__main__":

@@ -310,3 +310,67 @@ def test_a_config_change_forgets_cached_files_only_when_their_headers_change(
     assert files.reconfigured() is True
     linked = files.get("/feeds/ai.atom")
     assert linked is not None and any(name == b"link" for name, _ in linked.plain.headers)
+
+
+def _raw_answers(port: int, requests: list[bytes]) -> list[bytes]:
+    """The raw bytes of the answers to `requests`, sent at once on one connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"".join(requests))
+        reader = sock.makefile("rb")
+        raw = []
+        for request in requests:
+            lines = []
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                lines.append(line)
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length" and request.startswith(b"GET "):
+                    length = int(value)
+            raw.append(b"".join(lines) + b"\r\n" + reader.read(length))
+        return raw
+
+
+def _without_date(answer: bytes) -> bytes:
+    lines = answer.split(b"\r\n")
+    assert lines[1].startswith(b"date: "), lines[:3]
+    return b"\r\n".join(lines[:1] + lines[2:])
+
+
+def test_answers_of_a_file_are_the_same_bytes_each_time_but_for_the_date(served: Served) -> None:
+    # A file's answers are put together once a second and kept: what is kept must be what
+    # would be made anew, whatever the second, the method or the Connection header.
+    identity = {"accept-encoding": "identity"}
+    etag = httpx.get(served.base + "/feeds/ai.atom", headers=identity).headers["etag"]
+    get = b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"HEAD /feeds/ai.atom HTTP/1.1\r\nHost: x\r\n\r\n"
+    cond = b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n" % etag.encode()
+    kept = b"GET /feeds/ai.atom HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    first = _raw_answers(served.port, [get, head, cond, kept, get])
+    time.sleep(1.1)  # another second: another Date, the answers put together again
+    second = _raw_answers(served.port, [get, head, cond, kept, get])
+    assert [_without_date(a) for a in first] == [_without_date(a) for a in second]
+    plain, bare, not_modified, keep_alive, again = (_without_date(a) for a in first)
+    assert again == plain and plain.endswith(b"\r\n\r\n" + FEED)
+    assert plain == bare + FEED  # HEAD: the same head, Content-Length included
+    assert plain.startswith(b"HTTP/1.1 200 OK\r\netag: " + etag.encode() + b"\r\n")
+    assert b"content-length: %d\r\n" % len(FEED) in bare
+    assert not_modified == b"HTTP/1.1 304 Not Modified" + bare.replace(
+        b"content-length: %d\r\n" % len(FEED), b""
+    ).removeprefix(b"HTTP/1.1 200 OK")
+    assert keep_alive == bare.replace(b"\r\n\r\n", b"\r\nconnection: keep-alive\r\n\r\n") + FEED
+    assert first[0].split(b"\r\n")[1] != second[0].split(b"\r\n")[1]  # the Date moved on
+
+
+def test_metrics_count_every_answer(served: Served) -> None:
+    url = served.base + "/feeds/ai.atom"
+    etag = httpx.get(url).headers["etag"]
+    httpx.head(url)
+    for _ in range(2):
+        assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
+    assert httpx.get(served.base + "/nothing-here").status_code == 404
+    text = httpx.get(served.base + "/metrics").text
+    assert 'aggregator_http_requests_total{status="200"} 2.0' in text
+    assert 'aggregator_http_requests_total{status="304"} 2.0' in text
+    assert 'aggregator_http_requests_total{status="404"} 1.0' in text
+    again = httpx.get(served.base + "/metrics").text  # the first /metrics counts too
+    assert 'aggregator_http_requests_total{status="200"} 3.0' in again
