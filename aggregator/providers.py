@@ -95,7 +95,7 @@ def _label_ok(label: str) -> bool:
     )
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def provider_key(domain: str | None, url: str | None) -> str | None:
     """The provider of an article: the registrable domain of the seed's `provider.domain`
     when it has one, else of the host of `url`; None when neither does. (Cached: every

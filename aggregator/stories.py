@@ -197,7 +197,7 @@ def article_id(url: str) -> str:
     return entry_id(url)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def outlet(provider: Provider | None, url: str) -> str:
     """Who published an article, as coverage counts outlets: its provider's registrable
     domain, else its URL's host, else its provider's name, else the URL itself. (Cached:

@@ -164,7 +164,7 @@ def normalize_url(url: str) -> str:
 _URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def entry_id(url: str) -> str:
     """The Atom id of the article at `url`: a name-based UUID of its normalized form.
 

@@ -528,3 +528,19 @@ def test_what_rapidyaml_refuses_leaves_nothing_on_standard_error(
     _same_as_pyyaml(text, SeedLoader)
     os.write(2, b"still here\n")
     assert capfd.readouterr().err == "still here\n"
+
+
+def _resident_kib() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_reading_fast_keeps_no_memory_per_document() -> None:
+    assert yamlsafe.reads_fast(_SEED_STYLE, SeedLoader)
+    for _ in range(200):  # the buffers and caches it keeps, at their size
+        yamlsafe.load(_SEED_STYLE, SeedLoader)
+    before = _resident_kib()
+    for _ in range(6000):
+        yamlsafe.load(_SEED_STYLE, SeedLoader)
+    assert _resident_kib() - before < 6 * 1024  # rapidyaml's emit_json lost 3.6 KB a time
