@@ -179,9 +179,18 @@ def entry_id(url: str) -> str:
     return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_PLAIN_HOST = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9.-]+)(?:[/?#]|\Z)")
+"""A URL whose host part is a plain name (no user, port, brackets or escapes): the name."""
+
+
 def host_of(url: str) -> str:
     """The lower-case host name of `url`, without brackets ("" when it has none): the key
-    of per-host state (pauses, connections). Raises ValueError for a malformed URL."""
+    of per-host state (pauses, connections). Raises ValueError for a malformed URL.
+
+    What `urlsplit(url).hostname` gives; a URL with a plain host is not split for it."""
+    plain = _PLAIN_HOST.match(url)
+    if plain is not None:
+        return plain[1].lower()
     return (urlsplit(url).hostname or "").lower()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -153,3 +154,19 @@ def test_host_names_are_read_as_through_idna(value: str) -> None:
 def test_user_info_is_removed_wherever_there_is_some(path: str, prefix: str) -> None:
     url = prefix + "host.example/" + path
     assert "@" not in without_userinfo(url).partition("/")[2].partition("/")[2].partition("/")[0]
+
+
+@given(
+    st.sampled_from(["https://", "http://", "HTTP://", "ftp://", " https://", "https:", "//", ""]),
+    st.text(st.sampled_from("aZ09.-@:[]%\t\n _"), max_size=20),
+    st.sampled_from(["", "/", "/p?q", "?q", "#f", ":8080/", "\t/x"]),
+)
+def test_the_host_of_a_url_is_what_urlsplit_says(scheme: str, host: str, rest: str) -> None:
+    url = scheme + host + rest
+    try:
+        expected = (urlsplit(url).hostname or "").lower()
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            host_of(url)
+        return
+    assert host_of(url) == expected
