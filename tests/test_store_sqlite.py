@@ -77,3 +77,20 @@ def indexes_of(path: Path) -> set[str]:
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         return {name for (name,) in rows}
+
+
+def test_indexes_built_after_a_large_load_are_those_the_migrations_make(tmp_path: Path) -> None:
+    fresh, loaded = tmp_path / "fresh.sqlite3", tmp_path / "loaded.sqlite3"
+    SqliteStore(fresh).close()
+    store = SqliteStore(loaded)
+    with store.seeds.loading(10_000):
+        pass
+    with store.transaction(), store.entries.loading(10_000):
+        pass
+    store.close()
+
+    def schema(path: Path) -> list[tuple[str, str]]:
+        with sqlite3.connect(path) as db:
+            return sorted(db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+
+    assert schema(loaded) == schema(fresh)

@@ -192,7 +192,7 @@ MIGRATIONS: dict[int, str] = {
     7: """
     CREATE INDEX seeds_stat ON seeds(source, size, mtime_ns);
     CREATE INDEX seeds_rejected ON seeds(source, error) WHERE error IS NOT NULL;
-    DROP INDEX seeds_entry;
+    DROP INDEX IF EXISTS seeds_entry;
     CREATE INDEX seeds_entry ON seeds(entry_id, source) WHERE entry_id IS NOT NULL;
     """,
 }
@@ -234,7 +234,7 @@ _AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {5: _carry_meta_over}
 
 
 LOOKUP_INDEXES = {
-    "seeds_entry": "CREATE INDEX IF NOT EXISTS seeds_entry ON seeds(entry_id)"
+    "seeds_entry": "CREATE INDEX IF NOT EXISTS seeds_entry ON seeds(entry_id, source)"
     " WHERE entry_id IS NOT NULL",
     "seeds_published": "CREATE INDEX IF NOT EXISTS seeds_published ON seeds(published_us)"
     " WHERE published_us IS NOT NULL",
