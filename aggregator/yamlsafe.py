@@ -419,9 +419,8 @@ class _Fast:
 
     def load(self, data: bytes) -> object:
         """The document in `data` (of the subset), or an exception: libyaml must read it."""
-        with _stderr_hidden():
-            tree = ryml.parse_in_arena(data)
-        emitted = self._json(tree)
+        with _stderr_hidden():  # its emitter complains there too (nesting too deep)
+            emitted = self._json(ryml.parse_in_arena(data))
         if not emitted or self._ambiguous.search(emitted):  # empty, or a string to tell
             raise _Unusual
         numbers = self._numbers.__getitem__

@@ -526,6 +526,8 @@ def test_what_rapidyaml_refuses_leaves_nothing_on_standard_error(
 ) -> None:
     text = "a: 1\n  b: 2\n"  # of the subset's lines, but not YAML
     _same_as_pyyaml(text, SeedLoader)
+    deep = "x:\n" + "".join("  " * (level + 1) + f"k{level}:\n" for level in range(70))
+    _same_as_pyyaml(deep, SeedLoader)  # rapidyaml parses it; its JSON emitter refuses it
     os.write(2, b"still here\n")
     assert capfd.readouterr().err == "still here\n"
 
