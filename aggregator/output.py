@@ -234,7 +234,9 @@ class OutputDir:
             if self.gzip_sidecars:
                 self._write(sidecar, gzip.compress(data, compresslevel=9, mtime=0))
             else:  # left from when sidecars were on: it would go stale
-                self._unlink(self.path(sidecar))
+                stale = self.path(sidecar)
+                if os.path.lexists(stale):  # (a read-only disk refuses even to remove nothing)
+                    self._unlink(stale)
         return self._write(relative, data)
 
     @staticmethod
