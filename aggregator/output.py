@@ -187,10 +187,14 @@ class OutputDir:
         target = self.root
         try:
             try:
+                folders: set[Path] = set()
                 for relative, file in held.items():
                     target = self.path(relative)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+                    if target.parent not in folders:
+                        folders.add(target.parent)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        _clear_dead_temps(target.parent)
+                    fd, temp = tempfile.mkstemp(prefix=_temp_prefix(), dir=target.parent)
                     temps.append((fd, temp, target))
                     with os.fdopen(fd, "wb", closefd=False) as handle:
                         handle.write(file.data)
@@ -267,7 +271,7 @@ class OutputDir:
             raise OutputError(f"{target}: cannot read ({exc.strerror})") from None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+            fd, temp = tempfile.mkstemp(prefix=_temp_prefix(), dir=target.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
@@ -618,6 +622,37 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _temp_prefix() -> str:
+    """How this process's temp files start: `.tmp-<pid>-` (see `_clear_dead_temps`)."""
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
+def _clear_dead_temps(folder: Path) -> None:
+    """Remove the temp files in `folder` of writers that are gone: a process killed in the
+    middle of a batch leaves one per file it was writing. The writer is in the name; a
+    process still running (or a name without one) keeps its files, to the stale rule."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.startswith(TEMP_PREFIX)]
+    except OSError:
+        return  # the write that follows says what is wrong
+    for name in names:
+        writer = name[len(TEMP_PREFIX) :].partition("-")[0]
+        if writer.isdigit() and int(writer) != os.getpid() and not _running(int(writer)):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's
+    return True
 
 
 def _fsync_all(fds: list[int]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -478,3 +479,21 @@ def test_a_batch_that_cannot_write_a_file_says_which_and_leaves_no_temp_file(
     assert out.read("feeds/a.atom") == b"old"
     left = [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(TEMP_PREFIX)]
     assert left == []
+
+
+def test_a_batch_removes_the_temp_files_of_a_writer_that_died(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path / "out")
+    out.write("feeds/a.atom", b"old")
+    dead = subprocess.Popen(["true"])  # a process that has ended: its pid names no writer
+    dead.wait()
+    feeds = tmp_path / "out" / "feeds"
+    left = feeds / f"{TEMP_PREFIX}{dead.pid}-abc123"
+    living = feeds / f"{TEMP_PREFIX}1-def456"  # pid 1 runs as long as the machine does
+    unnamed = feeds / f"{TEMP_PREFIX}ghi789"
+    for path in (left, living, unnamed):
+        path.write_bytes(b"half a feed")
+    with out.batch():
+        out.write("feeds/a.atom", b"new")
+    names = sorted(p.name for p in feeds.iterdir())
+    assert names == sorted(["a.atom", living.name, unnamed.name])
+    assert out.read("feeds/a.atom") == b"new"
