@@ -10,12 +10,12 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aggregator.errors import StateError
-from aggregator.store.sqlite.schema import migrate
+from aggregator.store.sqlite.schema import BULK_LOAD, migrate
 
 CHUNK = 500
 """Values per `IN (...)`: under SQLite's limit on variables."""
@@ -115,6 +115,28 @@ class Database:
                 return
             with self.transaction():
                 yield self.db
+
+    @contextlib.contextmanager
+    def indexes_after(self, table: str, indexes: Mapping[str, str], count: int) -> Iterator[None]:
+        """A block that loads about `count` rows. Into an empty `table`, with `BULK_LOAD` or
+        more, the `indexes` (name: its CREATE INDEX IF NOT EXISTS statement) are dropped
+        first and built when the block ends, raising or not: rows inserted in random order
+        into an index bigger than the page cache rewrite most of its pages at every
+        commit, where building it from the whole table is one sort."""
+        with self.reading() as db:
+            empty = db.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table})").fetchone()[0]
+        if count < BULK_LOAD or not empty:
+            yield
+            return
+        with self.writing() as db:
+            for name in indexes:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            yield
+        finally:
+            with self.writing() as db:
+                for statement in indexes.values():
+                    db.execute(statement)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
@@ -12,7 +12,7 @@ from aggregator.model import Article
 from aggregator.plan import FeedFilter, LedgerRow, to_micros
 from aggregator.store.rows import StoredEntry, story_article
 from aggregator.store.sqlite.db import Database
-from aggregator.store.sqlite.schema import BULK_LOAD, LISTING_INDEXES
+from aggregator.store.sqlite.schema import LISTING_INDEXES
 
 PROVIDER_NAME = "$.provider[0]"
 PROVIDER_DOMAIN = "$.provider[1]"
@@ -33,24 +33,9 @@ class SqliteEntries:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    @contextlib.contextmanager
-    def loading(self, count: int) -> Iterator[None]:
-        with self._db.reading() as db:
-            empty = db.execute("SELECT NOT EXISTS (SELECT 1 FROM entries)").fetchone()[0]
-        if count < BULK_LOAD or not empty:
-            yield
-            return
-        # As `SqliteSeeds.loading`, in the refresh's transaction: the indexes that list
-        # entries by date and URL are built from the whole table at the end.
-        with self._db.writing() as db:
-            for name in LISTING_INDEXES:
-                db.execute(f"DROP INDEX IF EXISTS {name}")
-        try:
-            yield
-        finally:
-            with self._db.writing() as db:
-                for statement in LISTING_INDEXES.values():
-                    db.execute(statement)
+    def loading(self, count: int) -> contextlib.AbstractContextManager[None]:
+        # In the refresh's transaction: the indexes that list entries by date and URL.
+        return self._db.indexes_after("entries", LISTING_INDEXES, count)
 
     def dirty(self) -> list[str]:
         with self._db.reading() as db:

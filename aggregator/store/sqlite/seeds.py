@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 from aggregator.model import Article, LoadedSeed, article_from_json
 from aggregator.scan import SeedFile, no_cycle_collection
 from aggregator.store.rows import Duplicate, Rejected, SpellingCount
 from aggregator.store.sqlite.db import Database, chunks, marks
-from aggregator.store.sqlite.schema import BULK_LOAD, LOOKUP_INDEXES
+from aggregator.store.sqlite.schema import LOOKUP_INDEXES
 
 
 class SqliteSeeds:
@@ -19,25 +19,10 @@ class SqliteSeeds:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    @contextlib.contextmanager
-    def loading(self, count: int) -> Iterator[None]:
-        with self._db.reading() as db:
-            empty = db.execute("SELECT NOT EXISTS (SELECT 1 FROM seeds)").fetchone()[0]
-        if count < BULK_LOAD or not empty:
-            yield
-            return
-        # Inserting rows in random order of article id into an index bigger than the page
-        # cache rewrites most of its pages at every batch; building it from the whole
-        # table at the end is one sort (storing 100,000 seeds: 7.5 s of CPU against 5.4).
-        with self._db.writing() as db:
-            for name in LOOKUP_INDEXES:
-                db.execute(f"DROP INDEX IF EXISTS {name}")
-        try:
-            yield
-        finally:
-            with self._db.writing() as db:
-                for statement in LOOKUP_INDEXES.values():
-                    db.execute(statement)
+    def loading(self, count: int) -> contextlib.AbstractContextManager[None]:
+        # Storing 100,000 seeds into a new state: 7.5 s of CPU with the indexes kept up row
+        # by row, 5.4 s with them built at the end.
+        return self._db.indexes_after("seeds", LOOKUP_INDEXES, count)
 
     def seed_stats(self) -> dict[str, tuple[int, int]]:
         # One pass over the covering index `seeds_stat`, not over the rows.
