@@ -38,6 +38,7 @@ from aggregator.worker import load_seed, start_worker
 
 if TYPE_CHECKING:
     import multiprocessing.context
+    from concurrent.futures import ProcessPoolExecutor
 
 Progress = Callable[[int, int], None]
 """Called with (files read so far, files to read)."""
@@ -79,42 +80,62 @@ class ScanReport:
     the app, which knows the names the last render used)."""
 
 
+def start_workers(workers: int) -> ProcessPoolExecutor | None:
+    """Parse worker processes, started now; None when `workers` (0: one per CPU) is 1.
+
+    A cold build starts them before it walks the seed directory: a worker forked then
+    copies none of what the walk and the store will hold, and makes its parser ready
+    while the walk runs. The caller shuts the pool down."""
+    from concurrent.futures import ProcessPoolExecutor  # here: a scan with nothing to read
+
+    count = workers or os.cpu_count() or 1
+    if count == 1:
+        return None
+    _quiet_resource_tracker()
+    pool = ProcessPoolExecutor(
+        max_workers=count,
+        mp_context=_worker_context(),
+        initializer=start_worker,  # no worker outlives this process, even after kill -9
+        initargs=(os.getpid(),),
+    )
+    pool.submit(int)  # starts the workers now, not at the first seed
+    return pool
+
+
 def load_seeds(
     files: Sequence[SeedFile],
     max_bytes: int,
     workers: int,
     progress: Progress | None = None,
     meanwhile: Callable[[], object] | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[LoadedSeed]:
-    """`load_seed` for every file, in worker processes when there are many.
+    """`load_seed` for every file, in worker processes when there are many: those of
+    `pool` when given (started by `start_workers`; left running), else a pool of its own.
 
     Yields the results in the order of `files`; a seed that cannot be read or parsed is a
     result with its `error`, not an exception. With worker processes, `meanwhile` is called
     once they have their work, before the first result is waited for: this process has
     nothing else to do until then."""
     reader = partial(load_seed, max_bytes=max_bytes)
-    workers = workers or os.cpu_count() or 1
+    count = workers or os.cpu_count() or 1
     total = len(files)
-    if workers == 1 or total < PARALLEL_THRESHOLD:
+    if count == 1 or total < PARALLEL_THRESHOLD:
         yield from _counted(map(reader, files), total, progress)
         return
-    from concurrent.futures import ProcessPoolExecutor  # here: a scan with nothing to read
-
-    chunk = max(1, min(256, total // (workers * 8)))
-    _quiet_resource_tracker()
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_worker_context(),
-        initializer=start_worker,  # no worker outlives this process, even after kill -9
-        initargs=(os.getpid(),),
-    )
+    own = pool is None
+    if pool is None:
+        pool = start_workers(count)
+        assert pool is not None
+    chunk = max(1, min(256, total // (count * 8)))
     try:
         results = pool.map(reader, files, chunksize=chunk)
         if meanwhile is not None:
             meanwhile()
         yield from _counted(results, total, progress)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 RESOURCE_TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
@@ -230,24 +251,34 @@ class Ingest:
         `should_stop` turns true; the next scan picks up where this one stopped.
         """
         seeds = self.config.seeds
-        found = scan(seeds.dir, seeds.extensions)
-        self.complete = found.complete
         known = self._known_stats()
-        if not found.files and not found.refused and known:
-            # An unmounted volume or a wrong path looks just like this.
-            raise SeedDirError(
-                f"{seeds.dir}: no seed files any more (the state knows {len(known)}); "
-                "the last feeds are kept. To start over on purpose, remove the state file."
-            )
-        gone: list[str] = []
-        if found.complete:  # an unreadable folder must not look like deleted seeds
-            present = {f.source for f in found.files}
-            gone = [source for source in known if source not in present]
-        report = ScanReport(files=len(found.files), problems=list(found.problems))
-        fresh = [item for item in found.refused if item not in self._refused]
-        report.rejected.extend(fresh)  # reported once, as long as the name stays
-        self._refused = set(found.refused)
-        return self._apply(found.files, gone, now, report, progress, should_stop)
+        # A cold build: forked now, the workers copy none of what the walk will hold.
+        early = not known and threading.active_count() == 1
+        pool = start_workers(self.config.build.workers) if early else None
+        try:
+            found = scan(seeds.dir, seeds.extensions)
+            self.complete = found.complete
+            if not found.files and not found.refused and known:
+                # An unmounted volume or a wrong path looks just like this.
+                raise SeedDirError(
+                    f"{seeds.dir}: no seed files any more (the state knows {len(known)}); "
+                    "the last feeds are kept. To start over on purpose, remove the state file."
+                )
+            gone: list[str] = []
+            if found.complete:  # an unreadable folder must not look like deleted seeds
+                present = {f.source for f in found.files}
+                gone = [source for source in known if source not in present]
+                del present
+            report = ScanReport(files=len(found.files), problems=list(found.problems))
+            fresh = [item for item in found.refused if item not in self._refused]
+            report.rejected.extend(fresh)  # reported once, as long as the name stays
+            self._refused = set(found.refused)
+            known = self._store(found.files, gone, report, progress, should_stop, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        del found  # the walk's list: the refresh has better use for the memory
+        return self._refresh(now, report, should_stop, known)
 
     def scan_paths(
         self, paths: Iterable[str], now: datetime, should_stop: StopCheck = never
@@ -267,24 +298,27 @@ class Ingest:
         report = ScanReport(
             files=len(known) + sum(f.source not in known for f in files) - len(gone)
         )
-        return self._apply(files, gone, now, report, None, should_stop)
+        known = self._store(files, gone, report, None, should_stop)
+        return self._refresh(now, report, should_stop, known)
 
     def _known_stats(self) -> dict[str, tuple[int, int]]:
         if self._known is None:
             self._known = self.store.seeds.seed_stats()
         return self._known
 
-    def _apply(
+    def _store(
         self,
         files: Sequence[SeedFile],
         gone: Sequence[str],
-        now: datetime,
         report: ScanReport,
         progress: Progress | None,
         should_stop: StopCheck,
-    ) -> ScanReport:
+        pool: ProcessPoolExecutor | None = None,
+    ) -> dict[str, tuple[int, int]]:
+        """Forget the seeds `gone`, read and store those of `files` that changed; returns
+        the stats of every stored seed (for `_refresh`, which makes them known again)."""
         known = self._known_stats()
-        self._known = None  # until this completes, the store is the truth
+        self._known = None  # until the refresh completes, the store is the truth
         changed = sorted(
             (f for f in files if known.get(f.source) != (f.size, f.mtime_ns)),
             key=lambda f: f.source,
@@ -302,6 +336,7 @@ class Ingest:
             self.config.build.workers,
             progress,
             load_suffix_list,  # the refresh needs it: read it while the workers parse
+            pool,
         )
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
@@ -321,8 +356,20 @@ class Ingest:
                 report.parsed += len(fresh)
                 self.store.seeds.store_seeds(fresh)
                 known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
+                del batch, fresh, result  # stored: not held while the next batch is parsed
         if touched:
             self.store.seeds.touch(touched)
+        return known
+
+    def _refresh(
+        self,
+        now: datetime,
+        report: ScanReport,
+        should_stop: StopCheck,
+        known: dict[str, tuple[int, int]],
+    ) -> ScanReport:
+        """Bring the entries up to date with what `_store` stored; `known` becomes the
+        stats the next scan compares with."""
         applied = refresh(
             self.store,
             self.rules,

@@ -7,7 +7,7 @@ import pickle
 from dataclasses import astuple
 from pathlib import Path
 
-from aggregator.ingest import PARALLEL_THRESHOLD, load_seeds
+from aggregator.ingest import PARALLEL_THRESHOLD, load_seeds, start_workers
 from aggregator.scan import SeedFile, check_paths, read_seed, scan
 from aggregator.worker import load_seed
 from tests.conftest import Site, seed_text
@@ -102,3 +102,23 @@ def test_the_build_does_its_own_preparation_while_the_workers_parse(site: Site) 
     assert len([first, *results]) == len(files) and calls == [0]
     serial = list(load_seeds(files[:3], 1 << 20, 2, meanwhile=lambda: calls.append(9)))
     assert len(serial) == 3 and calls == [0]  # no workers: nothing to wait for
+
+
+def test_workers_started_ahead_parse_as_one_process_does_and_outlive_the_parse(
+    site: Site,
+) -> None:
+    for number in range(PARALLEL_THRESHOLD):
+        site.add(f"s{number}.md", title=f"Seed {number}")
+    (site.seeds / "bad.md").write_text("no front matter")
+    pool = start_workers(2)
+    assert pool is not None
+    try:
+        files = scan(site.seeds).files  # the walk after the workers started, as a cold build
+        first = list(load_seeds(files, 1 << 20, 2, pool=pool))
+        again = list(load_seeds(files, 1 << 20, 2, pool=pool))  # not shut down by the first
+    finally:
+        pool.shutdown()
+    serial = [load_seed(file, 1 << 20) for file in files]
+    assert first == serial and again == serial
+    assert sum(loaded.error is not None for loaded in serial) == 1
+    assert start_workers(1) is None
