@@ -254,9 +254,9 @@ def _decide(
         keys = frozenset(
             k for a in members for k in map(key_of, spellings.get(a, ())) if k is not None
         )
-        providers = {a: _provider(copies[a]) for a in members}
-        kept.extend(Member(a, story_id, copies[a].source, _provider(copies[a])) for a in everyone)
-        facts = StoryFacts(frozenset(p for p in providers.values() if p is not None))
+        providers = {a: _provider(copies[a]) for a in everyone}
+        kept.extend(Member(a, story_id, copies[a].source, providers[a]) for a in everyone)
+        facts = StoryFacts(frozenset(p for a in members if (p := providers[a]) is not None))
         if len(members) > 1:
             lead = story_copy(lead, [copies[a] for a in members])
             first = stored[lead.source]
