@@ -30,6 +30,7 @@ from publicsuffixlist import PublicSuffixList
 from aggregator.feeds import Feed, provider_feed
 from aggregator.formats import PROVIDERS_FOLDER
 from aggregator.topics import MAX_SLUG_LENGTH, RESERVED_SLUGS, base_slug, slug_suffix
+from aggregator.urls import host_of
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -95,25 +96,32 @@ def _label_ok(label: str) -> bool:
     )
 
 
-@lru_cache(maxsize=8192)
 def provider_key(domain: str | None, url: str | None) -> str | None:
     """The provider of an article: the registrable domain of the seed's `provider.domain`
-    when it has one, else of the host of `url`; None when neither does. (Cached: every
-    refresh asks it of each member of each story it redoes.)"""
+    when it has one, else of the host of `url`; None when neither does. (Every refresh
+    asks it of each member of each story it redoes: the work is cached per domain and
+    per host, not per article.)"""
     if domain:
-        host = domain.strip()
-        if "/" in host:  # written as a URL: take its host
-            host = urlsplit(host if "//" in host else f"//{host}").hostname or ""
-        found = registrable_domain(host)
+        found = _domain_key(domain)
         if found is not None:
             return found
     if url:
         try:
-            host = urlsplit(url).hostname or ""
+            host = host_of(url)
         except ValueError:
             return None
         return registrable_domain(host)
     return None
+
+
+@lru_cache(maxsize=8192)
+def _domain_key(domain: str) -> str | None:
+    """The registrable domain of a seed's `provider.domain` (a host name, or written as
+    a URL: its host)."""
+    host = domain.strip()
+    if "/" in host:
+        host = urlsplit(host if "//" in host else f"//{host}").hostname or ""
+    return registrable_domain(host)
 
 
 def provider_slug(key: str) -> str:
