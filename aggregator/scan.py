@@ -299,8 +299,12 @@ def _read_to_end(fd: int, size: int, max_bytes: int) -> bytes:
 
     The first read asks for the size `fstat` gave, not the limit: a buffer of the limit
     for every file costs more than reading a small seed. A file that grew since is still
-    read to its end (or past the limit)."""
-    data = os.read(fd, min(size, max_bytes) + 1)
+    read to its end (or past the limit). A regular file's short read is its end: no
+    second read to find it (each read allocates its whole buffer first)."""
+    asked = min(size, max_bytes) + 1
+    data = os.read(fd, asked)
+    if len(data) < asked:
+        return data
     while len(data) <= max_bytes:
         more = os.read(fd, min(_CHUNK, max_bytes + 1 - len(data)))
         if not more:
