@@ -39,11 +39,15 @@ def strip_invalid_xml(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """NFC-normalize, drop XML-invalid characters, trim the ends."""
+    if text.isascii() and text.isprintable():  # most text: nothing to normalize or drop
+        return text.strip()
     return strip_invalid_xml(unicodedata.normalize("NFC", text)).strip()
 
 
 def clean_line(text: str) -> str:
     """`clean_text`, with every run of white space (newlines too) made one space."""
+    if text.isascii() and text.isprintable() and "  " not in text:
+        return text.strip()  # printable ASCII: its only white space is single spaces
     return _SPACE_RUN.sub(" ", clean_text(text))
 
 
