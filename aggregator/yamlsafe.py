@@ -281,18 +281,22 @@ _CACHED = 4096
 @contextlib.contextmanager
 def _stderr_hidden() -> Iterator[None]:
     """File descriptor 2 points at /dev/null inside the block (rapidyaml writes its parse
-    errors there), and back where it pointed after it."""
+    errors there), and back where it pointed after it. (/dev/null is opened once per
+    process: this is done for every seed.)"""
+    global _null
     saved = os.dup(2)
     try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, 2)
-        finally:
-            os.close(null)
+        if _null is None:
+            _null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        os.dup2(_null, 2)
         yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+_null: int | None = None
+"""The descriptor of /dev/null that `_stderr_hidden` points descriptor 2 at."""
 
 
 class _Numbers(dict[str, object]):
