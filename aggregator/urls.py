@@ -144,6 +144,13 @@ def normalize_url(url: str) -> str:
     tracking parameters, and `/` for an empty path. The rules are part of the
     entry ids readers have stored: change them and every entry is new again.
     """
+    if _NORMAL_URL.match(url) is not None and "utm_" not in url:
+        return url  # the common case, in that form already
+    return _normalized(url)
+
+
+def _normalized(url: str) -> str:
+    """`normalize_url`, taking the URL apart."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
@@ -161,6 +168,10 @@ def normalize_url(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
 
 
+_URL_CHARS = r"A-Za-z0-9\-._~!$&'()*+,;=:@%/"
+_NORMAL_URL = re.compile(rf"https?://[a-z0-9][a-z0-9.\-]*/[{_URL_CHARS}]*(?:\?[{_URL_CHARS}?]+)?\Z")
+"""A URL that `normalize_url` leaves as it is (if it holds no `utm_`): lower-case http(s)
+scheme and host name, no port, user or fragment, a path, and a query that is not empty."""
 _URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 
 

@@ -15,6 +15,7 @@ from aggregator.links import is_paused
 from aggregator.text import clean_line, strip_invalid_xml
 from aggregator.urls import (
     InvalidURL,
+    _normalized,
     entry_id,
     host_of,
     hostname,
@@ -170,3 +171,24 @@ def test_the_host_of_a_url_is_what_urlsplit_says(scheme: str, host: str, rest: s
             host_of(url)
         return
     assert host_of(url) == expected
+
+
+@given(
+    st.sampled_from(["https://", "http://", "HTTPS://", "https://user:pw@", "ftp://", ""]),
+    st.text(alphabet="aZ0.-:[]", max_size=12),
+    st.text(alphabet="aZ09.-:/?#%@!$&'()*+,;=_~ \t", max_size=40),
+    st.sampled_from(["", "?utm_source=x", "?a=1&utm_medium=y", "#top", "?"]),
+)
+def test_urls_already_normal_are_left_as_they_are(
+    scheme: str, host: str, rest: str, tail: str
+) -> None:
+    for url in (scheme + host + rest + tail, f"{scheme}{host}.example/{rest}{tail}"):
+        try:
+            expected = _normalized(url)  # taken apart and put together again
+        except ValueError:
+            with pytest.raises(ValueError):
+                normalize_url(url)
+            continue
+        assert normalize_url(url) == expected
+    assert normalize_url("https://a.example/x?q=1") == "https://a.example/x?q=1"
+    assert normalize_url("https://a.example/x?") == "https://a.example/x"
