@@ -52,15 +52,15 @@ class SqliteSeeds:
         sources = [file.source for file, _ in batch]
         with self._db.writing() as db:
             dirty: set[str] = set()
+            stored: set[str] = set()  # the sources stored before: they may have topics
             for chunk in chunks(sources):
-                dirty.update(
-                    row[0]
-                    for row in db.execute(
-                        f"SELECT entry_id FROM seeds WHERE source IN ({marks(len(chunk))})"
-                        " AND entry_id IS NOT NULL",
-                        chunk,
-                    )
-                )
+                for source, entry_id in db.execute(
+                    f"SELECT source, entry_id FROM seeds WHERE source IN ({marks(len(chunk))})",
+                    chunk,
+                ):
+                    stored.add(source)
+                    if entry_id is not None:
+                        dirty.add(entry_id)
             good = [(f, s.record, s) for f, s in batch if s.record is not None]
             bad = [(f, s) for f, s in batch if s.record is None]
             # A rejected seed keeps its last good record (if any) and gets the error.
@@ -98,12 +98,9 @@ class SqliteSeeds:
                     for f, r, s in good
                 ],
             )
-            db.executemany(
-                "DELETE FROM seed_topics WHERE source = ?", [(f.source,) for f, _, _ in good]
-            )
-            db.executemany(
-                "DELETE FROM seed_related WHERE source = ?", [(f.source,) for f, _, _ in good]
-            )
+            again = [(f.source,) for f, _, _ in good if f.source in stored]
+            db.executemany("DELETE FROM seed_topics WHERE source = ?", again)
+            db.executemany("DELETE FROM seed_related WHERE source = ?", again)
             db.executemany(
                 "INSERT OR IGNORE INTO seed_related (source, related_id) VALUES (?, ?)",
                 [(f.source, other) for f, r, _ in good for other in r.related_ids],
