@@ -156,4 +156,4 @@ class SqliteSeeds:
 
 
 def _json_list(items: Sequence[str]) -> str:
-    return json.dumps(list(items), ensure_ascii=False)
+    return json.dumps(list(items), ensure_ascii=False) if items else "[]"
