@@ -653,7 +653,9 @@ class Checker:
         self._strays: set[str] = set()
         """Hosts with pools that no URL of the run named (redirect targets)."""
         self._global = _Slots(config.concurrency)
-        self._timeouts = httpx.Timeout(config.timeout, connect=config.connect_timeout).as_dict()
+        # Reads, writes and waits for a pooled connection are ended by the check's own
+        # deadline (`timeout`, started before any of them): no timer of their own each.
+        self._timeouts = httpx.Timeout(None, connect=config.connect_timeout).as_dict()
         self._head_agrees: dict[str, bool] = {}
         """Per host, in this run: whether its HEAD 404/410 answers matched GET (True), or a
         HEAD said gone where GET found the page (False: that host is asked with GET only)."""
