@@ -23,7 +23,10 @@ Cheap per request: requests go straight to the origin's transport (no
 client), and connections are asyncio transports read through a small
 buffering protocol (`_Stream`) rather than httpcore's AnyIO streams, whose
 cancel scopes and attribute lookups around every read and write took about a
-quarter of a check's CPU; the loop is uvloop's.
+quarter of a check's CPU; each origin's connections are kept by a small pool
+of the checker's own (`_Pool`, one request per connection at a time) rather
+than httpcore's general one, whose bookkeeping and AnyIO locks took about a
+fifth of what was left; the loop is uvloop's.
 """
 
 from __future__ import annotations
@@ -43,7 +46,16 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -381,21 +393,177 @@ def _connect_failure(exc: BaseException, address: str, port: int) -> ConnectFail
     return ConnectFailed(f"cannot connect to {address}:{port} ({exc})", Failure.UNREACHABLE)
 
 
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport, with a connection pool that connects through `GuardedBackend`."""
+KEEPALIVE_EXPIRY = 30.0
+"""Seconds an idle connection is kept for the next request to its origin."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits, backend: GuardedBackend):
+
+class _Uncontended:
+    """The lock of a connection that only one request holds at a time (`_Pool` sees to
+    that): httpcore's is AnyIO's, which yields to the event loop on every acquisition."""
+
+    async def __aenter__(self) -> _Uncontended:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Connection(httpcore.AsyncHTTP11Connection):
+    """httpcore's HTTP/1.1 connection (h11 underneath), given to one request at a time."""
+
+    def __init__(self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream) -> None:
+        super().__init__(origin, stream, keepalive_expiry=KEEPALIVE_EXPIRY)
+        self._state_lock = _Uncontended()  # type: ignore[assignment]  # same protocol
+
+
+class _Pool:
+    """The connections to one origin: at most `size`, each serving one request at a time,
+    idle ones kept for the next (newest first) until they expire or the server ends them.
+
+    What httpcore's connection pool does for this one case (one origin, HTTP/1.1, no
+    proxy), without its general bookkeeping: that pool walks every connection and
+    queued request twice per request, and its locks, events and cancel-shields are
+    AnyIO's, each a yield to the event loop or a cancel scope.
+    """
+
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext, size: int) -> None:
+        self._backend = backend
+        self._ssl = ssl_context
+        self._size = size
+        self._open: set[_Connection] = set()
+        """Every connection made and not closed, idle or serving."""
+        self._idle: list[_Connection] = []
+        self._opening = 0
+        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self._closed = False
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        """Send `request` on an idle connection, a new one, or the first to come free."""
+        if request.url.scheme not in (b"http", b"https"):
+            scheme = request.url.scheme.decode("ascii", "replace")
+            raise httpcore.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme}://'."
+            )
+        while True:
+            connection = await self._take_idle()
+            if connection is None:
+                if len(self._open) + self._opening >= self._size:
+                    await self._wait(request.extensions.get("timeout", {}).get("pool"))
+                    continue
+                connection = await self._connect(request)
+            try:
+                response = await connection.handle_async_request(request)
+            except BaseException:
+                await self.give_back(connection)
+                raise
+            response.stream = _Body(response.stream, self, connection)
+            return response
+
+    async def _take_idle(self) -> _Connection | None:
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.is_idle() and not connection.has_expired():
+                return connection
+            self._open.discard(connection)  # expired, or the server closed it meanwhile
+            await connection.aclose()
+        return None
+
+    async def _connect(self, request: httpcore.Request) -> _Connection:
+        origin = request.url.origin
+        host = origin.host.decode("ascii")
+        timeout = request.extensions.get("timeout", {}).get("connect")
+        self._opening += 1
+        try:
+            stream = await self._backend.connect_tcp(host, origin.port, timeout=timeout)
+            if origin.scheme == b"https":
+                name = request.extensions.get("sni_hostname") or host
+                stream = await stream.start_tls(self._ssl, server_hostname=name, timeout=timeout)
+        except BaseException:
+            self._wake_one()  # its place is free again
+            raise
+        finally:
+            self._opening -= 1
+        connection = _Connection(origin, stream)
+        self._open.add(connection)
+        return connection
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Until a connection may be free; `httpcore.PoolTimeout` after `timeout` seconds."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            if not await _until(waiter, timeout):
+                raise httpcore.PoolTimeout("no connection came free within the pool timeout")
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._wake_one()  # woken while being cancelled: pass it on
+            raise
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+
+    async def give_back(self, connection: _Connection) -> None:
+        """A request is done with `connection`: keep it for the next one, or let it go."""
+        if connection.is_idle() and not self._closed:
+            self._idle.append(connection)
+        else:
+            self._open.discard(connection)
+            if not connection.is_closed():
+                await connection.aclose()
+        self._wake_one()
+
+    async def aclose(self) -> None:
+        """Close the idle connections now and the others as their requests end: requests
+        on their way (a redirect's hop, on the pool of a host that others are done with)
+        are not cut off."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self._open.discard(connection)
+            await connection.aclose()
+
+
+class _Body:
+    """A response's body: once it is closed, its connection goes back to its pool."""
+
+    def __init__(
+        self,
+        stream: Iterable[bytes] | AsyncIterable[bytes],
+        pool: _Pool,
+        connection: _Connection,
+    ) -> None:
+        assert isinstance(stream, AsyncIterable)
+        self._stream = stream
+        self._pool = pool
+        self._connection: _Connection | None = connection
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return aiter(self._stream)
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            close = getattr(self._stream, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            await self._pool.give_back(connection)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, sending through a `_Pool` that connects with `GuardedBackend`."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, size: int, backend: GuardedBackend):
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False, retries=0)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=backend,
-        )
+        # httpx's transport asks its pool only for `handle_async_request` and `aclose`.
+        self._pool = cast(httpcore.AsyncConnectionPool, _Pool(backend, ssl_context, size))
 
 
 class _Slots:
@@ -478,13 +646,16 @@ class Checker:
         self._backend = GuardedBackend(self._resolve_once, allow)
         self._paces: dict[str, _Pace] = {}
         self._ssl = ssl.create_default_context()
+        self._ssl.set_alpn_protocols(["http/1.1"])  # as httpcore offers it
         self._pools: dict[str, dict[str, httpx.AsyncBaseTransport]] = {}
         """Host name → origin → its connection pool."""
         self._planned: set[str] = set()
         self._strays: set[str] = set()
         """Hosts with pools that no URL of the run named (redirect targets)."""
         self._global = _Slots(config.concurrency)
-        self._timeouts = httpx.Timeout(config.timeout, connect=config.connect_timeout).as_dict()
+        # Reads, writes and waits for a pooled connection are ended by the check's own
+        # deadline (`timeout`, started before any of them): no timer of their own each.
+        self._timeouts = httpx.Timeout(None, connect=config.connect_timeout).as_dict()
         self._head_agrees: dict[str, bool] = {}
         """Per host, in this run: whether its HEAD 404/410 answers matched GET (True), or a
         HEAD said gone where GET found the page (False: that host is asked with GET only)."""
@@ -615,17 +786,18 @@ class Checker:
         key = f"{parts.scheme}://{parts.netloc}".lower()
         transport = origins.get(key)
         if transport is None:
-            limits = httpx.Limits(
-                max_connections=self.config.per_host,
-                max_keepalive_connections=self.config.per_host,
-                keepalive_expiry=30,
-            )
             if self.config.proxy:
+                size = self.config.per_host
+                limits = httpx.Limits(
+                    max_connections=size,
+                    max_keepalive_connections=size,
+                    keepalive_expiry=KEEPALIVE_EXPIRY,
+                )
                 transport = httpx.AsyncHTTPTransport(
                     verify=self._ssl, limits=limits, proxy=self.config.proxy, trust_env=False
                 )
             else:
-                transport = _GuardedTransport(self._ssl, limits, self._backend)
+                transport = _GuardedTransport(self._ssl, self.config.per_host, self._backend)
             origins[key] = transport
         return transport
 

@@ -31,7 +31,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from aggregator.urls import host_of
+from aggregator.urls import host_of, origin_of
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -145,14 +145,12 @@ def politeness_key(name: str, addresses: Iterable[IPAddress], allow: Sequence[IP
 def url_allowed(url: str, ports: Iterable[int]) -> str | None:
     """None when the checker may request `url`; otherwise why not."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        scheme, host, port = origin_of(url)
     except ValueError:
         return "malformed URL"
-    scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         return f"scheme {scheme or '(none)'} is not checked"
-    if not parts.hostname:
+    if not host:
         return "no host"
     if port is None:
         port = 443 if scheme == "https" else 80

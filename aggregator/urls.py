@@ -190,8 +190,11 @@ def entry_id(url: str) -> str:
     return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_PLAIN_HOST = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9.-]+)(?:[/?#]|\Z)")
-"""A URL whose host part is a plain name (no user, port, brackets or escapes): the name."""
+_PLAIN_ORIGIN = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(?:[/?#]|\Z)"
+)
+"""A URL whose host part is a plain name, perhaps with a port (no user, brackets or
+escapes): its scheme, name and port."""
 
 
 def host_of(url: str) -> str:
@@ -199,10 +202,26 @@ def host_of(url: str) -> str:
     of per-host state (pauses, connections). Raises ValueError for a malformed URL.
 
     What `urlsplit(url).hostname` gives; a URL with a plain host is not split for it."""
-    plain = _PLAIN_HOST.match(url)
+    plain = _PLAIN_ORIGIN.match(url)
     if plain is not None:
-        return plain[1].lower()
+        return plain[2].lower()
     return (urlsplit(url).hostname or "").lower()
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """The lower-case scheme and host name and the port of `url` ("" and None where it
+    has none). Raises ValueError for a malformed URL or port.
+
+    What `urlsplit(url)` gives (`scheme`, `hostname`, `port`); a URL with a plain host
+    is not split for it."""
+    plain = _PLAIN_ORIGIN.match(url)
+    if plain is not None:
+        scheme, host, digits = plain.groups()
+        port = None if digits is None else int(digits)
+        if port is None or port <= 65535:
+            return scheme.lower(), host.lower(), port
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port
 
 
 def hostname(value: str) -> str:

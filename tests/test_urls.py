@@ -21,6 +21,7 @@ from aggregator.urls import (
     hostname,
     http_url,
     normalize_url,
+    origin_of,
     without_userinfo,
 )
 
@@ -192,3 +193,23 @@ def test_urls_already_normal_are_left_as_they_are(
         assert normalize_url(url) == expected
     assert normalize_url("https://a.example/x?q=1") == "https://a.example/x?q=1"
     assert normalize_url("https://a.example/x?") == "https://a.example/x"
+
+
+@given(
+    st.sampled_from(["https://", "http://", "HTTP://", "ftp://", " https://", "https:", "//", ""]),
+    st.text(st.sampled_from("aZ09.-@:[]%\t\n _"), max_size=20),
+    st.sampled_from(["", ":", ":80", ":08080", ":65535", ":65536", ":99999", ":123456", ":8a"]),
+    st.sampled_from(["", "/", "/p?q", "?q", "#f", "\t/x", ":1/"]),
+)
+def test_the_origin_of_a_url_is_what_urlsplit_says(
+    scheme: str, host: str, port: str, rest: str
+) -> None:
+    url = scheme + host + port + rest
+    try:
+        parts = urlsplit(url)
+        expected = (parts.scheme, parts.hostname or "", parts.port)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            origin_of(url)
+        return
+    assert origin_of(url) == expected
