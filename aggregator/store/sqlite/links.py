@@ -11,6 +11,9 @@ from aggregator.plan import to_micros
 from aggregator.store.sqlite.db import Database
 from aggregator.urls import host_of
 
+_NONE_CHECKED = "SELECT NOT EXISTS (SELECT 1 FROM links WHERE checked = 1)"
+"""Answered from the index `links_due` (checked, next_check_us)."""
+
 
 class SqliteLinks:
     """`LinkStore` on the state file."""
@@ -27,7 +30,11 @@ class SqliteLinks:
 
     def link_states(self, urls: Sequence[str]) -> dict[str, LinkState]:
         select = "SELECT url, state FROM links WHERE state IS NOT NULL AND url IN"
-        with self._db.reading():
+        with self._db.reading() as db:
+            # Only a checked link has a state (`save_link_states`); before the first check
+            # (a cold build asks of every article's URLs) there is nothing to look up.
+            if not urls or db.execute(_NONE_CHECKED).fetchone()[0]:
+                return {}
             return {
                 url: state_from_json(url, text) for url, text in self._db.in_chunks(select, urls)
             }
