@@ -106,11 +106,14 @@ def scan(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> ScanResu
 
 def _scan(root: Path, extensions: Iterable[str]) -> ScanResult:
     exts = tuple(e.lower() for e in extensions)
+    # A name with one of these endings, not hidden, is a candidate (`is_candidate`).
+    plain_exts = tuple(e for e in exts if not e.endswith(_BACKUP_SUFFIXES))
     real_root = _real_root(root)
     result = ScanResult()
     seen_dirs = {real_root}
     stack: list[tuple[str, str]] = [(str(real_root), "")]
     add = result.files.append
+    make = SeedFile._make  # without the named tuple's keyword-taking constructor
     is_regular = stat.S_ISREG
     while stack:
         directory, prefix = stack.pop()
@@ -121,8 +124,9 @@ def _scan(root: Path, extensions: Iterable[str]) -> ScanResult:
                     # The common case inline (a plain, ASCII-named candidate file that
                     # is no link: one `stat`), the same as `_visit` decides it.
                     if (
-                        name.isascii()
-                        and is_candidate(name, exts)
+                        name.endswith(plain_exts)
+                        and name[0] != "."
+                        and name.isascii()
                         and not entry.is_symlink()
                         and not entry.is_dir(follow_symlinks=False)
                     ):
@@ -133,13 +137,15 @@ def _scan(root: Path, extensions: Iterable[str]) -> ScanResult:
                             continue
                         if is_regular(info.st_mode):
                             add(
-                                SeedFile(
-                                    entry.path,
-                                    prefix + name,
-                                    info.st_size,
-                                    info.st_mtime_ns,
-                                    info.st_dev,
-                                    info.st_ino,
+                                make(
+                                    (
+                                        entry.path,
+                                        prefix + name,
+                                        info.st_size,
+                                        info.st_mtime_ns,
+                                        info.st_dev,
+                                        info.st_ino,
+                                    )
                                 )
                             )
                         else:

@@ -8,7 +8,7 @@ from dataclasses import astuple
 from pathlib import Path
 
 from aggregator.ingest import PARALLEL_THRESHOLD, load_seeds, start_workers
-from aggregator.scan import SeedFile, check_paths, read_seed, scan
+from aggregator.scan import SeedFile, check_paths, is_candidate, read_seed, scan
 from aggregator.worker import load_seed
 from tests.conftest import Site, seed_text
 
@@ -122,3 +122,19 @@ def test_workers_started_ahead_parse_as_one_process_does_and_outlive_the_parse(
     assert first == serial and again == serial
     assert sum(loaded.error is not None for loaded in serial) == 1
     assert start_workers(1) is None
+
+
+def test_the_walk_takes_exactly_the_names_a_seed_may_have(tmp_path: Path) -> None:
+    names = [
+        "a.md", "B.MD", "c.Yaml", "d.txt", "#e.md", "#f.md#", ".g.md", "h.md~", "i.md.swp",
+        "j.bak", "k.tmp", "l.json", "m", "n.md.bak", "o.yml",
+    ]  # fmt: skip
+    for name in names:
+        (tmp_path / name).write_text("---\ntitle: x\n---\n")
+    for extensions in [(".md", ".yaml", ".yml", ".txt"), (".bak", ".MD"), (".tmp", ".md~")]:
+        found = sorted(f.source for f in scan(tmp_path, extensions).files)
+        lower = tuple(e.lower() for e in extensions)
+        assert found == sorted(n for n in names if is_candidate(n, lower)), extensions
+    assert sorted(f.source for f in scan(tmp_path).files) == [
+        "#e.md", "B.MD", "a.md", "c.Yaml", "d.txt", "o.yml",
+    ]  # fmt: skip
