@@ -44,6 +44,8 @@ FLAG_NAMES = {
 """The settings command-line flags set (`config show` names the flag)."""
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a tool stopped by SIGPIPE, as `... | head` does to others."""
+EXIT_INTERRUPTED = 130
+"""What a shell reports for a tool stopped by SIGINT (Ctrl-C)."""
 STDOUT_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 """Errors of a standard output that cannot be written to (`> /dev/full`): one line, exit 1."""
 
@@ -199,6 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _main(argv)
         sys.stdout.flush()
+    except KeyboardInterrupt:
+        # Ctrl-C: every step that finished is kept (stored seeds, written files) and the
+        # one under way was rolled back; a run of the command again goes on from there.
+        print("aggregator: interrupted; run it again to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Nobody reads any more: point stdout at /dev/null so the flush at exit cannot
         # fail again and print a traceback (the recipe of Python's signal docs).

@@ -177,3 +177,36 @@ def test_a_full_standard_output_is_one_line_and_status_1(tmp_path: Path) -> None
         "aggregator: cannot write to standard output: No space left on device"
     ]
     check_feed((tmp_path / "out" / "feeds" / "ai.atom").read_bytes())  # the work was done
+
+
+INTERRUPTED_BUILD = """
+import os, signal, sys
+from aggregator import cli, ingest
+real = ingest.refresh
+def refresh(*args, **kwargs):  # Ctrl-C arrives once the seeds are stored
+    os.kill(os.getpid(), signal.SIGINT)
+    return real(*args, **kwargs)
+ingest.refresh = refresh
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_is_one_line_and_the_next_build_finishes(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "ok.md").write_text(seed_text(title="Fine"))
+    command = ["build", "--seeds", "seeds", "--out", "out", "--state", "state/a.sqlite3"]
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_BUILD, *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 130
+    assert result.stderr == "aggregator: interrupted; run it again to finish\n"
+    assert not (tmp_path / "out" / "feeds" / "ai.atom").exists()
+    again = run(*command, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    check_feed((tmp_path / "out" / "feeds" / "ai.atom").read_bytes())
