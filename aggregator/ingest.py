@@ -165,14 +165,21 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     """
     import multiprocessing
 
-    methods = multiprocessing.get_all_start_methods()
-    if threading.active_count() == 1 and "fork" in methods:
+    if _forks():
         return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
+    if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["aggregator.worker", "aggregator.forkserver"])
         return context
     return multiprocessing.get_context("spawn")
+
+
+def _forks() -> bool:
+    """Whether parse workers fork from this process (`_worker_context`): it runs one thread
+    and the system forks."""
+    import multiprocessing
+
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _counted(
@@ -253,7 +260,7 @@ class Ingest:
         seeds = self.config.seeds
         known = self._known_stats()
         # A cold build: forked now, the workers copy none of what the walk will hold.
-        early = not known and threading.active_count() == 1
+        early = not known and _forks()
         pool = start_workers(self.config.build.workers) if early else None
         try:
             found = scan(seeds.dir, seeds.extensions)
