@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from socketserver import BaseServer
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -19,6 +22,21 @@ from aggregator.config import Config, load_config
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 """The clock every test build runs at."""
+
+
+S = TypeVar("S", bound=BaseServer)
+
+
+@contextlib.contextmanager
+def running(server: S) -> Iterator[S]:
+    """`server` answering on a thread of its own for the block; shut down and closed after."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def seed_text(**fields: Any) -> str:

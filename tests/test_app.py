@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import ThreadingHTTPServer
@@ -27,7 +26,7 @@ from aggregator.status import (
     ScanStatus,
     Status,
 )
-from tests.conftest import NOW, Site
+from tests.conftest import NOW, Site, running
 from tests.test_thumbs import Images, image_server
 
 SITE_PATHS = [INDEX_PATH, OPML_PATH, ALL_OPML_PATH, *SITE_FILES]
@@ -178,9 +177,7 @@ def test_a_thumbnail_reaches_the_page_its_entry_moved_to_while_it_was_fetched(
     server = ThreadingHTTPServer(("127.0.0.1", 0), RescanningImages)
     server.hits = []  # type: ignore[attr-defined]
     server.during = None  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         port = server.server_address[1]
         photo = [{"url": f"http://127.0.0.1:{port}/photo.png"}]
         site.add("a.md", topics=["Pictures"], images=photo, originalUrl="https://n.example/a")
@@ -200,9 +197,6 @@ def test_a_thumbnail_reaches_the_page_its_entry_moved_to_while_it_was_fetched(
             assert b"thumbs/" in (site.out / "topics" / "other.html").read_bytes()
             assert app.render_due(NOW).render is not None
             assert app.render_due(NOW).render.written == []  # type: ignore[union-attr]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_fresh_app_with_nothing_due_checks_no_link(site: Site) -> None:

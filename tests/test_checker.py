@@ -18,6 +18,7 @@ import pytest
 from aggregator.checker import GC_YOUNG_THRESHOLD, NameNotResolved, run_checks, system_resolver
 from aggregator.config import LinksConfig
 from aggregator.links import Attempt, Failure, Outcome, Request, classify
+from tests.conftest import running
 from tests.hostile_http import HostileServer
 
 UA = "aggregator-tests (+http://127.0.0.1/)"
@@ -406,11 +407,8 @@ def counting() -> Iterator[Any]:
     server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
     server.daemon_threads = True
     server.lock, server.in_flight, server.most, server.hosts = threading.Lock(), 0, 0, set()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running(server):
+        yield server
 
 
 SPELLINGS = ("127.0.0.1", "127.1", "2130706433", "localhost")

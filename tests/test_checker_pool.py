@@ -15,6 +15,7 @@ import pytest
 from aggregator.checker import run_checks
 from aggregator.config import LinksConfig
 from aggregator.links import Request
+from tests.conftest import running
 
 UA = "aggregator-tests (+http://127.0.0.1/)"
 
@@ -62,13 +63,8 @@ def serving(handler: type[BaseHTTPRequestHandler], address: str = "127.0.0.1") -
     server.daemon_threads = True
     server.lock, server.connections, server.in_flight, server.most = threading.Lock(), [], 0, 0
     server.target = ""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

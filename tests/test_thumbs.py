@@ -7,7 +7,6 @@ import io
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from PIL import Image, ImageOps
 from aggregator.app import make_app
 from aggregator.thumbs import ThumbnailError, make_thumbnail
 from tests.apps import fetch_thumbnails
-from tests.conftest import NOW, Site, seed_text
+from tests.conftest import NOW, Site, running, seed_text
 from tests.pagecheck import check_page
 from tests.service import RunningService
 
@@ -66,13 +65,8 @@ def image_server() -> Iterator[ThreadingHTTPServer]:
     the server's `hits`."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Images)
     server.hits = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
