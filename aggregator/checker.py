@@ -13,7 +13,8 @@ connected to, however URLs spell it (`127.1`, `2130706433` and
 `localhost` are one server): each name is resolved once per run, and that one
 answer both keys the limits and is what connections go to. Each origin has its
 own small connection pool (all sharing one SSL context), so neither one slow
-host nor one big pool holds up the others.
+host nor one big pool holds up the others; the connections open to one server
+(address and port), whichever pools keep them, are `per_host` at most too.
 
 Not a way in: the address actually connected to is checked, after DNS and on
 every hop, by the network backend that opens the socket, with no second
@@ -348,7 +349,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
+        *,
+        admit: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        """A connection to `host`; `admit(address, port)` is awaited before each address
+        allowed is tried (`_Claim`: a place among that server's connections)."""
         bare = host.strip("[]")
         try:
             addresses = [str(ipaddress.ip_address(bare))]
@@ -361,6 +366,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         failure: ConnectFailed | None = None
         timed_out: httpcore.ConnectTimeout | None = None
         for address in allowed:  # a dead address (say, a broken IPv6) must not hide a live one
+            if admit is not None:
+                await admit(address, port)
             try:
                 return await _open_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectTimeout as exc:
@@ -411,9 +418,132 @@ class _Uncontended:
 class _Connection(httpcore.AsyncHTTP11Connection):
     """httpcore's HTTP/1.1 connection (h11 underneath), given to one request at a time."""
 
-    def __init__(self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream) -> None:
+    def __init__(
+        self,
+        origin: httpcore.Origin,
+        stream: httpcore.AsyncNetworkStream,
+        pool: _Pool,
+        server: _Server,
+    ) -> None:
         super().__init__(origin, stream, keepalive_expiry=KEEPALIVE_EXPIRY)
         self._state_lock = _Uncontended()  # type: ignore[assignment]  # same protocol
+        self.pool = pool
+        self.server = server
+        """Where it is connected to: its place there is free again once it is closed."""
+
+
+class _Server:
+    """The connections open to one server (an address and port), whichever pools hold
+    them: pools are per origin as spelled, and `127.0.0.20`, `2130706452` and a
+    redirect to `0x7f000014` are one server, which gets `per_host` connections at most.
+
+    A connection to open when the server has them all closes the oldest idle one,
+    whatever pool keeps it, for the place it frees; or else waits for one to come free
+    or idle, within the check's deadline. Closing keeps both the bound and the pace:
+    an idle connection serves no request now, and waiting for it instead would stall
+    the run until its pool closed (its host done) or it expired (30 s). Waiting is
+    only ever for connections in use, each for one request that ends by its deadline;
+    a check holds one connection at a time, so none waits on itself.
+
+    A place comes free once the socket is closed, not before: the loop closes an
+    aborted transport's socket in a callback (uvloop's too), and `release` has its
+    own called after that one.
+    """
+
+    __slots__ = ("free", "idle", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        """Places left: connections open or being opened take one each."""
+        self.idle: dict[_Connection, None] = {}
+        """Its idle connections, oldest first."""
+        self.waiters: deque[asyncio.Future[bool]] = deque()
+
+    async def admit(self, timeout: float | None) -> None:
+        """Take a place, closing an idle connection for it when none is free;
+        `httpcore.PoolTimeout` when none came within `timeout` seconds."""
+        woken = False
+        while self.free <= 0:
+            if self.idle:  # its place comes free (to the first in line) once it is closed
+                oldest = next(iter(self.idle))
+                await oldest.pool.evict(oldest)
+            waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            if woken:  # and beaten to it: still first in line
+                self.waiters.appendleft(waiter)
+            else:
+                self.waiters.append(waiter)
+            try:
+                woken = await _until(waiter, timeout)
+                if not woken:
+                    raise httpcore.PoolTimeout("no connection to the server came free in time")
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result():
+                    self.wake_one()  # woken while being cancelled: pass it on
+                raise
+        self.free -= 1
+
+    def keep(self, connection: _Connection) -> None:
+        """`connection` is idle: a connection waiting for a place may close it for one."""
+        self.idle[connection] = None
+        if self.waiters:
+            self.wake_one()
+
+    def release(self) -> None:
+        """A connection is closed (or was never opened): its place is free once its socket
+        is, on the loop's next turn."""
+        asyncio.get_running_loop().call_soon(self._free_one)
+
+    def _free_one(self) -> None:
+        self.free += 1
+        self.wake_one()
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+
+
+class _Servers:
+    """The servers of one run, by address connected to and port."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._servers: dict[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int], _Server]
+        self._servers = {}
+
+    def of(self, address: str, port: int) -> _Server:
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # one socket, either way
+            ip = ip.ipv4_mapped
+        server = self._servers.get((ip, port))
+        if server is None:
+            server = self._servers[ip, port] = _Server(self._size)
+        return server
+
+
+class _Claim:
+    """The place, among its server's, of one connection being opened: `GuardedBackend`
+    asks for one for each address it tries; the last is the connection's."""
+
+    __slots__ = ("_servers", "_timeout", "server")
+
+    def __init__(self, servers: _Servers, timeout: float | None) -> None:
+        self.server: _Server | None = None
+        self._servers = servers
+        self._timeout = timeout
+
+    async def __call__(self, address: str, port: int) -> None:
+        self.release()  # the address tried before failed
+        server = self._servers.of(address, port)
+        await server.admit(self._timeout)
+        self.server = server
+
+    def release(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.release()
 
 
 class _Pool:
@@ -426,10 +556,13 @@ class _Pool:
     AnyIO's, each a yield to the event loop or a cancel scope.
     """
 
-    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext, size: int) -> None:
+    def __init__(
+        self, backend: GuardedBackend, ssl_context: ssl.SSLContext, size: int, servers: _Servers
+    ) -> None:
         self._backend = backend
         self._ssl = ssl_context
         self._size = size
+        self._servers = servers
         self._open: set[_Connection] = set()
         """Every connection made and not closed, idle or serving."""
         self._idle: list[_Connection] = []
@@ -462,28 +595,34 @@ class _Pool:
     async def _take_idle(self) -> _Connection | None:
         while self._idle:
             connection = self._idle.pop()
+            del connection.server.idle[connection]
             if connection.is_idle() and not connection.has_expired():
                 return connection
-            self._open.discard(connection)  # expired, or the server closed it meanwhile
-            await connection.aclose()
+            await self._close(connection)  # expired, or the server closed it meanwhile
         return None
 
     async def _connect(self, request: httpcore.Request) -> _Connection:
         origin = request.url.origin
         host = origin.host.decode("ascii")
-        timeout = request.extensions.get("timeout", {}).get("connect")
+        timeouts = request.extensions.get("timeout", {})
+        timeout = timeouts.get("connect")
+        claim = _Claim(self._servers, timeouts.get("pool"))
         self._opening += 1
         try:
-            stream = await self._backend.connect_tcp(host, origin.port, timeout=timeout)
+            stream = await self._backend.connect_tcp(
+                host, origin.port, timeout=timeout, admit=claim
+            )
             if origin.scheme == b"https":
                 name = request.extensions.get("sni_hostname") or host
                 stream = await stream.start_tls(self._ssl, server_hostname=name, timeout=timeout)
         except BaseException:
+            claim.release()
             self._wake_one()  # its place is free again
             raise
         finally:
             self._opening -= 1
-        connection = _Connection(origin, stream)
+        assert claim.server is not None  # connected: an address was admitted
+        connection = _Connection(origin, stream, self, claim.server)
         self._open.add(connection)
         return connection
 
@@ -510,11 +649,28 @@ class _Pool:
         """A request is done with `connection`: keep it for the next one, or let it go."""
         if connection.is_idle() and not self._closed:
             self._idle.append(connection)
+            connection.server.keep(connection)
         else:
-            self._open.discard(connection)
+            await self._close(connection)
+        self._wake_one()
+
+    async def _close(self, connection: _Connection) -> None:
+        """Let `connection` go: closed, and its place at its server free."""
+        if connection not in self._open:
+            return
+        self._open.remove(connection)
+        try:
             if not connection.is_closed():
                 await connection.aclose()
-        self._wake_one()
+        finally:
+            connection.server.release()
+
+    async def evict(self, connection: _Connection) -> None:
+        """Close idle `connection`: another pool opens one to its server in its place."""
+        self._idle.remove(connection)
+        del connection.server.idle[connection]
+        await self._close(connection)
+        self._wake_one()  # a place in this pool is free
 
     async def aclose(self) -> None:
         """Close the idle connections now and the others as their requests end: requests
@@ -523,8 +679,9 @@ class _Pool:
         self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
-            self._open.discard(connection)
-            await connection.aclose()
+            del connection.server.idle[connection]
+        for connection in idle:
+            await self._close(connection)
 
 
 class _Body:
@@ -559,11 +716,14 @@ class _Body:
 class _GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, sending through a `_Pool` that connects with `GuardedBackend`."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, size: int, backend: GuardedBackend):
+    def __init__(
+        self, ssl_context: ssl.SSLContext, size: int, backend: GuardedBackend, servers: _Servers
+    ):
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False, retries=0)
         # httpx's transport asks its pool only for `handle_async_request` and `aclose`.
-        self._pool = cast(httpcore.AsyncConnectionPool, _Pool(backend, ssl_context, size))
+        pool = _Pool(backend, ssl_context, size, servers)
+        self._pool = cast(httpcore.AsyncConnectionPool, pool)
 
 
 class _Slots:
@@ -649,6 +809,8 @@ class Checker:
         self._ssl.set_alpn_protocols(["http/1.1"])  # as httpcore offers it
         self._pools: dict[str, dict[str, httpx.AsyncBaseTransport]] = {}
         """Host name → origin → its connection pool."""
+        self._servers = _Servers(config.per_host)
+        """What the pools' connections are open to: `per_host` at most to each."""
         self._planned: set[str] = set()
         self._strays: set[str] = set()
         """Hosts with pools that no URL of the run named (redirect targets)."""
@@ -797,7 +959,9 @@ class Checker:
                     verify=self._ssl, limits=limits, proxy=self.config.proxy, trust_env=False
                 )
             else:
-                transport = _GuardedTransport(self._ssl, self.config.per_host, self._backend)
+                transport = _GuardedTransport(
+                    self._ssl, self.config.per_host, self._backend, self._servers
+                )
             origins[key] = transport
         return transport
 

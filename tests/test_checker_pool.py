@@ -1,9 +1,11 @@
 """The link checker's connections, seen from a real HTTP server on 127.0.0.1: kept alive
-and shared within a host's limit, never reused once the server closed them."""
+and shared within a host's limit, never reused once the server closed them, and within
+that limit for one server however URLs and redirects spell its name."""
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -117,3 +119,46 @@ def test_redirects_from_many_hosts_to_one_wait_for_its_connections(recording: An
     assert [(a.status, a.failure) for a in result.attempts] == [(200, None)] * 6
     assert all(a.final_url == target for a in result.attempts)
     assert recording.most == 1  # the target's one connection, taken in turn
+
+
+class Counting(ThreadingHTTPServer):
+    """Notes, as each connection arrives, how many of its connections are open (that one
+    included): a connection the client closed is not, though its thread may not know yet."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        server: Any = self
+        with server.lock:
+            server.sockets = [s for s in server.sockets if _still_open(s)] + [request]
+            server.most_open = max(server.most_open, len(server.sockets))
+        super().process_request(request, client_address)
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """Whether the client has not closed `sock` (and this server has not either)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True  # nothing to read: open and idle
+    except OSError:
+        return False  # reset by the client, or closed by its thread
+
+
+def test_one_server_s_open_connections_stay_within_per_host_however_it_is_named() -> None:
+    server: Any = Counting(("127.0.0.20", 0), Recording)
+    server.daemon_threads = True
+    server.lock, server.connections, server.in_flight, server.most = threading.Lock(), [], 0, 0
+    server.sockets, server.most_open = [], 0
+    port = server.server_address[1]
+    # Dotted, a decimal integer, hex, and inet_aton's short form: one server, 127.0.0.20.
+    names = ["127.0.0.20", "2130706452", "0x7f000014", "127.20"]
+    with running(server), contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(serving(Recording, f"127.0.0.{21 + n}")) for n in range(4)]
+        urls = [Request(f"http://{name}:{port}/slow/{n}") for n in range(4) for name in names]
+        for n, source in enumerate(sources):  # and redirects to it, spelled each way
+            source.target = f"http://{names[n]}:{port}/slow/hop"
+            host, source_port = source.server_address
+            urls += [Request(f"http://{host}:{source_port}/hop/{k}") for k in range(2)]
+        result = run_checks(config(server, *sources, per_host=2), UA, urls)
+    assert [(a.status, a.failure) for a in result.attempts] == [(200, None)] * len(urls)
+    assert len(set(server.connections)) > 2  # connections did come and go
+    assert server.most_open <= 2
