@@ -3,6 +3,7 @@
     open_store(path)   the SQLite store on a file (the one the service uses), or the
                        PostgreSQL store for a postgresql:// or postgres:// URL
     MemoryStore()      an in-memory store (tests)
+    worker_access(store)  how worker processes read and help write the state, if they can
 
 Every engine raises `StateError` (aggregator.errors) when the state is unusable.
 """
@@ -21,9 +22,11 @@ from aggregator.store.protocol import (
     SettingsStore,
     StateStore,
     ThumbnailStore,
+    WorkerAccess,
 )
 from aggregator.store.rows import Counts, Duplicate, Rejected, SpellingCount, StoredEntry
 from aggregator.store.sqlite import SCHEMA_VERSION, SqliteStore
+from aggregator.store.sqlite import worker_access as sqlite_worker_access
 
 if TYPE_CHECKING:
     from aggregator.store.memory import MemoryStore
@@ -45,8 +48,10 @@ __all__ = [
     "StateStore",
     "StoredEntry",
     "ThumbnailStore",
+    "WorkerAccess",
     "is_postgres_url",
     "open_store",
+    "worker_access",
 ]
 
 
@@ -77,3 +82,9 @@ def open_store(path: Path | str) -> StateStore:
 
         return PostgresStore(path)
     return SqliteStore(path)
+
+
+def worker_access(store: StateStore) -> WorkerAccess | None:
+    """How worker processes read and help write `store`'s state while `store` writes it
+    (see `WorkerAccess`), or None when they cannot: only a SQLite file on disk can."""
+    return sqlite_worker_access(store) if isinstance(store, SqliteStore) else None

@@ -19,10 +19,10 @@ threads that share them; the memory store (tests) is for one thread at a time.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy
@@ -390,3 +390,18 @@ class StateStore(Protocol):
     def close(self) -> None:
         """Release the store; no method may be called afterwards."""
         ...
+
+
+class WorkerAccess(NamedTuple):
+    """How worker processes help this process write a state (`aggregator.refresh`): they
+    read it, and turn what they decide into what this process writes. Only engines whose
+    state other processes can open have it (`aggregator.store.worker_access`)."""
+
+    reader: Callable[[], StateStore]
+    """In a worker: opens the state read-only, seeing what was committed (picklable)."""
+    prepare: Callable[[Sequence[str], Sequence[Decision], Sequence[Member]], object]
+    """In a worker: what `write` writes for the link URLs to know, the decisions to apply
+    and the story members to keep (picklable; what it returns is too)."""
+    write: Callable[[object], None]
+    """Here: `links.ensure`, `entries.apply` and `stories.keep_members`, in that order, of
+    what `prepare` made (in the transaction open, if any)."""

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from aggregator.store.rows import Counts
+from aggregator.entries import Decision
+from aggregator.store.protocol import WorkerAccess
+from aggregator.store.rows import Counts, Member
 from aggregator.store.sqlite.db import Database
-from aggregator.store.sqlite.entries import SqliteEntries
+from aggregator.store.sqlite.entries import EntryRows, SqliteEntries, entry_rows, write_entry_rows
 from aggregator.store.sqlite.feeds import SqliteFeeds
-from aggregator.store.sqlite.links import SqliteLinks
+from aggregator.store.sqlite.links import SqliteLinks, link_rows, write_link_rows
 from aggregator.store.sqlite.schema import SCHEMA_VERSION
 from aggregator.store.sqlite.seeds import SqliteSeeds
 from aggregator.store.sqlite.settings import SqliteSettings
-from aggregator.store.sqlite.stories import SqliteStories
+from aggregator.store.sqlite.stories import SqliteStories, write_members
 from aggregator.store.sqlite.thumbnails import SqliteThumbnails
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["SCHEMA_VERSION", "SqliteReader", "SqliteStore", "worker_access"]
 
 
 class SqliteStore:
@@ -28,8 +32,9 @@ class SqliteStore:
     from a newer version, or is not writable.
     """
 
-    def __init__(self, path: Path | str) -> None:
-        self._db = Database(path)
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        """`read_only`: see `Database`."""
+        self._db = Database(path, read_only=read_only)
         self.seeds = SqliteSeeds(self._db)
         self.entries = SqliteEntries(self._db)
         self.links = SqliteLinks(self._db)
@@ -60,5 +65,47 @@ class SqliteStore:
             (entries,) = db.execute("SELECT COUNT(*) FROM entries").fetchone()
         return Counts(seeds, entries, rejected)
 
+    def write_decided(self, rows: object) -> None:
+        """Write what `decided_rows` made: see `WorkerAccess.write`."""
+        assert isinstance(rows, DecidedRows)
+        with self._db.writing() as db:
+            write_link_rows(db, rows.links)
+            write_entry_rows(db, rows.entries)
+            write_members(db, rows.members)
+
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass(frozen=True)
+class SqliteReader:
+    """Opens the state file at `path` read-only (`SqliteStore(path, read_only=True)`): how
+    a worker process reads the state while another process writes it. Picklable."""
+
+    path: str
+
+    def __call__(self) -> SqliteStore:
+        return SqliteStore(self.path, read_only=True)
+
+
+class DecidedRows(NamedTuple):
+    """What `SqliteStore.write_decided` writes, made by `decided_rows`."""
+
+    links: list[tuple[str, str]]
+    entries: EntryRows
+    members: Sequence[Member]
+
+
+def decided_rows(
+    urls: Sequence[str], decisions: Sequence[Decision], members: Sequence[Member]
+) -> DecidedRows:
+    """The rows of `links.ensure(urls)`, `entries.apply(decisions)` and
+    `stories.keep_members(members, [])` (in a worker process: see `WorkerAccess`)."""
+    return DecidedRows(link_rows(urls), entry_rows(decisions), members)
+
+
+def worker_access(store: SqliteStore) -> WorkerAccess | None:
+    """How worker processes read and help write `store` (None: an in-memory database)."""
+    if store.path == ":memory:":
+        return None
+    return WorkerAccess(SqliteReader(store.path), decided_rows, store.write_decided)

@@ -27,7 +27,9 @@ class Database:
     """The state file's connection. Every `writing` block is one transaction (or a part of
     the `transaction()` around it); a lock serializes threads."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        """`read_only`: a second connection to a state file another connection keeps (a
+        worker process's): not migrated, and no statement may write."""
         self.path = str(path)
         self.lock = threading.RLock()
         self._depth = 0
@@ -35,6 +37,16 @@ class Database:
         self._identity: tuple[int, int] | None = None
         """(device, inode) of the file opened, to notice it being deleted or replaced."""
         try:
+            if read_only:
+                uri = f"{Path(self.path).absolute().as_uri()}?mode=ro"
+                self.db = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False
+                )
+                self.db.execute("PRAGMA busy_timeout = 5000")
+                self.db.execute("PRAGMA query_only = 1")
+                found = os.stat(self.path)
+                self._identity = (found.st_dev, found.st_ino)
+                return
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 _check_writable(Path(self.path))

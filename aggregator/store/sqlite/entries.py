@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
@@ -155,49 +157,9 @@ class SqliteEntries:
             }
 
     def apply(self, decisions: Sequence[Decision]) -> None:
-        gone = [(d.entry_id,) for d in decisions if d.columns is None and d.write_columns]
-        rows = [
-            (
-                d.entry_id,
-                c.source,
-                c.published_us,
-                c.quality,
-                None if c.is_published is None else int(c.is_published),
-                c.original_url,
-                c.web_url,
-                c.link,
-                int(c.hidden),
-                c.related,
-            )
-            for d in decisions
-            if d.write_columns and (c := d.columns) is not None
-        ]
-        moved = [(d.entry_id,) for d in decisions if d.write_feeds and d.columns is not None]
-        members = [
-            (feed.kind, feed.key, d.entry_id)
-            for d in decisions
-            if d.write_feeds and d.columns is not None
-            for feed in sorted(d.feeds)
-        ]
-        ledger = [
-            (d.entry_id, r.content_hash, to_micros(r.first_seen), to_micros(r.updated))
-            for d in decisions
-            if (r := d.ledger) is not None
-        ]
+        rows = entry_rows(decisions)
         with self._db.writing() as db:
-            db.executemany("DELETE FROM entries WHERE entry_id = ?", gone)
-            db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", gone)
-            db.executemany("INSERT OR REPLACE INTO ledger VALUES (?, ?, ?, ?)", ledger)
-            db.executemany(
-                "INSERT OR REPLACE INTO entries (entry_id, source, published_us, quality,"
-                " is_published, original_url, web_url, link, hidden, related)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", moved)
-            db.executemany(
-                "INSERT INTO entry_feeds (kind, key, entry_id) VALUES (?, ?, ?)", members
-            )
+            write_entry_rows(db, rows)
 
     def entries(self, ids: Sequence[str]) -> list[StoredEntry]:
         with self._db.reading():
@@ -293,3 +255,64 @@ def _feed_source(feed: FeedKey) -> tuple[str, str]:
         "entry_feeds f JOIN entries e ON e.entry_id = f.entry_id",
         f"f.kind = :kind AND f.key = :key AND {_FILTER}",
     )
+
+
+class EntryRows(NamedTuple):
+    """What `SqliteEntries.apply` writes for some decisions, as rows (`entry_rows`)."""
+
+    gone: list[tuple[str]]
+    ledger: list[tuple[str, str, int, int]]
+    entries: list[tuple[object, ...]]
+    moved: list[tuple[str]]
+    feeds: list[tuple[str, str, str]]
+
+
+def entry_rows(decisions: Sequence[Decision]) -> EntryRows:
+    """The rows `write_entry_rows` writes for `decisions`: built apart from the writing,
+    they can be built in another process (plain tuples pickle cheaply)."""
+    return EntryRows(
+        [(d.entry_id,) for d in decisions if d.columns is None and d.write_columns],
+        [
+            (d.entry_id, r.content_hash, to_micros(r.first_seen), to_micros(r.updated))
+            for d in decisions
+            if (r := d.ledger) is not None
+        ],
+        [
+            (
+                d.entry_id,
+                c.source,
+                c.published_us,
+                c.quality,
+                None if c.is_published is None else int(c.is_published),
+                c.original_url,
+                c.web_url,
+                c.link,
+                int(c.hidden),
+                c.related,
+            )
+            for d in decisions
+            if d.write_columns and (c := d.columns) is not None
+        ],
+        [(d.entry_id,) for d in decisions if d.write_feeds and d.columns is not None],
+        [
+            (feed.kind, feed.key, d.entry_id)
+            for d in decisions
+            if d.write_feeds and d.columns is not None
+            for feed in sorted(d.feeds)
+        ],
+    )
+
+
+def write_entry_rows(db: sqlite3.Connection, rows: EntryRows) -> None:
+    """Write what `entry_rows` made (in a transaction)."""
+    db.executemany("DELETE FROM entries WHERE entry_id = ?", rows.gone)
+    db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", rows.gone)
+    db.executemany("INSERT OR REPLACE INTO ledger VALUES (?, ?, ?, ?)", rows.ledger)
+    db.executemany(
+        "INSERT OR REPLACE INTO entries (entry_id, source, published_us, quality,"
+        " is_published, original_url, web_url, link, hidden, related)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows.entries,
+    )
+    db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", rows.moved)
+    db.executemany("INSERT INTO entry_feeds (kind, key, entry_id) VALUES (?, ?, ?)", rows.feeds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
@@ -22,11 +23,9 @@ class SqliteLinks:
         self._db = db
 
     def ensure(self, urls: Iterable[str]) -> None:
+        rows = link_rows(urls)
         with self._db.writing() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO links (url, host) VALUES (?, ?)",
-                [(u, _host(u)) for u in urls],
-            )
+            write_link_rows(db, rows)
 
     def link_states(self, urls: Sequence[str]) -> dict[str, LinkState]:
         select = "SELECT url, state FROM links WHERE state IS NOT NULL AND url IN"
@@ -108,3 +107,13 @@ def _host(url: str) -> str:
         return host_of(url)
     except ValueError:
         return ""
+
+
+def link_rows(urls: Iterable[str]) -> list[tuple[str, str]]:
+    """The rows `SqliteLinks.ensure` writes for `urls` (see `entries.entry_rows`)."""
+    return [(u, _host(u)) for u in urls]
+
+
+def write_link_rows(db: sqlite3.Connection, rows: Sequence[tuple[str, str]]) -> None:
+    """Write what `link_rows` made (in a transaction)."""
+    db.executemany("INSERT OR IGNORE INTO links (url, host) VALUES (?, ?)", rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from aggregator.store.rows import Member
@@ -54,4 +55,9 @@ class SqliteStories:
     def keep_members(self, members: Sequence[Member], forget: Sequence[str]) -> None:
         with self._db.writing() as db:
             db.executemany("DELETE FROM members WHERE article = ?", [(a,) for a in forget])
-            db.executemany("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)", members)
+            write_members(db, members)
+
+
+def write_members(db: sqlite3.Connection, members: Sequence[Member]) -> None:
+    """Record `members` (in a transaction)."""
+    db.executemany("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)", members)
