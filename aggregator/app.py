@@ -39,7 +39,7 @@ from aggregator.output import Output, OutputDir, RenderReport
 from aggregator.plan import to_micros
 from aggregator.published import PublishedOutput
 from aggregator.reloading import advertises_loopback
-from aggregator.store import StateStore, open_store
+from aggregator.store import StateStore, open_store, worker_access
 from aggregator.store.shared import NO_TERM, SharedStore
 
 if TYPE_CHECKING:  # imported where first used: a build that renders nothing needs none
@@ -148,7 +148,7 @@ class App:
             if self.shared is not None:
                 self.out = PublishedOutput(self.local, self.shared.documents)
                 self.shared.fence(None if leading else NO_TERM)
-            self.ingest = Ingest(config, self.store)
+            self.ingest = Ingest(config, self.store, worker_access(self.store))
             self.links = LinkJob(config, self.store)
             self._last_build: LastBuild | None = None
             """What the last build rendered, when nothing wrote the state since."""

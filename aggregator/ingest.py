@@ -31,7 +31,7 @@ from aggregator.plan import LEDGER_RULES
 from aggregator.providers import list_version, load_suffix_list
 from aggregator.refresh import LEDGER_SETTING, refresh
 from aggregator.scan import SeedFile, check_paths, scan
-from aggregator.store import StateStore
+from aggregator.store import StateStore, WorkerAccess
 from aggregator.stories import StoryRules
 from aggregator.topics import TopicRules
 from aggregator.worker import load_seed, start_worker
@@ -194,8 +194,12 @@ def _counted(
 class Ingest:
     """Brings the state up to date with the seed directory (the scan use case)."""
 
-    def __init__(self, config: Config, store: StateStore) -> None:
+    def __init__(
+        self, config: Config, store: StateStore, access: WorkerAccess | None = None
+    ) -> None:
+        """`access`: how worker processes help with `store` (see `refresh.refresh`)."""
         self.store = store
+        self.access = access
         self.config = config
         self.rules = topic_rules(config)
         self.link_rules = link_rules(config)
@@ -281,11 +285,11 @@ class Ingest:
             report.rejected.extend(fresh)  # reported once, as long as the name stays
             self._refused = set(found.refused)
             known = self._store(found.files, gone, report, progress, should_stop, pool)
+            del found  # the walk's list: the refresh has better use for the memory
+            return self._refresh(now, report, should_stop, known, pool)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        del found  # the walk's list: the refresh has better use for the memory
-        return self._refresh(now, report, should_stop, known)
 
     def scan_paths(
         self, paths: Iterable[str], now: datetime, should_stop: StopCheck = never
@@ -374,9 +378,10 @@ class Ingest:
         report: ScanReport,
         should_stop: StopCheck,
         known: dict[str, tuple[int, int]],
+        pool: ProcessPoolExecutor | None = None,
     ) -> ScanReport:
-        """Bring the entries up to date with what `_store` stored; `known` becomes the
-        stats the next scan compares with."""
+        """Bring the entries up to date with what `_store` stored (deciding in `pool`'s
+        workers, if given); `known` becomes the stats the next scan compares with."""
         applied = refresh(
             self.store,
             self.rules,
@@ -385,6 +390,8 @@ class Ingest:
             self.link_rules,
             story_rules(self.config),
             self.rehash,
+            pool,
+            self.access,
         )
         self.rehash = None
         report.feeds = applied.feeds

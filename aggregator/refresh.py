@@ -13,18 +13,21 @@ always decided whole and a split or a merge is seen from both sides.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
-from aggregator.entries import SeedCopy, StoryFacts, decide, pick_copies, story_copy
+from aggregator.entries import Decision, SeedCopy, StoryFacts, decide, pick_copies, story_copy
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules
 from aggregator.model import related_to_json
 from aggregator.plan import FUTURE_TOLERANCE, to_micros
 from aggregator.providers import provider_key
-from aggregator.store.protocol import StateStore
+from aggregator.store.protocol import StateStore, WorkerAccess
 from aggregator.store.rows import Member
 from aggregator.stories import (
     StoryRules,
@@ -39,6 +42,10 @@ from aggregator.topics import TopicRules
 
 CHUNK = 500
 """Articles decided at a time (what is read for them is read in one go)."""
+PARALLEL_REFRESH = 4 * CHUNK
+"""From this many due entries, a refresh given worker processes decides in them."""
+AHEAD = 4
+"""Chunks given out to worker processes ahead of the one being written."""
 
 DEFAULT_STORY_RULES = StoryRules()
 HORIZON_SETTING = "story_horizon"
@@ -83,6 +90,8 @@ def refresh(
     link_rules: LinkRules = DEFAULT_LINK_RULES,
     story_rules: StoryRules = DEFAULT_STORY_RULES,
     rehash: str | None = None,
+    pool: Executor | None = None,
+    access: WorkerAccess | None = None,
 ) -> Applied:
     """Bring every entry due for refresh up to date: its story, copy used, feeds, link,
     ledger.
@@ -92,16 +101,14 @@ def refresh(
     rules are recorded in the same transaction. Returns what changed. Raises
     `Interrupted` when `should_stop` turns true (checked before each chunk; nothing is
     kept and the entries stay due), and `StateError` from the store.
+
+    With `pool` (worker processes) and `access` (how they read the state and prepare
+    what is written), a large refresh decides its chunks in the workers, each reading
+    what was committed before this refresh began (what a chunk reads, no chunk before it
+    writes), while this process writes what they prepared, in order.
     """
     applied = Applied()
-    resolved: dict[str, str | None] = {}
-
-    def key_of(spelling: str) -> str | None:
-        if spelling not in resolved:
-            hit = rules.resolve(spelling)
-            resolved[spelling] = hit[0] if hit else None
-        return resolved[spelling]
-
+    key_of = _keys(rules)
     entries = store.entries
     horizon = to_micros(now + FUTURE_TOLERANCE)
     with store.transaction():
@@ -138,35 +145,54 @@ def refresh(
             applied.feeds |= decision.touched
         entries.apply(decisions)
         store.stories.keep_members([], found.left)
-        batch: list[tuple[str, tuple[str, ...]]] = []
-        size = 0
         with entries.loading(len(found.stories)):
-            for story in found.stories:
-                batch.append(story)
-                size += len(story[1])
-                if size >= CHUNK:
-                    _decide(
-                        store,
+            batches = _batches(found.stories)
+            if pool is not None and access is not None and len(due) >= PARALLEL_REFRESH:
+                jobs = (
+                    _Job(
+                        access.reader,
+                        access.prepare,
                         batch,
-                        found.published,
+                        {a: found.published[a] for _, members in batch for a in members},
                         horizon,
-                        key_of,
+                        rules,
                         link_rules,
                         now,
-                        applied,
                         rehash,
                     )
-                    batch, size = [], 0
+                    for batch in batches
+                )
+                for prepared in _in_order(pool, decide_job, jobs, AHEAD):
+                    access.write(prepared.rows)
+                    applied.entries_changed += prepared.changed
+                    applied.feeds.update(FeedKey(kind, key) for kind, key in prepared.touched)
                     if should_stop():
                         raise Interrupted
-            if batch:
-                _decide(
-                    store, batch, found.published, horizon, key_of, link_rules, now, applied, rehash
-                )
+            else:
+                for batch in batches:
+                    decided = _decide(
+                        store, batch, found.published, horizon, key_of, link_rules, now, rehash
+                    )
+                    _write(store, decided, applied)
+                    if should_stop():
+                        raise Interrupted
         entries.clear_dirty()
         if rehash is not None:
             store.settings.settings_changed(LEDGER_SETTING, rehash)
     return applied
+
+
+def _keys(rules: TopicRules) -> Callable[[str], str | None]:
+    """The key of the topic a spelling names under `rules` (None: none), remembered."""
+    resolved: dict[str, str | None] = {}
+
+    def key_of(spelling: str) -> str | None:
+        if spelling not in resolved:
+            hit = rules.resolve(spelling)
+            resolved[spelling] = hit[0] if hit else None
+        return resolved[spelling]
+
+    return key_of
 
 
 def _widen(
@@ -217,18 +243,29 @@ def _widen(
     return _Stories(list(zip(ids, groups, strict=True)), published, gone, left)
 
 
+@dataclass(slots=True)
+class _Decided:
+    """What deciding one batch of stories gives, to be written (`_write`)."""
+
+    urls: list[str]
+    """The URLs of the entries' links: the link checker is to know them."""
+    decisions: list[Decision]
+    kept: list[Member]
+    changed: int = 0
+    touched: set[FeedKey] = field(default_factory=set)
+
+
 def _decide(
     store: StateStore,
     batch: Sequence[tuple[str, tuple[str, ...]]],
-    published: dict[str, int],
+    published: Mapping[str, int],
     horizon: int,
     key_of: Callable[[str], str | None],
     link_rules: LinkRules,
     now: datetime,
-    applied: Applied,
     rehash: str | None,
-) -> None:
-    """Decide and write the entries of these stories."""
+) -> _Decided:
+    """Decide the entries of these stories (reading only)."""
     entries, links = store.entries, store.links
     articles = [a for _, members in batch for a in members]
     copies = pick_copies(entries.copies(articles))
@@ -244,8 +281,7 @@ def _decide(
     ledger = entries.ledger(ids)
     shared = [copies[a].source for _, members in batch if len(members) > 1 for a in members]
     stored = store.seeds.articles(shared) if shared else {}
-    decisions = []
-    kept: list[Member] = []
+    decided = _Decided(urls, [], [])
     for story_id, everyone in batch:
         lead = copies[leads[story_id]]
         # An article dated past what the feeds let through waits to join the coverage,
@@ -255,7 +291,7 @@ def _decide(
             k for a in members for k in map(key_of, spellings.get(a, ())) if k is not None
         )
         providers = {a: _provider(copies[a]) for a in everyone}
-        kept.extend(Member(a, story_id, copies[a].source, providers[a]) for a in everyone)
+        decided.kept.extend(Member(a, story_id, copies[a].source, providers[a]) for a in everyone)
         facts = StoryFacts(frozenset(p for a in members if (p := providers[a]) is not None))
         if len(members) > 1:
             lead = story_copy(lead, [copies[a] for a in members])
@@ -278,13 +314,99 @@ def _decide(
             rehash is not None,
         )
         if decision.changed or decision.ledger is not None:
-            decisions.append(decision)
+            decided.decisions.append(decision)
         if decision.changed:
-            applied.entries_changed += 1
-            applied.feeds |= decision.touched
-    links.ensure(urls)
-    entries.apply(decisions)
-    store.stories.keep_members(kept, [])
+            decided.changed += 1
+            decided.touched |= decision.touched
+    return decided
+
+
+def _write(store: StateStore, decided: _Decided, applied: Applied) -> None:
+    """Write what `_decide` decided."""
+    store.links.ensure(decided.urls)
+    store.entries.apply(decided.decisions)
+    store.stories.keep_members(decided.kept, [])
+    applied.entries_changed += decided.changed
+    applied.feeds |= decided.touched
+
+
+def _batches(
+    stories: Sequence[tuple[str, tuple[str, ...]]],
+) -> Iterator[list[tuple[str, tuple[str, ...]]]]:
+    """The stories, CHUNK articles (or one story more) at a time."""
+    batch: list[tuple[str, tuple[str, ...]]] = []
+    size = 0
+    for story in stories:
+        batch.append(story)
+        size += len(story[1])
+        if size >= CHUNK:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One chunk of stories for a worker to decide (`decide_job`)."""
+
+    reader: Callable[[], StateStore]
+    prepare: Callable[[Sequence[str], Sequence[Decision], Sequence[Member]], object]
+    batch: list[tuple[str, tuple[str, ...]]]
+    published: dict[str, int]
+    """Of the batch's articles."""
+    horizon: int
+    rules: TopicRules
+    link_rules: LinkRules
+    now: datetime
+    rehash: str | None
+
+
+class _Prepared(NamedTuple):
+    """What a worker sends back for one chunk: the rows to write, and what changed."""
+
+    rows: object
+    changed: int
+    touched: list[tuple[str, str]]
+
+
+_readers: dict[Callable[[], StateStore], StateStore] = {}
+"""The state as this worker process reads it, by how it was opened."""
+
+
+def decide_job(job: _Job) -> _Prepared:
+    """`_decide` in a worker process, on the state as `job.reader` opens it (once per
+    process); returns the rows `WorkerAccess.write` writes."""
+    store = _readers.get(job.reader)
+    if store is None:
+        store = _readers[job.reader] = job.reader()
+    key_of = _keys(job.rules)
+    decided = _decide(
+        store, job.batch, job.published, job.horizon, key_of, job.link_rules, job.now, job.rehash
+    )
+    return _Prepared(
+        job.prepare(decided.urls, decided.decisions, decided.kept),
+        decided.changed,
+        [(f.kind, f.key) for f in decided.touched],
+    )
+
+
+def _in_order(
+    pool: Executor, work: Callable[[_Job], _Prepared], jobs: Iterable[_Job], ahead: int
+) -> Iterator[_Prepared]:
+    """`work` of each job in `pool`, yielded in the jobs' order, with at most `ahead` jobs
+    given out at a time; what is still running when the caller stops is cancelled."""
+    running: deque[Future[_Prepared]] = deque()
+    try:
+        for job in jobs:
+            running.append(pool.submit(work, job))
+            if len(running) >= ahead:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
+    finally:
+        for future in running:
+            future.cancel()
 
 
 def _provider(copy: SeedCopy) -> str | None:

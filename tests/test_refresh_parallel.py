@@ -1,0 +1,138 @@
+"""A refresh decided in worker processes writes what a refresh in one process writes.
+
+A cold build forks its parse workers before it walks the seeds; with a SQLite state,
+its refresh then has them decide each chunk of stories, reading the state file through
+a read-only connection of their own, while the building process writes what they
+prepared, in order (`refresh.refresh`, `store.worker_access`). Real builds, real files,
+real workers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator import refresh
+from aggregator.errors import StateError
+from aggregator.store import SqliteStore, worker_access
+from tests.conftest import NOW, Site, seed_text
+
+ARTICLES = 420
+"""Seeds in the corpus: with `CHUNK` at 40 below, about ten chunks."""
+TABLES = ("entries", "entry_feeds", "ledger", "members", "links")
+
+
+def url_of(n: int) -> str:
+    return f"https://outlet{n % 9}.example/2024/story-{n}"
+
+
+def add_corpus(site: Site) -> None:
+    """Stories of one to several articles spread over chunks (each links to articles far
+    off in id order), duplicates, articles dated past the feeds' horizon, topics spelled
+    several ways, articles with and without providers."""
+    for n in range(ARTICLES):
+        related = [
+            {"title": f"About {m}", "webUrl": url_of(m), "provider": {"name": f"Outlet {m % 9}"}}
+            for m in ((n * 7 + 3) % ARTICLES, (n * 13 + 5) % ARTICLES)
+            if n % 5 == 0 and m != n
+        ]
+        future = n % 31 == 0
+        when = NOW + timedelta(days=3) if future else NOW - timedelta(hours=n)
+        fields: dict[str, Any] = {
+            "title": f"Story {n}",
+            "originalUrl": url_of(n),
+            "webUrl": url_of(n),
+            "publishedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "topics": [f"Topic {n % 6}", "AI" if n % 2 else "ai"],
+            "quality": n % 100,
+            "provider": {"name": f"Outlet {n % 9}", "domain": f"outlet{n % 9}.example"}
+            if n % 4
+            else None,
+            "related": related or None,
+        }
+        site.add(f"{n % 4}/s{n:04d}.md", seed_text(**fields))
+        if n % 50 == 7:  # another seed with the same article: the first by path is used
+            site.add(f"dup/s{n:04d}.md", seed_text(**{**fields, "title": f"Copy {n}"}))
+
+
+def state_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    db = sqlite3.connect(path)
+    try:
+        rows = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in TABLES}
+        rows["dirty"] = db.execute("SELECT * FROM dirty").fetchall()
+        return rows
+    finally:
+        db.close()
+
+
+def output(site: Site) -> dict[Path, bytes]:
+    return {p.relative_to(site.out): p.read_bytes() for p in site.out.rglob("*") if p.is_file()}
+
+
+def test_a_refresh_decided_in_workers_writes_what_one_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refresh, "CHUNK", 40)
+    monkeypatch.setattr(refresh, "PARALLEL_REFRESH", 100)
+    chunks: list[int] = []
+    in_order = refresh._in_order
+
+    def counted(*args: Any) -> Iterator[refresh._Prepared]:
+        for prepared in in_order(*args):
+            chunks.append(prepared.changed)
+            yield prepared
+
+    monkeypatch.setattr(refresh, "_in_order", counted)
+    states, outputs, reports = [], [], []
+    for workers in (1, 2):
+        site = Site(tmp_path / str(workers))
+        add_corpus(site)
+        report = site.build(overrides={"build.workers": workers, "feeds.formats": ("atom", "json")})
+        reports.append((report.articles, report.rejected, report.duplicates))
+        states.append(state_rows(site.state))
+        outputs.append(output(site))
+        if workers == 1:
+            assert chunks == []  # one process: no workers to decide in
+    assert len(chunks) >= 8, chunks  # the two workers decided every chunk
+    assert reports[0] == reports[1]
+    assert reports[0][0] < ARTICLES  # some articles are one story
+    assert states[0] == states[1]
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) > 20
+
+
+def test_a_reader_sees_what_was_committed_and_writes_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    store.settings.settings_changed("horizon", "1")
+    access = worker_access(store)
+    assert access is not None
+    reader = access.reader()
+    try:
+        with store.transaction():
+            store.settings.settings_changed("horizon", "2")
+            # What the writer has not committed, the reader does not see.
+            assert reader.settings.recorded("horizon") == "1"
+            assert store.settings.recorded("horizon") == "2"
+        assert reader.settings.recorded("horizon") == "2"
+        with pytest.raises(StateError, match="state file error"):
+            reader.settings.settings_changed("horizon", "3")
+        assert store.settings.recorded("horizon") == "2"
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_only_a_sqlite_file_can_be_read_from_another_process(tmp_path: Path) -> None:
+    memory = SqliteStore(":memory:")
+    try:
+        assert worker_access(memory) is None
+    finally:
+        memory.close()
+    from aggregator.store.memory import MemoryStore
+
+    assert worker_access(MemoryStore()) is None
