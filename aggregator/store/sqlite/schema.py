@@ -39,7 +39,7 @@ from aggregator.errors import StateError
 from aggregator.feeds import ALL_KIND, TOPIC_KIND
 from aggregator.plan import to_micros
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 STAMP_PREFIX = "feed_stamp:"
 """Prefix of the `meta` keys that held each feed's stamp before schema 5 (then its topic
@@ -195,6 +195,12 @@ MIGRATIONS: dict[int, str] = {
     DROP INDEX IF EXISTS seeds_entry;
     CREATE INDEX seeds_entry ON seeds(entry_id, source) WHERE entry_id IS NOT NULL;
     """,
+    # The dates of the articles a refresh asks about, from the index alone: the seeds'
+    # rows hold whole articles, and reading 100,000 of them took 0.65 s, the index 0.16.
+    8: """
+    DROP INDEX IF EXISTS seeds_entry;
+    CREATE INDEX seeds_entry ON seeds(entry_id, source, published_us) WHERE entry_id IS NOT NULL;
+    """,
 }
 
 
@@ -234,7 +240,7 @@ _AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {5: _carry_meta_over}
 
 
 LOOKUP_INDEXES = {
-    "seeds_entry": "CREATE INDEX IF NOT EXISTS seeds_entry ON seeds(entry_id, source)"
+    "seeds_entry": "CREATE INDEX IF NOT EXISTS seeds_entry ON seeds(entry_id, source, published_us)"
     " WHERE entry_id IS NOT NULL",
     "seeds_published": "CREATE INDEX IF NOT EXISTS seeds_published ON seeds(published_us)"
     " WHERE published_us IS NOT NULL",
