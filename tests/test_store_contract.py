@@ -877,6 +877,37 @@ def test_a_feed_stamp_belongs_to_one_kind_of_feed(store: StateStore) -> None:
 # -- a large load ------------------------------------------------------------------------
 
 
+def test_links_of_many_articles_at_once_are_those_of_each_part(store: StateStore) -> None:
+    # Over the SQLite store's threshold for reading every link in one pass.
+    count = 1300
+    url = [f"https://a.example/{n}" for n in range(count)]
+    seeds = [
+        good(
+            f"s{n:05}.md",
+            url[n],
+            related=(
+                *(url[m] for m in (n * 7 % count, n * 11 % count) if n % 9 == 0 and m != n),
+                "https://elsewhere.example/",
+            ),
+        )
+        for n in range(count)
+    ]
+    seeds.append(good("z-copy.md", url[18], related=(url[5],)))  # a second seed of one article
+    store.seeds.store_seeds(seeds)
+    store.seeds.store_seeds([bad("s00027.md")])  # keeps its last good record, and its links
+    store.seeds.forget_seeds(["s00036.md"])  # its links go, and links to it count no more
+    ids = sorted({loaded.record.entry_id for _, loaded in seeds if loaded.record is not None})
+    asked = [i for n, i in enumerate(ids) if n % 7] + ["nobody"]  # links with one end asked
+    whole = set(store.stories.links(asked))
+    half = len(asked) // 2
+    assert whole == set(store.stories.links(asked[:half]) + store.stories.links(asked[half:]))
+    assert len(whole) > 200
+    assert (entry_id(url[18]), entry_id(url[5])) in whole  # the second seed's
+    assert (entry_id(url[27]), entry_id(url[27 * 7 % count])) in whole  # rejected, kept
+    gone = entry_id(url[36])
+    assert all(gone not in pair for pair in whole)
+
+
 def test_a_large_load_is_found_by_article_id_and_date_afterwards(store: StateStore) -> None:
     count = 6000  # over the SQLite store's bulk-load threshold
     seeds = [
