@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.model import Article
-from aggregator.parse import parse_seed
+from aggregator.parse import _CLOSE, _closing, parse_seed
 from tests.conftest import seed_text
 
 REAL_SEED = Path(__file__).parent.parent / "seeds" / "000_792b0d4a2dfad34b.txt"
@@ -225,3 +227,14 @@ def test_a_provider_domain_with_a_password_is_reported_without_it() -> None:
     assert len(warnings) == 1 and warnings[0].startswith("provider.domain: not a valid host")
     assert "'prov.example'" in warnings[0]
     assert "S3cret" not in warnings[0] and "carol" not in warnings[0]
+
+
+LINES = ["---", "...", "----", "--- \t", "...x", "x: 1", "", " ---", "---\r", "..\r", "-", "#."]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(LINES), max_size=8), st.sampled_from(["\n", "\r\n"]))
+def test_the_closing_line_is_found_where_the_pattern_finds_it(lines: list[str], end: str) -> None:
+    text = "---\n" + end.join(lines)
+    found, expected = _closing(text, 4), _CLOSE.search(text, 4)
+    assert (found and found.span()) == (expected and expected.span())
