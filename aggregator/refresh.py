@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from aggregator.entries import Decision, SeedCopy, StoryFacts, decide, pick_copies, story_copy
 from aggregator.errors import Interrupted
@@ -39,6 +38,9 @@ from aggregator.stories import (
     story_related,
 )
 from aggregator.topics import TopicRules
+
+if TYPE_CHECKING:  # a refresh without workers imports no pool
+    from concurrent.futures import Executor, Future
 
 CHUNK = 500
 """Articles decided at a time (what is read for them is read in one go)."""
