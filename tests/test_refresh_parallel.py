@@ -9,15 +9,16 @@ real workers.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aggregator import refresh
 from aggregator.errors import StateError
 from aggregator.store import SqliteStore, worker_access
 from tests.conftest import NOW, Site, seed_text
@@ -74,31 +75,57 @@ def output(site: Site) -> dict[Path, bytes]:
     return {p.relative_to(site.out): p.read_bytes() for p in site.out.rglob("*") if p.is_file()}
 
 
-def test_a_refresh_decided_in_workers_writes_what_one_process_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(refresh, "CHUNK", 40)
-    monkeypatch.setattr(refresh, "PARALLEL_REFRESH", 100)
-    chunks: list[int] = []
-    in_order = refresh._in_order
+BUILD = """
+import json, sys
+from datetime import datetime
+from aggregator import refresh
+from aggregator.app import make_app
+from aggregator.config import load_config
 
-    def counted(*args: Any) -> Iterator[refresh._Prepared]:
-        for prepared in in_order(*args):
-            chunks.append(prepared.changed)
-            yield prepared
+refresh.CHUNK, refresh.PARALLEL_REFRESH = 40, 100  # about ten chunks
+chunks = []
+in_order = refresh._in_order
 
-    monkeypatch.setattr(refresh, "_in_order", counted)
+
+def counted(*args):
+    for prepared in in_order(*args):
+        chunks.append(prepared.changed)
+        yield prepared
+
+
+refresh._in_order = counted
+seeds, out, state, workers, now = sys.argv[1:]
+flat = {"seeds.dir": seeds, "output.dir": out, "state.path": state,
+        "build.workers": int(workers), "feeds.formats": ("atom", "json")}
+with make_app(load_config(None, overrides=flat, environ={})) as app:
+    report = app.build(datetime.fromisoformat(now))
+print(json.dumps([chunks, report.articles, report.rejected, report.duplicates]))
+"""
+"""A cold build in a process of its own, as `aggregator build` runs: one thread, so its
+parse workers fork before the walk (a test process may have threads other tests left)."""
+
+
+def test_a_refresh_decided_in_workers_writes_what_one_process_writes(tmp_path: Path) -> None:
     states, outputs, reports = [], [], []
     for workers in (1, 2):
         site = Site(tmp_path / str(workers))
         add_corpus(site)
-        report = site.build(overrides={"build.workers": workers, "feeds.formats": ("atom", "json")})
-        reports.append((report.articles, report.rejected, report.duplicates))
-        states.append(state_rows(site.state))
-        outputs.append(output(site))
+        args = [site.seeds, site.out, site.state, workers, NOW.isoformat()]
+        done = subprocess.run(
+            [sys.executable, "-c", BUILD, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        chunks, *report = json.loads(done.stdout)
         if workers == 1:
             assert chunks == []  # one process: no workers to decide in
-    assert len(chunks) >= 8, chunks  # the two workers decided every chunk
+        else:
+            assert len(chunks) >= 8, chunks  # the two workers decided every chunk
+        reports.append(report)
+        states.append(state_rows(site.state))
+        outputs.append(output(site))
     assert reports[0] == reports[1]
     assert reports[0][0] < ARTICLES  # some articles are one story
     assert states[0] == states[1]
