@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from aggregator.archive import Key
-from aggregator.entries import from_micros
+from aggregator.entries import Decision, from_micros
 from aggregator.feeds import TOPIC_KIND, FeedKey
 from aggregator.model import Article, article_from_json, related_from_json
 from aggregator.plan import FeedStamp, to_micros
@@ -131,3 +131,53 @@ def archive_columns(bounds: Sequence[Key], digests: Sequence[str]) -> tuple[str,
 def archive_of(bounds: str, digests: str) -> tuple[list[Key], list[str]]:
     """The archive record `archive_columns` stored: (closed-page bounds, page digests)."""
     return [(int(us), str(i)) for us, i in json.loads(bounds)], list(json.loads(digests))
+
+
+class EntryRows(NamedTuple):
+    """What an engine's `EntryStore.apply` writes for some decisions, as rows
+    (`entry_rows`)."""
+
+    gone: list[str]
+    """Entries to delete, with their feed memberships."""
+    ledger: list[tuple[str, str, int, int]]
+    entries: list[tuple[object, ...]]
+    moved: list[str]
+    """Entries whose feed memberships are written anew (`feeds`)."""
+    feeds: list[tuple[str, str, str]]
+
+
+def entry_rows(decisions: Sequence[Decision]) -> EntryRows:
+    """The rows `apply` writes for `decisions`, in the column order of the SQL engines'
+    tables: built apart from the writing, they can be built in another process (plain
+    tuples pickle cheaply)."""
+    return EntryRows(
+        [d.entry_id for d in decisions if d.columns is None and d.write_columns],
+        [
+            (d.entry_id, r.content_hash, to_micros(r.first_seen), to_micros(r.updated))
+            for d in decisions
+            if (r := d.ledger) is not None
+        ],
+        [
+            (
+                d.entry_id,
+                c.source,
+                c.published_us,
+                c.quality,
+                None if c.is_published is None else int(c.is_published),
+                c.original_url,
+                c.web_url,
+                c.link,
+                int(c.hidden),
+                c.related,
+            )
+            for d in decisions
+            if d.write_columns and (c := d.columns) is not None
+        ],
+        [d.entry_id for d in decisions if d.write_feeds and d.columns is not None],
+        [
+            (feed.kind, feed.key, d.entry_id)
+            for d in decisions
+            if d.write_feeds and d.columns is not None
+            for feed in sorted(d.feeds)
+        ],
+    )

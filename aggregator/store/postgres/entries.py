@@ -10,10 +10,10 @@ from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
 from aggregator.feeds import KINDS, FeedKey
 from aggregator.model import Article
-from aggregator.plan import FeedFilter, LedgerRow, to_micros
+from aggregator.plan import FeedFilter, LedgerRow
 from aggregator.store.postgres.bulk import insert_text
 from aggregator.store.postgres.db import Connection, Database, many
-from aggregator.store.rows import StoredEntry, story_article
+from aggregator.store.rows import StoredEntry, entry_rows, story_article
 
 
 class PostgresEntries:
@@ -153,35 +153,7 @@ class PostgresEntries:
             }
 
     def apply(self, decisions: Sequence[Decision]) -> None:
-        gone = [d.entry_id for d in decisions if d.columns is None and d.write_columns]
-        rows = [
-            (
-                d.entry_id,
-                c.source,
-                c.published_us,
-                c.quality,
-                None if c.is_published is None else int(c.is_published),
-                c.original_url,
-                c.web_url,
-                c.link,
-                int(c.hidden),
-                c.related,
-            )
-            for d in decisions
-            if d.write_columns and (c := d.columns) is not None
-        ]
-        moved = [d.entry_id for d in decisions if d.write_feeds and d.columns is not None]
-        members = [
-            (feed.kind, feed.key, d.entry_id)
-            for d in decisions
-            if d.write_feeds and d.columns is not None
-            for feed in sorted(d.feeds)
-        ]
-        ledger = [
-            (d.entry_id, r.content_hash, to_micros(r.first_seen), to_micros(r.updated))
-            for d in decisions
-            if (r := d.ledger) is not None
-        ]
+        gone, ledger, rows, moved, members = entry_rows(decisions)
         with self._db.writing() as db:
             if gone:
                 db.execute("DELETE FROM entries WHERE entry_id = ANY(%s)", (gone,))

@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 from aggregator.entries import Decision
 from aggregator.store.protocol import WorkerAccess
-from aggregator.store.rows import Counts, Member
+from aggregator.store.rows import Counts, EntryRows, Member, entry_rows
 from aggregator.store.sqlite.db import Database
-from aggregator.store.sqlite.entries import EntryRows, SqliteEntries, entry_rows, write_entry_rows
+from aggregator.store.sqlite.entries import SqliteEntries, write_entry_rows
 from aggregator.store.sqlite.feeds import SqliteFeeds
 from aggregator.store.sqlite.links import SqliteLinks, link_rows, write_link_rows
 from aggregator.store.sqlite.schema import SCHEMA_VERSION

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
 from aggregator.feeds import KINDS, FeedKey
 from aggregator.model import Article
-from aggregator.plan import FeedFilter, LedgerRow, to_micros
-from aggregator.store.rows import StoredEntry, story_article
+from aggregator.plan import FeedFilter, LedgerRow
+from aggregator.store.rows import EntryRows, StoredEntry, entry_rows, story_article
 from aggregator.store.sqlite.db import Database
 from aggregator.store.sqlite.schema import LISTING_INDEXES
 
@@ -257,56 +256,10 @@ def _feed_source(feed: FeedKey) -> tuple[str, str]:
     )
 
 
-class EntryRows(NamedTuple):
-    """What `SqliteEntries.apply` writes for some decisions, as rows (`entry_rows`)."""
-
-    gone: list[tuple[str]]
-    ledger: list[tuple[str, str, int, int]]
-    entries: list[tuple[object, ...]]
-    moved: list[tuple[str]]
-    feeds: list[tuple[str, str, str]]
-
-
-def entry_rows(decisions: Sequence[Decision]) -> EntryRows:
-    """The rows `write_entry_rows` writes for `decisions`: built apart from the writing,
-    they can be built in another process (plain tuples pickle cheaply)."""
-    return EntryRows(
-        [(d.entry_id,) for d in decisions if d.columns is None and d.write_columns],
-        [
-            (d.entry_id, r.content_hash, to_micros(r.first_seen), to_micros(r.updated))
-            for d in decisions
-            if (r := d.ledger) is not None
-        ],
-        [
-            (
-                d.entry_id,
-                c.source,
-                c.published_us,
-                c.quality,
-                None if c.is_published is None else int(c.is_published),
-                c.original_url,
-                c.web_url,
-                c.link,
-                int(c.hidden),
-                c.related,
-            )
-            for d in decisions
-            if d.write_columns and (c := d.columns) is not None
-        ],
-        [(d.entry_id,) for d in decisions if d.write_feeds and d.columns is not None],
-        [
-            (feed.kind, feed.key, d.entry_id)
-            for d in decisions
-            if d.write_feeds and d.columns is not None
-            for feed in sorted(d.feeds)
-        ],
-    )
-
-
 def write_entry_rows(db: sqlite3.Connection, rows: EntryRows) -> None:
     """Write what `entry_rows` made (in a transaction)."""
-    db.executemany("DELETE FROM entries WHERE entry_id = ?", rows.gone)
-    db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", rows.gone)
+    db.executemany("DELETE FROM entries WHERE entry_id = ?", zip(rows.gone))
+    db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", zip(rows.gone))
     db.executemany("INSERT OR REPLACE INTO ledger VALUES (?, ?, ?, ?)", rows.ledger)
     db.executemany(
         "INSERT OR REPLACE INTO entries (entry_id, source, published_us, quality,"
@@ -314,5 +267,5 @@ def write_entry_rows(db: sqlite3.Connection, rows: EntryRows) -> None:
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows.entries,
     )
-    db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", rows.moved)
+    db.executemany("DELETE FROM entry_feeds WHERE entry_id = ?", zip(rows.moved))
     db.executemany("INSERT INTO entry_feeds (kind, key, entry_id) VALUES (?, ?, ?)", rows.feeds)

@@ -110,7 +110,7 @@ def _host(url: str) -> str:
 
 
 def link_rows(urls: Iterable[str]) -> list[tuple[str, str]]:
-    """The rows `SqliteLinks.ensure` writes for `urls` (see `entries.entry_rows`)."""
+    """The rows `SqliteLinks.ensure` writes for `urls` (see `store.rows.entry_rows`)."""
     return [(u, _host(u)) for u in urls]
 
 
