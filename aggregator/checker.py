@@ -432,6 +432,16 @@ class _Connection(httpcore.AsyncHTTP11Connection):
         """Where it is connected to: its place there is free again once it is closed."""
 
 
+def _wake_first(waiters: deque[asyncio.Future[bool]]) -> None:
+    """Wake the first of `waiters` still waiting (those cancelled or timed out meanwhile
+    are dropped)."""
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(True)
+            return
+
+
 class _Server:
     """The connections open to one server (an address and port), whichever pools hold
     them: pools are per origin as spelled, and `127.0.0.20`, `2130706452` and a
@@ -498,11 +508,7 @@ class _Server:
         self.wake_one()
 
     def wake_one(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
-                return
+        _wake_first(self.waiters)
 
 
 class _Servers:
@@ -639,11 +645,7 @@ class _Pool:
             raise
 
     def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
-                return
+        _wake_first(self._waiters)
 
     async def give_back(self, connection: _Connection) -> None:
         """A request is done with `connection`: keep it for the next one, or let it go."""
