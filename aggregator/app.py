@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from aggregator.config import Config, LinksConfig
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
-from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, never
+from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, Workers, never
 from aggregator.lastbuild import SETTING, LastBuild, code_fingerprint, current, render_key
 from aggregator.linkjob import LinkJob, LinkReport, paused
 from aggregator.links import Attempt, LinkState, Request, RunResult
@@ -43,6 +43,8 @@ from aggregator.store import StateStore, open_store, worker_access
 from aggregator.store.shared import NO_TERM, SharedStore
 
 if TYPE_CHECKING:  # imported where first used: a build that renders nothing needs none
+    from concurrent.futures import ProcessPoolExecutor
+
     from aggregator.publish import Publisher
     from aggregator.status import Counts
     from aggregator.thumbjob import ThumbnailJob, ThumbnailReport
@@ -148,7 +150,8 @@ class App:
             if self.shared is not None:
                 self.out = PublishedOutput(self.local, self.shared.documents)
                 self.shared.fence(None if leading else NO_TERM)
-            self.ingest = Ingest(config, self.store, worker_access(self.store))
+            self._access = worker_access(self.store)
+            self.ingest = Ingest(config, self.store, self._access)
             self.links = LinkJob(config, self.store)
             self._last_build: LastBuild | None = None
             """What the last build rendered, when nothing wrote the state since."""
@@ -178,7 +181,7 @@ class App:
         nothing, and needs neither it nor the renderers it imports)."""
         from aggregator.publish import Publisher
 
-        return Publisher(self._config, self.store, self.out)
+        return Publisher(self._config, self.store, self.out, self._access)
 
     @cached_property
     def thumbnails(self) -> ThumbnailJob:
@@ -308,7 +311,14 @@ class App:
                     and current(last, key, to_micros(now), self.local.fingerprint())
                 )
 
-            done = self._rescan(now, None, never, progress, keep if last is not None else None)
+            # A cold build's workers parse, decide the refresh and render.
+            workers = Workers(self.config.build.workers, preload=("aggregator.publish",))
+            try:
+                done = self._rescan(
+                    now, None, never, progress, keep if last is not None else None, workers
+                )
+            finally:
+                workers.close()
             if done.render is None:  # kept: this process knows nothing of the output
                 assert last is not None
                 self._render_all = True
@@ -397,14 +407,16 @@ class App:
         should_stop: StopCheck,
         progress: Progress | None,
         keep: Callable[[ScanReport], bool] | None = None,
+        workers: Workers | None = None,
     ) -> RescanReport:
         """Scan, then render what the scan calls for; `keep` (a build) is asked first
-        whether the output may stay as it is (the report's `render` is then None)."""
+        whether the output may stay as it is (the report's `render` is then None). The
+        worker processes a cold scan starts in `workers` render too."""
         reconfigured = self._apply_pending(now)
         self._scanned = True
         try:
             if paths is None:
-                scanned = self.ingest.scan(now, progress, should_stop)
+                scanned = self.ingest.scan(now, progress, should_stop, workers)
             else:
                 scanned = self.ingest.scan_paths(paths, now, should_stop)
             if keep is not None and keep(scanned):
@@ -422,7 +434,8 @@ class App:
                 or self.config.feeds.max_age_days
             ):
                 changed = None if self._render_all else scanned.feeds
-                rendered = self._render(now, changed, should_stop)
+                pool = None if workers is None else workers.pool
+                rendered = self._render(now, changed, should_stop, pool)
                 self._render_all = False
         except Interrupted:
             raise
@@ -431,9 +444,16 @@ class App:
             raise
         return RescanReport(scanned, rendered, reconfigured, missing)
 
-    def _render(self, now: datetime, changed: set[FeedKey] | None, stop: StopCheck) -> RenderReport:
+    def _render(
+        self,
+        now: datetime,
+        changed: set[FeedKey] | None,
+        stop: StopCheck,
+        pool: ProcessPoolExecutor | None = None,
+    ) -> RenderReport:
         if self.shared is None:
-            rendered = self.publisher.render(now, changed, stop, complete=self.ingest.complete)
+            complete = self.ingest.complete
+            rendered = self.publisher.render(now, changed, stop, complete, pool)
         else:
             # One transaction: followers see a render's files all at once, and a leader
             # that lost its term publishes none of them, nor writes them here.

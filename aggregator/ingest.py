@@ -10,11 +10,12 @@ differ) is in the returned `ScanReport`, for the app to render.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -52,6 +53,9 @@ BATCH = 5000
 and the indexes keyed by article id change pages all over: fewer, larger batches write
 fewer pages (storing 100,000 seed records: 7.2 s of CPU in batches of 1,000, 6.6 s in
 batches of 5,000). A scan that is stopped or killed reads at most one batch again."""
+STEP = 500
+"""Parsed seeds stored at a time, as the workers send them, inside a batch's transaction:
+what is left to store when the last seed is parsed is at most this many."""
 
 
 def never() -> bool:
@@ -100,6 +104,34 @@ def start_workers(workers: int) -> ProcessPoolExecutor | None:
     )
     pool.submit(int)  # starts the workers now, not at the first seed
     return pool
+
+
+class Workers:
+    """The worker processes of one build, started when a cold scan calls for them
+    (`Ingest.scan`) and kept until the build ends: the refresh decides and the render
+    renders in them too. Closing shuts them down."""
+
+    def __init__(self, count: int, preload: Sequence[str] = ()) -> None:
+        """`count`: `build.workers` (0: one per CPU). `preload`: modules the workers will
+        use besides the parse's, imported before they fork (when they do) so that each
+        has them without importing them on its own."""
+        self.count = count
+        self.preload = preload
+        self.pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> ProcessPoolExecutor | None:
+        """The pool, started now if it is not yet (see `start_workers`); None for one worker."""
+        if self.pool is None:
+            if _forks():
+                for name in self.preload:
+                    importlib.import_module(name)
+            self.pool = start_workers(self.count)
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 def load_seeds(
@@ -251,11 +283,17 @@ class Ingest:
         self.store.settings.reread_rejected_if_changed(seed_settings(config))
 
     def scan(
-        self, now: datetime, progress: Progress | None = None, should_stop: StopCheck = never
+        self,
+        now: datetime,
+        progress: Progress | None = None,
+        should_stop: StopCheck = never,
+        workers: Workers | None = None,
     ) -> ScanReport:
         """Walk the seed directory, parse what changed, and bring the state up to date.
 
         Returns what was found, read, removed and rejected, and which topics changed.
+        A cold scan starts worker processes in `workers` and leaves them running (the
+        caller closes it); without `workers`, it starts and closes its own.
 
         Raises `SeedDirError` when the seed directory itself cannot be read;
         then nothing in the state changes. Raises `Interrupted` when
@@ -265,7 +303,10 @@ class Ingest:
         known = self._known_stats()
         # A cold build: forked now, the workers copy none of what the walk will hold.
         early = not known and _forks()
-        pool = start_workers(self.config.build.workers) if early else None
+        own = workers is None
+        if workers is None:
+            workers = Workers(self.config.build.workers)
+        pool = workers.start() if early else None
         try:
             found = scan(seeds.dir, seeds.extensions)
             self.complete = found.complete
@@ -288,8 +329,8 @@ class Ingest:
             del found  # the walk's list: the refresh has better use for the memory
             return self._refresh(now, report, should_stop, known, pool)
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            if own:
+                workers.close()
 
     def scan_paths(
         self, paths: Iterable[str], now: datetime, should_stop: StopCheck = never
@@ -352,25 +393,43 @@ class Ingest:
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
         with self.store.seeds.loading(len(changed)):
-            while batch := list(islice(pairs, BATCH)):
-                if should_stop():
-                    raise Interrupted
-                fresh = []
-                for file, result in batch:
-                    if result.digest and digests.get(file.source) == result.digest:
-                        touched.append(file)  # same bytes, new mtime: nothing to parse again
-                        continue
-                    fresh.append((file, result))
-                    report.warnings.extend((result.source, w) for w in result.warnings)
-                    if result.error is not None:
-                        report.rejected.append((result.source, result.error))
-                report.parsed += len(fresh)
-                self.store.seeds.store_seeds(fresh)
-                known.update((f.source, (f.size, f.mtime_ns)) for f, _ in batch)
-                del batch, fresh, result  # stored: not held while the next batch is parsed
+            more = True
+            while more:
+                with self.store.transaction():  # a batch, stored a step at a time
+                    for _ in range(BATCH // STEP):
+                        step = list(islice(pairs, STEP))
+                        if not step:
+                            more = False
+                            break
+                        if should_stop():
+                            raise Interrupted
+                        self._store_step(step, digests, touched, report)
+                        known.update((f.source, (f.size, f.mtime_ns)) for f, _ in step)
+                        del step  # stored: not held while the next step is parsed
         if touched:
             self.store.seeds.touch(touched)
         return known
+
+    def _store_step(
+        self,
+        step: Sequence[tuple[SeedFile, LoadedSeed]],
+        digests: Mapping[str, str],
+        touched: list[SeedFile],
+        report: ScanReport,
+    ) -> None:
+        """Store the seeds of `step` whose bytes changed; those with the same bytes (a new
+        mtime) go to `touched`."""
+        fresh = []
+        for file, result in step:
+            if result.digest and digests.get(file.source) == result.digest:
+                touched.append(file)  # same bytes, new mtime: nothing to parse again
+                continue
+            fresh.append((file, result))
+            report.warnings.extend((result.source, w) for w in result.warnings)
+            if result.error is not None:
+                report.rejected.append((result.source, result.error))
+        report.parsed += len(fresh)
+        self.store.seeds.store_seeds(fresh)
 
     def _refresh(
         self,

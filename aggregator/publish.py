@@ -12,30 +12,35 @@ it, from the entries of its closed days.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from aggregator.archive import Key, Layout, Row, lay_out, newer, page_digest, reopen
 from aggregator.config import Config
-from aggregator.digests import DigestPlan, digest_path, last_close, plan_digests, window
+from aggregator.digests import digest_path
 from aggregator.errors import Interrupted
+from aggregator.feedrender import (
+    MAX_FEED_BYTES,
+    FeedJob,
+    FeedRenderer,
+    Rendered,
+    bounds_on_disk,
+    digested,
+    render_job,
+    stale_archive_pages,
+)
 from aggregator.feeds import ALL_FEED, TOPIC_KIND, Feed, FeedKey
 from aggregator.formats import (
     ARCHIVE_SUFFIX,
-    ATOM,
     FEED_FORMATS,
     PROVIDERS_FOLDER,
-    FeedOptions,
     archive_folder,
     archive_path,
     feed_path,
     page_path,
-    renderer,
 )
 from aggregator.ingest import StopCheck, never, topic_rules
-from aggregator.output import Output, RenderReport
+from aggregator.output import Output, OutputDir, RenderReport
 from aggregator.pages import (
     ALL_OPML_PATH,
     INDEX_PATH,
@@ -43,50 +48,38 @@ from aggregator.pages import (
     PROVIDERS_OPML_PATH,
     PROVIDERS_PATH,
     SITE_FILES,
-    Thumbnail,
     render_all_opml,
     render_index,
     render_opml,
     render_providers_opml,
     render_providers_page,
-    render_topic_page,
 )
-from aggregator.plan import (
-    Entry,
-    FeedFilter,
-    FeedPlan,
-    FeedStamp,
-    FeedSummary,
-    feed_stamp,
-    to_micros,
-    topic_catalog,
-    topic_feed_of,
-)
+from aggregator.parallel import in_order
+from aggregator.plan import FeedFilter, FeedSummary, topic_catalog, topic_feed_of
 from aggregator.providers import ProviderName, provider_feed_of, provider_names
-from aggregator.render import (
-    OLDEST,
-    RENDERING,
-    History,
-    archive_bound,
-    empty_page_date,
-    render_atom,
-    render_digest,
-)
-from aggregator.store import StateStore, StoredEntry
-from aggregator.stories import held_back
-from aggregator.thumbs import FOLDER, HEADER_BYTES, SUFFIX, thumbnail_path, webp_size
+from aggregator.store import StateStore, WorkerAccess
+from aggregator.thumbs import FOLDER, SUFFIX
 from aggregator.topics import Topic, TopicRules
 
-MAX_FEED_BYTES = 400_000
-"""A feed stays well under the 512 KB many readers stop at; extra entries give way."""
+if TYPE_CHECKING:  # a render without workers imports no pool
+    from concurrent.futures import Executor
+
+__all__ = ["MAX_FEED_BYTES", "Publisher", "bounds_on_disk", "feed_listing", "written_paths"]
+
+AHEAD = 4
+"""Feeds given out to worker processes ahead of the one being written."""
 
 
 class Publisher:
     """Keeps the output directory in step with the state (the render use case)."""
 
-    def __init__(self, config: Config, store: StateStore, out: Output) -> None:
+    def __init__(
+        self, config: Config, store: StateStore, out: Output, access: WorkerAccess | None = None
+    ) -> None:
+        """`access`: how worker processes read `store` (see `render`'s `pool`)."""
         self.store = store
         self.out = out
+        self.access = access
         self.config = config
         self.rules = topic_rules(config)
         self._catalog: dict[str, Topic] | None = None
@@ -122,19 +115,22 @@ class Publisher:
         changed: set[FeedKey] | None = None,
         should_stop: StopCheck = never,
         complete: bool = True,
+        pool: Executor | None = None,
     ) -> RenderReport:
         """Re-render the `changed` feeds (None: every feed), the feeds of kinds that hold
         every entry (`all`), the index and the OPML files.
 
         `complete`: the last scan read every folder, so files of feeds that are gone may be
-        removed. Returns what was written and removed. Raises `Interrupted` when
+        removed. `pool`: worker processes (a cold build's) that render the feeds while this
+        process writes them, when the state has `access` for them and the output is a local
+        directory. Returns what was written and removed. Raises `Interrupted` when
         `should_stop` turns true (the next render starts over), `OutputError` or
         `StateError` when the output directory or the state file is unusable.
 
         The files are written together (`Output.batch`): when the render raises, none of
         them is."""
         with self.out.batch():
-            return self._render(now, changed, should_stop, complete)
+            return self._render(now, changed, should_stop, complete, pool)
 
     def _render(
         self,
@@ -142,6 +138,7 @@ class Publisher:
         changed: set[FeedKey] | None,
         should_stop: StopCheck,
         complete: bool,
+        pool: Executor | None,
     ) -> RenderReport:
         catalog = topic_catalog_of(self.store, self.rules, keep_slugs=True)
         feeds = self.config.feeds
@@ -160,17 +157,12 @@ class Publisher:
             live = {f.slug for f in listed}
             self._summaries = {s: v for s, v in self._summaries.items() if s in live}
         report = RenderReport()
-        for target in targets:
+        for target, done in self._feeds(targets, catalog, flt, now, pool):
             if should_stop():
                 self._catalog = None  # the next render starts over
                 self._providers = {}
                 raise Interrupted
-            summary = self._render_feed(target, catalog, flt, report, now)
-            slug = target.slug
-            if summary is None:
-                self._summaries.pop(slug, None)
-            else:
-                self._summaries[slug] = summary
+            self._apply(target, done, report)
         self._catalog = catalog
         self._providers = providers
         summaries = sorted(self._summaries.values(), key=lambda s: s.feed.order)
@@ -219,124 +211,57 @@ class Publisher:
                     self.out.remove_empty(archive_folder(slug))
         return report
 
-    def _render_feed(
+    def _feeds(
         self,
-        feed: Feed,
+        targets: Sequence[Feed],
         catalog: Mapping[str, Topic],
         flt: FeedFilter,
-        report: RenderReport,
         now: datetime,
-    ) -> FeedSummary | None:
-        """Write one feed in every format, its page and its archive; None: it has no entries."""
-        feeds, site = self.config.feeds, self.config.site
-        slug = feed.slug
-        key = feed.key
-        rows: list[Row] = []
-        bounds: list[Key] = []
-        digests: list[str] = []
-        if feeds.archive:
-            rows = self.store.entries.feed_rows(key, flt.any_age())
-            bounds, digests = self.store.feeds.archive(key)
-            if not bounds and not digests:  # no record (a new state file): read the pages
-                bounds = bounds_on_disk(self.out, slug)
-            bounds = reopen(rows, bounds, feeds.max_entries)
-        newer_than = bounds[-1] if bounds else None
-        stored, total = self.store.entries.feed_page(key, flt, feeds.max_entries, newer_than)
-        if not feed.kind.written_empty and total == 0:
-            return None
-
-        def entry(e: StoredEntry) -> Entry:
-            shown = sorted((catalog[k] for k in e.topic_keys if k in catalog), key=lambda t: t.name)
-            article = held_back(e.article, flt.published_before_us)
-            return Entry(e.id, article, tuple(shown), e.updated, e.link)
-
-        plan = FeedPlan(feed, tuple(entry(e) for e in stored), total)
-        hub = self.config.websub.hub
-        data = render_atom(plan, site, feeds.max_related, hub)
-        page_size = feeds.max_entries
-        while len(data) > MAX_FEED_BYTES and len(plan.entries) > 1:
-            # Readers choke on huge feeds: keep fewer (oversized) entries instead, and
-            # close archive pages at that size too (they would be as large).
-            plan = FeedPlan(feed, plan.entries[: len(plan.entries) * 3 // 4], total)
-            page_size = len(plan.entries)
-            data = render_atom(plan, site, feeds.max_related, hub)
-        stamp = self._stamp(key, plan, now)
-        if stamp.floor is not None:
-            later = stamp.updated != plan.updated  # it lost its newest: dated by the loss
-            plan = replace(plan, floor=stamp.floor)
-            if later:
-                data = render_atom(plan, site, feeds.max_related, hub)
-        if feeds.archive:
-            # What the current feed leaves out (or sheds for size) goes to the archive.
-            layout = lay_out(rows, bounds, len(plan.entries), page_size)
-            if layout.pages:
-                history = History(prev=len(layout.pages))
-                data = render_atom(plan, site, feeds.max_related, hub, history)
-            self._write_archive(plan, catalog, layout, bounds, digests, entry, report)
-        self._write(feed_path(slug), data, report)
-        # The other formats carry the same entries, in the same order.
-        ttl = max(1, self.config.cache_max_age // 60)
-        options = FeedOptions(feeds.max_related, hub, ttl)
-        for fmt in FEED_FORMATS:
-            if fmt != ATOM and fmt in feeds.formats:
-                self._write(feed_path(slug, fmt), renderer(fmt)(plan, site, options), report)
-        thumbs = self._thumbnails(plan)
-        digest = self._digested(feed)
-        if digest:
-            self._render_digest(feed, flt, entry, report, now)
-        page = render_topic_page(
-            plan, site, feeds.formats, thumbs, feeds.max_related, digest=digest
+        pool: Executor | None,
+    ) -> Iterator[tuple[Feed, Rendered]]:
+        """Each target rendered (see `feedrender`), in order: in `pool`'s worker processes
+        when there is one and they can read the state and the output, else here, one
+        after the other."""
+        access, out = self.access, self.out
+        if pool is None or access is None or not isinstance(out, OutputDir) or len(targets) < 2:
+            renderer = FeedRenderer(self.config, self.store, out)
+            for target in targets:
+                yield target, renderer.render(target, catalog, flt, now)
+            return
+        jobs = (
+            FeedJob(access.reader, out.root, self.config, target, catalog, flt, now)
+            for target in targets
         )
-        self._write(page_path(slug), page, report)
-        return plan.summary()
+        yield from zip(targets, in_order(pool, render_job, jobs, AHEAD), strict=True)
 
-    def _digested(self, feed: Feed) -> bool:
-        """Whether `feed` has a digest feed (`digests.enabled`: every topic feed has one)."""
-        return self.config.digests.enabled and feed.key.kind == TOPIC_KIND
-
-    def _render_digest(
-        self,
-        feed: Feed,
-        flt: FeedFilter,
-        entry: Callable[[StoredEntry], Entry],
-        report: RenderReport,
-        now: datetime,
-    ) -> None:
-        """Write the digest feed of `feed` (see `aggregator.digests`): its closed days' top
-        stories, from the entries the feed's filters let through (whatever their age)."""
-        settings, site = self.config.digests, self.config.site
-        zone = settings.zone
-        start, end = window(now, zone, settings.days)
-        span = replace(
-            flt.any_age(),
-            published_after_us=to_micros(start),
-            published_before_us=min(flt.published_before_us, to_micros(end) - 1),
-        )
-        rows = self.store.entries.feed_rows(feed.key, span)
-        stored = self.store.entries.entries([row.entry_id for row in rows])
-        digests = plan_digests(
-            site.base_url,
-            feed.key,
-            (entry(e) for e in stored),
-            now,
-            zone,
-            settings.size,
-            settings.days,
-        )
-        plan = DigestPlan(feed.slug, feed.key, feed.name, digests, last_close(now, zone))
-        hub = self.config.websub.hub
-        data = render_digest(plan, site, hub)
-        while len(data) > MAX_FEED_BYTES and len(plan.digests) > 1:  # the oldest days give way
-            plan = replace(plan, digests=plan.digests[: len(plan.digests) * 3 // 4])
-            data = render_digest(plan, site, hub)
-        self._write(digest_path(feed.slug), data, report)
+    def _apply(self, feed: Feed, done: Rendered, report: RenderReport) -> None:
+        """Write and record what rendering `feed` changed (see `feedrender.Rendered`)."""
+        for relative, data in done.files:
+            self._write(relative, data, report)
+        report.unchanged += done.unchanged
+        key, slug = feed.key, feed.slug
+        if done.stamp is not None:
+            self.store.feeds.keep_feed_stamp(key, done.stamp)
+        if done.archive is not None:
+            self.store.feeds.keep_archive(key, *done.archive)
+        if done.archive_pages is not None:
+            self._archive_pages[slug] = done.archive_pages
+            report.removed += self.out.prune(*stale_archive_pages(slug, done.archive_pages))
+        if done.forget_thumbnails:
+            self.store.thumbnails.forget_thumbnails_of(done.forget_thumbnails)
+        self._wanted |= done.wanted
+        self._shown_thumbs |= done.shown
+        if done.summary is None:
+            self._summaries.pop(slug, None)
+        else:
+            self._summaries[slug] = done.summary
 
     def _digest_paths(self) -> set[str]:
         """The digest feeds of the feeds the last render wrote."""
         return {
             digest_path(slug)
             for slug, summary in self._summaries.items()
-            if self._digested(summary.feed)
+            if digested(self.config, summary.feed)
         }
 
     def _prune_digests(self, keep: Collection[str], report: RenderReport) -> None:
@@ -347,87 +272,6 @@ class Publisher:
             if path not in keep and self.out.remove(path):
                 report.removed.append(path)
                 self.out.remove_empty(path.rpartition("/")[0])
-
-    def _stamp(self, key: FeedKey, plan: FeedPlan, now: datetime) -> FeedStamp:
-        """The feed's stamp after this render: when it last lost an entry (kept in the state)."""
-        previous = self.store.feeds.feed_stamp(key)
-        stamp = feed_stamp(previous, (e.id for e in plan.entries), plan.updated, now)
-        if stamp != previous:
-            self.store.feeds.keep_feed_stamp(key, stamp)
-        return stamp
-
-    def _thumbnails(self, plan: FeedPlan) -> dict[str, Thumbnail]:
-        """The local thumbnails a page can show, with their sizes read from the files; the
-        images still missing one are noted."""
-        if not self.config.thumbnails.enabled:
-            return {}
-        images = [e.article.images[0].url for e in plan.entries if e.article.images]
-        width = self.config.thumbnails.width
-        found = self.store.thumbnails.thumbnails(images)
-        present: dict[str, Thumbnail] = {}
-        for url, file in found.items():
-            head = self.out.head(file, HEADER_BYTES) if file == thumbnail_path(url, width) else None
-            size = webp_size(head) if head is not None else None
-            if size is not None:
-                present[url] = Thumbnail(file, *size)
-        if len(present) < len(found):  # files deleted, or another width: fetch them again
-            self.store.thumbnails.forget_thumbnails_of([url for url in found if url not in present])
-        self._wanted.update(url for url in images if url not in present)
-        self._shown_thumbs.update(t.path for t in present.values())
-        return present
-
-    def _write_archive(
-        self,
-        plan: FeedPlan,
-        catalog: Mapping[str, Topic],
-        layout: Layout,
-        bounds: Sequence[Key],
-        digests: Sequence[str],
-        entry: Callable[[StoredEntry], Entry],
-        report: RenderReport,
-    ) -> None:
-        """Write the archive pages whose entries changed; remember where pages end."""
-        site, slug = self.config.site, plan.slug
-        context = json.dumps(
-            [
-                site.base_url,
-                site.title,
-                site.author,
-                site.language,
-                RENDERING,
-                self.config.feeds.max_related,
-                sorted((t.key, t.name, t.slug) for t in catalog.values()),
-            ],
-            ensure_ascii=False,
-        )
-        last = len(layout.pages)
-        kept: list[str] = []
-        for number, rows in enumerate(layout.pages, start=1):
-            digest = page_digest(context, number, last, rows)
-            kept.append(digest)
-            path = archive_path(slug, number)
-            same = number <= len(digests) and digests[number - 1] == digest
-            if same and self.out.exists(path):
-                report.unchanged += 1
-                continue
-            stored = self.store.entries.entries([row.entry_id for row in rows])
-            page = FeedPlan(plan.feed, tuple(entry(e) for e in stored), len(stored))
-            if not stored and number <= len(layout.bounds):  # a closed page emptied by removals
-                page = replace(page, floor=empty_page_date(layout.bounds[number - 1]))
-            history = History(
-                number=number,
-                prev=number - 1 if number > 1 else None,
-                next=number + 1 if number < last else None,
-            )
-            data = render_atom(page, site, self.config.feeds.max_related, None, history)
-            self._write(path, data, report)
-        if list(layout.bounds) != list(bounds) or kept != list(digests):
-            self.store.feeds.keep_archive(plan.feed.key, layout.bounds, kept)
-        self._archive_pages[slug] = last
-        # Pages past the last are stale (reopened, or laid out anew): the server must not
-        # take the page before one of them for a closed page.
-        keep = {archive_path(slug, n) for n in range(1, last + 1)}
-        report.removed += self.out.prune(archive_folder(slug), ARCHIVE_SUFFIX, keep)
 
     def output_intact(self) -> bool:
         """Whether every file the last render wrote is still there (someone may delete them)."""
@@ -484,26 +328,6 @@ def feed_listing(
         *(topic_feed_of(t) for t in catalog.values()),
         *(provider_feed_of(p) for p in sorted((providers or {}).values())),
     ]
-
-
-def bounds_on_disk(out: Output, slug: str) -> list[Key]:
-    """Returns where the archive pages already written end, read back from them.
-
-    With a new state file, pages laid out afresh could move entries between
-    pages that readers and caches hold as closed; the pages themselves say
-    where each one ends (its newest entry). A page with no entries ends
-    where the one before it does, so the numbers stay."""
-    bounds: list[Key] = []
-    number = 1
-    while True:
-        path = archive_path(slug, number)
-        if not (out.exists(path) and out.exists(archive_path(slug, number + 1))):
-            return bounds  # the last page is the open one
-        data = out.read(path)
-        newest = archive_bound(data) if data is not None else None
-        previous = bounds[-1] if bounds else OLDEST
-        bounds.append(newest if newest is not None and newer(newest, previous) else previous)
-        number += 1
 
 
 def written_paths(

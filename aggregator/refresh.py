@@ -13,8 +13,7 @@ always decided whole and a split or a merge is seen from both sides.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -24,8 +23,10 @@ from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules
 from aggregator.model import related_to_json
+from aggregator.parallel import in_order
 from aggregator.plan import FUTURE_TOLERANCE, to_micros
 from aggregator.providers import provider_key
+from aggregator.store import opened_here
 from aggregator.store.protocol import StateStore, WorkerAccess
 from aggregator.store.rows import Member
 from aggregator.stories import (
@@ -40,7 +41,7 @@ from aggregator.stories import (
 from aggregator.topics import TopicRules
 
 if TYPE_CHECKING:  # a refresh without workers imports no pool
-    from concurrent.futures import Executor, Future
+    from concurrent.futures import Executor
 
 CHUNK = 500
 """Articles decided at a time (what is read for them is read in one go)."""
@@ -164,7 +165,7 @@ def refresh(
                     )
                     for batch in batches
                 )
-                for prepared in _in_order(pool, decide_job, jobs, AHEAD):
+                for prepared in in_order(pool, decide_job, jobs, AHEAD):
                     access.write(prepared.rows)
                     applied.entries_changed += prepared.changed
                     applied.feeds.update(FeedKey(kind, key) for kind, key in prepared.touched)
@@ -372,16 +373,10 @@ class _Prepared(NamedTuple):
     touched: list[tuple[str, str]]
 
 
-_readers: dict[Callable[[], StateStore], StateStore] = {}
-"""The state as this worker process reads it, by how it was opened."""
-
-
 def decide_job(job: _Job) -> _Prepared:
     """`_decide` in a worker process, on the state as `job.reader` opens it (once per
     process); returns the rows `WorkerAccess.write` writes."""
-    store = _readers.get(job.reader)
-    if store is None:
-        store = _readers[job.reader] = job.reader()
+    store = opened_here(job.reader)
     key_of = _keys(job.rules)
     decided = _decide(
         store, job.batch, job.published, job.horizon, key_of, job.link_rules, job.now, job.rehash
@@ -391,24 +386,6 @@ def decide_job(job: _Job) -> _Prepared:
         decided.changed,
         [(f.kind, f.key) for f in decided.touched],
     )
-
-
-def _in_order(
-    pool: Executor, work: Callable[[_Job], _Prepared], jobs: Iterable[_Job], ahead: int
-) -> Iterator[_Prepared]:
-    """`work` of each job in `pool`, yielded in the jobs' order, with at most `ahead` jobs
-    given out at a time; what is still running when the caller stops is cancelled."""
-    running: deque[Future[_Prepared]] = deque()
-    try:
-        for job in jobs:
-            running.append(pool.submit(work, job))
-            if len(running) >= ahead:
-                yield running.popleft().result()
-        while running:
-            yield running.popleft().result()
-    finally:
-        for future in running:
-            future.cancel()
 
 
 def _provider(copy: SeedCopy) -> str | None:

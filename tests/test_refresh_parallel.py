@@ -1,10 +1,11 @@
-"""A refresh decided in worker processes writes what a refresh in one process writes.
+"""A refresh decided and a render rendered in worker processes write what one process writes.
 
 A cold build forks its parse workers before it walks the seeds; with a SQLite state,
 its refresh then has them decide each chunk of stories, reading the state file through
 a read-only connection of their own, while the building process writes what they
-prepared, in order (`refresh.refresh`, `store.worker_access`). Real builds, real files,
-real workers.
+prepared, in order (`refresh.refresh`, `store.worker_access`); its render has them
+render each feed, which the building process writes (`publish.Publisher`,
+`feedrender`). Real builds, real files, real workers.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from tests.conftest import NOW, Site, seed_text
 
 ARTICLES = 420
 """Seeds in the corpus: with `CHUNK` at 40 below, about ten chunks."""
-TABLES = ("entries", "entry_feeds", "ledger", "members", "links")
+TABLES = (
+    "entries",
+    "entry_feeds",
+    "ledger",
+    "members",
+    "links",
+    "feed_stamps",
+    "feed_archives",
+    "topic_slugs",
+)
 
 
 def url_of(n: int) -> str:
@@ -78,13 +88,12 @@ def output(site: Site) -> dict[Path, bytes]:
 BUILD = """
 import json, sys
 from datetime import datetime
-from aggregator import refresh
+from aggregator import publish, refresh
 from aggregator.app import make_app
 from aggregator.config import load_config
-
 refresh.CHUNK, refresh.PARALLEL_REFRESH = 40, 100  # about ten chunks
-chunks = []
-in_order = refresh._in_order
+chunks, feeds = [], []
+in_order = refresh.in_order
 
 
 def counted(*args):
@@ -93,19 +102,29 @@ def counted(*args):
         yield prepared
 
 
-refresh._in_order = counted
+def rendered(*args):
+    for done in in_order(*args):
+        feeds.append(len(done.files))
+        yield done
+
+
+refresh.in_order = counted
+publish.in_order = rendered
 seeds, out, state, workers, now = sys.argv[1:]
 flat = {"seeds.dir": seeds, "output.dir": out, "state.path": state,
-        "build.workers": int(workers), "feeds.formats": ("atom", "json")}
+        "build.workers": int(workers), "feeds.formats": ("atom", "json", "rss"),
+        "feeds.archive": True, "feeds.max_entries": 20, "digests.enabled": True}
 with make_app(load_config(None, overrides=flat, environ={})) as app:
     report = app.build(datetime.fromisoformat(now))
-print(json.dumps([chunks, report.articles, report.rejected, report.duplicates]))
+print(json.dumps([chunks, feeds, report.articles, report.rejected, report.duplicates]))
 """
 """A cold build in a process of its own, as `aggregator build` runs: one thread, so its
 parse workers fork before the walk (a test process may have threads other tests left)."""
 
 
-def test_a_refresh_decided_in_workers_writes_what_one_process_writes(tmp_path: Path) -> None:
+def test_a_build_decided_and_rendered_in_workers_writes_what_one_process_writes(
+    tmp_path: Path,
+) -> None:
     states, outputs, reports = [], [], []
     for workers in (1, 2):
         site = Site(tmp_path / str(workers))
@@ -118,11 +137,13 @@ def test_a_refresh_decided_in_workers_writes_what_one_process_writes(tmp_path: P
             timeout=120,
             check=True,
         )
-        chunks, *report = json.loads(done.stdout)
+        chunks, feeds, *report = json.loads(done.stdout)
         if workers == 1:
-            assert chunks == []  # one process: no workers to decide in
+            assert chunks == feeds == []  # one process: no workers to decide or render in
         else:
             assert len(chunks) >= 8, chunks  # the two workers decided every chunk
+            assert len(feeds) >= 8, feeds  # all and seven topics, each rendered in a worker
+            assert sum(feeds) > 4 * len(feeds)  # each in three formats, a page, archives
         reports.append(report)
         states.append(state_rows(site.state))
         outputs.append(output(site))

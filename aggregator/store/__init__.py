@@ -4,12 +4,14 @@
                        PostgreSQL store for a postgresql:// or postgres:// URL
     MemoryStore()      an in-memory store (tests)
     worker_access(store)  how worker processes read and help write the state, if they can
+    opened_here(reader)   in a worker process: the state as `WorkerAccess.reader` opens it
 
 Every engine raises `StateError` (aggregator.errors) when the state is unusable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,7 @@ __all__ = [
     "WorkerAccess",
     "is_postgres_url",
     "open_store",
+    "opened_here",
     "worker_access",
 ]
 
@@ -88,3 +91,16 @@ def worker_access(store: StateStore) -> WorkerAccess | None:
     """How worker processes read and help write `store`'s state while `store` writes it
     (see `WorkerAccess`), or None when they cannot: only a SQLite file on disk can."""
     return sqlite_worker_access(store) if isinstance(store, SqliteStore) else None
+
+
+_opened: dict[Callable[[], StateStore], StateStore] = {}
+"""The states this (worker) process reads, by how each was opened."""
+
+
+def opened_here(reader: Callable[[], StateStore]) -> StateStore:
+    """The state as `reader` (a `WorkerAccess.reader`) opens it, opened once per process:
+    a worker keeps its read-only connection from one job to the next."""
+    store = _opened.get(reader)
+    if store is None:
+        store = _opened[reader] = reader()
+    return store
