@@ -61,6 +61,7 @@ def measure(
     stderr: int | IO[bytes] | None = None,
     cwd: Path | None = None,
     interval: float = 0.025,
+    env: dict[str, str] | None = None,
 ) -> tuple[Measured, int]:
     """Run `command` to its end, sampling its tree's resident memory; the figures and exit code.
 
@@ -69,7 +70,7 @@ def measure(
     once per process.
     """
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=cwd)
+    process = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=cwd, env=env)
     peak = 0
     while True:
         peak = max(peak, tree_rss_kib(process.pid))
@@ -82,6 +83,14 @@ def measure(
     process.returncode = code
     figures = Measured(wall, usage.ru_utime + usage.ru_stime, peak, usage.ru_maxrss)
     return figures, code
+
+
+def installed_environment() -> dict[str, str]:
+    """The environment for timing the project's commands: bytecode is cached as in an
+    installation (`PYTHONDONTWRITEBYTECODE` would make every run compile the package anew)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def _children(pid: int) -> list[int]:

@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 
 from bench.build_bench import parse_only
-from bench.common import AGGREGATOR, ROOT, Measured, corpus, measure
+from bench.common import AGGREGATOR, ROOT, Measured, corpus, installed_environment, measure
 
 HUGO_CONFIG = """\
 baseURL = "https://example.org/"
@@ -137,7 +137,9 @@ def cold_build(seeds: Path, work: Path, log: Path) -> Measured:
     command = [AGGREGATOR, "build", "--seeds", str(seeds)]
     command += ["--out", str(out), "--state", str(state / "aggregator.sqlite3")]
     with log.open("wb") as sink:
-        figures, code = measure(command, stdout=subprocess.DEVNULL, stderr=sink)
+        figures, code = measure(
+            command, stdout=subprocess.DEVNULL, stderr=sink, env=installed_environment()
+        )
     if code != 0:
         _failed("aggregator build", code, log)
     return figures
@@ -147,7 +149,9 @@ def reference_parse(seeds: Path, log: Path) -> tuple[Measured, float]:
     """The parse in a process of its own: that process's figures and the parse's seconds."""
     command = [sys.executable, "-m", "bench.hugo_bench", "--parse-only", str(seeds)]
     with log.open("wb") as sink:
-        figures, code = measure(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+        figures, code = measure(
+            command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=installed_environment()
+        )
     if code != 0:
         _failed("the yaml.CSafeLoader parse", code, log)
     return figures, float(log.read_text().split()[-1])

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.common import AGGREGATOR
+from bench.common import AGGREGATOR, installed_environment
 
 WALK = """
 import os, sys
@@ -151,14 +151,6 @@ def build_command(seeds: Path, scratch: Path, aggregator: str = AGGREGATOR) -> l
     ]
 
 
-def environment() -> dict[str, str]:
-    """The environment of the timed processes: bytecode is cached as in an installation
-    (`PYTHONDONTWRITEBYTECODE` would make every run compile the package anew)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seeds", type=Path, required=True, help="the corpus (left as it is)")
@@ -173,7 +165,7 @@ def main() -> None:
         "on its own scratch directory, in the same rounds",
     )
     args = parser.parse_args()
-    env = environment()
+    env = installed_environment()
     command = build_command(args.seeds, args.scratch)
     commands = [command]
     if args.baseline:
