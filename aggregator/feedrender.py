@@ -9,7 +9,8 @@ the feed's stamp and archive layout, thumbnails to forget) comes back as a
 `Rendered`, which the publisher writes and records (`publish.Publisher`). The
 feeds are independent of each other, so a cold build renders them in its worker
 processes (`render_job`), each reading the state committed before the render
-began, while the one process that writes writes them in order.
+began, while the one process that writes writes them in order (not with archives:
+see `publish.Publisher._feeds`).
 """
 
 from __future__ import annotations
@@ -312,22 +313,22 @@ def bounds_on_disk(out: Output, slug: str) -> list[Key]:
 
 @dataclass(frozen=True)
 class FeedJob:
-    """One feed for a worker process to render (`render_job`)."""
+    """Feeds for a worker process to render (`render_job`)."""
 
     reader: Callable[[], StateStore]
     """Opens the state read-only (`WorkerAccess.reader`)."""
     root: Path
     """The output directory (`OutputDir.root`), read only."""
     config: Config
-    feed: Feed
+    feeds: tuple[Feed, ...]
     catalog: Mapping[str, Topic]
     flt: FeedFilter
     now: datetime
 
 
-def render_job(job: FeedJob) -> Rendered:
-    """`FeedRenderer.render` in a worker process, on the state as `job.reader` opens it
-    (once per process) and the output directory as it is on disk."""
+def render_job(job: FeedJob) -> list[Rendered]:
+    """`FeedRenderer.render` of each of the job's feeds in a worker process, on the state as
+    `job.reader` opens it (once per process) and the output directory as it is on disk."""
     out = OutputDir(job.root)
     renderer_here = FeedRenderer(job.config, opened_here(job.reader), out)
-    return renderer_here.render(job.feed, job.catalog, job.flt, job.now)
+    return [renderer_here.render(feed, job.catalog, job.flt, job.now) for feed in job.feeds]

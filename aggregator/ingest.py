@@ -54,8 +54,10 @@ and the indexes keyed by article id change pages all over: fewer, larger batches
 fewer pages (storing 100,000 seed records: 7.2 s of CPU in batches of 1,000, 6.6 s in
 batches of 5,000). A scan that is stopped or killed reads at most one batch again."""
 STEP = 500
-"""Parsed seeds stored at a time, as the workers send them, inside a batch's transaction:
-what is left to store when the last seed is parsed is at most this many."""
+"""In a cold build, parsed seeds stored at a time, as the workers send them, inside a
+batch's transaction: what is left to store when the last seed is parsed is at most this
+many. (Elsewhere a batch is stored at once: the service's other threads, which read the
+state, are not kept waiting while seeds are parsed.)"""
 
 
 def never() -> bool:
@@ -392,12 +394,13 @@ class Ingest:
         )
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
+        size = STEP if pool is not None else BATCH
         with self.store.seeds.loading(len(changed)):
             more = True
             while more:
                 with self.store.transaction():  # a batch, stored a step at a time
-                    for _ in range(BATCH // STEP):
-                        step = list(islice(pairs, STEP))
+                    for _ in range(BATCH // size):
+                        step = list(islice(pairs, size))
                         if not step:
                             more = False
                             break

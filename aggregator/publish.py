@@ -66,8 +66,11 @@ if TYPE_CHECKING:  # a render without workers imports no pool
 
 __all__ = ["MAX_FEED_BYTES", "Publisher", "bounds_on_disk", "feed_listing", "written_paths"]
 
+RENDER_JOBS = 16
+"""A render in worker processes gives them its feeds in this many jobs (or one feed a
+job, when there are fewer): each job carries the catalog of topics, which may be large."""
 AHEAD = 4
-"""Feeds given out to worker processes ahead of the one being written."""
+"""Jobs given out to worker processes ahead of the one being written."""
 
 
 class Publisher:
@@ -221,18 +224,39 @@ class Publisher:
     ) -> Iterator[tuple[Feed, Rendered]]:
         """Each target rendered (see `feedrender`), in order: in `pool`'s worker processes
         when there is one and they can read the state and the output, else here, one
-        after the other."""
+        after the other.
+
+        Not with `feeds.archive`: a feed's archive pages would come back with it, and
+        those of a large feed run to hundreds of MB (a cold build of 100,000 seeds with
+        archives peaked at 1,074 MB, summed over its processes, rendering in workers, and
+        at 426 MB rendering here, where each feed's pages are written as it is done)."""
         access, out = self.access, self.out
-        if pool is None or access is None or not isinstance(out, OutputDir) or len(targets) < 2:
+        if (
+            pool is None
+            or access is None
+            or not isinstance(out, OutputDir)
+            or self.config.feeds.archive
+            or len(targets) < 2
+        ):
             renderer = FeedRenderer(self.config, self.store, out)
             for target in targets:
                 yield target, renderer.render(target, catalog, flt, now)
             return
+        size = -(-len(targets) // RENDER_JOBS)  # what each job carries is sent once a job
         jobs = (
-            FeedJob(access.reader, out.root, self.config, target, catalog, flt, now)
-            for target in targets
+            FeedJob(
+                access.reader,
+                out.root,
+                self.config,
+                tuple(targets[i : i + size]),
+                catalog,
+                flt,
+                now,
+            )
+            for i in range(0, len(targets), size)
         )
-        yield from zip(targets, in_order(pool, render_job, jobs, AHEAD), strict=True)
+        done = (rendered for batch in in_order(pool, render_job, jobs, AHEAD) for rendered in batch)
+        yield from zip(targets, done, strict=True)
 
     def _apply(self, feed: Feed, done: Rendered, report: RenderReport) -> None:
         """Write and record what rendering `feed` changed (see `feedrender.Rendered`)."""
