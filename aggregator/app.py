@@ -311,14 +311,18 @@ class App:
                     and current(last, key, to_micros(now), self.local.fingerprint())
                 )
 
-            # A cold build's workers parse, decide the refresh and render.
-            workers = Workers(self.config.build.workers, preload=("aggregator.publish",))
+            # A cold build's workers parse, then decide the refresh and render, when they
+            # can read the state (else the scan's own workers end with the parse).
+            workers = None
+            if self._access is not None:
+                workers = Workers(self.config.build.workers, preload=("aggregator.publish",))
             try:
                 done = self._rescan(
                     now, None, never, progress, keep if last is not None else None, workers
                 )
             finally:
-                workers.close()
+                if workers is not None:
+                    workers.close()
             if done.render is None:  # kept: this process knows nothing of the output
                 assert last is not None
                 self._render_all = True

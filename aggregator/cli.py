@@ -219,6 +219,13 @@ def _batch_collection() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _broken_pool(error: BaseException) -> bool:
+    """Whether `error` says a worker process of a pool ended abruptly (`kill -9`, the OOM
+    killer). A command that started no pool has not imported the pools' module."""
+    pools = sys.modules.get("concurrent.futures.process")
+    return pools is not None and isinstance(error, pools.BrokenProcessPool)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `aggregator` command; a reader that stops early (`... | head`) ends it quietly."""
     try:
@@ -328,6 +335,15 @@ def _main(argv: Sequence[str] | None) -> int:
         return _in_use(exc)
     except AggregatorError as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not _broken_pool(exc):
+            raise
+        print(
+            "aggregator: a worker process ended abruptly (killed, or out of memory?); "
+            "what the build finished is kept: run it again",
+            file=sys.stderr,
+        )
         return 1
     print_report(report, config.seeds.dir, config.output.dir)
     return 1 if args.strict and report.rejected else 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -10,6 +14,7 @@ from pathlib import Path
 from tests.conftest import seed_text
 from tests.feedcheck import check_feed, entry_ids
 from tests.service import RunningService
+from tests.test_orphans import descendants
 
 TOPICS = ["AI", "Space", "Energy", "Health", "Policy", "Robotics", "Climate", "Chips"]
 
@@ -58,3 +63,37 @@ def test_kill_9_during_large_builds_never_leaves_a_broken_file(tmp_path: Path) -
         all_ids = entry_ids(check_feed(svc.get("/feeds/all.atom").content))
         assert len(all_ids) == 50
         assert svc.stop() == 0
+
+
+def test_a_worker_killed_during_a_build_ends_it_with_one_line_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """`kill -9` of a parse worker (as the OOM killer would) ends `aggregator build` with
+    one line saying what happened, not a traceback; the next build finishes the work."""
+    seeds, out, state = tmp_path / "seeds", tmp_path / "out", tmp_path / "state.sqlite3"
+    seeds.mkdir()
+    add_seeds(seeds, 0, 3000)
+    command = [sys.executable, "-m", "aggregator", "build", "--seeds", str(seeds)]
+    command += ["--out", str(out), "--state", str(state)]
+    build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        workers: set[int] = set()
+        while not workers and build.poll() is None and time.monotonic() < deadline:
+            workers = descendants(build.pid)
+            time.sleep(0.01)
+        assert workers, "the build started no worker processes"
+        os.kill(min(workers), signal.SIGKILL)
+        _, errors = build.communicate(timeout=60)
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+    assert build.returncode == 1, errors
+    assert errors.strip().splitlines() == [
+        "aggregator: a worker process ended abruptly (killed, or out of memory?); "
+        "what the build finished is kept: run it again"
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert "3000 entries" in done.stdout
+    assert_output_whole(out)
