@@ -395,20 +395,23 @@ class Ingest:
         touched: list[SeedFile] = []
         pairs = zip(changed, results, strict=True)
         size = STEP if pool is not None else BATCH
+        steps = iter(lambda: list(islice(pairs, size)), [])
         with self.store.seeds.loading(len(changed)):
-            more = True
-            while more:
-                with self.store.transaction():  # a batch, stored a step at a time
-                    for _ in range(BATCH // size):
-                        step = list(islice(pairs, size))
-                        if not step:
-                            more = False
-                            break
+            step = next(steps, None)  # a batch's first step is parsed before it begins
+            while step is not None:
+                with self.store.transaction():  # a batch: in a cold build, several steps
+                    for number in range(BATCH // size):
+                        if number:  # a cold build waits for the next step in the batch
+                            step = next(steps, None)
+                            if step is None:
+                                break
                         if should_stop():
                             raise Interrupted
                         self._store_step(step, digests, touched, report)
                         known.update((f.source, (f.size, f.mtime_ns)) for f, _ in step)
-                        del step  # stored: not held while the next step is parsed
+                if step is not None:
+                    step = None  # stored: not held while the next batch is parsed
+                    step = next(steps, None)
         if touched:
             self.store.seeds.touch(touched)
         return known

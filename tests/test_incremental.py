@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -288,3 +289,38 @@ def test_a_state_file_from_before_credentials_were_dropped_is_read_again(built: 
         if path.is_file():
             assert b"s3cret" not in path.read_bytes(), path
     assert built.build(now=LATER).scan.parsed == 0  # once
+
+
+def test_a_rescan_parses_outside_its_transactions(
+    built: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a scan that is not a cold build waits for parsed seeds, the state's write lock
+    is free (the service's other threads and tools are not kept waiting that long); only
+    storing what was parsed takes it."""
+    import aggregator.ingest as ingest
+
+    monkeypatch.setattr(ingest, "BATCH", 10)
+    for n in range(35):
+        built.add(f"more/{n:02d}.md", title=f"More {n}", originalUrl=f"https://i.example/m{n}")
+    state = built.config().state.location
+    locked: list[bool] = []
+    load_seeds = ingest.load_seeds
+
+    def watched(*args: object, **kwargs: object) -> Iterator[object]:
+        for result in load_seeds(*args, **kwargs):  # type: ignore[arg-type]
+            other = sqlite3.connect(state, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+                locked.append(False)
+            except sqlite3.OperationalError:
+                locked.append(True)
+            finally:
+                other.close()
+            yield result
+
+    monkeypatch.setattr(ingest, "load_seeds", watched)
+    report = built.build(now=LATER)
+    assert report.scan.parsed == 35
+    assert len(locked) == 35
+    assert not any(locked)
