@@ -438,7 +438,12 @@ class App:
                 or self.config.feeds.max_age_days
             ):
                 changed = None if self._render_all else scanned.feeds
-                pool = None if workers is None else workers.pool
+                pool = None
+                if workers is not None:
+                    if self.publisher.renders_in_workers():
+                        pool = workers.pool
+                    else:  # done with: not kept idle through the render
+                        workers.close()
                 rendered = self._render(now, changed, should_stop, pool)
                 self._render_all = False
         except Interrupted:

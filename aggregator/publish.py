@@ -214,6 +214,15 @@ class Publisher:
                     self.out.remove_empty(archive_folder(slug))
         return report
 
+    def renders_in_workers(self) -> bool:
+        """Whether a render given worker processes renders its feeds in them: they can read
+        the state and the output, and there are no archives (see `_feeds`)."""
+        return (
+            self.access is not None
+            and isinstance(self.out, OutputDir)
+            and not self.config.feeds.archive
+        )
+
     def _feeds(
         self,
         targets: Sequence[Feed],
@@ -223,25 +232,19 @@ class Publisher:
         pool: Executor | None,
     ) -> Iterator[tuple[Feed, Rendered]]:
         """Each target rendered (see `feedrender`), in order: in `pool`'s worker processes
-        when there is one and they can read the state and the output, else here, one
-        after the other.
+        when there is one and `renders_in_workers`, else here, one after the other.
 
         Not with `feeds.archive`: a feed's archive pages would come back with it, and
         those of a large feed run to hundreds of MB (a cold build of 100,000 seeds with
         archives peaked at 1,074 MB, summed over its processes, rendering in workers, and
-        at 426 MB rendering here, where each feed's pages are written as it is done)."""
+        at 410 MB rendering here, with its workers shut down first)."""
         access, out = self.access, self.out
-        if (
-            pool is None
-            or access is None
-            or not isinstance(out, OutputDir)
-            or self.config.feeds.archive
-            or len(targets) < 2
-        ):
+        if pool is None or len(targets) < 2 or not self.renders_in_workers():
             renderer = FeedRenderer(self.config, self.store, out)
             for target in targets:
                 yield target, renderer.render(target, catalog, flt, now)
             return
+        assert access is not None and isinstance(out, OutputDir)  # renders_in_workers
         size = -(-len(targets) // RENDER_JOBS)  # what each job carries is sent once a job
         jobs = (
             FeedJob(

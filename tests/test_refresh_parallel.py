@@ -86,9 +86,9 @@ def output(site: Site) -> dict[Path, bytes]:
 
 
 BUILD = """
-import json, sys
+import json, multiprocessing, sys
 from datetime import datetime
-from aggregator import ingest, publish, refresh
+from aggregator import app as apps, ingest, publish, refresh
 from aggregator.app import make_app
 from aggregator.config import load_config
 refresh.CHUNK, refresh.PARALLEL_REFRESH = 40, 100  # about ten chunks
@@ -111,6 +111,16 @@ def rendered(*args):
 
 refresh.in_order = counted
 publish.in_order = rendered
+alive = []  # the worker processes there are when the render begins
+render_here = apps.App._render
+
+
+def watched(*args, **kwargs):
+    alive.append(len(multiprocessing.active_children()))
+    return render_here(*args, **kwargs)
+
+
+apps.App._render = watched
 seeds, out, state, workers, now, archive = sys.argv[1:]
 flat = {"seeds.dir": seeds, "output.dir": out, "state.path": state,
         "build.workers": int(workers), "feeds.formats": ("atom", "json", "rss"),
@@ -119,7 +129,7 @@ flat = {"seeds.dir": seeds, "output.dir": out, "state.path": state,
 with make_app(load_config(None, overrides=flat, environ={})) as app:
     report = app.build(datetime.fromisoformat(now))
 render = report.render
-print(json.dumps([chunks, feeds, report.articles, report.rejected, report.duplicates,
+print(json.dumps([chunks, feeds, alive, report.articles, report.rejected, report.duplicates,
                   render.written, render.unchanged, render.removed]))
 """
 """A cold build in a process of its own, as `aggregator build` runs: one thread, so its
@@ -145,14 +155,17 @@ def test_a_build_decided_and_rendered_in_workers_writes_what_one_process_writes(
             timeout=120,
             check=True,
         )
-        chunks, feeds, *report = json.loads(done.stdout)
+        chunks, feeds, alive, *report = json.loads(done.stdout)
         if workers == 1:
             assert chunks == feeds == []  # one process: no workers to decide or render in
+            assert alive == [0]
         else:
             assert len(chunks) >= 8, chunks  # the two workers decided every chunk
             if archive == "archive":
                 assert feeds == []
+                assert alive == [0]  # shut down, not kept idle through the render
             else:
+                assert alive == [2]
                 assert len(feeds) >= 8, feeds  # all and seven topics, each rendered in a worker
                 assert sum(feeds) > 4 * len(feeds)  # three formats and a page; topics: a digest
         reports.append(report)
