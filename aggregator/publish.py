@@ -20,11 +20,9 @@ from aggregator.config import Config
 from aggregator.digests import digest_path
 from aggregator.errors import Interrupted
 from aggregator.feedrender import (
-    MAX_FEED_BYTES,
     FeedJob,
     FeedRenderer,
     Rendered,
-    bounds_on_disk,
     digested,
     render_job,
     stale_archive_pages,
@@ -63,8 +61,6 @@ from aggregator.topics import Topic, TopicRules
 
 if TYPE_CHECKING:  # a render without workers imports no pool
     from concurrent.futures import Executor
-
-__all__ = ["MAX_FEED_BYTES", "Publisher", "bounds_on_disk", "feed_listing", "written_paths"]
 
 RENDER_JOBS = 16
 """A render in worker processes gives them its feeds in this many jobs (or one feed a

@@ -242,7 +242,7 @@ def test_a_new_state_file_keeps_the_closed_pages_as_they_were(site: Site) -> Non
 
 
 def test_archive_pages_stay_as_small_as_the_feed(site: Site) -> None:
-    from aggregator.publish import MAX_FEED_BYTES
+    from aggregator.feedrender import MAX_FEED_BYTES
 
     related = [
         {

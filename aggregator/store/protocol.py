@@ -393,9 +393,10 @@ class StateStore(Protocol):
 
 
 class WorkerAccess(NamedTuple):
-    """How worker processes help this process write a state (`aggregator.refresh`): they
-    read it, and turn what they decide into what this process writes. Only engines whose
-    state other processes can open have it (`aggregator.store.worker_access`)."""
+    """How worker processes help this process with a state: they read it, and turn what
+    they decide into what this process writes (`aggregator.refresh`), or render from it
+    (`aggregator.feedrender`). Only engines whose state other processes can open have it
+    (`aggregator.store.worker_access`)."""
 
     reader: Callable[[], StateStore]
     """In a worker: opens the state read-only, seeing what was committed (picklable)."""
