@@ -127,6 +127,9 @@ class Workers:
             if _forks():
                 for name in self.preload:
                     importlib.import_module(name)
+                # Read once here, the suffix list is each worker's without reading it again
+                # (each record names its coverage's providers: `plan.shown_hash`).
+                load_suffix_list()
             self.pool = start_workers(self.count)
         return self.pool
 
