@@ -312,6 +312,8 @@ class Ingest:
         if workers is None:
             workers = Workers(self.config.build.workers)
         pool = workers.start() if early else None
+        if pool is not None and self.access is not None:
+            self.access.checkpoint_apart()  # nothing forks after this: the workers are there
         try:
             found = scan(seeds.dir, seeds.extensions)
             self.complete = found.complete

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,42 @@ def test_what_a_transaction_writes_is_seen_by_another_connection_only_once_commi
     finally:
         store.close()
         other.close()
+
+
+def _checkpointing() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "state-checkpoints"]
+
+
+def test_with_checkpoints_apart_a_thread_copies_the_commits_into_the_file(tmp_path: Path) -> None:
+    """A cold build's state (`checkpoint_apart`): what each commit wrote reaches the state
+    file while the store stays open, copied by a thread of its own, which ends with it."""
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStore(path)
+    try:
+        store.checkpoint_apart()
+        assert len(_checkpointing()) == 1
+        empty = path.stat().st_size
+        slugs = {f"topic-{n:06}": f"slug-{n:06}-{'x' * 40}" for n in range(40_000)}
+        with store.transaction():
+            store.feeds.keep_topic_slugs(slugs)
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < empty + 2_000_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert path.stat().st_size >= empty + 2_000_000
+        other = SqliteStore(path)
+        try:
+            assert other.feeds.topic_slugs() == slugs
+        finally:
+            other.close()
+    finally:
+        store.close()
+    assert _checkpointing() == []
+    assert not Path(f"{path}-wal").exists()
+    reopened = SqliteStore(path)
+    try:
+        assert len(reopened.feeds.topic_slugs()) == len(slugs)
+    finally:
+        reopened.close()
 
 
 def test_the_lookup_indexes_are_there_after_a_large_load_and_every_open(tmp_path: Path) -> None:

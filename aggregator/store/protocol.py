@@ -406,3 +406,7 @@ class WorkerAccess(NamedTuple):
     write: Callable[[object], None]
     """Here: `links.ensure`, `entries.apply` and `stories.keep_members`, in that order, of
     what `prepare` made (in the transaction open, if any)."""
+    checkpoint_apart: Callable[[], None]
+    """Here, once the workers are started: from now on, commits leave copying what they
+    wrote into the state file to a thread of this process (a cold build's; see
+    `aggregator.store.sqlite.db.Database.checkpoint_apart`)."""

@@ -73,6 +73,9 @@ class SqliteStore:
             write_entry_rows(db, rows.entries)
             write_members(db, rows.members)
 
+    def checkpoint_apart(self) -> None:
+        self._db.checkpoint_apart()
+
     def close(self) -> None:
         self._db.close()
 
@@ -108,4 +111,6 @@ def worker_access(store: SqliteStore) -> WorkerAccess | None:
     """How worker processes read and help write `store` (None: an in-memory database)."""
     if store.path == ":memory:":
         return None
-    return WorkerAccess(SqliteReader(store.path), decided_rows, store.write_decided)
+    return WorkerAccess(
+        SqliteReader(store.path), decided_rows, store.write_decided, store.checkpoint_apart
+    )
