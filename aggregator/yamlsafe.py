@@ -388,6 +388,11 @@ class _Fast:
         start = re.escape("".join(sorted(set().union(*firsts.values()))))
         self._ambiguous = re.compile(f'"(?=[{start}])(?:' + "|".join(alternatives) + ')"')
         self._numbers = _Numbers(self._number)
+        numbers = self._numbers.__getitem__
+        # One decoder for every document (`json.loads` with hooks makes one per call).
+        self._decoder = json.JSONDecoder(
+            parse_int=numbers, parse_float=numbers, parse_constant=self._constant
+        )
         self._buffer = bytearray(JSON_BUFFER)
         self._host = loader("")  # scalar constructors read nothing but the node given them
         self._host.dispose()
@@ -427,7 +432,4 @@ class _Fast:
             emitted = self._json(ryml.parse_in_arena(data))
         if not emitted or self._ambiguous.search(emitted):  # empty, or a string to tell
             raise _Unusual
-        numbers = self._numbers.__getitem__
-        return json.loads(
-            emitted, parse_int=numbers, parse_float=numbers, parse_constant=self._constant
-        )
+        return self._decoder.decode(emitted)
