@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from aggregator.urls import entry_id, host_of
 
 
@@ -118,11 +120,32 @@ def article_to_json(article: Article) -> str:
         "kind": article.kind,
         "language": article.language,
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return dumps(data)
+
+
+def dumps(value: object) -> str:
+    """`value` (lists, dicts with string keys, strings, numbers, None, booleans) as compact
+    JSON, as `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` writes it: by
+    orjson, which gives the same text, but for the exponent of a float (`1e-7` for
+    `1e-07`: the same number), in a tenth of the time. A string orjson refuses (a lone
+    surrogate: a file name that is not UTF-8) goes to `json`."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """The value of JSON `text` that `dumps` wrote: read by orjson, or by `json` where
+    orjson refuses it (a lone surrogate, which only `json` writes)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def article_from_json(text: str) -> Article:
-    data = json.loads(text)
+    data = loads(text)
     provider = data["provider"]
     return Article(
         source=data["source"],
@@ -146,14 +169,12 @@ def article_from_json(text: str) -> Article:
 
 def related_to_json(related: Sequence[Related]) -> str:
     """The stored form of a list of related articles (a story's coverage)."""
-    return json.dumps(
-        [_related_to_list(r) for r in related], ensure_ascii=False, separators=(",", ":")
-    )
+    return dumps([_related_to_list(r) for r in related])
 
 
 def related_from_json(text: str) -> tuple[Related, ...]:
     """The related articles `related_to_json` stored."""
-    return tuple(_related_from_list(r) for r in json.loads(text))
+    return tuple(_related_from_list(r) for r in loads(text))
 
 
 def _related_to_list(related: Related) -> list[object]:

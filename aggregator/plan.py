@@ -12,14 +12,13 @@ values it compares live here, as functions of data and `now`:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator.feeds import Feed, topic_feed
-from aggregator.model import Article, SeedRecord, article_to_json
+from aggregator.model import Article, SeedRecord, article_to_json, dumps
 from aggregator.stories import outlet
 from aggregator.topics import Topic, TopicRules, assign_slugs, display_names
 from aggregator.urls import entry_id
@@ -215,7 +214,8 @@ def shown_hash(article: Article) -> str:
         sorted(outlets),
         article.published.isoformat(),
     ]
-    data = json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # `model.dumps`, byte for byte what json.dumps writes here (no float in `shown`).
+    data = dumps(shown).encode("utf-8")
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 

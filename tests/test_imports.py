@@ -16,6 +16,7 @@ ONLY_IN = {
     "httptools": "aggregator/server.py",
     "feedgen": "aggregator/render.py",
     "PIL": "aggregator/thumbs.py",
+    "orjson": "aggregator/model.py",
 }
 ONLY_UNDER = {
     "sqlite3": "aggregator/store/sqlite/",
