@@ -102,7 +102,7 @@ def provider_key(domain: str | None, url: str | None) -> str | None:
     asks it of each member of each story it redoes: the work is cached per domain and
     per host, not per article.)"""
     if domain:
-        found = _domain_key(domain)
+        found = domain_key(domain)
         if found is not None:
             return found
     if url:
@@ -115,9 +115,9 @@ def provider_key(domain: str | None, url: str | None) -> str | None:
 
 
 @lru_cache(maxsize=8192)
-def _domain_key(domain: str) -> str | None:
+def domain_key(domain: str) -> str | None:
     """The registrable domain of a seed's `provider.domain` (a host name, or written as
-    a URL: its host)."""
+    a URL: its host); None when it has none."""
     host = domain.strip()
     if "/" in host:
         host = urlsplit(host if "//" in host else f"//{host}").hostname or ""

@@ -33,10 +33,9 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 from aggregator.model import Article, Provider, Related
-from aggregator.providers import provider_key
+from aggregator.providers import domain_key, registrable_domain
 from aggregator.urls import entry_id, host_of
 
 DEFAULT_WINDOW_DAYS = 3
@@ -197,20 +196,23 @@ def article_id(url: str) -> str:
     return entry_id(url)
 
 
-@lru_cache(maxsize=8192)
 def outlet(provider: Provider | None, url: str) -> str:
     """Who published an article, as coverage counts outlets: its provider's registrable
-    domain, else its URL's host, else its provider's name, else the URL itself. (Cached:
-    every feed format and page asks it of every related article it shows.)"""
-    key = provider_key(provider.domain if provider else None, url)
-    if key is not None:
-        return key
+    domain (`provider_key`: that of `provider.domain`, else of the URL's host), else its
+    URL's host, else its provider's name, else the URL itself. (Every record asks it of
+    each related article, nearly all of whose URLs are new: the domains and hosts are
+    what is cached, in `aggregator.providers`.)"""
+    if provider is not None and provider.domain:
+        key = domain_key(provider.domain)
+        if key is not None:
+            return key
     try:
         host = host_of(url)
     except ValueError:
         host = ""
     if host:
-        return host
+        key = registrable_domain(host)
+        return host if key is None else key
     return provider.name.casefold() if provider is not None else url
 
 

@@ -43,6 +43,7 @@ from reader import make_reader
 from aggregator.entries import Decision
 from aggregator.model import Article, LoadedSeed, Provider, Related
 from aggregator.plan import LedgerRow, to_record
+from aggregator.providers import provider_key
 from aggregator.refresh import refresh
 from aggregator.scan import SeedFile
 from aggregator.store import MemoryStore, SqliteStore, StateStore
@@ -57,7 +58,7 @@ from aggregator.stories import (
     story_related,
 )
 from aggregator.topics import TopicRules
-from aggregator.urls import entry_id
+from aggregator.urls import entry_id, host_of
 from tests.conftest import NOW, Site, seed_text
 from tests.feedcheck import ATOM, check_feed, check_rss
 from tests.pagecheck import check_page, validate_pages, vnu
@@ -193,6 +194,68 @@ def test_ids_are_distinct_order_free_and_settled(
     now_given = {m: i for story, i in zip(groups, first, strict=True) for m in story}
     now_seen = {**seen, **{i: T0 + timedelta(hours=9) for i in first if i not in seen}}
     assert assign_ids(groups, published, now_given, now_seen) == first
+
+
+def _outlet_as_specified(provider: Provider | None, url: str) -> str:
+    """`outlet` as its docstring says it: the provider's key, else the URL's host, else the
+    provider's name, else the URL."""
+    key = provider_key(provider.domain if provider else None, url)
+    if key is not None:
+        return key
+    try:
+        host = host_of(url)
+    except ValueError:
+        host = ""
+    if host:
+        return host
+    return provider.name.casefold() if provider is not None else url
+
+
+_DOMAINS = st.sampled_from(
+    [
+        "",
+        "bbc.co.uk",
+        "news.bbc.co.uk",
+        "https://www.sky.com/news",
+        "x.example",
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        "co.uk",
+        "Straße.de",
+        "xn--strae-oqa.de",
+        "a..b",
+        "-bad-.com",
+        "//",
+    ]
+)
+_URLS = st.sampled_from(
+    [
+        "",
+        "https://www.theregister.com/a",
+        "http://news.bbc.co.uk/x",
+        "https://x.example/p",
+        "http://[::1]:8080/x",
+        "https://127.0.0.1/",
+        "http://bad port:99999/",
+        "https://h:99999/",
+        "http:///path",
+        "not a url",
+        "https://Straße.de/p",
+        "https://user@mail.example.org/",
+    ]
+)
+
+
+@given(
+    st.none()
+    | st.builds(Provider, st.sampled_from(["Wire", "", "BBC News"]), _DOMAINS | st.none()),
+    _URLS | st.text(max_size=30),
+)
+def test_an_outlet_is_the_provider_then_the_host_then_the_name(
+    provider: Provider | None, url: str
+) -> None:
+    assert outlet(provider, url) == _outlet_as_specified(provider, url)
 
 
 def test_coverage_of_a_story_is_every_member_and_related_article_one_per_outlet() -> None:
