@@ -312,9 +312,9 @@ class Ingest:
         if workers is None:
             workers = Workers(self.config.build.workers)
         pool = workers.start() if early else None
-        if pool is not None and self.access is not None:
-            self.access.checkpoint_apart()  # nothing forks after this: the workers are there
         try:
+            if pool is not None and self.access is not None:
+                self.access.checkpoint_apart()  # nothing forks after this: the workers are there
             found = scan(seeds.dir, seeds.extensions)
             self.complete = found.complete
             if not found.files and not found.refused and known:

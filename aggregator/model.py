@@ -126,9 +126,10 @@ def article_to_json(article: Article) -> str:
 def dumps(value: object) -> str:
     """`value` (lists, dicts with string keys, strings, numbers, None, booleans) as compact
     JSON, as `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` writes it: by
-    orjson, which gives the same text, but for the exponent of a float (`1e-7` for
-    `1e-07`: the same number), in a tenth of the time. A string orjson refuses (a lone
-    surrogate: a file name that is not UTF-8) goes to `json`."""
+    orjson, which gives the same text but for how some floats are written (`1e-7` for
+    `1e-07`, `0.00001` for `1e-05`: the same numbers), in a tenth of the time. What
+    orjson refuses (a lone surrogate, which only a file name that is not UTF-8 brings; an
+    integer past 64 bits) goes to `json`."""
     try:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
@@ -137,7 +138,9 @@ def dumps(value: object) -> str:
 
 def loads(text: str) -> Any:
     """The value of JSON `text` that `dumps` wrote: read by orjson, or by `json` where
-    orjson refuses it (a lone surrogate, which only `json` writes)."""
+    orjson refuses it (a lone surrogate, which only `json` writes). orjson reads an
+    integer past 64 bits as a float: the stored forms hold none (an image's sizes are
+    under 100,000, every other number a float)."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -12,6 +12,7 @@ import pytest
 
 from aggregator.errors import StateError
 from aggregator.store import SqliteStore
+from aggregator.store.sqlite import db as db_module
 from aggregator.store.sqlite.schema import LISTING_INDEXES, LOOKUP_INDEXES
 
 
@@ -87,6 +88,30 @@ def test_with_checkpoints_apart_a_thread_copies_the_commits_into_the_file(tmp_pa
         assert len(reopened.feeds.topic_slugs()) == len(slugs)
     finally:
         reopened.close()
+
+
+def test_with_checkpoints_apart_the_log_does_not_grow_with_every_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back-to-back transactions (the thread still copying the last when the next begins)
+    would each add to the end of the log: past its limit, a transaction waits for the
+    checkpoint under way, and the log is rewound."""
+    monkeypatch.setattr(db_module, "WAL_LIMIT", 4_000_000)
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStore(path)
+    try:
+        store.checkpoint_apart()
+        largest = 0
+        for batch in range(40):
+            slugs = {f"t-{batch}-{n:05}": f"{'x' * 900}-{batch}-{n}" for n in range(1000)}
+            with store.transaction():
+                store.feeds.keep_topic_slugs(slugs)
+            largest = max(largest, Path(f"{path}-wal").stat().st_size)
+        # 40 transactions of about 1 MB each: without the wait, a log of about 40 MB.
+        assert largest < 4_000_000 + 3_000_000
+        assert len(store.feeds.topic_slugs()) == 40_000
+    finally:
+        store.close()
 
 
 def test_the_lookup_indexes_are_there_after_a_large_load_and_every_open(tmp_path: Path) -> None:

@@ -21,6 +21,10 @@ CHUNK = 500
 """Values per `IN (...)`: under SQLite's limit on variables."""
 CACHE_KIB = 32 * 1024
 """The most memory SQLite keeps of the state file's pages, in KiB."""
+WAL_LIMIT = 64 * 1024 * 1024
+"""Bytes of write-ahead log past which a transaction waits for the checkpoint under way
+before it begins, with `Database.checkpoint_apart` (SQLite's own checkpoints start at
+1,000 pages, about 4 MB)."""
 
 
 class Database:
@@ -92,10 +96,12 @@ class Database:
 
     def close(self) -> None:
         with self.lock:
-            if self._checkpoints is not None:
-                self._checkpoints.stop()
-                self._checkpoints = None
-            self.db.close()  # the last connection: checkpoints what is left
+            checkpoints, self._checkpoints = self._checkpoints, None
+            try:
+                if checkpoints is not None:
+                    checkpoints.stop()
+            finally:
+                self.db.close()  # the last connection: checkpoints what is left
 
     def checkpoint_apart(self) -> None:
         """From now on, a commit does not wait for the write-ahead log to be copied into the
@@ -106,11 +112,25 @@ class Database:
         For a long run of large transactions with nothing else to do meanwhile: a cold
         build. Durability is the same (each commit is in the log, as before; SQLite copies
         it into the file later). Starts a thread: call it after starting any process by
-        fork(2), which must not copy SQLite in the middle of a call."""
-        if self._checkpoints is None and self._identity is not None:
-            with self.lock:
-                self._checkpoints = _Checkpoints(self.path)
+        fork(2), which must not copy SQLite in the middle of a call.
+
+        The log is rewound only by a transaction that begins once a checkpoint has copied
+        all of it: so that it does not grow with the whole build, a transaction that
+        finds it over `WAL_LIMIT` first waits for the checkpoint under way. Where the
+        thread's connection cannot be opened, commits go on checkpointing themselves."""
+        with self.lock:
+            if self._checkpoints is not None or self._identity is None:
+                return
+            try:
+                checkpoints = _Checkpoints(self.path)
+            except sqlite3.Error:
+                return
+            try:
                 self.db.execute("PRAGMA wal_autocheckpoint = 0")
+            except sqlite3.Error:
+                checkpoints.stop()
+                return
+            self._checkpoints = checkpoints
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -119,6 +139,8 @@ class Database:
         with self.lock, self.errors():
             if self._depth == 0:
                 self.check_file()
+                if self._checkpoints is not None:
+                    self._checkpoints.settle(f"{self.path}-wal", WAL_LIMIT)
                 begin, commit, rollback = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
             else:
                 name = f"s{self._depth}"
@@ -251,35 +273,71 @@ def _check_writable(path: Path) -> None:
 
 class _Checkpoints:
     """A thread that checkpoints the state file's write-ahead log each time it is told the
-    log grew (`due`), passively: never waiting for the writer, nor the writer for it."""
+    log grew (`due`), passively: never waiting for the writer, nor the writer for it, but
+    where the writer asks (`settle`)."""
 
     def __init__(self, path: str) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 5000")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._wake = threading.Event()
+        try:
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error:
+            self._db.close()
+            raise
+        self._changed = threading.Condition()
+        self._asked = 0
+        """Checkpoints asked for (`due`), counted."""
+        self._done = 0
+        """The count of `_asked` the last finished checkpoint began after."""
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="state-checkpoints", daemon=True)
         self._thread.start()
 
     def due(self) -> None:
-        self._wake.set()
+        with self._changed:
+            self._asked += 1
+            self._changed.notify_all()
+
+    def settle(self, log: str, limit: int) -> None:
+        """When the log file `log` holds more than `limit` bytes, wait for a checkpoint
+        begun after the last `due` to finish: the next transaction then rewinds the log."""
+        try:
+            if os.stat(log).st_size <= limit:
+                return
+        except OSError:
+            return
+        with self._changed:
+            asked = self._asked
+            while self._done < asked and not self._stopping:
+                self._changed.wait()
 
     def stop(self) -> None:
         """End the thread (after the checkpoint it may be running) and close its connection."""
-        self._stopping = True
-        self._wake.set()
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
         self._thread.join()
         self._db.close()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stopping:
-                return
-            # PASSIVE: copies what no reader still needs; the rest waits for the next one, or
-            # for the writer's own checkpoint when it closes. A failure (a full disk, the
-            # file gone) is the writer's to meet at its next commit: nothing is lost here.
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        try:
+            while True:
+                with self._changed:
+                    while self._done == self._asked and not self._stopping:
+                        self._changed.wait()
+                    if self._stopping:
+                        return
+                    asked = self._asked
+                # PASSIVE: copies what no reader still needs; the rest waits for the next
+                # one, or for the writer's own checkpoint when it closes. A failure (a full
+                # disk, the file gone) is the writer's to meet at its next commit: nothing
+                # is lost here.
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                with self._changed:
+                    self._done = asked
+                    self._changed.notify_all()
+        finally:  # however it ends, nobody waits for it any more (`settle`)
+            with self._changed:
+                self._stopping = True
+                self._changed.notify_all()
