@@ -18,6 +18,7 @@ The rules readers depend on are checked three ways:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -199,16 +200,11 @@ def test_ids_are_distinct_order_free_and_settled(
 def _outlet_as_specified(provider: Provider | None, url: str) -> str:
     """`outlet` as its docstring says it: the provider's key, else the URL's host, else the
     provider's name, else the URL."""
-    key = provider_key(provider.domain if provider else None, url)
-    if key is not None:
-        return key
-    try:
+    host = ""
+    with contextlib.suppress(ValueError):
         host = host_of(url)
-    except ValueError:
-        host = ""
-    if host:
-        return host
-    return provider.name.casefold() if provider is not None else url
+    found = [provider_key(provider.domain if provider else None, url), host]
+    return next((x for x in found if x), provider.name.casefold() if provider else url)
 
 
 _DOMAINS = st.sampled_from(
