@@ -29,6 +29,7 @@ refuses (rapidyaml then writes its error to the standard error).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -262,9 +263,11 @@ def _subset(quoted: str) -> re.Pattern[str]:
     return re.compile(f"(?:{line}\n)*+")
 
 
-_SUBSET = _subset(_QUOTED)
-_SUBSET_PAIRED = _subset(_QUOTED_ON_ITS_LINE)
-_SUBSET_ESCAPED = _subset(_ESCAPED)
+@functools.cache
+def _subsets() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The subset with `_QUOTED`, with `_QUOTED_ON_ITS_LINE` and with `_ESCAPED` values,
+    compiled when first asked for (3 ms): only a process that reads fast tests it."""
+    return _subset(_QUOTED), _subset(_QUOTED_ON_ITS_LINE), _subset(_ESCAPED)
 
 
 def _in_subset(text: str, data: bytes) -> bool:
@@ -274,20 +277,22 @@ def _in_subset(text: str, data: bytes) -> bool:
     quoted value, or is in a comment. A line on which a quoted value begins holds no
     quote before it (an indentation, a dash, a key), nor after it but the one that ends
     it. So where every line holds an even number of quotes, no value of the document
-    that `_SUBSET_PAIRED` matches runs past the end of its line, and `_SUBSET` matches
-    it too, the same way; where `_SUBSET` matches, `_SUBSET_PAIRED` does. Otherwise (a
-    value on two lines, a quote in a comment) `_SUBSET` is asked."""
+    that the subset with `_QUOTED_ON_ITS_LINE` matches runs past the end of its line,
+    and the subset with `_QUOTED` matches it too, the same way; where the latter
+    matches, the former does. Otherwise (a value on two lines, a quote in a comment) the
+    subset with `_QUOTED` is asked."""
     kept = data.translate(None, _NOT_KEPT)  # control characters, line feeds, quotes
     if kept.translate(None, b'\n"') or (
         not data.isascii() and _UNSAFE_UTF8.search(data) is not None
     ):
         return False
+    plain, paired, escaped = _subsets()
     if b"\\" in data:
-        subset = _SUBSET_ESCAPED
+        subset = escaped
     elif b'"' in kept.replace(b'""', b""):  # a line with an odd number of quotes
-        subset = _SUBSET
+        subset = plain
     else:
-        subset = _SUBSET_PAIRED
+        subset = paired
     return subset.fullmatch(text + "\n") is not None
 
 
