@@ -97,6 +97,9 @@ class Decision:
     """True: the entry's feed memberships must be written anew."""
     touched: frozenset[FeedKey]
     """The feeds whose content may have changed (empty: nothing changed)."""
+    had_feeds: bool = True
+    """Whether the store held feed memberships of the entry before: when it held none (a
+    new entry), writing them anew deletes nothing first."""
 
     @property
     def changed(self) -> bool:
@@ -198,6 +201,7 @@ def decide(
         write_columns=True,
         write_feeds=feeds != before_feeds,
         touched=before_feeds | feeds,
+        had_feeds=bool(before_feeds),
     )
 
 

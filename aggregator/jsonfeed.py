@@ -14,7 +14,6 @@ from aggregator.config import SiteConfig
 from aggregator.formats import FeedOptions, feed_path, page_path
 from aggregator.plan import FeedPlan
 from aggregator.render import entry_html, feed_title
-from aggregator.stories import coverage
 from aggregator.text import strip_invalid_xml
 
 VERSION = "https://jsonfeed.org/version/1.1"
@@ -26,7 +25,7 @@ def render_json(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes
     items: list[dict[str, Any]] = []
     for entry in plan.entries:
         article = entry.article
-        related = coverage(article, max_related)
+        related = entry.coverage(max_related)
         item: dict[str, Any] = {
             "id": entry.id,
             "url": entry.url,

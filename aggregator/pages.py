@@ -29,7 +29,6 @@ from aggregator.feeds import (
 from aggregator.formats import ATOM, FEED_FORMATS, feed_path, page_path
 from aggregator.plan import Entry, FeedPlan, FeedSummary
 from aggregator.render import feed_title
-from aggregator.stories import coverage
 from aggregator.text import strip_invalid_xml
 
 INDEX_PATH = INDEX_PAGE
@@ -318,7 +317,7 @@ def _entry_item(entry: Entry, thumbnails: Mapping[str, Thumbnail], max_related: 
     parts.append(f"<p class=meta>{' · '.join(meta)}</p>")
     if article.excerpt:
         parts.append(f'<p dir="auto">{escape(article.excerpt)}</p>')
-    related = coverage(article, max_related)
+    related = entry.coverage(max_related)
     if related:
         outlets = " · ".join(
             f'<a href="{escape(r.url)}" title="{escape(r.title)}"><bdi>{escape(r.outlet)}</bdi></a>'

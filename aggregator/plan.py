@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator.feeds import Feed, topic_feed
-from aggregator.model import Article, SeedRecord, article_to_json, dumps
-from aggregator.stories import outlet
+from aggregator.model import Article, Related, SeedRecord, article_to_json, dumps
+from aggregator.stories import coverage, outlet
 from aggregator.topics import Topic, TopicRules, assign_slugs, display_names
 from aggregator.urls import entry_id
 
@@ -35,10 +35,21 @@ class Entry:
     updated: datetime
     link: str | None = None
     """The link to show when link checking chose another than the article's own."""
+    _shown: dict[int, tuple[Related, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def url(self) -> str:
         return self.link or self.article.url
+
+    def coverage(self, limit: int) -> tuple[Related, ...]:
+        """`stories.coverage(article, limit)`, worked out once per limit: a feed's formats
+        and its page show the same coverage of each entry."""
+        shown = self._shown.get(limit)
+        if shown is None:
+            shown = self._shown[limit] = coverage(self.article, limit)
+        return shown
 
 
 def topic_feed_of(topic: Topic) -> Feed:

@@ -40,7 +40,6 @@ from aggregator.formats import (
 )
 from aggregator.model import Article, Related
 from aggregator.plan import Entry, FeedPlan, to_micros
-from aggregator.stories import coverage
 from aggregator.text import strip_invalid_xml, truncate
 
 RENDERING = "2"
@@ -247,7 +246,7 @@ def _text(text: str) -> str:
 
 def _add_entry(fg: Any, entry: Entry, max_related: int) -> None:
     article = entry.article
-    related = coverage(article, max_related)
+    related = entry.coverage(max_related)
     fe = fg.add_entry(order="append")
     fe.id(entry.id)
     fe.title(article.title)
@@ -307,7 +306,7 @@ def render_rss(plan: FeedPlan, site: SiteConfig, options: FeedOptions) -> bytes:
         fe.guid(entry.id, permalink=False)
         fe.title(article.title)
         fe.link(href=entry.url)
-        related = coverage(article, options.max_related)
+        related = entry.coverage(options.max_related)
         if related:  # RSS descriptions are HTML
             fe.description(entry_html(article, related))
         elif article.excerpt:  # the excerpt is text

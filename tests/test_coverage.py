@@ -7,6 +7,7 @@ import json
 import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from aggregator.model import (
     article_to_json,
 )
 from aggregator.parse import MAX_EXCERPT_CHARS, MAX_TITLE_CHARS, parse_seed
-from aggregator.plan import LEDGER_RULES, shown_hash
+from aggregator.plan import LEDGER_RULES, Entry, shown_hash
 from aggregator.render import SHORT_EXCERPT_CHARS
 from aggregator.stories import coverage
 from tests.conftest import NOW, Site, seed_text
@@ -189,6 +190,26 @@ def test_coverage_is_best_first_then_newest_then_by_url_one_per_outlet_and_cappe
     # The order does not depend on the seed's.
     reordered = Article("a.md", "T", day, "https://own.example/1", None, related=items[::-1])
     assert coverage(reordered, 20) == coverage(article, 20)
+
+
+def test_an_entry_gives_its_coverage_per_limit_worked_out_once() -> None:
+    """Every format of a feed and its page ask an entry for its coverage: the same as
+    `coverage` of its article, for each limit, and worked out once per limit."""
+    day = datetime(2024, 1, 1, tzinfo=UTC)
+    items = tuple(
+        Related(f"r{n}", f"https://o{n % 4}.example/{n}", None, None, day, float(n))
+        for n in range(9)
+    )
+    article = Article("a.md", "T", day, "https://own.example/1", None, related=items)
+    entry = Entry("urn:x", article, (), day)
+    for limit in (0, 1, 3, 20):
+        assert entry.coverage(limit) == coverage(article, limit)
+        assert entry.coverage(limit) is entry.coverage(limit)
+    assert entry.coverage(20) != entry.coverage(1)
+    # A new entry (another article) works it out anew; entries compare without it.
+    other = replace(entry, article=replace(article, related=items[:2]))
+    assert other.coverage(20) == coverage(other.article, 20) != entry.coverage(20)
+    assert replace(entry) == entry
 
 
 # -- what readers see -----------------------------------------------------------------------

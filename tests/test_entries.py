@@ -20,6 +20,7 @@ from aggregator.entries import (
 from aggregator.feeds import FeedKey, topic_feed
 from aggregator.links import DEFAULT_LINK_RULES, LinkRules, LinkState, Outcome
 from aggregator.plan import LedgerRow, fingerprint, to_micros
+from aggregator.store.rows import entry_rows
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ORIGINAL, WEB = "https://o.example/a", "https://w.example/a"
@@ -91,6 +92,9 @@ def test_a_new_entry_is_written_with_its_feeds_and_dated_when_published() -> Non
     assert d.feeds == {topic_feed("ai"), topic_feed("go")}
     assert d.write_columns and d.write_feeds and d.touched == d.feeds
     assert d.ledger == LedgerRow(fingerprint("s", ("ai", "go")), NOW, T0)
+    # It held no feed rows: writing its feeds deletes none first.
+    assert not d.had_feeds
+    assert entry_rows([d]).moved == [] and len(entry_rows([d]).feeds) == 2
 
 
 def test_an_unchanged_entry_writes_nothing() -> None:
@@ -113,6 +117,7 @@ def test_an_edit_moves_updated_and_a_topic_change_touches_both_feeds() -> None:
     )
     assert d.ledger == LedgerRow(fingerprint("edited", ("go",)), T0, NOW)
     assert d.write_feeds and d.touched == {topic_feed("ai"), topic_feed("go")}
+    assert d.had_feeds and entry_rows([d]).moved == ["e1"]
 
 
 def test_an_entry_without_a_good_seed_is_removed_and_its_ledger_kept() -> None:

@@ -142,7 +142,8 @@ class EntryRows(NamedTuple):
     ledger: list[tuple[str, str, int, int]]
     entries: list[tuple[object, ...]]
     moved: list[str]
-    """Entries whose feed memberships are written anew (`feeds`)."""
+    """Entries whose feed memberships are written anew (`feeds`) and that held some before:
+    those are deleted first."""
     feeds: list[tuple[str, str, str]]
 
 
@@ -173,7 +174,7 @@ def entry_rows(decisions: Sequence[Decision]) -> EntryRows:
             for d in decisions
             if d.write_columns and (c := d.columns) is not None
         ],
-        [d.entry_id for d in decisions if d.write_feeds and d.columns is not None],
+        [d.entry_id for d in decisions if d.write_feeds and d.had_feeds and d.columns is not None],
         [
             (feed.kind, feed.key, d.entry_id)
             for d in decisions
