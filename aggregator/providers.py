@@ -25,7 +25,7 @@ from functools import cache, lru_cache
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
-from publicsuffixlist import PublicSuffixList
+from publicsuffixlist import PSLFILE, PublicSuffixList
 
 from aggregator.feeds import Feed, provider_feed
 from aggregator.formats import PROVIDERS_FOLDER
@@ -47,7 +47,25 @@ class ProviderName:
 def _suffix_list() -> PublicSuffixList:
     # accept_unknown=False: a name under a top-level domain the list does not have
     # (`localhost`, `.invalid`, `.local`) has no registrable domain.
-    return PublicSuffixList(accept_unknown=False)
+    return PublicSuffixList(suffix_rules(), accept_unknown=False, accept_encoded_idn=False)
+
+
+def suffix_rules() -> list[str]:
+    """The lines of the bundled list, and its rules in Unicode once more in ASCII (IDNA).
+
+    What `PublicSuffixList` reads with `accept_encoded_idn` (how names in ASCII are found),
+    without its asking Python's `idna` codec for every one of the 10,000 rules: only the
+    few hundred in Unicode change (a third of the 35-50 ms the list takes to read)."""
+    with open(PSLFILE, encoding="utf-8") as source:
+        lines = source.read().splitlines()
+    encoded = []
+    for line in lines:
+        if not line.isascii():
+            rule = line.lower().split(" ")[0].rstrip()
+            if rule and not rule.startswith("//"):
+                bang = "!" if rule.startswith("!") else ""
+                encoded.append(bang + rule.lstrip("!").encode("idna").decode("ascii"))
+    return lines + encoded
 
 
 def load_suffix_list() -> None:

@@ -16,10 +16,12 @@ from aggregator.app import make_app
 from aggregator.config import load_config
 from aggregator.formats import archive_page, archive_path
 from aggregator.providers import (
+    _suffix_list,
     provider_key,
     provider_names,
     provider_slug,
     registrable_domain,
+    suffix_rules,
 )
 from aggregator.store.memory import MemoryStore
 from tests.conftest import NOW, Site
@@ -30,6 +32,25 @@ ROOT = Path(__file__).parent.parent
 ALL_FORMATS = {"feeds.formats": ("atom", "json", "rss")}
 PSL = PublicSuffixList()
 HOSTILE = '<script>alert("x")</script> & \u202eSky'
+
+
+def test_the_suffix_list_places_every_name_as_the_library_reading_it_alone_does() -> None:
+    """The list is handed to `PublicSuffixList` with its Unicode rules in ASCII too, which
+    the library would otherwise encode itself, rule by rule: every rule, in Unicode and in
+    ASCII, with a label or two before it, is placed the same by both."""
+    theirs = PublicSuffixList(accept_unknown=False)
+    ours = _suffix_list()
+    names = set()
+    for line in suffix_rules():
+        rule = line.lower().split(" ")[0].rstrip()
+        if rule and not rule.startswith("//"):
+            name = rule.lstrip("!").replace("*", "w")
+            names |= {name, name.encode("idna").decode("ascii")}
+    assert len(names) > 10_000
+    for name in sorted(names):
+        for host in (name, f"b.{name}", f"a.b.{name}"):
+            assert ours.privatesuffix(host) == theirs.privatesuffix(host), host
+            assert ours.publicsuffix(host) == theirs.publicsuffix(host), host
 
 
 @pytest.mark.parametrize(
