@@ -114,9 +114,10 @@ class Workers:
     renders in them too. Closing shuts them down."""
 
     def __init__(self, count: int, preload: Sequence[str] = ()) -> None:
-        """`count`: `build.workers` (0: one per CPU). `preload`: modules the workers will
-        use besides the parse's, imported before they fork (when they do) so that each
-        has them without importing them on its own."""
+        """`count`: `build.workers` (0: one per CPU). `preload`: modules the workers and this
+        process will use after the parse (the render's), imported where each would
+        otherwise wait: here while the workers parse their first seeds (`while_parsing`),
+        in the workers once they have parsed everything (`after_parsing`)."""
         self.count = count
         self.preload = preload
         self.pool: ProcessPoolExecutor | None = None
@@ -125,18 +126,35 @@ class Workers:
         """The pool, started now if it is not yet (see `start_workers`); None for one worker."""
         if self.pool is None:
             if _forks():
-                for name in self.preload:
-                    importlib.import_module(name)
                 # Read once here, the suffix list is each worker's without reading it again
                 # (each record names its coverage's providers: `plan.shown_hash`).
                 load_suffix_list()
             self.pool = start_workers(self.count)
         return self.pool
 
+    def while_parsing(self) -> None:
+        """What this process does while the workers parse their first seeds, with nothing
+        else to do: the suffix list (the refresh needs it) and the modules to preload."""
+        load_suffix_list()
+        _import(self.preload)
+
+    def after_parsing(self) -> None:
+        """Have the workers import the modules to preload, while they have nothing to do:
+        after the parse, until the refresh gives them stories to decide. One job each;
+        should one worker take two, the other imports them with its first render job."""
+        if self.pool is not None and self.preload:
+            for _ in range(self.count or os.cpu_count() or 1):
+                self.pool.submit(_import, self.preload)
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+def _import(names: Sequence[str]) -> None:
+    for name in names:
+        importlib.import_module(name)
 
 
 def load_seeds(
@@ -332,8 +350,10 @@ class Ingest:
             fresh = [item for item in found.refused if item not in self._refused]
             report.rejected.extend(fresh)  # reported once, as long as the name stays
             self._refused = set(found.refused)
-            known = self._store(found.files, gone, report, progress, should_stop, pool)
+            meanwhile = workers.while_parsing if pool is not None else load_suffix_list
+            known = self._store(found.files, gone, report, progress, should_stop, pool, meanwhile)
             del found  # the walk's list: the refresh has better use for the memory
+            workers.after_parsing()
             return self._refresh(now, report, should_stop, known, pool)
         finally:
             if own:
@@ -373,9 +393,12 @@ class Ingest:
         progress: Progress | None,
         should_stop: StopCheck,
         pool: ProcessPoolExecutor | None = None,
+        meanwhile: Callable[[], object] = load_suffix_list,
     ) -> dict[str, tuple[int, int]]:
         """Forget the seeds `gone`, read and store those of `files` that changed; returns
-        the stats of every stored seed (for `_refresh`, which makes them known again)."""
+        the stats of every stored seed (for `_refresh`, which makes them known again).
+        `meanwhile`: what to do while worker processes parse the first seeds (see
+        `load_seeds`); the refresh needs the suffix list, so it reads it."""
         known = self._known_stats()
         self._known = None  # until the refresh completes, the store is the truth
         changed = sorted(
@@ -394,7 +417,7 @@ class Ingest:
             seeds.max_file_bytes,
             self.config.build.workers,
             progress,
-            load_suffix_list,  # the refresh needs it: read it while the workers parse
+            meanwhile,
             pool,
         )
         touched: list[SeedFile] = []
