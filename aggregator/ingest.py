@@ -31,7 +31,7 @@ from aggregator.parse import READING_RULES
 from aggregator.plan import LEDGER_RULES
 from aggregator.providers import list_version, load_suffix_list
 from aggregator.refresh import LEDGER_SETTING, refresh
-from aggregator.scan import SeedFile, check_paths, scan
+from aggregator.scan import SeedFile, check_paths, scan, stats_of
 from aggregator.store import StateStore, WorkerAccess
 from aggregator.stories import StoryRules
 from aggregator.topics import TopicRules
@@ -342,16 +342,20 @@ class Ingest:
                     "the last feeds are kept. To start over on purpose, remove the state file."
                 )
             gone: list[str] = []
+            same = False
             if found.complete:  # an unreadable folder must not look like deleted seeds
-                present = {f.source for f in found.files}
-                gone = [source for source in known if source not in present]
+                present = stats_of(found.files)
+                same = present == known  # nothing changed, nothing gone: told in C
+                if not same:
+                    gone = [source for source in known if source not in present]
                 del present
             report = ScanReport(files=len(found.files), problems=list(found.problems))
             fresh = [item for item in found.refused if item not in self._refused]
             report.rejected.extend(fresh)  # reported once, as long as the name stays
             self._refused = set(found.refused)
             meanwhile = workers.while_parsing if pool is not None else load_suffix_list
-            known = self._store(found.files, gone, report, progress, should_stop, pool, meanwhile)
+            files = [] if same else found.files
+            known = self._store(files, gone, report, progress, should_stop, pool, meanwhile)
             del found  # the walk's list: the refresh has better use for the memory
             workers.after_parsing()
             return self._refresh(now, report, should_stop, known, pool)

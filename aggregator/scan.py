@@ -12,9 +12,10 @@ import contextlib
 import errno
 import gc
 import hashlib
+import operator
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +42,17 @@ class SeedFile(NamedTuple):
     device: int
     inode: int
     """Device and inode the scan saw: `read_seed` reads that file or nothing."""
+
+
+_SOURCE = operator.itemgetter(1)
+_STAT = operator.itemgetter(2, 3)
+
+
+def stats_of(files: Sequence[SeedFile]) -> dict[str, tuple[int, int]]:
+    """source → (size, mtime_ns) of each file: what the state records of the stored seeds
+    (`SeedStore.seed_stats`), so that a walk that found nothing changed is told by
+    comparing the two, in C (at 100,000 seeds, a tenth of the time of a loop here)."""
+    return dict(zip(map(_SOURCE, files), map(_STAT, files), strict=True))
 
 
 @dataclass(slots=True)

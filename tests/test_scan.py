@@ -8,7 +8,7 @@ from dataclasses import astuple
 from pathlib import Path
 
 from aggregator.ingest import PARALLEL_THRESHOLD, load_seeds, start_workers
-from aggregator.scan import SeedFile, check_paths, is_candidate, read_seed, scan
+from aggregator.scan import SeedFile, check_paths, is_candidate, read_seed, scan, stats_of
 from aggregator.worker import load_seed
 from tests.conftest import Site, seed_text
 
@@ -138,3 +138,18 @@ def test_the_walk_takes_exactly_the_names_a_seed_may_have(tmp_path: Path) -> Non
     assert sorted(f.source for f in scan(tmp_path).files) == [
         "#e.md", "B.MD", "a.md", "c.Yaml", "d.txt", "o.yml",
     ]  # fmt: skip
+
+
+def test_the_stats_of_a_walk_are_what_the_state_records_of_its_seeds(tmp_path: Path) -> None:
+    """`stats_of` gives each file's source → (size, mtime_ns), the shape of
+    `seed_stats`: a build that finds them equal has nothing to read or forget."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.md").write_text("---\ntitle: a\n---\n")
+    (tmp_path / "sub" / "b.md").write_text("---\ntitle: bb\n---\n")
+    os.utime(tmp_path / "a.md", ns=(1, 1_700_000_000_123_456_789))
+    files = scan(tmp_path).files
+    found = stats_of(files)
+    assert found == {f.source: (f.size, f.mtime_ns) for f in files}
+    assert found["a.md"] == (17, 1_700_000_000_123_456_789)
+    assert set(found) == {"a.md", "sub/b.md"}
+    assert stats_of([]) == {}
