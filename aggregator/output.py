@@ -125,9 +125,12 @@ class Output(Protocol):
 
 @dataclass(slots=True)
 class _Held:
-    """A file written inside `OutputDir.batch()`, not yet in place."""
+    """A file written inside `OutputDir.batch()`, not yet in place: its bytes are in a temp
+    file beside it already, which `flush` makes durable and renames over it."""
 
     data: bytes
+    target: Path
+    temp: str
     mtime: int | None = None
     """The modification time `stamp` gave it (seconds since the epoch)."""
 
@@ -158,13 +161,19 @@ class OutputDir:
         self._mode = 0o666 & ~_umask()
         self._held: dict[str, _Held] | None = None
         """Inside `batch()`: the files written and not yet in place, by relative path."""
+        self._ready: set[Path] = set()
+        """Inside `batch()`: the folders made (and cleared of dead temp files) for them."""
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Hold the files written in the block, and put them in place together at its end
         (`flush`), or before anything lists or removes files. Reading a held file gives its
         new bytes. When the block raises, the held files are dropped: the output stays as
-        it was before them. Raises `OutputError` (at the end) when one cannot be written."""
+        it was before them. Raises `OutputError` when one cannot be written.
+
+        A held file is written to a temp file beside its target at once (a render writes
+        while its workers render the next feeds), and `flush` makes them all durable and
+        renames them into place."""
         if self._held is not None:  # inside another batch: that one puts them in place
             yield
             return
@@ -173,52 +182,67 @@ class OutputDir:
             yield
             self.flush()
         finally:
-            self._held = None
+            held, self._held = self._held, None
+            self._ready = set()
+            for file in held.values():  # dropped: the block raised
+                with contextlib.suppress(OSError):
+                    os.unlink(file.temp)
 
     def flush(self) -> None:
-        """Put the held files in place: each written to a temp file beside it, all fsynced
-        at once, each renamed over its target, then each folder fsynced once. Raises
-        `OutputError` when one cannot be written (none of the rest is renamed then)."""
+        """Put the held files in place: all fsynced at once, each renamed over its target,
+        then each folder fsynced once. Raises `OutputError` when one cannot be written
+        (none of the rest is renamed then, and their temp files are removed)."""
+        self._ready = set()  # what lists or removes files flushes first: folders may go
         if not self._held:
             return
         held, self._held = self._held, {}
-        temps: list[tuple[int, str, Path]] = []
+        fds: list[int] = []
         placed = 0
         target = self.root
         try:
             try:
-                folders: set[Path] = set()
-                for relative, file in held.items():
-                    target = self.path(relative)
-                    if target.parent not in folders:
-                        folders.add(target.parent)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        _clear_dead_temps(target.parent)
-                    fd, temp = tempfile.mkstemp(prefix=_temp_prefix(), dir=target.parent)
-                    temps.append((fd, temp, target))
-                    with os.fdopen(fd, "wb", closefd=False) as handle:
-                        handle.write(file.data)
-                    os.fchmod(fd, self._mode)
+                for file in held.values():
+                    target = file.target
+                    fds.append(os.open(file.temp, os.O_RDONLY | os.O_NOFOLLOW))
                     if file.mtime is not None:
-                        os.utime(fd, (file.mtime, file.mtime))
-                _fsync_all([fd for fd, _, _ in temps])
-                for fd, temp, target in temps:
+                        os.utime(fds[-1], (file.mtime, file.mtime))
+                _fsync_all(fds)
+                for file in held.values():
+                    target = file.target
+                    os.replace(file.temp, target)
                     placed += 1
-                    os.close(fd)
-                    os.replace(temp, target)
-                for folder in sorted({path.parent for _, _, path in temps}):
+                for folder in sorted({file.target.parent for file in held.values()}):
                     target = folder
                     _fsync_dir(folder)
             except BaseException:
-                for number, (fd, temp, _) in enumerate(temps):
-                    if number >= placed:  # not closed yet
-                        with contextlib.suppress(OSError):
-                            os.close(fd)
-                    with contextlib.suppress(OSError):  # gone already when it was renamed
-                        os.unlink(temp)
+                for file in list(held.values())[placed:]:
+                    with contextlib.suppress(OSError):
+                        os.unlink(file.temp)
                 raise
+            finally:
+                for fd in fds:
+                    os.close(fd)
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
+
+    def _stage(self, target: Path, data: bytes) -> _Held:
+        """`data` in a new temp file beside `target` (in the batch's folders), to be put in
+        place by `flush`. Raises OSError."""
+        folder = target.parent
+        if folder not in self._ready:
+            folder.mkdir(parents=True, exist_ok=True)
+            _clear_dead_temps(folder)
+            self._ready.add(folder)
+        fd, temp = tempfile.mkstemp(prefix=_temp_prefix(), dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                os.fchmod(handle.fileno(), self._mode)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        return _Held(data, target, temp)
 
     def path(self, relative: str) -> Path:
         """The absolute path of `relative`, refused when it would leave the directory."""
@@ -260,7 +284,15 @@ class OutputDir:
         if self._held is not None:
             if self.read(relative) == data:
                 return False
-            self._held[relative] = _Held(data)
+            try:
+                staged = self._stage(target, data)
+            except OSError as exc:
+                raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
+            replaced = self._held.get(relative)
+            self._held[relative] = staged
+            if replaced is not None:  # written twice in the batch: the first is not kept
+                with contextlib.suppress(OSError):
+                    os.unlink(replaced.temp)
             return True
         try:
             if _read_regular(target) == data:

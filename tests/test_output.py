@@ -458,7 +458,9 @@ def test_a_batch_puts_its_files_in_place_at_its_end_with_their_times(tmp_path: P
         for number in range(40):
             out.write(f"feeds/f{number}.atom", b"x" * number)
         out.stamp("feeds/f7.atom", 1_000_000_000)
-        assert not (tmp_path / "out/feeds").exists()  # nothing in place yet
+        staged = list((tmp_path / "out/feeds").iterdir())  # written beside, not in place
+        assert len(staged) == 80 and all(p.name.startswith(TEMP_PREFIX) for p in staged)
+        assert out.read("feeds/f39.atom") == b"x" * 39
     names = sorted(p.name for p in (tmp_path / "out/feeds").iterdir())
     assert len(names) == 80 and not [n for n in names if n.startswith(TEMP_PREFIX)]
     assert (tmp_path / "out/feeds/f39.atom").read_bytes() == b"x" * 39
@@ -474,8 +476,8 @@ def test_a_batch_that_cannot_write_a_file_says_which_and_leaves_no_temp_file(
     out.write("feeds/a.atom", b"old")
     with pytest.raises(OutputError, match="blocked"), out.batch():
         out.write("feeds/a.atom", b"new")
-        out.write("blocked/b.atom", b"bee")
         (tmp_path / "out/blocked").write_text("a file where the folder goes")
+        out.write("blocked/b.atom", b"bee")
     assert out.read("feeds/a.atom") == b"old"
     left = [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(TEMP_PREFIX)]
     assert left == []
@@ -497,3 +499,18 @@ def test_a_batch_removes_the_temp_files_of_a_writer_that_died(tmp_path: Path) ->
     names = sorted(p.name for p in feeds.iterdir())
     assert names == sorted(["a.atom", living.name, unnamed.name])
     assert out.read("feeds/a.atom") == b"new"
+
+
+def test_a_file_written_twice_in_a_batch_keeps_the_last_bytes_and_no_extra_temp_file(
+    tmp_path: Path,
+) -> None:
+    out = OutputDir(tmp_path / "out")
+    with out.batch():
+        out.write("feeds/a.atom", b"first")
+        out.write("feeds/a.atom", b"second")
+        out.write("feeds/a.atom", b"second")  # the same again: nothing written
+        assert [p.name.startswith(TEMP_PREFIX) for p in (tmp_path / "out/feeds").iterdir()] == [
+            True
+        ]
+    assert [p.name for p in (tmp_path / "out/feeds").iterdir()] == ["a.atom"]
+    assert out.read("feeds/a.atom") == b"second"
