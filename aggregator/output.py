@@ -11,8 +11,8 @@ only `OutputDir.root`.
 through a temp file in the same directory that is fsynced and renamed into
 place; a reader (or the HTTP server) sees the old file or the new one, never
 half of one, and an unchanged file keeps its mtime and so its ETag. Inside
-`batch()` (a render), the files written are held in memory and made durable
-together when it ends: written to their temp files, fsynced all at once (one
+`batch()` (a render), each file written goes to its temp file at once, and they
+are made durable and put in place together when it ends: fsynced all at once (one
 journal commit, not one per file), renamed, and each folder fsynced once.
 
 `MemoryOutput` keeps the files in a dict, for tests of what is written without
@@ -27,6 +27,7 @@ import gzip
 import hashlib
 import os
 import posixpath
+import secrets
 import stat
 import tempfile
 import time
@@ -162,7 +163,7 @@ class OutputDir:
         self._held: dict[str, _Held] | None = None
         """Inside `batch()`: the files written and not yet in place, by relative path."""
         self._ready: set[Path] = set()
-        """Inside `batch()`: the folders made (and cleared of dead temp files) for them."""
+        """Inside `batch()`: the folders cleared of dead writers' temp files."""
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -192,7 +193,7 @@ class OutputDir:
         """Put the held files in place: all fsynced at once, each renamed over its target,
         then each folder fsynced once. Raises `OutputError` when one cannot be written
         (none of the rest is renamed then, and their temp files are removed)."""
-        self._ready = set()  # what lists or removes files flushes first: folders may go
+        self._ready = set()  # a folder may go (what removes files flushes first) and come back
         if not self._held:
             return
         held, self._held = self._held, {}
@@ -203,9 +204,14 @@ class OutputDir:
             try:
                 for file in held.values():
                     target = file.target
-                    fds.append(os.open(file.temp, os.O_RDONLY | os.O_NOFOLLOW))
-                    if file.mtime is not None:
-                        os.utime(fds[-1], (file.mtime, file.mtime))
+                    try:
+                        fds.append(os.open(file.temp, os.O_RDONLY | os.O_NOFOLLOW))
+                    except FileNotFoundError:  # its folder was removed meanwhile: again
+                        file.temp = self._stage(target, file.data).temp
+                        fds.append(os.open(file.temp, os.O_RDONLY | os.O_NOFOLLOW))
+                    # The time it is put in place (as when it was written here), or its stamp.
+                    times = None if file.mtime is None else (file.mtime, file.mtime)
+                    os.utime(fds[-1], times)
                 _fsync_all(fds)
                 for file in held.values():
                     target = file.target
@@ -229,8 +235,8 @@ class OutputDir:
         """`data` in a new temp file beside `target` (in the batch's folders), to be put in
         place by `flush`. Raises OSError."""
         folder = target.parent
+        folder.mkdir(parents=True, exist_ok=True)  # (it may have been removed meanwhile)
         if folder not in self._ready:
-            folder.mkdir(parents=True, exist_ok=True)
             _clear_dead_temps(folder)
             self._ready.add(folder)
         fd, temp = tempfile.mkstemp(prefix=_temp_prefix(), dir=folder)
@@ -656,23 +662,38 @@ def _umask() -> int:
     return mask
 
 
+_WRITER: tuple[int, str] = (0, "")
+"""(pid, prefix) of this process's temp files (made anew in a forked child)."""
+
+
 def _temp_prefix() -> str:
-    """How this process's temp files start: `.tmp-<pid>-` (see `_clear_dead_temps`)."""
-    return f"{TEMP_PREFIX}{os.getpid()}-"
+    """How this process's temp files start: `.tmp-<pid>-<token>-`, the token drawn once
+    per process, so that the files of an earlier process that had the same pid (a
+    container's service is pid 1 every time it starts) are told from this one's (see
+    `_clear_dead_temps`)."""
+    global _WRITER
+    pid = os.getpid()
+    if _WRITER[0] != pid:
+        _WRITER = (pid, f"{TEMP_PREFIX}{pid}-{secrets.token_hex(4)}-")
+    return _WRITER[1]
 
 
 def _clear_dead_temps(folder: Path) -> None:
     """Remove the temp files in `folder` of writers that are gone: a process killed in the
-    middle of a batch leaves one per file it was writing. The writer is in the name; a
-    process still running (or a name without one) keeps its files, to the stale rule."""
+    middle of a batch leaves one per file it had written. The writer is in the name: a
+    process still running keeps its files (to the stale rule), and so does a name without
+    one; this process's pid with another token is an earlier process's."""
     try:
         with os.scandir(folder) as entries:
             names = [e.name for e in entries if e.name.startswith(TEMP_PREFIX)]
     except OSError:
         return  # the write that follows says what is wrong
+    own = _temp_prefix()
     for name in names:
         writer = name[len(TEMP_PREFIX) :].partition("-")[0]
-        if writer.isdigit() and int(writer) != os.getpid() and not _running(int(writer)):
+        if not writer.isdigit() or name.startswith(own):
+            continue
+        if int(writer) == os.getpid() or not _running(int(writer)):
             with contextlib.suppress(OSError):
                 os.unlink(folder / name)
 

@@ -127,7 +127,8 @@ class Publisher:
         `StateError` when the output directory or the state file is unusable.
 
         The files are written together (`Output.batch`): when the render raises, none of
-        them is."""
+        those not yet put in place is (removing a feed's stale archive pages puts what was
+        written before in place first)."""
         with self.out.batch():
             return self._render(now, changed, should_stop, complete, pool)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from aggregator.errors import OutputError
 from aggregator.output import TEMP_PREFIX, MemoryOutput, Output, OutputDir
+from aggregator.output import _clear_dead_temps as clear_dead_temps
 
 NewOutput = Callable[[bool], Output]
 
@@ -514,3 +516,54 @@ def test_a_file_written_twice_in_a_batch_keeps_the_last_bytes_and_no_extra_temp_
         ]
     assert [p.name for p in (tmp_path / "out/feeds").iterdir()] == ["a.atom"]
     assert out.read("feeds/a.atom") == b"second"
+
+
+def test_a_batch_removes_the_temp_files_of_an_earlier_process_that_had_its_pid(
+    tmp_path: Path,
+) -> None:
+    """A container's service is pid 1 at every start: the temp files a killed one left
+    carry this process's pid, with another token, and go; this process's own stay."""
+    out = OutputDir(tmp_path / "out")
+    feeds = tmp_path / "out" / "feeds"
+    feeds.mkdir(parents=True)
+    earlier = feeds / f"{TEMP_PREFIX}{os.getpid()}-0000abcd-xyz12345"
+    older_style = feeds / f"{TEMP_PREFIX}{os.getpid()}-xyz12345"  # before tokens
+    for path in (earlier, older_style):
+        path.write_bytes(b"half a feed")
+    with out.batch():
+        out.write("feeds/a.atom", b"new")
+        mine = [p.name for p in feeds.iterdir()]
+        assert len(mine) == 1 and mine[0].startswith(f"{TEMP_PREFIX}{os.getpid()}-")
+        assert not earlier.exists() and not older_style.exists()
+        clear_dead_temps(feeds)  # asked again mid-batch: this process's file stays
+        assert [p.name for p in feeds.iterdir()] == mine
+    assert [p.name for p in feeds.iterdir()] == ["a.atom"]
+
+
+def test_a_batch_whose_folder_is_removed_meanwhile_still_puts_every_file_in_place(
+    tmp_path: Path,
+) -> None:
+    out = OutputDir(tmp_path / "out")
+    with out.batch():
+        out.write("feeds/a.atom", b"aa")
+        shutil.rmtree(tmp_path / "out" / "feeds")  # someone removes it by hand
+        out.write("index.html", b"index")
+    assert out.read("feeds/a.atom") == b"aa" and out.read("index.html") == b"index"
+    with out.batch():
+        out.write("feeds/a.atom", b"a2")
+        shutil.rmtree(tmp_path / "out" / "feeds")
+        out.write("feeds/b.atom", b"bb")  # into the folder that went
+    assert out.read("feeds/a.atom") == b"a2" and out.read("feeds/b.atom") == b"bb"
+    assert sorted(p.name for p in (tmp_path / "out" / "feeds").iterdir()) == ["a.atom", "b.atom"]
+
+
+def test_a_file_of_a_batch_is_dated_when_it_is_put_in_place(tmp_path: Path) -> None:
+    """Not when it went to its temp file (Last-Modified must not precede what clients
+    saw of the file before it)."""
+    out = OutputDir(tmp_path / "out")
+    with out.batch():
+        out.write("feeds/a.atom", b"new")
+        (temp,) = (tmp_path / "out" / "feeds").iterdir()
+        os.utime(temp, (1_000_000_000, 1_000_000_000))  # as if written long before
+        before = time.time()
+    assert os.stat(tmp_path / "out" / "feeds" / "a.atom").st_mtime >= before - 1
