@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -343,9 +343,15 @@ class Ingest:
                 )
             gone: list[str] = []
             same = False
-            if found.complete:  # an unreadable folder must not look like deleted seeds
-                present = stats_of(found.files)
-                same = present == known  # nothing changed, nothing gone: told in C
+            if found.complete and known:  # an unreadable folder must not look like deleted seeds
+                # As many files as the state knows: maybe nothing changed, told in C (the
+                # walk's record is made only then: in a cold build it would only add to
+                # the peak memory).
+                if len(found.files) == len(known):
+                    present: Collection[str] = stats_of(found.files)
+                    same = present == known
+                else:
+                    present = {f.source for f in found.files}
                 if not same:
                     gone = [source for source in known if source not in present]
                 del present
@@ -354,8 +360,9 @@ class Ingest:
             report.rejected.extend(fresh)  # reported once, as long as the name stays
             self._refused = set(found.refused)
             meanwhile = workers.while_parsing if pool is not None else load_suffix_list
-            files = [] if same else found.files
-            known = self._store(files, gone, report, progress, should_stop, pool, meanwhile)
+            known = self._store(
+                [] if same else found.files, gone, report, progress, should_stop, pool, meanwhile
+            )
             del found  # the walk's list: the refresh has better use for the memory
             workers.after_parsing()
             return self._refresh(now, report, should_stop, known, pool)
