@@ -32,7 +32,8 @@ from typing import Any
 from bench.common import installed_environment
 
 LAUNCHED = "BENCH_TIMELINE_LAUNCHED"
-"""The environment variable giving the child the time it was launched at."""
+"""The environment variable giving the child the time it was launched at, and the machine's
+idle core-seconds then (`_idle`), separated by a space."""
 
 
 def _ticks(path: str, fields: slice) -> float:
@@ -63,8 +64,8 @@ def _idle() -> float:
 
 def child(argv: list[str]) -> None:
     """Run `aggregator build argv` here with its steps timed; print the marks as JSON."""
-    launched = float(os.environ[LAUNCHED])
-    marks: list[tuple[str, float, float, float, float]] = []
+    launched, idle_then = (float(part) for part in os.environ[LAUNCHED].split())
+    marks: list[tuple[str, float, float, float, float]] = [("launch", 0.0, 0.0, 0.0, idle_then)]
     workers = [0.0]
 
     def mark(label: str) -> None:
@@ -126,7 +127,7 @@ def one_round(seeds: Path, work: Path) -> list[tuple[str, float, float, float, f
     command += ["--seeds", str(seeds), "--out", str(work / "out")]
     command += ["--state", str(work / "state.sqlite3")]
     env = installed_environment()
-    env[LAUNCHED] = repr(time.time())
+    env[LAUNCHED] = f"{time.time()!r} {_idle()!r}"
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"the build failed:\n{done.stderr[-2000:]}")
@@ -165,13 +166,11 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     totals = [0.0, 0.0, 0.0, 0.0]
-    for index, label in enumerate(labels):
+    for index, label in enumerate(labels[1:], 1):  # labels[0]: the launch
         figures = []
         for r in rounds:
             _, at, cpu, workers, idle = r[index]
-            _, at0, cpu0, workers0, idle0 = (
-                r[index - 1] if index else (label, 0.0, 0.0, 0.0, r[0][4])
-            )
+            _, at0, cpu0, workers0, idle0 = r[index - 1]
             figures.append((at, at - at0, cpu - cpu0, workers - workers0, idle - idle0))
         at, wall, cpu, workers, idle = (statistics.median(f[i] for f in figures) for i in range(5))
         for i, value in enumerate((wall, cpu, workers, idle)):
@@ -179,7 +178,13 @@ def main() -> None:
         print(f"| {label} | {at:.3f} | {wall:.3f} | {cpu:.3f} | {workers:.3f} | {idle:.2f} |")
     wall, cpu, workers, idle = totals
     print(f"| (sum of the medians) | | {wall:.3f} | {cpu:.3f} | {workers:.3f} | {idle:.2f} |")
-    print(f"\nidle core-seconds in one second before the rounds: {quiet:.2f} of {os.cpu_count()}")
+    cores = os.cpu_count() or 1
+    other = wall * cores - cpu - workers - idle
+    print(
+        f"\n{wall * cores:.2f} core-seconds in all: the build's processes {cpu + workers:.2f}, "
+        f"idle {idle:.2f}, the rest ({other:.2f}) other processes and the kernel's own threads"
+    )
+    print(f"idle core-seconds in one second before the rounds: {quiet:.2f} of {cores}")
 
 
 if __name__ == "__main__":
