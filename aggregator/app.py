@@ -28,7 +28,9 @@ from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from aggregator.config import Config, LinksConfig
+import msgspec
+
+from aggregator.config import Config, LinksConfig, config_json
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
 from aggregator.ingest import Ingest, Progress, ScanReport, StopCheck, Workers, never
@@ -245,8 +247,8 @@ class App:
         site = self.store.settings.setdefault(SITE_URL, config.site.base_url)
         if site == config.site.public_url:
             return config
-        return config.model_copy(
-            update={"site": config.site.model_copy(update={"public_url": site})}
+        return msgspec.structs.replace(
+            config, site=msgspec.structs.replace(config.site, public_url=site)
         )
 
     def follow(self) -> None:
@@ -358,7 +360,7 @@ class App:
         code = code_fingerprint()
         if self.shared is not None or self.config.feeds.max_age_days or code is None:
             return None
-        return render_key(self.config.model_dump_json(), code)
+        return render_key(config_json(self.config), code)
 
     def _forget_last_build(self) -> LastBuild | None:
         """Drop the record of the last build (this app is about to write the state);

@@ -2,7 +2,7 @@
 
 The config reads them for its defaults, and the modules use them when called
 without a config, so neither has to import the other: the config does not pull
-in the seed parser, and the parse workers do not pull in pydantic.
+in the seed parser, and the parse workers do not pull in the config.
 """
 
 from __future__ import annotations

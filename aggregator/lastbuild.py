@@ -63,7 +63,7 @@ class LastBuild:
 
 
 def render_key(config_json: str, code: str) -> str:
-    """Returns the key of a render with the config (`Config.model_dump_json()`) and code
+    """Returns the key of a render with the config (`config.config_json`) and code
     (`code_fingerprint()`) given (pure)."""
     return hashlib.blake2b(f"{config_json}\0{code}".encode(), digest_size=16).hexdigest()
 

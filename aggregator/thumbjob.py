@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
+
 from aggregator.config import Config, LinksConfig
 from aggregator.feeds import FeedKey
 from aggregator.ingest import topic_rules
@@ -53,7 +55,7 @@ class ThumbnailReport:
 def image_fetching(config: Config) -> LinksConfig:
     """Returns the link checker's rules for fetching images: the same safety, fewer at once."""
     concurrency = min(config.links.concurrency, IMAGE_FETCHES)
-    return config.links.model_copy(update={"concurrency": concurrency})
+    return msgspec.structs.replace(config.links, concurrency=concurrency)
 
 
 class ThumbnailJob:

@@ -1,7 +1,7 @@
 """What parse worker processes run: read one seed and prepare its stored record.
 
-Kept apart, with light imports (YAML, the parser, the record helpers; no
-pydantic, feedgen, the HTTP server or sqlite3), because workers start from a fork
+Kept apart, with light imports (YAML, the parser, the record helpers; not the
+config, feedgen, the HTTP server or sqlite3), because workers start from a fork
 server that imports only this module: each stays small, and none inherits a
 copy of the service's memory or threads.
 """

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from aggregator.checker import GC_YOUNG_THRESHOLD, NameNotResolved, run_checks, system_resolver
-from aggregator.config import LinksConfig
+from aggregator.config import LinksConfig, config_from
 from aggregator.links import Attempt, Failure, Outcome, Request, classify
 from tests.conftest import running
 from tests.hostile_http import HostileServer
@@ -41,7 +41,7 @@ def config(server: HostileServer, **overrides: Any) -> LinksConfig:
         "host_interval": 0,
     }
     settings.update(overrides)
-    return LinksConfig.model_validate(settings)
+    return config_from({"links": settings}).links
 
 
 async def resolve_test_names(host: str, port: int) -> list[str]:
@@ -418,9 +418,7 @@ SPELLINGS = ("127.0.0.1", "127.1", "2130706433", "localhost")
 def test_every_spelling_of_one_address_shares_its_per_host_limit(counting: Any) -> None:
     port = counting.server_address[1]
     urls = [Request(f"http://{host}:{port}/{n}") for host in SPELLINGS for n in range(2)]
-    cfg = LinksConfig.model_validate(
-        {"allowed_ports": (port,), "allow_networks": ("127.0.0.0/8",), "per_host": 1}
-    )
+    cfg = LinksConfig(allowed_ports=(port,), allow_networks=("127.0.0.0/8",), per_host=1)
     result = run_checks(cfg, UA, urls)
     assert [a.status for a in result.attempts] == [200] * len(urls)
     assert counting.hosts == set(SPELLINGS)  # each spelling was asked as itself
@@ -431,9 +429,7 @@ def test_a_pause_asked_under_one_spelling_holds_for_the_others(counting: Any) ->
     port = counting.server_address[1]
     urls = [Request(f"http://127.0.0.1:{port}/busy")]
     urls += [Request(f"http://{host}:{port}/{host}") for host in SPELLINGS[1:]]
-    cfg = LinksConfig.model_validate(
-        {"allowed_ports": (port,), "allow_networks": ("127.0.0.0/8",), "per_host": 1}
-    )
+    cfg = LinksConfig(allowed_ports=(port,), allow_networks=("127.0.0.0/8",), per_host=1)
     result = run_checks(cfg, UA, urls)
     assert [a.status for a in result.attempts] == [429]
     assert sorted(result.deferred) == sorted(u.url for u in urls[1:])

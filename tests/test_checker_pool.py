@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aggregator.checker import run_checks
-from aggregator.config import LinksConfig
+from aggregator.config import LinksConfig, config_from
 from aggregator.links import Request
 from tests.conftest import running
 
@@ -88,7 +88,7 @@ def config(*servers: Any, **overrides: Any) -> LinksConfig:
         "host_interval": 0,
     }
     settings.update(overrides)
-    return LinksConfig.model_validate(settings)
+    return config_from({"links": settings}).links
 
 
 def test_a_host_s_urls_share_its_kept_alive_connections(recording: Any) -> None:

@@ -583,6 +583,7 @@ def test_on_a_shared_state_the_digests_are_published_and_withdrawn(site: Site) -
     [
         ("digests:\n  timezone: Mars/Olympus\n", "digests.timezone: "),
         ("digests:\n  timezone: ../../etc/passwd\n", "digests.timezone: "),
+        (f"digests:\n  timezone: {'x' * 300}\n", "digests.timezone: "),  # longer than a file name
         ("digests:\n  size: 0\n", "digests.size: "),
         ("digests:\n  size: 51\n", "digests.size: "),
         ("digests:\n  days: 0\n", "digests.days: "),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.config import Config
+from aggregator.config import Config, config_from
 from aggregator.reloading import (
     LINKS,
     NETWORK_JOBS,
@@ -41,7 +41,7 @@ def config(**flat: Any) -> Config:
     for key, value in flat.items():
         section, name = key.split("__")
         data.setdefault(section, {})[name] = value
-    return Config.model_validate(data)
+    return config_from(data)
 
 
 def value(config: Config, dotted: str) -> object:
