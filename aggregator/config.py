@@ -768,7 +768,11 @@ def _line(problem: _Problem, origin: Mapping[tuple[str, ...], str], path: Path |
     given = problem.given
     if isinstance(given, str) and "//" in given:
         given = hide_password(redact(given))  # never echo a password given in a URL
-    return f"{source}: {key}: {problem.message} (got {printable(repr(given), 80)})"
+    try:
+        shown = printable(repr(given), 80)
+    except RecursionError:
+        shown = "a value nested too deeply to show"
+    return f"{source}: {key}: {problem.message} (got {shown})"
 
 
 def _suggestion(loc: tuple[str, ...]) -> str:

@@ -383,3 +383,14 @@ def test_a_setting_of_a_few_values_lists_them_when_refused() -> None:
         "command line: logging.level: Invalid enum value 'loud'; "
         "expected one of 'debug', 'info', 'warning', 'error' (got 'loud')",
     ]
+
+
+def test_a_value_nested_too_deeply_to_show_is_still_one_line() -> None:
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={"seeds.extensions": nested}, environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith("command line: seeds.extensions: Expected `str`, got `array`")
+    assert problem.endswith("(got a value nested too deeply to show)")
