@@ -556,9 +556,9 @@ def server_url(host: str, port: object) -> str:
 
 def _check_directories(config: Config) -> None:
     """The output directory is served: it must not hold, or sit inside, seeds or state."""
-    seeds = config.seeds.dir.resolve()
-    out = config.output.dir.resolve()
-    state = config.state.path.resolve()
+    seeds = _resolved(config.seeds.dir, "seeds.dir")
+    out = _resolved(config.output.dir, "output.dir")
+    state = _resolved(config.state.path, "state.path")
     if config.state.url is not None:
         state = seeds  # the state is not in a file
     if out == seeds or out.is_relative_to(seeds) or seeds.is_relative_to(out):
@@ -571,6 +571,18 @@ def _check_directories(config: Config) -> None:
             f"state.path ({config.state.path}) is inside output.dir ({config.output.dir}), "
             "which is served"
         )
+
+
+def _resolved(path: Path, key: str) -> Path:
+    """`path` made absolute, its symbolic links followed; `ValueError` naming `key` when
+    that cannot be done (a loop of links, a name the system refuses)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # RuntimeError: a loop of links
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(
+            f"{key} ({printable(str(path), 80)}): cannot be resolved: {reason}"
+        ) from None
 
 
 def load_config(

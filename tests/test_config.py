@@ -394,3 +394,12 @@ def test_a_value_nested_too_deeply_to_show_is_still_one_line() -> None:
     (problem,) = caught.value.problems
     assert problem.startswith("command line: seeds.extensions: Expected `str`, got `array`")
     assert problem.endswith("(got a value nested too deeply to show)")
+
+
+def test_a_directory_in_a_loop_of_links_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={"seeds.dir": tmp_path / "a" / "seeds"}, environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"seeds.dir ({tmp_path / 'a' / 'seeds'}): cannot be resolved: ")
