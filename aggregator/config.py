@@ -73,16 +73,20 @@ class Check:
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A section of the config: typed settings (msgspec converts and bounds them as the
-    config is read, `config_from`), each setting's own `Check` run when it is made."""
+    """A section of the config: typed settings, each converted to its type within its
+    bounds, and its own `Check` run, whenever a section is made (read from the settings
+    given, `config_from`; made or copied in code; unpickled): `ValueError` naming the
+    setting when one is wrong."""
 
     def __post_init__(self) -> None:
-        for name, check in _checks(type(self)).items():
-            if not check.before:
-                value = getattr(self, name)
-                kept = check.rule(value)
-                if kept is not value:
-                    msgspec.structs.force_setattr(self, name, kept)
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            try:
+                kept = _setting(type(self), name, value, before=False)
+            except (msgspec.ValidationError, ValueError) as exc:
+                raise ValueError(f"{name}: {exc}") from None
+            if kept is not value:
+                msgspec.structs.force_setattr(self, name, kept)
 
 
 def _dotted(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -313,7 +317,7 @@ class LoggingConfig(_Section, frozen=True):
 
 
 def _file_path(value: object) -> object:
-    if "://" in str(value):  # before Path() folds the slashes
+    if isinstance(value, str) and "://" in value:  # before Path() folds the slashes
         raise ValueError("a URL is not a state file's path: state.url takes postgresql:// URLs")
     return value
 
@@ -397,13 +401,17 @@ class Config(_Section, frozen=True):
     digests: DigestsConfig = field(default_factory=DigestsConfig)
 
     def __post_init__(self) -> None:
-        """An unset `site.public_url` is the built-in server's address; the output
-        directory must not hold, or sit inside, the seeds or the state (`ValueError`)."""
+        """Each section is of its type; an unset `site.public_url` is the built-in server's
+        address (`ValueError` when that makes no URL). Whether the directories overlap is
+        asked of the file system when the config is read (`config_from`), not here: a
+        config sent to a worker process is made again there."""
+        for name, kind in SECTIONS.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"{name}: expected the settings of the section, made")
         if self.site.public_url is None:
-            url = server_url(self.server.host, self.server.port)
+            url = _derived_url(self.server)
             site = msgspec.structs.replace(self.site, public_url=url)
             msgspec.structs.force_setattr(self, "site", site)
-        _check_directories(self)
 
     @property
     def cache_max_age(self) -> int:
@@ -445,9 +453,10 @@ def _decode(kind: type, value: object) -> object:
 
 
 def _encode(value: object) -> object:
-    """What msgspec cannot write by itself: a path, as text."""
+    """What msgspec cannot write by itself: a path, as text (bytes of its name that are
+    not UTF-8 as `\\xNN`)."""
     if isinstance(value, Path):
-        return str(value)
+        return os.fsencode(value).decode("utf-8", "backslashreplace")
     raise NotImplementedError(f"cannot write {type(value).__name__}")
 
 
@@ -460,17 +469,52 @@ class _Problem:
     given: object = None
 
 
-def _setting(section: type[_Section], name: str, value: object) -> object:
-    """`value` as setting `name` of `section`, converted and checked; raises
-    `msgspec.ValidationError` or `ValueError` saying what is wrong."""
+def _setting(section: type[_Section], name: str, value: object, before: bool = True) -> object:
+    """`value` as setting `name` of `section`, converted and checked (with `before`, also
+    by the checks of the value as given); raises `msgspec.ValidationError` or `ValueError`
+    saying what is wrong."""
     hint = _hints(section)[name]
     check = _checks(section).get(name)
-    if check is not None and check.before:
+    if before and check is not None and check.before:
         value = check.rule(value)
     converted = msgspec.convert(value, hint, strict=False, dec_hook=_decode)
+    _sound(converted)
     if check is not None and not check.before:
         converted = check.rule(converted)
     return converted
+
+
+LARGEST = 2**63 - 1
+"""The largest whole number a setting takes (what the state's SQLite integers hold)."""
+
+
+def _sound(value: object) -> None:
+    """Raises `ValueError` for what msgspec lets through but the service cannot use: text
+    that is not UTF-8 (bytes the environment could not decode), a whole number beyond 64
+    bits. Paths are exempt: a file's name may be any bytes."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("not valid UTF-8 text") from None
+    elif isinstance(value, int):
+        if not -LARGEST <= value <= LARGEST:
+            raise ValueError("a number out of range")
+    elif isinstance(value, tuple | list):
+        for item in value:
+            _sound(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _sound(key)
+            _sound(item)
+
+
+def _derived_url(server: ServerConfig) -> str:
+    """The built-in server's address, for an unset `site.public_url`; `ValueError` when the
+    server's host makes no URL that may be published."""
+    url = _setting(SiteConfig, "public_url", server_url(server.host, server.port))
+    return typing.cast(str, url)
 
 
 def _validate(data: Mapping[Any, Any]) -> tuple[Config | None, list[_Problem]]:
@@ -504,13 +548,23 @@ def _validate(data: Mapping[Any, Any]) -> tuple[Config | None, list[_Problem]]:
             sections[key] = section(**values)
     if problems:
         return None, problems
+    site, server = sections.get("site", SiteConfig()), sections.get("server", ServerConfig())
+    if site.public_url is None:  # the built-in server's address, as a setting of its own
+        try:
+            sections["site"] = msgspec.structs.replace(site, public_url=_derived_url(server))
+        except (msgspec.ValidationError, ValueError) as exc:
+            url = server_url(server.host, server.port)
+            message = _validation_message(exc, "site.public_url", None)
+            return None, [_Problem(("site", "public_url"), message, url)]
+    config = Config(**sections)
     try:
-        return Config(**sections), []
+        _check_directories(config)
     except ValueError as exc:  # a rule across sections
         return None, [_Problem((), str(exc))]
+    return config, []
 
 
-def _validation_message(exc: msgspec.ValidationError, key: str, hint: object) -> str:
+def _validation_message(exc: Exception, key: str, hint: object) -> str:
     """msgspec's message, naming the setting where it says `$` (the value given), and the
     values a setting of a few allowed ones allows."""
     message = str(exc).replace("`$", f"`{key}")
@@ -563,12 +617,14 @@ def _check_directories(config: Config) -> None:
         state = seeds  # the state is not in a file
     if out == seeds or out.is_relative_to(seeds) or seeds.is_relative_to(out):
         raise ValueError(
-            f"output.dir ({config.output.dir}) and seeds.dir ({config.seeds.dir}) overlap: "
+            f"output.dir ({_shown(config.output.dir)}) and seeds.dir ({_shown(config.seeds.dir)}) "
+            "overlap: "
             "the output is served, and seeds must not be"
         )
     if config.state.url is None and state.is_relative_to(out):
         raise ValueError(
-            f"state.path ({config.state.path}) is inside output.dir ({config.output.dir}), "
+            f"state.path ({_shown(config.state.path)}) is inside output.dir "
+            f"({_shown(config.output.dir)}), "
             "which is served"
         )
 
@@ -580,9 +636,12 @@ def _resolved(path: Path, key: str) -> Path:
         return path.resolve()
     except (RuntimeError, OSError, ValueError) as exc:  # RuntimeError: a loop of links
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(
-            f"{key} ({printable(str(path), 80)}): cannot be resolved: {reason}"
-        ) from None
+        raise ValueError(f"{key} ({_shown(path)}): cannot be resolved: {reason}") from None
+
+
+def _shown(path: Path) -> str:
+    """A path as one line of a message."""
+    return printable(str(path), 80)
 
 
 def load_config(
@@ -784,6 +843,8 @@ def _line(problem: _Problem, origin: Mapping[tuple[str, ...], str], path: Path |
         shown = printable(repr(given), 80)
     except RecursionError:
         shown = "a value nested too deeply to show"
+    except ValueError:  # an integer of more than 4,300 digits
+        shown = "a number too long to show"
     return f"{source}: {key}: {problem.message} (got {shown})"
 
 

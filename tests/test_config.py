@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from aggregator.config import Config, explain_config, load_config, settings_lines
+from aggregator.config import (
+    Config,
+    SeedsConfig,
+    ServerConfig,
+    SiteConfig,
+    config_json,
+    explain_config,
+    load_config,
+    settings_lines,
+)
 from aggregator.errors import ConfigError
 
 BUNDLED = Path(__file__).parent.parent / "config" / "aggregator.yaml"
@@ -403,3 +414,66 @@ def test_a_directory_in_a_loop_of_links_is_an_error_naming_the_setting(tmp_path:
         load_config(overrides={"seeds.dir": tmp_path / "a" / "seeds"}, environ={})
     (problem,) = caught.value.problems
     assert problem.startswith(f"seeds.dir ({tmp_path / 'a' / 'seeds'}): cannot be resolved: ")
+
+
+def test_a_server_host_that_makes_no_address_is_blamed_on_the_address_it_makes() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={"server.host": "bad host"}, environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith("default: site.public_url: expected an absolute http(s) URL")
+    assert problem.endswith("(got 'http://bad host:8080/')")
+
+
+def test_text_that_is_not_utf8_is_refused_but_a_path_may_be_any_bytes() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"AGGREGATOR_SITE__TITLE": "News \udcff"})
+    (problem,) = caught.value.problems
+    assert problem.startswith("AGGREGATOR_SITE__TITLE: site.title: not valid UTF-8 text")
+    config = load_config(environ={"AGGREGATOR_SEEDS__DIR": "seeds-\udcff"})
+    assert config.seeds.dir == Path("seeds-\udcff")
+    assert '"dir":"seeds-\\\\xff"' in config_json(config)  # the render key can be made
+
+
+def test_a_whole_number_beyond_64_bits_is_refused() -> None:
+    for value in (2**63, -(2**63), int("f" * 4000, 16)):
+        with pytest.raises(ConfigError) as caught:
+            load_config(overrides={"links.budget": value}, environ={})
+        (problem,) = caught.value.problems
+        assert problem.startswith("command line: links.budget: ")
+
+
+def test_a_setting_given_as_its_default_is_the_same_config_and_the_same_json() -> None:
+    default = load_config(environ={})
+    explicit = load_config(overrides={"scan.interval": 60, "cluster.lease": 5}, environ={})
+    assert explicit == default
+    assert config_json(explicit) == config_json(default)
+    assert default.scan.interval == 60.0 and isinstance(default.scan.interval, float)
+
+
+def test_a_section_made_in_code_is_converted_and_checked_as_one_read() -> None:
+    assert SeedsConfig(dir="x").dir == Path("x")  # type: ignore[arg-type]
+    assert SeedsConfig(dir="seeds") == SeedsConfig()  # type: ignore[arg-type]
+    assert SiteConfig(public_url="https://f.example").public_url == "https://f.example/"
+    with pytest.raises(ValueError, match="port: Expected `int` >= 1"):
+        ServerConfig(port=0)
+    with pytest.raises(ValueError, match="public_url: expected an absolute http"):
+        msgspec.structs.replace(SiteConfig(), public_url="nope")
+    assert Config(server=ServerConfig(port=9000)).site.public_url == "http://127.0.0.1:9000/"
+
+
+def test_a_config_sent_to_another_process_does_not_ask_the_file_system_again(
+    tmp_path: Path,
+) -> None:
+    seeds, out = tmp_path / "seeds", tmp_path / "public"
+    seeds.mkdir()
+    config = load_config(overrides={"seeds.dir": seeds, "output.dir": out}, environ={})
+    sent = pickle.dumps(config)
+    out.symlink_to(seeds)  # read now, the two would overlap
+    assert pickle.loads(sent) == config
+
+
+def test_a_path_with_a_line_break_is_shown_on_one_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={"seeds.dir": "a\nb", "output.dir": "a\nb/out"}, environ={})
+    (problem,) = caught.value.problems
+    assert "\n" not in problem and "overlap" in problem
