@@ -546,16 +546,19 @@ def _validate(data: Mapping[Any, Any]) -> tuple[Config | None, list[_Problem]]:
                 problems.append(_Problem(loc, str(exc), value))
         if len(problems) == wrong:
             sections[key] = section(**values)
-    if problems:
-        return None, problems
+    # An unset site.public_url is the built-in server's address, checked as a setting of its
+    # own (and reported with the others) when the site and server sections are sound.
+    failed = {p.loc[0] for p in problems}
     site, server = sections.get("site", SiteConfig()), sections.get("server", ServerConfig())
-    if site.public_url is None:  # the built-in server's address, as a setting of its own
+    if site.public_url is None and not failed & {"site", "server"}:
         try:
             sections["site"] = msgspec.structs.replace(site, public_url=_derived_url(server))
         except (msgspec.ValidationError, ValueError) as exc:
             url = server_url(server.host, server.port)
             message = _validation_message(exc, "site.public_url", None)
-            return None, [_Problem(("site", "public_url"), message, url)]
+            problems.append(_Problem(("site", "public_url"), message, url))
+    if problems:
+        return None, problems
     config = Config(**sections)
     try:
         _check_directories(config)

@@ -477,3 +477,9 @@ def test_a_path_with_a_line_break_is_shown_on_one_line() -> None:
         load_config(overrides={"seeds.dir": "a\nb", "output.dir": "a\nb/out"}, environ={})
     (problem,) = caught.value.problems
     assert "\n" not in problem and "overlap" in problem
+
+
+def test_an_address_that_is_no_url_is_reported_with_the_other_problems() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={"server.host": "bad host", "scan.interval": -5}, environ={})
+    assert [p.split(": ")[1] for p in caught.value.problems] == ["scan.interval", "site.public_url"]
