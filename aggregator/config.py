@@ -94,7 +94,7 @@ def _dotted(value: tuple[str, ...]) -> tuple[str, ...]:
     bad = [e for e in exts if not e.startswith(".") or len(e) < 2 or "/" in e]
     if bad:
         raise ValueError(f"extensions look like '.md'; got {bad[0]!r}")
-    return exts if exts != value else value
+    return exts
 
 
 class SeedsConfig(_Section, frozen=True):
@@ -109,19 +109,13 @@ class OutputConfig(_Section, frozen=True):
     """Also write `<file>.gz` beside each file, for nginx's gzip_static."""
 
 
-def _language(value: str) -> str:
-    tag = language_tag(value)
-    return value if tag == value else tag
-
-
 def _absolute(value: str | None) -> str | None:
     if value is None:
         return None
     url = _public_http_url(value)
     if "?" in url or "#" in url:
         raise ValueError("expected a URL without query or fragment")
-    url = url if url.endswith("/") else url + "/"
-    return value if url == value else url
+    return url if url.endswith("/") else url + "/"
 
 
 class SiteConfig(_Section, frozen=True):
@@ -130,7 +124,7 @@ class SiteConfig(_Section, frozen=True):
     """Where the output directory is served (self links, OPML, feed ids); None: the built-in
     server's own address, http://<server.host>:<server.port>/."""
     author: Annotated[str, Meta(min_length=1, max_length=200)] = "aggregator"
-    language: Annotated[str, Check(_language)] = "en"
+    language: Annotated[str, Check(language_tag)] = "en"
     """The language of the feeds and pages (a BCP 47 tag); a seed's `language` overrides it
     for its own entry."""
 
@@ -149,8 +143,7 @@ else:  # the registry's names, so that an unknown one is refused by name
 def _with_atom(value: tuple[str, ...]) -> tuple[str, ...]:
     if ATOM not in value:
         raise ValueError("atom is always written: list it with the others")
-    once = tuple(dict.fromkeys(value))
-    return value if once == value else once
+    return tuple(dict.fromkeys(value))
 
 
 class FeedsConfig(_Section, frozen=True):
@@ -283,10 +276,7 @@ class DigestsConfig(_Section, frozen=True):
 
 
 def _hub_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    url = _public_http_url(value)
-    return value if url == value else url
+    return None if value is None else _public_http_url(value)
 
 
 class WebSubConfig(_Section, frozen=True):
@@ -407,7 +397,7 @@ class Config(_Section, frozen=True):
         config sent to a worker process is made again there."""
         for name, kind in SECTIONS.items():
             if not isinstance(getattr(self, name), kind):
-                raise ValueError(f"{name}: expected the settings of the section, made")
+                raise ValueError(f"{name}: expected a {kind.__name__}")
         if self.site.public_url is None:
             url = _derived_url(self.server)
             site = msgspec.structs.replace(self.site, public_url=url)
@@ -539,11 +529,9 @@ def _validate(data: Mapping[Any, Any]) -> tuple[Config | None, list[_Problem]]:
                 continue
             try:
                 values[setting] = _setting(section, setting, value)
-            except msgspec.ValidationError as exc:
-                hint = _hints(section)[setting]
-                problems.append(_Problem(loc, _validation_message(exc, ".".join(loc), hint), value))
-            except ValueError as exc:
-                problems.append(_Problem(loc, str(exc), value))
+            except (msgspec.ValidationError, ValueError) as exc:
+                message = _validation_message(exc, ".".join(loc), _hints(section)[setting])
+                problems.append(_Problem(loc, message, value))
         if len(problems) == wrong:
             sections[key] = section(**values)
     # An unset site.public_url is the built-in server's address, checked as a setting of its
@@ -568,8 +556,9 @@ def _validate(data: Mapping[Any, Any]) -> tuple[Config | None, list[_Problem]]:
 
 
 def _validation_message(exc: Exception, key: str, hint: object) -> str:
-    """msgspec's message, naming the setting where it says `$` (the value given), and the
-    values a setting of a few allowed ones allows."""
+    """What is wrong with a setting's value: a check's message, or msgspec's, naming the
+    setting where it says `$` (the value given), and the values a setting of a few allowed
+    ones allows."""
     message = str(exc).replace("`$", f"`{key}")
     choices = _choices(hint)
     if choices and message.startswith("Invalid enum value"):
