@@ -43,7 +43,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from bench.common import AGGREGATOR, _children, corpus
+from bench.common import AGGREGATOR, corpus, cpu_seconds
 from bench.service_bench import free_port, nginx
 
 IDLE = 1500
@@ -133,21 +133,6 @@ class IdleCrowd:
             assert isinstance(key.fileobj, socket.socket)
             key.fileobj.close()
         self._selector.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children (nginx's workers), from /proc."""
-    total = 0.0
-    for proc in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Run:

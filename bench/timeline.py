@@ -29,37 +29,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import installed_environment
+from bench.common import TICKS, cpu_seconds, installed_environment
 
 LAUNCHED = "BENCH_TIMELINE_LAUNCHED"
 """The environment variable giving the child the time it was launched at, and the machine's
 idle core-seconds then (`_idle`), separated by a space."""
 
 
-def _ticks(path: str, fields: slice) -> float:
-    """The sum of fields of a /proc stat file, in seconds."""
-    try:
-        with open(path) as stat:
-            text = stat.read()
-    except OSError:
-        return 0.0
-    values = text.rsplit(")", 1)[-1].split() if path != "/proc/stat" else text.split()[1:]
-    return sum(int(v) for v in values[fields]) / os.sysconf("SC_CLK_TCK")
-
-
 def _workers_cpu() -> float:
     """User + system seconds of the building process's live worker processes."""
     import multiprocessing
 
-    # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the command name.
-    return sum(
-        _ticks(f"/proc/{p.pid}/stat", slice(11, 13)) for p in multiprocessing.active_children()
-    )
+    return sum(cpu_seconds(p.pid) for p in multiprocessing.active_children() if p.pid)
 
 
 def _idle() -> float:
-    """Idle and I/O-wait core-seconds of the machine since boot."""
-    return _ticks("/proc/stat", slice(3, 5))
+    """Idle and I/O-wait core-seconds of the machine since boot (/proc/stat's first line:
+    user, nice, system, idle, iowait, ...)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()[1:]
+    return (int(fields[3]) + int(fields[4])) / TICKS
 
 
 def child(argv: list[str]) -> None:
