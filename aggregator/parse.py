@@ -15,7 +15,6 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import yaml
@@ -257,6 +256,8 @@ def _datetime_from_text(text: str) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # here: rare, and 5 ms to import
+
     try:
         return parsedate_to_datetime(text)  # RFC 2822, as in RSS
     except (TypeError, ValueError, IndexError):

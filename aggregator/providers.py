@@ -22,9 +22,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib.metadata import version
 from urllib.parse import urlsplit
 
+import publicsuffixlist
 from publicsuffixlist import PSLFILE, PublicSuffixList
 
 from aggregator.feeds import Feed, provider_feed
@@ -77,6 +77,11 @@ def load_suffix_list() -> None:
 def list_version() -> str:
     """The version of the bundled Public Suffix List (its package's), so that the state
     can tell when the providers of stored entries must be worked out again."""
+    own = getattr(publicsuffixlist, "__version__", None)  # what its metadata says, read free
+    if isinstance(own, str):
+        return own
+    from importlib.metadata import version  # here: 10 ms to import
+
     return version("publicsuffixlist")
 
 

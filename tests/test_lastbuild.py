@@ -203,7 +203,7 @@ def test_a_build_that_keeps_its_output_imports_no_renderer_nor_worker_pool(site:
         "import json, sys\n"
         "from aggregator import cli\n"
         "code = cli.main(sys.argv[1:])\n"
-        "names = ['feedgen', 'lxml', 'multiprocessing', 'concurrent.futures',"
+        "names = ['feedgen.feed', 'lxml', 'multiprocessing', 'concurrent.futures',"
         " 'urllib.request', 'aggregator.publish', 'aggregator.store.memory']\n"
         "print(json.dumps([code, [n for n in names if n in sys.modules]]))\n"
     )
