@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from aggregator.archive import Key
 from aggregator.config import Config
 from aggregator.digests import digest_path
 from aggregator.errors import Interrupted
@@ -53,7 +54,7 @@ from aggregator.pages import (
     render_providers_page,
 )
 from aggregator.parallel import in_order
-from aggregator.plan import FeedFilter, FeedSummary, topic_catalog, topic_feed_of
+from aggregator.plan import FeedFilter, FeedStamp, FeedSummary, topic_catalog, topic_feed_of
 from aggregator.providers import ProviderName, provider_feed_of, provider_names
 from aggregator.store import StateStore, WorkerAccess
 from aggregator.thumbs import FOLDER, SUFFIX
@@ -67,6 +68,15 @@ RENDER_JOBS = 16
 job, when there are fewer): each job carries the catalog of topics, which may be large."""
 AHEAD = 4
 """Jobs given out to worker processes ahead of the one being written."""
+
+
+class _Record(NamedTuple):
+    """What the state keeps of one feed's render (see `feedrender.Rendered`)."""
+
+    key: FeedKey
+    stamp: FeedStamp | None
+    archive: tuple[list[Key], list[str]] | None
+    forget_thumbnails: list[str]
 
 
 class Publisher:
@@ -157,12 +167,18 @@ class Publisher:
             live = {f.slug for f in listed}
             self._summaries = {s: v for s, v in self._summaries.items() if s in live}
         report = RenderReport()
+        records: list[_Record] = []
         for target, done in self._feeds(targets, catalog, flt, now, pool):
             if should_stop():
                 self._catalog = None  # the next render starts over
                 self._providers = {}
                 raise Interrupted
             self._apply(target, done, report)
+            if done.stamp is not None or done.archive is not None or done.forget_thumbnails:
+                records.append(
+                    _Record(target.key, done.stamp, done.archive, done.forget_thumbnails)
+                )
+        self._record(records)
         self._catalog = catalog
         self._providers = providers
         summaries = sorted(self._summaries.values(), key=lambda s: s.feed.order)
@@ -259,26 +275,34 @@ class Publisher:
         yield from zip(targets, done, strict=True)
 
     def _apply(self, feed: Feed, done: Rendered, report: RenderReport) -> None:
-        """Write and record what rendering `feed` changed (see `feedrender.Rendered`)."""
+        """Write what rendering `feed` changed (see `feedrender.Rendered`); `_record`
+        records it in the state."""
         for relative, data in done.files:
             self._write(relative, data, report)
         report.unchanged += done.unchanged
-        key, slug = feed.key, feed.slug
-        if done.stamp is not None:
-            self.store.feeds.keep_feed_stamp(key, done.stamp)
-        if done.archive is not None:
-            self.store.feeds.keep_archive(key, *done.archive)
+        slug = feed.slug
         if done.archive_pages is not None:
             self._archive_pages[slug] = done.archive_pages
             report.removed += self.out.prune(*stale_archive_pages(slug, done.archive_pages))
-        if done.forget_thumbnails:
-            self.store.thumbnails.forget_thumbnails_of(done.forget_thumbnails)
         self._wanted |= done.wanted
         self._shown_thumbs |= done.shown
         if done.summary is None:
             self._summaries.pop(slug, None)
         else:
             self._summaries[slug] = done.summary
+
+    def _record(self, records: Sequence[_Record]) -> None:
+        """Record in the state what rendering the feeds changed, in one transaction (a
+        commit per feed took a cold build of 10,000 seeds 30-50 ms more)."""
+        feeds, thumbnails = self.store.feeds, self.store.thumbnails
+        with self.store.transaction():
+            for key, stamp, archive, forget in records:
+                if stamp is not None:
+                    feeds.keep_feed_stamp(key, stamp)
+                if archive is not None:
+                    feeds.keep_archive(key, *archive)
+                if forget:
+                    thumbnails.forget_thumbnails_of(forget)
 
     def _digest_paths(self) -> set[str]:
         """The digest feeds of the feeds the last render wrote."""
