@@ -45,9 +45,26 @@ class ProviderName:
 
 @cache
 def _suffix_list() -> PublicSuffixList:
+    """The whole list, for names with a label in IDNA's ASCII form (`xn--`)."""
     # accept_unknown=False: a name under a top-level domain the list does not have
     # (`localhost`, `.invalid`, `.local`) has no registrable domain.
     return PublicSuffixList(suffix_rules(), accept_unknown=False, accept_encoded_idn=False)
+
+
+@cache
+def _plain_suffix_list() -> PublicSuffixList:
+    """The rules of the list written in ASCII, for names without an `xn--` label: the
+    others (in Unicode, or their ASCII forms, which have such a label) match no label
+    of such a name, so they place it as the whole list does (12 ms to read, where the
+    whole list takes 40: the ASCII forms of its Unicode rules are most of that)."""
+    with open(PSLFILE, encoding="utf-8") as source:
+        lines = [line for line in source.read().splitlines() if line.isascii()]
+    return PublicSuffixList(lines, accept_unknown=False, accept_encoded_idn=False)
+
+
+def suffix_list_for(name: str) -> PublicSuffixList:
+    """The list that places `name` (a host name in lower-case ASCII)."""
+    return _suffix_list() if "xn--" in name else _plain_suffix_list()
 
 
 def suffix_rules() -> list[str]:
@@ -69,9 +86,9 @@ def suffix_rules() -> list[str]:
 
 
 def load_suffix_list() -> None:
-    """Read the Public Suffix List now (a fraction of a second), so that the first provider
-    looked up does not wait for it: the build does this while its workers parse."""
-    _suffix_list()
+    """Read the Public Suffix List now (the rules in ASCII, which place nearly every name:
+    `suffix_list_for`), so that the first provider looked up does not wait for it."""
+    _plain_suffix_list()
 
 
 def list_version() -> str:
@@ -101,7 +118,7 @@ def registrable_domain(host: str) -> str | None:
     labels = name.split(".")
     if any(not label or len(label) > 63 or not _label_ok(label) for label in labels):
         return None
-    found = _suffix_list().privatesuffix(name)
+    found = suffix_list_for(name).privatesuffix(name)
     return found if isinstance(found, str) else None
 
 

@@ -21,6 +21,7 @@ from aggregator.providers import (
     provider_names,
     provider_slug,
     registrable_domain,
+    suffix_list_for,
     suffix_rules,
 )
 from aggregator.store.memory import MemoryStore
@@ -36,10 +37,10 @@ HOSTILE = '<script>alert("x")</script> & \u202eSky'
 
 def test_the_suffix_list_places_every_name_as_the_library_reading_it_alone_does() -> None:
     """The list is handed to `PublicSuffixList` with its Unicode rules in ASCII too, which
-    the library would otherwise encode itself, rule by rule: every rule, in Unicode and in
-    ASCII, with a label or two before it, is placed the same by both."""
+    the library would otherwise encode itself, rule by rule, and names without an `xn--`
+    label are placed by its rules in ASCII alone: every rule, in Unicode and in ASCII, with
+    a label or two before it, is placed the same as the library reading the list places it."""
     theirs = PublicSuffixList(accept_unknown=False)
-    ours = _suffix_list()
     names = set()
     for line in suffix_rules():
         rule = line.lower().split(" ")[0].rstrip()
@@ -48,9 +49,12 @@ def test_the_suffix_list_places_every_name_as_the_library_reading_it_alone_does(
             names |= {name, name.encode("idna").decode("ascii")}
     assert len(names) > 10_000
     for name in sorted(names):
-        for host in (name, f"b.{name}", f"a.b.{name}"):
+        for host in (name, f"b.{name}", f"a.b.{name}", f"xn--a.{name}", f"a.xn--b.{name}"):
+            ours = suffix_list_for(host) if host.isascii() else _suffix_list()
             assert ours.privatesuffix(host) == theirs.privatesuffix(host), host
             assert ours.publicsuffix(host) == theirs.publicsuffix(host), host
+    assert suffix_list_for("a.b.example.com") is not _suffix_list()
+    assert suffix_list_for("a.xn--p1ai") is _suffix_list()
 
 
 @pytest.mark.parametrize(
