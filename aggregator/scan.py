@@ -16,9 +16,11 @@ import operator
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+
+from msgspec import structs
 
 from aggregator.defaults import DEFAULT_EXTENSIONS, DEFAULT_MAX_FILE_BYTES
 from aggregator.errors import SeedDirError
@@ -309,7 +311,7 @@ def read_seed(file: SeedFile, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SeedRe
         os.close(fd)
     if len(data) > max_bytes:
         return _refused(file, f"file is over the {max_bytes}-byte limit")
-    return replace(parse_seed(data, file.source), digest=content_digest(data))
+    return structs.replace(parse_seed(data, file.source), digest=content_digest(data))
 
 
 def _read_to_end(fd: int, size: int, max_bytes: int) -> bytes:

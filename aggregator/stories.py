@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from msgspec import structs
 
 from aggregator.model import Article, Provider, Related
 from aggregator.providers import domain_key, registrable_domain
@@ -255,14 +257,16 @@ def held_back(article: Article, before_us: int) -> Article:
         return article
     limit = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=before_us)
     shown = tuple(r for r in article.related if r.published is None or r.published <= limit)
-    return article if len(shown) == len(article.related) else replace(article, related=shown)
+    return (
+        article if len(shown) == len(article.related) else structs.replace(article, related=shown)
+    )
 
 
 def kept_coverage(lead: Article, related: Sequence[Related]) -> tuple[Related, ...]:
     """What a story keeps of its coverage (`related`, see `story_related`): the best
     article of each outlet, best first, at most `MAX_COVERAGE`; `coverage` shows the
     same from it as from all of `related`."""
-    return coverage(replace(lead, related=tuple(related)), MAX_COVERAGE)
+    return coverage(structs.replace(lead, related=tuple(related)), MAX_COVERAGE)
 
 
 def coverage(article: Article, limit: int) -> tuple[Related, ...]:

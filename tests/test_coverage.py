@@ -17,6 +17,7 @@ import html5lib
 import jsonschema
 import pytest
 from lxml import etree
+from msgspec import structs
 from reader import make_reader
 
 from aggregator.config import load_config
@@ -207,7 +208,7 @@ def test_an_entry_gives_its_coverage_per_limit_worked_out_once() -> None:
         assert entry.coverage(limit) is entry.coverage(limit)
     assert entry.coverage(20) != entry.coverage(1)
     # A new entry (another article) works it out anew; entries compare without it.
-    other = replace(entry, article=replace(article, related=items[:2]))
+    other = replace(entry, article=structs.replace(article, related=items[:2]))
     assert other.coverage(20) == coverage(other.article, 20) != entry.coverage(20)
     assert replace(entry) == entry
 

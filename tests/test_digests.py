@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import html5lib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec import structs
 from reader import make_reader
 
 from aggregator.app import make_app
@@ -171,7 +171,7 @@ def test_stories_rank_by_quality_then_breadth_then_newest_then_id() -> None:
 
 def test_breadth_counts_other_outlets_once_each() -> None:
     noon = datetime(2026, 10, 31, 12, tzinfo=UTC)
-    story = replace(
+    story = structs.replace(
         article(1, noon),
         related=(
             Related("A on it", "https://www.sky.com/1", Provider("Sky", "sky.com")),
@@ -233,7 +233,7 @@ def test_a_digest_id_depends_on_the_site_the_topic_and_the_date_only() -> None:
 def test_the_content_is_escaped_html_naming_title_outlet_excerpt_and_breadth() -> None:
     noon = datetime(2026, 10, 31, 12, tzinfo=UTC)
     story = article(1, noon, outlets=("A", "B"), provider="Q&A <News>")
-    story = replace(story, title="<script>x</script>", excerpt="word " * 100)
+    story = structs.replace(story, title="<script>x</script>", excerpt="word " * 100)
     (digest,) = plan_digests(SITE, AI, [entry(story)], NOW, UTC_ZONE)
     content = digest_html(digest, "A & I")
     assert "<script>" not in content and "&lt;script&gt;x&lt;/script&gt;" in content

@@ -39,6 +39,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from msgspec import structs
 from reader import make_reader
 
 from aggregator.entries import Decision
@@ -285,7 +286,7 @@ def test_coverage_of_a_story_is_every_member_and_related_article_one_per_outlet(
     # a member comes before a mention of it, with its own fields; the lead is never listed
     assert [r.url for r in related] == [JURIST, REGISTER, "https://www.jurist.org/other/"]
     assert related[0].title == "Jurist's" and related[0].excerpt == "The letter."
-    shown = coverage(replace(lead, related=related), 5)
+    shown = coverage(structs.replace(lead, related=related), 5)
     assert [outlet(r.provider, r.url) for r in shown] == ["jurist.org", "theregister.com"]
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
+from msgspec import structs
+
 from aggregator.archive import Key, Row
 from aggregator.entries import Decision, EntryColumns, SeedCopy, from_micros
 from aggregator.feeds import KINDS, FeedKey
@@ -308,7 +310,7 @@ class MemoryEntries(_Part):
                 continue
             article = article_from_json(seed.record.article_json)
             if columns.related is not None:
-                article = replace(article, related=related_from_json(columns.related))
+                article = structs.replace(article, related=related_from_json(columns.related))
             found.append(
                 StoredEntry(
                     entry_id,

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
+
+from msgspec import structs
 
 from aggregator.archive import Key
 from aggregator.entries import Decision, from_micros
@@ -99,7 +101,7 @@ def story_article(article_json: str, related: str | None) -> Article:
     article = article_from_json(article_json)
     if related is None:
         return article
-    return replace(article, related=related_from_json(related))
+    return structs.replace(article, related=related_from_json(related))
 
 
 # -- how the SQL engines keep a feed's stamp and archive record in columns ---------------
