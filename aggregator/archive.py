@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 Key = tuple[int, str]
 """(published_us, entry_id) of an entry."""
@@ -28,8 +29,7 @@ def newer(a: Key, b: Key) -> bool:
     return a[0] > b[0] or (a[0] == b[0] and a[1] < b[1])
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(msgspec.Struct, frozen=True, gc=False):
     """What paging needs of an entry: its position, when it last changed and what readers
     see of it (the ledger's content hash: an entry dated ahead keeps its `updated` while
     it is edited before its date, and its page must be written again all the same)."""
@@ -44,8 +44,7 @@ class Row:
         return (self.published_us, self.entry_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
+class Layout(msgspec.Struct, frozen=True):
     pages: tuple[tuple[Row, ...], ...]
     """Archive pages, oldest first (page n is `pages[n - 1]`); the last one is the open page
     when there are more pages than `bounds`."""

@@ -12,8 +12,10 @@ decide, and `aggregator.refresh` moves the rows between the two.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+
+import msgspec
+from msgspec import structs
 
 from aggregator.feeds import EntryFacts, FeedKey, memberships
 from aggregator.links import LinkRules, LinkState, Outcome, effective_link
@@ -25,8 +27,7 @@ def from_micros(value: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
 
 
-@dataclass(frozen=True, slots=True)
-class SeedCopy:
+class SeedCopy(msgspec.Struct, frozen=True, gc=False):
     """One good seed's copy of an article: what deciding its entry needs."""
 
     entry_id: str
@@ -42,8 +43,7 @@ class SeedCopy:
     """The seed's `provider.domain`, as written (see `aggregator.providers.provider_key`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class EntryColumns:
+class EntryColumns(msgspec.Struct, frozen=True, gc=False):
     """What the store keeps of an entry besides its feeds: the copy used and the columns
     the feeds filter and order on."""
 
@@ -63,8 +63,7 @@ class EntryColumns:
     whose coverage is its own related articles."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoryFacts:
+class StoryFacts(msgspec.Struct, frozen=True, gc=False):
     """What an entry takes from the other articles of its story."""
 
     providers: frozenset[str] = frozenset()
@@ -80,8 +79,7 @@ LONE = StoryFacts()
 """A lone article with no provider."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     """What becomes of one entry."""
 
     entry_id: str
@@ -126,7 +124,7 @@ def story_copy(lead: SeedCopy, members: Sequence[SeedCopy]) -> SeedCopy:
     does, so merging never hides an article the filters would let through alone."""
     qualities = [c.quality for c in members if c.quality is not None]
     flags = [c.is_published for c in members if c.is_published is not None]
-    return replace(
+    return structs.replace(
         lead,
         quality=max(qualities) if qualities else None,
         is_published=any(flags) if flags else None,

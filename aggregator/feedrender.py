@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from msgspec import structs
+
 from aggregator.archive import Key, Layout, lay_out, newer, page_digest, reopen
 from aggregator.config import Config
 from aggregator.digests import DigestPlan, digest_path, last_close, plan_digests, window
@@ -143,7 +145,7 @@ class FeedRenderer:
             done.stamp = stamp
         if stamp.floor is not None:
             later = stamp.updated != plan.updated  # it lost its newest: dated by the loss
-            plan = replace(plan, floor=stamp.floor)
+            plan = structs.replace(plan, floor=stamp.floor)
             if later:
                 data = render_atom(plan, site, feeds.max_related, hub)
         if feeds.archive:
@@ -184,7 +186,7 @@ class FeedRenderer:
         settings, site = self.config.digests, self.config.site
         zone = settings.zone
         start, end = window(now, zone, settings.days)
-        span = replace(
+        span = structs.replace(
             flt.any_age(),
             published_after_us=to_micros(start),
             published_before_us=min(flt.published_before_us, to_micros(end) - 1),
@@ -265,7 +267,7 @@ class FeedRenderer:
             stored = self.store.entries.entries([row.entry_id for row in rows])
             page = FeedPlan(plan.feed, tuple(entry(e) for e in stored), len(stored))
             if not stored and number <= len(layout.bounds):  # a closed page emptied by removals
-                page = replace(page, floor=empty_page_date(layout.bounds[number - 1]))
+                page = structs.replace(page, floor=empty_page_date(layout.bounds[number - 1]))
             history = History(
                 number=number,
                 prev=number - 1 if number > 1 else None,

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+
+import msgspec
 
 FEEDS_OPML = "feeds.opml"
 """The OPML file of the topic feeds, in one folder (see `pages.render_opml`)."""
@@ -37,8 +38,7 @@ PROVIDERS_PAGE = "providers.html"
 """The page that lists the provider feeds (the home page links to it)."""
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class FeedKey:
+class FeedKey(msgspec.Struct, frozen=True, order=True, gc=False):
     """The identity of one feed: its kind and its key within the kind ("" for `all`)."""
 
     kind: str
@@ -48,8 +48,7 @@ class FeedKey:
         return self.kind if not self.key else f"{self.kind}:{self.key}"
 
 
-@dataclass(frozen=True, slots=True)
-class EntryFacts:
+class EntryFacts(msgspec.Struct, frozen=True):
     """What the feed kinds may look at to tell which of their feeds an entry is in."""
 
     topics: frozenset[str]
@@ -59,8 +58,7 @@ class EntryFacts:
     `aggregator.providers`): a story's entry is in the feed of each of its outlets."""
 
 
-@dataclass(frozen=True, slots=True)
-class Kind:
+class Kind(msgspec.Struct, frozen=True):
     """One kind of feed: which entries its feeds hold, and what pages and feeds call them.
 
     Its feeds' Atom ids are made from their `FeedKey` (see `feed_id`), so a kind's
@@ -93,8 +91,7 @@ class Kind:
         return template.format(name=feed.name, key=feed.key.key)
 
 
-@dataclass(frozen=True, slots=True)
-class Feed:
+class Feed(msgspec.Struct, frozen=True, gc=False):
     """One feed as the renderers and pages see it: what it is and where its files live."""
 
     key: FeedKey

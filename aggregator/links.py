@@ -25,10 +25,13 @@ import ipaddress
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
+
+import msgspec
+from msgspec import structs
 
 from aggregator.urls import host_of, origin_of
 
@@ -161,14 +164,12 @@ def url_allowed(url: str, ports: Iterable[int]) -> str | None:
 # -- what one check says ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Hop:
+class Hop(msgspec.Struct, frozen=True):
     url: str
     status: int
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     """What one check of one URL saw."""
 
     url: str
@@ -195,8 +196,7 @@ class Attempt:
         return bool(self.hops) and all(h.status in PERMANENT_REDIRECTS for h in self.hops)
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(msgspec.Struct, frozen=True):
     """One URL to check, with the validators stored from its last answer."""
 
     url: str
@@ -324,8 +324,7 @@ def network_down(attempts: Sequence[Attempt], min_hosts: int = 3, share: float =
 # -- the stored state of a URL ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(msgspec.Struct, frozen=True):
     recheck_hours: float = 24
     dead_after: int = 3
     dead_min_hours: float = 48
@@ -333,8 +332,7 @@ class Policy:
     dead_recheck_hours: float = 24 * 7
 
 
-@dataclass(frozen=True, slots=True)
-class LinkState:
+class LinkState(msgspec.Struct, frozen=True):
     url: str
     status: Outcome
     """The verdict feeds see: it only turns `dead` once confirmed."""
@@ -352,7 +350,7 @@ class LinkState:
     failing_since: datetime | None = None
     unknown_streak: int = 0
     last_error: str | None = None
-    history: tuple[tuple[str, str, int | None], ...] = field(default=())
+    history: tuple[tuple[str, str, int | None], ...] = ()
     """Recent checks: (time, outcome seen, status), newest last."""
 
 
@@ -378,7 +376,7 @@ def advance(
         seen = Outcome.UNKNOWN  # our outage, not theirs
     base = previous or LinkState(attempt.url, Outcome.UNKNOWN, first_checked=now)
     history = (*base.history, (now.isoformat(timespec="seconds"), seen.value, attempt.status))
-    state = replace(
+    state = structs.replace(
         base,
         code=attempt.status,
         last_checked=now,
@@ -387,7 +385,7 @@ def advance(
         history=history[-HISTORY:],
     )
     if seen in (Outcome.ALIVE, Outcome.SUSPECT):
-        return replace(
+        return structs.replace(
             state,
             status=seen,
             final_url=attempt.final_url,
@@ -402,7 +400,7 @@ def advance(
             next_check=now + _spread(attempt.url, policy.recheck_hours),
         )
     if seen is Outcome.BLOCKED:
-        return replace(
+        return structs.replace(
             state,
             status=Outcome.BLOCKED,
             next_check=now + _spread(attempt.url, policy.dead_recheck_hours),
@@ -417,7 +415,7 @@ def advance(
             wait = policy.dead_recheck_hours
         else:  # spread the confirming checks over dead_min_hours
             wait = policy.dead_min_hours / max(policy.dead_after - 1, 1)
-        return replace(
+        return structs.replace(
             state,
             status=Outcome.DEAD if confirmed or base.status is Outcome.DEAD else base.status,
             final_url=attempt.final_url,
@@ -431,14 +429,15 @@ def advance(
     wait = min(policy.unknown_retry_hours * 2 ** (streak - 1), policy.recheck_hours)
     if attempt.retry_after is not None:
         wait = max(wait, attempt.retry_after / 3600)
-    return replace(state, unknown_streak=streak, next_check=now + _spread(attempt.url, wait))
+    return structs.replace(
+        state, unknown_streak=streak, next_check=now + _spread(attempt.url, wait)
+    )
 
 
 # -- what a verdict does to an entry ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LinkRules:
+class LinkRules(msgspec.Struct, frozen=True):
     on_dead: str = "fallback"
     """fallback | drop | keep"""
     follow_permanent: bool = True

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from aggregator.feeds import Feed, topic_feed
 from aggregator.model import Article, Related, SeedRecord, article_to_json, dumps
 from aggregator.stories import coverage, outlet
@@ -57,8 +59,7 @@ def topic_feed_of(topic: Topic) -> Feed:
     return Feed(topic_feed(topic.key), topic.slug, topic.name)
 
 
-@dataclass(frozen=True, slots=True)
-class FeedSummary:
+class FeedSummary(msgspec.Struct, frozen=True):
     """One feed as the index page and OPML list it."""
 
     feed: Feed
@@ -72,8 +73,7 @@ class FeedSummary:
         return self.feed.slug
 
 
-@dataclass(frozen=True, slots=True)
-class FeedPlan:
+class FeedPlan(msgspec.Struct, frozen=True):
     """One feed document to render: the feed and its entries."""
 
     feed: Feed
@@ -102,8 +102,7 @@ class FeedPlan:
         return FeedSummary(self.feed, self.total, self.updated)
 
 
-@dataclass(frozen=True, slots=True)
-class FeedStamp:
+class FeedStamp(msgspec.Struct, frozen=True):
     """What the state keeps of a feed so that its `updated` never goes backwards."""
 
     ids: tuple[str, ...]
@@ -160,8 +159,7 @@ def falls_due(held_back_us: int | None) -> datetime | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class FeedFilter:
+class FeedFilter(msgspec.Struct, frozen=True, gc=False):
     min_quality: float
     published_after_us: int | None
     require_published: bool
@@ -263,8 +261,7 @@ def to_record(article: Article) -> SeedRecord:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRow:
+class LedgerRow(msgspec.Struct, frozen=True, gc=False):
     content_hash: str
     first_seen: datetime
     updated: datetime

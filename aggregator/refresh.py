@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
+import msgspec
+
 from aggregator.entries import Decision, SeedCopy, StoryFacts, decide, pick_copies, story_copy
 from aggregator.errors import Interrupted
 from aggregator.feeds import FeedKey
@@ -68,8 +70,7 @@ class Applied:
     """Entries added, removed or changed (in content, feeds or filter fields)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Stories:
+class _Stories(msgspec.Struct, frozen=True):
     """The stories that due articles are in, and the entry ids they no longer have."""
 
     stories: list[tuple[str, tuple[str, ...]]]
@@ -349,8 +350,7 @@ def _batches(
         yield batch
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
+class _Job(msgspec.Struct, frozen=True):
     """One chunk of stories for a worker to decide (`decide_job`)."""
 
     reader: Callable[[], StateStore]

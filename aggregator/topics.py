@@ -13,8 +13,8 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
+import msgspec
 from anyascii import anyascii
 
 from aggregator.feeds import ALL_SLUG as ALL_SLUG  # the slug no topic can take
@@ -32,8 +32,7 @@ RESERVED_SLUGS = _RESERVED
 """Slugs no feed takes bare: `all` and the device names some systems reserve."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Topic:
+class Topic(msgspec.Struct, frozen=True, order=True, gc=False):
     key: str
     name: str
     slug: str
@@ -44,8 +43,7 @@ def topic_key(name: str) -> str:
     return clean_line(unicodedata.normalize("NFKC", name)).casefold()
 
 
-@dataclass(frozen=True, slots=True)
-class TopicRules:
+class TopicRules(msgspec.Struct, frozen=True):
     """How the config shapes topics: aliases and the include/exclude lists."""
 
     aliases: Mapping[str, str]

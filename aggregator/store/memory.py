@@ -13,7 +13,7 @@ import copy
 import json
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -505,7 +505,7 @@ class MemoryFeeds(_Part):
         def moment(value: datetime | None) -> datetime | None:
             return None if value is None else from_micros(to_micros(value))
 
-        self._d.stamps[feed] = replace(
+        self._d.stamps[feed] = structs.replace(
             stamp, floor=moment(stamp.floor), updated=moment(stamp.updated)
         )
 

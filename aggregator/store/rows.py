@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+import msgspec
 from msgspec import structs
 
 from aggregator.archive import Key
@@ -19,8 +20,7 @@ from aggregator.model import Article, article_from_json, related_from_json
 from aggregator.plan import FeedStamp, to_micros
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
+class StoredEntry(msgspec.Struct, frozen=True):
     """One entry as the feeds show it."""
 
     id: str

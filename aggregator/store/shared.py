@@ -13,9 +13,10 @@ process writes alone.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+import msgspec
 
 from aggregator.store.protocol import StateStore
 
@@ -23,8 +24,7 @@ NO_TERM = 0
 """The fence of a store that must not write at all (a follower's): no term is 0."""
 
 
-@dataclass(frozen=True, slots=True)
-class Stamp:
+class Stamp(msgspec.Struct, frozen=True):
     """What identifies a published document's version: its ETag and Last-Modified."""
 
     etag: str
@@ -32,8 +32,7 @@ class Stamp:
     """Last-Modified, in whole seconds since the epoch."""
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
+class Document(msgspec.Struct, frozen=True):
     """One change to the published documents: a document written, or withdrawn."""
 
     seq: int
