@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -31,7 +31,7 @@ from aggregator.parse import READING_RULES
 from aggregator.plan import LEDGER_RULES
 from aggregator.providers import list_version, load_suffix_list
 from aggregator.refresh import LEDGER_SETTING, refresh
-from aggregator.scan import SeedFile, check_paths, scan, stats_of
+from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.store import StateStore, WorkerAccess
 from aggregator.stories import StoryRules
 from aggregator.topics import TopicRules
@@ -333,36 +333,23 @@ class Ingest:
         try:
             if pool is not None and self.access is not None:
                 self.access.checkpoint_apart()  # nothing forks after this: the workers are there
-            found = scan(seeds.dir, seeds.extensions)
+            found = scan(seeds.dir, seeds.extensions, known)
             self.complete = found.complete
-            if not found.files and not found.refused and known:
+            total = len(found.files) + found.unchanged
+            if not total and not found.refused and known:
                 # An unmounted volume or a wrong path looks just like this.
                 raise SeedDirError(
                     f"{seeds.dir}: no seed files any more (the state knows {len(known)}); "
                     "the last feeds are kept. To start over on purpose, remove the state file."
                 )
-            gone: list[str] = []
-            same = False
-            if found.complete and known:  # an unreadable folder must not look like deleted seeds
-                # As many files as the state knows: maybe nothing changed, told in C (the
-                # walk's record is made only then: in a cold build it would only add to
-                # the peak memory).
-                if len(found.files) == len(known):
-                    present: Collection[str] = stats_of(found.files)
-                    same = present == known
-                else:
-                    present = {f.source for f in found.files}
-                if not same:
-                    gone = [source for source in known if source not in present]
-                del present
-            report = ScanReport(files=len(found.files), problems=list(found.problems))
+            # An unreadable folder must not look like deleted seeds.
+            gone = found.unseen if found.complete else []
+            report = ScanReport(files=total, problems=list(found.problems))
             fresh = [item for item in found.refused if item not in self._refused]
             report.rejected.extend(fresh)  # reported once, as long as the name stays
             self._refused = set(found.refused)
             meanwhile = workers.while_parsing if pool is not None else load_suffix_list
-            known = self._store(
-                [] if same else found.files, gone, report, progress, should_stop, pool, meanwhile
-            )
+            known = self._store(found.files, gone, report, progress, should_stop, pool, meanwhile)
             del found  # the walk's list: the refresh has better use for the memory
             workers.after_parsing()
             return self._refresh(now, report, should_stop, known, pool)

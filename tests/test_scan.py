@@ -9,7 +9,7 @@ from pathlib import Path
 from msgspec import structs
 
 from aggregator.ingest import PARALLEL_THRESHOLD, load_seeds, start_workers
-from aggregator.scan import SeedFile, check_paths, is_candidate, read_seed, scan, stats_of
+from aggregator.scan import SeedFile, check_paths, is_candidate, read_seed, scan
 from aggregator.worker import load_seed
 from tests.conftest import Site, seed_text
 
@@ -142,16 +142,31 @@ def test_the_walk_takes_exactly_the_names_a_seed_may_have(tmp_path: Path) -> Non
     ]  # fmt: skip
 
 
-def test_the_stats_of_a_walk_are_what_the_state_records_of_its_seeds(tmp_path: Path) -> None:
-    """`stats_of` gives each file's source → (size, mtime_ns), the shape of
-    `seed_stats`: a build that finds them equal has nothing to read or forget."""
+def test_a_walk_given_the_stored_stats_lists_only_what_changed(tmp_path: Path) -> None:
+    """With `known` (source → (size, mtime_ns), the shape of `seed_stats`), the walk lists
+    the files that are new or whose size or time moved, counts the others, and names the
+    known sources it did not find; a file the slow path takes (a name not in ASCII) is
+    compared too."""
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.md").write_text("---\ntitle: a\n---\n")
     (tmp_path / "sub" / "b.md").write_text("---\ntitle: bb\n---\n")
+    (tmp_path / "c.md").write_text("---\ntitle: c\n---\n")
+    (tmp_path / "ü.md").write_text("---\ntitle: u\n---\n")
     os.utime(tmp_path / "a.md", ns=(1, 1_700_000_000_123_456_789))
-    files = scan(tmp_path).files
-    found = stats_of(files)
-    assert found == {f.source: (f.size, f.mtime_ns) for f in files}
-    assert found["a.md"] == (17, 1_700_000_000_123_456_789)
-    assert set(found) == {"a.md", "sub/b.md"}
-    assert stats_of([]) == {}
+    every = {f.source: (f.size, f.mtime_ns) for f in scan(tmp_path).files}
+    assert every["a.md"] == (17, 1_700_000_000_123_456_789)
+    assert set(every) == {"a.md", "sub/b.md", "c.md", "ü.md"}
+    plain = scan(tmp_path)
+    assert plain.unchanged == 0 and plain.unseen == []  # without `known`: every file listed
+
+    same = scan(tmp_path, known=every)
+    assert (same.files, same.unchanged, same.unseen) == ([], 4, [])
+
+    known = {**every, "gone.md": (1, 1), "c.md": (every["c.md"][0], 5)}
+    del known["sub/b.md"]
+    known["ü.md"] = (0, every["ü.md"][1])
+    found = scan(tmp_path, known=known)
+    assert sorted(f.source for f in found.files) == ["c.md", "sub/b.md", "ü.md"]
+    assert found.unchanged == 1 and found.unseen == ["gone.md"]
+    cold = scan(tmp_path, known={})
+    assert len(cold.files) == 4 and cold.unchanged == 0 and cold.unseen == []
