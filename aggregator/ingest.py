@@ -224,7 +224,8 @@ def _worker_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("fork")
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["aggregator.worker", "aggregator.forkserver"])
+        # rapidyaml too (each worker would import it: `yamlsafe.read_fast_here`).
+        context.set_forkserver_preload(["aggregator.worker", "aggregator.forkserver", "ryml"])
         return context
     return multiprocessing.get_context("spawn")
 

@@ -41,10 +41,10 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-try:
-    import ryml  # type: ignore[import-untyped]
-except ImportError:  # no wheel for this platform: libyaml parses everything
-    ryml = None
+ryml: Any = None
+"""rapidyaml, once `read_fast_here` imported it (None: not in this process, or no wheel for
+this platform, and then libyaml parses everything). Only parse workers import it: 8 ms
+that no other process needs to spend."""
 
 if TYPE_CHECKING:
     _Base = yaml.SafeLoader
@@ -160,8 +160,18 @@ def read_fast_here() -> None:
     moment of each such parse. Call this only in a process where nothing else writes to
     standard error meanwhile: a parse worker, whose other thread only waits. Elsewhere
     (the service's threads log there), libyaml reads everything."""
-    global _fast_here
+    global _fast_here, ryml
+    ryml = rapidyaml()
     _fast_here = ryml is not None
+
+
+def rapidyaml() -> Any:
+    """rapidyaml's module, imported now; None where it has no wheel."""
+    try:
+        import ryml as module  # type: ignore[import-untyped]  # here: see `ryml`
+    except ImportError:
+        return None
+    return module
 
 
 def _read_fast(text: str, loader: type[SafeLoader]) -> object:

@@ -19,7 +19,9 @@ from aggregator.parse import SeedLoader
 @pytest.fixture(autouse=True)
 def _fast_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     """rapidyaml reads the plain subset here, as in a parse worker (`read_fast_here`)."""
-    monkeypatch.setattr(yamlsafe, "_fast_here", getattr(yamlsafe, "ryml", None) is not None)
+    module = yamlsafe.rapidyaml()
+    monkeypatch.setattr(yamlsafe, "ryml", module)
+    monkeypatch.setattr(yamlsafe, "_fast_here", module is not None)
 
 
 def test_the_loader_is_the_c_one_when_pyyaml_has_it() -> None:
