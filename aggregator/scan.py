@@ -14,7 +14,7 @@ import gc
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -139,6 +139,15 @@ def _scan(root: Path, extensions: Iterable[str], known: Stats | None) -> ScanRes
     unseen = dict(known) if known else {}  # what is left of `known` once found
     take = unseen.pop
     unchanged = 0
+
+    def keep(path: str, source: str, info: os.stat_result) -> None:
+        """A file the slow path found (`_visit`), compared with `known` as below."""
+        was = take(source, None)
+        if was is not None and was[0] == info.st_size and was[1] == info.st_mtime_ns:
+            result.unchanged += 1
+        else:
+            add(_seed_file(path, source, info))
+
     while stack:
         directory, prefix = stack.pop()
         try:
@@ -157,7 +166,7 @@ def _scan(root: Path, extensions: Iterable[str], known: Stats | None) -> ScanRes
                         try:
                             info = entry.stat(follow_symlinks=False)
                         except OSError:
-                            _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
+                            _visit(entry, prefix, real_root, exts, seen_dirs, stack, result, keep)
                             continue
                         if is_regular(info.st_mode):
                             source = prefix + name
@@ -184,20 +193,11 @@ def _scan(root: Path, extensions: Iterable[str], known: Stats | None) -> ScanRes
                         else:
                             result.skipped += 1
                         continue
-                    _visit(entry, prefix, real_root, exts, seen_dirs, stack, result)
+                    _visit(entry, prefix, real_root, exts, seen_dirs, stack, result, keep)
         except OSError as exc:
             result.problems.append(f"{printable(prefix or '.')}: cannot read ({exc.strerror})")
-    if known is not None:
-        # The files the slow path listed (`_visit`): compared the same way.
-        listed, result.files = result.files, []
-        for file in listed:
-            was = take(file.source, None)
-            if was is not None and was == (file.size, file.mtime_ns):
-                unchanged += 1
-            else:
-                result.files.append(file)
-        result.unchanged = unchanged
-        result.unseen = list(unseen)
+    result.unchanged += unchanged
+    result.unseen = list(unseen)
     return result
 
 
@@ -209,7 +209,11 @@ def _visit(
     seen_dirs: set[Path],
     stack: list[tuple[str, str]],
     result: ScanResult,
+    keep: Callable[[str, str, os.stat_result], None],
 ) -> None:
+    """Decide one directory entry the fast path of `_scan` did not: a seed file goes to
+    `keep` (its path, source and stat), a folder onto `stack`, the rest is counted or
+    reported in `result`."""
     name = entry.name
     if name.startswith("."):
         result.skipped += 1
@@ -226,7 +230,7 @@ def _visit(
             elif is_candidate(name, exts):
                 info = entry.stat(follow_symlinks=False)
                 if stat.S_ISREG(info.st_mode):
-                    result.files.append(_seed_file(entry.path, source, info))
+                    keep(entry.path, source, info)
                     return
                 result.skipped += 1
             else:
@@ -249,7 +253,7 @@ def _visit(
         seen_dirs.add(target)
         stack.append((str(target), source + "/"))
     elif stat.S_ISREG(info.st_mode) and is_candidate(name, exts):
-        result.files.append(_seed_file(str(target), source, info))
+        keep(str(target), source, info)
     else:
         result.skipped += 1
 
