@@ -156,6 +156,7 @@ class Service:
             )
             if self._serving is None:  # it could not listen; start_server logged why
                 return 1
+            self.app.local.on_change(self._serving.files.changed)
         self._scheduler = self._start_scheduler()
         if self.cluster is not None:
             self.cluster.start()

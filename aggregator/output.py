@@ -5,7 +5,7 @@ write-if-changed, read back, list, remove. Files are named by relative POSIX
 paths (`feeds/ai.atom`); a path that would leave the output is refused with
 `OutputError`. Nothing but an implementation of `Output` touches the files of
 the output; the HTTP server, which serves a local directory by nature, takes
-only `OutputDir.root`.
+only `OutputDir.root`, and is told when files change (`OutputDir.on_change`).
 
 `OutputDir`, the local directory: a file is replaced only when its bytes differ,
 through a temp file in the same directory that is fsynced and renamed into
@@ -31,7 +31,7 @@ import secrets
 import stat
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -164,6 +164,17 @@ class OutputDir:
         """Inside `batch()`: the files written and not yet in place, by relative path."""
         self._ready: set[Path] = set()
         """Inside `batch()`: the folders cleared of dead writers' temp files."""
+        self._watchers: list[Callable[[], None]] = []
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever files are put in place, removed or given a new time
+        here, after it is done (on the thread that wrote): the server, which keeps the
+        files in memory, then looks at them again at once."""
+        self._watchers.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._watchers:
+            callback()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -228,6 +239,8 @@ class OutputDir:
             finally:
                 for fd in fds:
                     os.close(fd)
+                if placed:
+                    self._changed()
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
 
@@ -269,8 +282,8 @@ class OutputDir:
                 self._write(sidecar, gzip.compress(data, compresslevel=9, mtime=0))
             else:  # left from when sidecars were on: it would go stale
                 stale = self.path(sidecar)
-                if os.path.lexists(stale):  # (a read-only disk refuses even to remove nothing)
-                    self._unlink(stale)
+                if os.path.lexists(stale) and self._unlink(stale):  # (see `remove`)
+                    self._changed()
         return self._write(relative, data)
 
     @staticmethod
@@ -321,6 +334,7 @@ class OutputDir:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
                 raise
+            self._changed()
             _fsync_dir(target.parent)
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
@@ -340,6 +354,7 @@ class OutputDir:
             try:
                 if os.stat(target, follow_symlinks=False).st_mtime_ns != modified * 10**9:
                     os.utime(target, (modified, modified), follow_symlinks=False)
+                    self._changed()
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -448,6 +463,7 @@ class OutputDir:
         sidecar = self._unlink(self.path(relative + ".gz"))
         removed = self._unlink(target)
         if removed or sidecar:
+            self._changed()
             _fsync_dir(target.parent)
         return removed
 
@@ -487,6 +503,7 @@ class OutputDir:
                 if not stale_temp:
                     removed.append(relative)
         if removed:
+            self._changed()
             _fsync_dir(directory)
         return removed
 

@@ -1,12 +1,13 @@
 """Serving the output directory over HTTP/1.1: the app, and a small server on asyncio.
 
 The app serves only regular files below the output directory, from memory:
-each file is read (and gzipped) once per version, and a `stat` per request
-tells when a version is new, so answers cost no disk reads and conditional
-requests cost next to nothing. The server is our own HTTP/1.1 layer on
-asyncio, with httptools (llhttp) parsing requests; httptools stays inside
-this module. It bounds what a client can hold: time to send a request head,
-its size, idle time, unread answers, and connections (see `Limits`).
+each file is read (and gzipped) once per version, and a `stat` at most once a
+second per file (at once after the service writes) tells when a version is new,
+so answers cost no disk reads and conditional requests cost next to nothing.
+The server is our own HTTP/1.1 layer on asyncio, with httptools (llhttp)
+parsing requests; httptools stays inside this module. It bounds what a client
+can hold: time to send a request head, its size, idle time, unread answers, and
+connections (see `Limits`).
 
     GET/HEAD /            index.html
     GET/HEAD /<path>      a file of the output directory (no listings)
@@ -201,8 +202,19 @@ PATH_BYTES_KEPT = 512
 _UNSEEN = ("", "")
 
 
+FRESH_SECONDS = 1.0
+"""How long a file's version, once looked at, is served without looking again (a `stat`):
+what the service writes itself is served at once (`StaticFiles.changed`), what another
+program writes in the directory within this many seconds."""
+
+
 class StaticFiles:
-    """Regular files below `root`, read once per version and kept in memory."""
+    """Regular files below `root`, read once per version and kept in memory.
+
+    A file's version (inode, size, modification time) is looked at again when it was last
+    looked at FRESH_SECONDS ago, or after `changed()`. A `stat` for every request cost over
+    a quarter of a 304's CPU time (docs/benchmarks.md, the ninth round).
+    """
 
     def __init__(
         self,
@@ -217,11 +229,34 @@ class StaticFiles:
         self._cache: dict[str, CachedFile] = {}
         self._paths: dict[str, tuple[str, str] | None] = {}
         """URL path → (relative, full path) as `safe_relative` says, or None; PATHS_KEPT at most."""
+        self._fresh: dict[str, tuple[CachedFile, float]] = {}
+        """URL path → its file and the `time.monotonic()` until which it is served without a
+        new look; PATHS_KEPT at most. Replaced, not changed, by `changed` (another thread)."""
         self._lock = threading.Lock()
         self._inputs = self._header_inputs()
         """What the cached headers were made from, besides each file (see `reconfigured`)."""
 
     def get(self, url_path: str) -> CachedFile | None:
+        """The file at `url_path` (see `safe_relative`), as it is or was FRESH_SECONDS ago at
+        most; None when there is none."""
+        fresh = self._fresh
+        hit = fresh.get(url_path)
+        now = time.monotonic()
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        found = self._look(url_path)
+        if found is not None and len(url_path) <= PATH_BYTES_KEPT:
+            if len(fresh) >= PATHS_KEPT:
+                fresh.clear()
+            fresh[url_path] = (found, now + FRESH_SECONDS)
+        return found
+
+    def changed(self) -> None:
+        """The directory's files changed (the service wrote, removed or stamped some): look
+        at each file again when it is next asked for. Safe from any thread."""
+        self._fresh = {}
+
+    def _look(self, url_path: str) -> CachedFile | None:
         paths = self._paths
         found = paths.get(url_path, _UNSEEN)
         if found is _UNSEEN:
@@ -263,6 +298,7 @@ class StaticFiles:
         """Forget every cached file."""
         with self._lock:
             self._cache.clear()
+            self._fresh = {}
 
     def reconfigured(self) -> bool:
         """After a config change: forget the cached files if what their headers are made of
@@ -277,6 +313,7 @@ class StaticFiles:
                 return False
             self._inputs = inputs
             self._cache.clear()
+            self._fresh = {}
         return True
 
     def _header_inputs(self) -> tuple[int, tuple[str, str] | None]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import http.client
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO
@@ -18,15 +19,24 @@ import httpx
 import pytest
 
 from aggregator.metrics import Metrics
-from aggregator.server import HttpServer, Routes, StaticFiles, accepts_gzip, safe_relative
+from aggregator.output import OutputDir
+from aggregator.server import (
+    FRESH_SECONDS,
+    HttpServer,
+    Routes,
+    StaticFiles,
+    accepts_gzip,
+    safe_relative,
+)
 from tests.service import free_port
 
 FEED = b"<?xml version='1.0' encoding='UTF-8'?>\n<feed>" + b"<entry/>" * 200 + b"</feed>\n"
 
 
 class Served:
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, files: StaticFiles) -> None:
         self.root = root
+        self.files = files
         self.base = f"http://127.0.0.1:{port}"
         self.port = port
 
@@ -57,7 +67,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     (root / "feeds" / ".tmp-half").write_text("partial")
     (tmp_path / "secret.txt").write_text("TOP SECRET")
     (root / "link.txt").symlink_to(tmp_path / "secret.txt")
-    app = Routes(StaticFiles(root, lambda: 60), lambda: (200, {"status": "ok"}), Metrics())
+    files = StaticFiles(root, lambda: 60)
+    app = Routes(files, lambda: (200, {"status": "ok"}), Metrics())
     port = free_port()
     server = HttpServer(app, "127.0.0.1", port)
     thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)
@@ -65,7 +76,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
-    yield Served(root, port)
+    yield Served(root, port, files)
     server.stop()
     thread.join(5)
 
@@ -153,15 +164,47 @@ def test_conditional_requests_follow_rfc_9110(served: Served) -> None:
     assert head.status_code == 304
 
 
-def test_a_rewritten_file_is_served_at_once_with_a_new_etag(served: Served) -> None:
+def test_what_the_service_writes_removes_or_stamps_is_served_at_once(served: Served) -> None:
+    out = OutputDir(served.root)
+    out.on_change(served.files.changed)
+    url = served.base + "/feeds/ai.atom"
+    old = httpx.get(url).headers["etag"]
+    writers: list[Callable[[str, bytes], bool]] = [out.write, functools.partial(_batched, out)]
+    for n, write in enumerate(writers):
+        data = FEED.replace(b"<entry/>", b"<entry>%d</entry>" % n, 1)
+        assert write("feeds/ai.atom", data)
+        fresh = httpx.get(url, headers={"If-None-Match": old})
+        assert fresh.status_code == 200 and fresh.headers["etag"] != old
+        assert fresh.content == data
+        old = fresh.headers["etag"]
+    out.stamp("feeds/ai.atom", 1_000_000_000)
+    assert httpx.get(url).headers["last-modified"] == "Sun, 09 Sep 2001 01:46:40 GMT"
+    assert out.remove("feeds/ai.atom")
+    assert httpx.get(url).status_code == 404
+
+
+def _batched(out: OutputDir, relative: str, data: bytes) -> bool:
+    with out.batch():
+        return out.write(relative, data)
+
+
+def test_a_file_another_program_rewrites_is_served_within_a_second(served: Served) -> None:
     url = served.base + "/feeds/ai.atom"
     old = httpx.get(url).headers["etag"]
     path = served.root / "feeds" / "ai.atom"
     path.write_bytes(FEED.replace(b"<entry/>", b"<entry></entry>", 1))
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
-    fresh = httpx.get(url, headers={"If-None-Match": old})
+    written = time.monotonic()
+    while True:
+        fresh = httpx.get(url, headers={"If-None-Match": old})
+        if fresh.status_code == 200 or time.monotonic() - written > FRESH_SECONDS + 1:
+            break
+        time.sleep(0.05)
     assert fresh.status_code == 200 and fresh.headers["etag"] != old
     assert b"<entry></entry>" in fresh.content
+    path.unlink()
+    time.sleep(FRESH_SECONDS)
+    assert httpx.get(url).status_code == 404
 
 
 def test_other_methods_are_refused(served: Served) -> None:
