@@ -64,9 +64,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
-import uvloop
 
-from aggregator import __version__
+from aggregator import __version__, loops
 from aggregator.config import LinksConfig
 from aggregator.links import (
     Attempt,
@@ -1171,7 +1170,7 @@ def run_checks(
         # (result and all) when it puts the SIGINT handler back, at a cost per URL.
         done.append(await checker.run(requests))
 
-    with _COLLECTOR.rarer(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with _COLLECTOR.rarer(), asyncio.Runner(loop_factory=loops.new_event_loop) as runner:
         runner.run(main())
     return done[0]
 

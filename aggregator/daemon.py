@@ -1,6 +1,6 @@
 """`aggregator run`: the service. It schedules the jobs and handles signals.
 
-    main thread (asyncio)       signals; the HTTP server (aggregator.server)
+    main thread (uvloop)        signals; the HTTP server (aggregator.server)
     scheduler thread (APS 3.x)  the rescan job: scan → store → render → write
     network thread (APS 3.x)    link checks and image fetches, one at a time
     watcher thread (optional)   file-system events ask for a rescan now (aggregator.watch)
@@ -31,7 +31,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from aggregator import locks, logs, reporting
+from aggregator import locks, logs, loops, reporting
 from aggregator.app import App, make_app
 from aggregator.cluster import Cluster, instance_name
 from aggregator.config import Config
@@ -124,7 +124,10 @@ class Service:
     def run(self) -> int:
         """Serve until stopped; 0 after a clean stop, 1 when the server could not start."""
         try:
-            code = asyncio.run(self._main())
+            # uvloop: the server answers with a fifth less CPU (docs/benchmarks.md, the ninth
+            # round); it takes its connections itself (`HttpServer._accept`), not libuv.
+            with asyncio.Runner(loop_factory=loops.new_event_loop) as runner:
+                code = runner.run(self._main())
         finally:
             self.app.close()
             self._release_locks()

@@ -4,10 +4,10 @@ The app serves only regular files below the output directory, from memory:
 each file is read (and gzipped) once per version, and a `stat` at most once a
 second per file (at once after the service writes) tells when a version is new,
 so answers cost no disk reads and conditional requests cost next to nothing.
-The server is our own HTTP/1.1 layer on asyncio, with httptools (llhttp)
-parsing requests; httptools stays inside this module. It bounds what a client
-can hold: time to send a request head, its size, idle time, unread answers, and
-connections (see `Limits`).
+The server is our own HTTP/1.1 layer on asyncio (uvloop in the service), with
+its own accept loop and httptools (llhttp) parsing requests; httptools stays
+inside this module. It bounds what a client can hold: time to send a request head,
+its size, idle time, unread answers, and connections (see `Limits`).
 
     GET/HEAD /            index.html
     GET/HEAD /<path>      a file of the output directory (no listings)
@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gzip
 import http
 import json
 import logging
 import os
 import resource
+import socket
 import stat
 import threading
 import time
@@ -509,7 +511,7 @@ takes 16 bytes at least), since reading stops while answers wait, so every reque
 client that reads its answers is answered. They are small (no body, a few headers); past
 this, the connection would close after the answers before it."""
 BACKLOG = 128
-"""The listen queue, and what asyncio accepts per readiness event: each accepted socket
+"""The listen queue, and what `HttpServer._accept` takes per readiness event: each accepted socket
 reaches `HttpServer._opened` (where the longest idle connection is closed to make room) two
 loop iterations later, and the one closed is released one iteration after that, so up to
 three batches of sockets are open beyond `max_connections` at once."""
@@ -518,6 +520,9 @@ FD_RESERVE = 3 * BACKLOG + 128
 `BACKLOG`), and 128 for the rest (state file, seeds, link checks, the process's own)."""
 ACCEPT_ERROR_INTERVAL = 60.0
 """Seconds between two log lines saying accepting failed for want of descriptors or memory."""
+ACCEPT_RETRY_SECONDS = 1.0
+"""Seconds accepting pauses after it failed for want of descriptors or memory (as asyncio's)."""
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _TICK = 0.25
 _STOP_GRACE = 1.5
 _STATUS_LINES = {
@@ -917,6 +922,27 @@ def _path(url: bytes) -> str | None:
     return urllib.parse.unquote(path) if "%" in path else path
 
 
+async def _listening_sockets(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> list[socket.socket]:
+    """Non-blocking sockets listening on every address `host` names (IPv4 and IPv6 for a
+    name that has both, as asyncio's `create_server` binds); OSError when one cannot be."""
+    infos = await loop.getaddrinfo(
+        host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, _type, _proto, _name, address in dict.fromkeys(infos):
+            sock = socket.create_server(address, family=family, backlog=BACKLOG)
+            sockets.append(sock)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 class HttpServer:
     """`Routes` served over HTTP/1.1 on host:port, until `stop()` (from any thread)."""
 
@@ -949,7 +975,9 @@ class HttpServer:
         self._full_warned: dict[str, float] = {}
         """When each kind of making room was last logged."""
         self._accept_warned = 0.0
-        self._passed_on: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None = None
+        self._listening: list[socket.socket] = []
+        self._adopting: set[asyncio.Task[None]] = set()
+        """Accepted sockets being given their transports (see `_adopt`)."""
         self._ticker: asyncio.TimerHandle | None = None
 
     @property
@@ -965,62 +993,83 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._wake = asyncio.Event()
-        self._passed_on = loop.get_exception_handler()
-        loop.set_exception_handler(self._loop_error)
+        self._listening = await _listening_sockets(loop, self.host, self.port)
         try:
-            await self._listen(loop)
-        finally:
-            loop.set_exception_handler(self._passed_on)
-
-    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._wake is not None
-        server = await loop.create_server(
-            lambda: _Connection(self, loop), self.host, self.port, backlog=BACKLOG
-        )
-        self._started = True
-        self._ticker = loop.call_later(_TICK, self._tick)
-        try:
+            for sock in self._listening:
+                loop.add_reader(sock.fileno(), self._accept, sock)
+            self._started = True
+            self._ticker = loop.call_later(_TICK, self._tick)
             if not self.stopping:
                 await self._wake.wait()
         finally:
             self.stopping = True
             if self._ticker is not None:
                 self._ticker.cancel()
-            server.close()
+            for sock in self._listening:
+                loop.remove_reader(sock.fileno())
+                sock.close()
             for connection in list(self._connections):
                 connection.shutdown()
             deadline = loop.time() + _STOP_GRACE
-            while self._connections and loop.time() < deadline:
+            while (self._connections or self._adopting) and loop.time() < deadline:
                 await asyncio.sleep(0.02)
             for connection in list(self._connections):
                 connection.expire()
-            await server.wait_closed()
 
-    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """Log a failed accept (no descriptor or memory left) as one line a minute at most.
+    def _accept(self, listening: socket.socket) -> None:
+        """Take up to BACKLOG waiting connections (the listening socket is readable).
 
-        asyncio logs each one with a traceback and retries a second later, which at the
-        open-file limit is thousands of lines a second; everything else goes on as before.
+        The server's own accept loop, as asyncio's standard one does it, but on any event
+        loop: uvloop's (libuv's) closes waiting connections unseen and unlogged when the
+        process runs out of descriptors. Here, accepting then pauses for a second, and says
+        so in one log line a minute at most.
         """
-        message = str(context.get("message", ""))
-        if not message.startswith("socket.accept() out of system resource"):
-            if self._passed_on is not None:
-                self._passed_on(loop, context)
-            else:
-                loop.default_exception_handler(context)
-            return
+        loop = self._loop
+        assert loop is not None
+        for _ in range(BACKLOG):
+            try:
+                sock, _address = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # none left, or one that gave up while it waited
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    self._accept_failed(loop, listening, exc)
+                else:
+                    log.error("cannot accept a connection: %s", exc.strerror or exc)
+                return
+            sock.setblocking(False)
+            task = loop.create_task(self._adopt(loop, sock))
+            self._adopting.add(task)
+            task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """Give an accepted socket its transport and a `_Connection`."""
+        try:
+            await loop.connect_accepted_socket(lambda: _Connection(self, loop), sock)
+        except OSError:  # the client went away meanwhile
+            sock.close()
+
+    def _accept_failed(
+        self, loop: asyncio.AbstractEventLoop, listening: socket.socket, error: OSError
+    ) -> None:
+        """No descriptor or memory left: stop accepting for a second, and log that once a
+        minute at most (not once per failed accept, thousands of lines a second)."""
+        loop.remove_reader(listening.fileno())
+        loop.call_later(ACCEPT_RETRY_SECONDS, self._accept_again, listening)
         now = time.monotonic()
         if now - self._accept_warned >= ACCEPT_ERROR_INTERVAL or not self._accept_warned:
             self._accept_warned = now
-            error = context.get("exception")
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             log.error(
                 "cannot accept connections: %s (open-file limit %d, %d client connections); "
                 "retrying every second, logged once a minute",
-                reason,
+                error.strerror or error,
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                 len(self._connections),
             )
+
+    def _accept_again(self, listening: socket.socket) -> None:
+        if not self.stopping and self._loop is not None:
+            self._loop.add_reader(listening.fileno(), self._accept, listening)
 
     def stop(self) -> None:
         """Stop taking connections, finish the answers in progress, close the rest."""

@@ -12,7 +12,7 @@ ONLY_IN = {
     "apscheduler": "aggregator/daemon.py",
     "watchfiles": "aggregator/watch.py",
     "httpx": "aggregator/checker.py",
-    "uvloop": "aggregator/checker.py",
+    "uvloop": "aggregator/loops.py",
     "httptools": "aggregator/server.py",
     "feedgen": "aggregator/render.py",  # and its version number, in aggregator/lastbuild.py
     "PIL": "aggregator/thumbs.py",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from aggregator import loops
 from aggregator.config import ServerConfig
 from aggregator.metrics import Metrics
 from aggregator.server import start_server
@@ -24,8 +26,17 @@ def health() -> tuple[int, dict[str, Any]]:
     return 200, {"status": "ok"}
 
 
+LOOPS = [
+    pytest.param(asyncio.new_event_loop, id="asyncio"),
+    pytest.param(loops.new_event_loop, id="uvloop"),  # the service's
+]
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
 def test_the_server_serves_the_directory_and_says_where(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
     (tmp_path / "index.html").write_text("<p>hello</p>\n")
     settings = ServerConfig(port=free_port(), max_connections=5)
@@ -42,8 +53,11 @@ def test_the_server_serves_the_directory_and_says_where(
         await serving.stop()
         assert serving.task.done() and serving.task.result() is True
 
-    with caplog.at_level(logging.INFO, logger="aggregator"):
-        asyncio.run(main())
+    with (
+        caplog.at_level(logging.INFO, logger="aggregator"),
+        asyncio.Runner(loop_factory=new_loop) as runner,
+    ):
+        runner.run(main())
     assert got["page"] == "<p>hello</p>\n" and got["cache"] == "public, max-age=60"
     assert got["health"] == {"status": "ok"}
     lines = [r.getMessage() for r in caplog.records if r.name == "aggregator"]
@@ -93,3 +107,60 @@ def test_a_busy_address_is_logged_and_nothing_is_served(
     messages = [r.getMessage() for r in caplog.records if r.name == "aggregator"]
     assert len(messages) == 1 and messages[0].startswith(f"cannot listen on 127.0.0.1:{port}: ")
     assert caplog.records[-1].levelno == logging.ERROR
+
+
+def _families(host: str) -> set[socket.AddressFamily]:
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return set()
+    return {info[0] for info in infos}
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_a_host_name_with_ipv4_and_ipv6_addresses_is_served_on_both(
+    tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    if _families("localhost") != {socket.AF_INET, socket.AF_INET6}:
+        pytest.skip("localhost does not name both an IPv4 and an IPv6 address here")
+    (tmp_path / "index.html").write_text("<p>hello</p>\n")
+    settings = ServerConfig(host="localhost", port=free_port())
+    pages: list[str] = []
+
+    async def main() -> None:
+        serving = await start_server(
+            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
+        )
+        assert serving is not None
+        for address in ("127.0.0.1", "[::1]"):
+            async with httpx.AsyncClient(timeout=5) as client:
+                page = await client.get(f"http://{address}:{settings.port}/")
+            pages.append(page.text)
+        await serving.stop()
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())
+    assert pages == ["<p>hello</p>\n"] * 2
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_an_ipv6_address_is_served(
+    tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    if socket.AF_INET6 not in _families("::1"):
+        pytest.skip("no IPv6 here")
+    (tmp_path / "index.html").write_text("<p>hello</p>\n")
+    settings = ServerConfig(host="::1", port=free_port())
+
+    async def main() -> str:
+        serving = await start_server(
+            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
+        )
+        assert serving is not None
+        async with httpx.AsyncClient(timeout=5) as client:
+            page = await client.get(f"http://[::1]:{settings.port}/")
+        await serving.stop()
+        return page.text
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        assert runner.run(main()) == "<p>hello</p>\n"
