@@ -224,10 +224,14 @@ class OutputDir:
                     times = None if file.mtime is None else (file.mtime, file.mtime)
                     os.utime(fds[-1], times)
                 _fsync_all(fds)
-                for file in held.values():
-                    target = file.target
-                    os.replace(file.temp, target)
-                    placed += 1
+                try:
+                    for file in held.values():
+                        target = file.target
+                        os.replace(file.temp, target)
+                        placed += 1
+                finally:
+                    if placed:
+                        self._changed()
                 for folder in sorted({file.target.parent for file in held.values()}):
                     target = folder
                     _fsync_dir(folder)
@@ -239,8 +243,6 @@ class OutputDir:
             finally:
                 for fd in fds:
                     os.close(fd)
-                if placed:
-                    self._changed()
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -93,6 +95,42 @@ def test_the_service_serves_and_follows_the_seed_directory(service: RunningServi
     assert entry_titles(check_feed(service.get("/feeds/ai.atom").content)) == ["AI one"]
 
     assert service.stop() == 0
+
+
+def test_what_a_scan_writes_is_served_once_the_scan_is_done(service: RunningService) -> None:
+    # The server keeps a file it was asked for in memory, and looks at it again a second
+    # later at most, or at once when the service says it wrote: the feed is asked for all
+    # the time, from a moment at random against the scans, so without that word a feed
+    # written would go on being served stale for a moment at random in that second.
+    asking, stop = threading.Event(), threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            if asking.wait(0.01):
+                service.get("/feeds/ai.atom")
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=keep_asking, daemon=True)
+    thread.start()
+    feed = service.out / "feeds" / "ai.atom"
+    try:
+        for n in range(3):
+            asking.clear()
+            time.sleep(1.1 + random.uniform(0, 1))  # what it kept is a second old: a new phase
+            asking.set()
+            title = f"AI {n}".encode()
+            (service.seeds / f"ai{n}.md").write_text(
+                seed_text(title=f"AI {n}", topics=["AI"], originalUrl=f"https://s.example/{n}/")
+            )
+            deadline = time.monotonic() + 20
+            while title not in feed.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            written = time.monotonic()
+            while service.get("/feeds/ai.atom").content != feed.read_bytes():
+                assert time.monotonic() - written < 0.25, "the feed written is not served"
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def test_a_restart_serves_the_same_bytes_and_rewrites_nothing(service: RunningService) -> None:
