@@ -275,12 +275,16 @@ def _answer(reader: BinaryIO) -> tuple[int, bytes]:
     return int(status_line.split()[1]), reader.read(length)
 
 
-def test_a_reading_client_gets_every_pipelined_answer(served: Served) -> None:
+@pytest.mark.parametrize(("count", "size"), [(1000, 32 * 1024), (4000, 8 * 1024)])
+def test_a_reading_client_gets_every_pipelined_answer(
+    served: Served, count: int, size: int
+) -> None:
     # 1,000 answers of 32 KB are more than the socket buffers hold: reading stops until the
-    # client catches up, and every request of the reads already made waits its turn.
-    part = os.urandom(32 * 1024)
+    # client catches up, and every request of the reads already made waits its turn. 4,000
+    # requests (140 KB) are more than MAX_PIPELINED, and a loop reads them at once (256 KB):
+    # parsing stops too, and what is left of the read waits.
+    part = os.urandom(size)
     (served.root / "part.bin").write_bytes(part)
-    count = 1000
     sock = socket.create_connection(("127.0.0.1", served.port), timeout=10)
     request = b"GET /part.bin HTTP/1.1\r\nHost: x\r\n\r\n"
     sender = threading.Thread(target=sock.sendall, args=(request * count,))
