@@ -505,6 +505,10 @@ SEND_TIMEOUT = 30.0
 LINGER_SECONDS = 2.0
 """After refusing a request, read and discard what the client still sends for this long, so
 the refusal reaches it before the connection closes (closing with unread data sends a reset)."""
+RECEIVE_BUFFER = 16 * 1024
+"""The kernel's receive buffer of each connection (SO_RCVBUF; Linux doubles it for its own
+bookkeeping): requests are small, and a client that pipelines without reading its answers
+holds no more than this in the kernel, nor much more than this in the server (`held`)."""
 PART_SIZE = 16 * 1024
 """What is parsed at a time of one read (uvloop reads up to 256 KB): after each part, parsing
 stops while the client is behind reading its answers, and the rest of the read waits."""
@@ -672,7 +676,8 @@ class _Connection(asyncio.Protocol):
         self.unsent = 0
         """Bytes left in the write buffer when last looked at (while the client is behind)."""
         self.held: memoryview | None = None
-        """What is left of a read when the client fell behind (see PART_SIZE)."""
+        """What is left of a read when the client fell behind (see PART_SIZE): a read is
+        at most about twice RECEIVE_BUFFER."""
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -955,17 +960,42 @@ def _path(url: bytes) -> str | None:
 async def _listening_sockets(
     loop: asyncio.AbstractEventLoop, host: str, port: int
 ) -> list[socket.socket]:
-    """Non-blocking sockets listening on every address `host` names (IPv4 and IPv6 for a
-    name that has both, as asyncio's `create_server` binds); OSError when one cannot be."""
+    """Non-blocking sockets listening on every address `host` names, as asyncio's
+    `create_server` binds them: IPv4 and IPv6 for a name that has both (an address family
+    this system lacks skipped), each reusable at once, IPv6 ones for IPv6 only. OSError
+    when one cannot be bound, or none made.
+
+    Their receive buffers are RECEIVE_BUFFER bytes, as the connections they accept: a
+    client that sends more than it reads answers to holds that little in the kernel, and
+    what one read brings is no more than about twice that (see `_Connection.held`).
+    """
     infos = await loop.getaddrinfo(
         host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
     sockets: list[socket.socket] = []
     try:
-        for family, _type, _proto, _name, address in dict.fromkeys(infos):
-            sock = socket.create_server(address, family=family, backlog=BACKLOG)
+        for family, kind, proto, _name, address in dict.fromkeys(infos):
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # no IPv6 in this kernel, say: as `create_server`, the others
+                continue
             sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"error while attempting to bind on address {address!r}: "
+                    f"{(exc.strerror or str(exc)).lower()}",
+                ) from None
+            sock.listen(BACKLOG)
             sock.setblocking(False)
+        if not sockets:
+            raise OSError(errno.EAFNOSUPPORT, f"no address of {host!r} can be listened on here")
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -1054,6 +1084,8 @@ class HttpServer:
         loop = self._loop
         assert loop is not None
         for _ in range(BACKLOG):
+            if self.stopping:
+                return  # (`serve` closes the listening sockets next)
             try:
                 sock, _address = listening.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -1119,6 +1151,9 @@ class HttpServer:
         """
         self._connections.add(connection)
         self._idle_order[connection] = None
+        if self.stopping:  # accepted as the server stopped: it is closed like the idle ones
+            connection.shutdown()
+            return
         if len(self._connections) <= self.limits.max_connections:
             return
         victim = next((c for c in self._idle_order if c is not connection), None)

@@ -16,7 +16,7 @@ import pytest
 from aggregator import loops
 from aggregator.config import ServerConfig
 from aggregator.metrics import Metrics
-from aggregator.server import start_server
+from aggregator.server import RECEIVE_BUFFER, start_server
 from tests.service import free_port
 
 HUB = ("https://hub.example/", "http://127.0.0.1/")
@@ -164,3 +164,36 @@ def test_an_ipv6_address_is_served(
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         assert runner.run(main()) == "<p>hello</p>\n"
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_connections_send_at_once_and_buffer_little(
+    tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    # TCP_NODELAY: small answers go out at once, not after the client's delayed ACK; a
+    # small receive buffer: a client that sends without reading holds little (RECEIVE_BUFFER).
+    (tmp_path / "index.html").write_text("<p>hello</p>\n")
+    settings = ServerConfig(port=free_port())
+    found: list[tuple[int, int]] = []
+
+    async def main() -> None:
+        serving = await start_server(
+            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
+        )
+        assert serving is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", settings.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        for connection in serving.server._connections:
+            assert connection.transport is not None
+            sock = connection.transport.get_extra_info("socket")
+            nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            found.append((nodelay, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
+        writer.close()
+        await serving.stop()
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())
+    assert len(found) == 1
+    nodelay, received = found[0]
+    assert nodelay and received <= 2 * RECEIVE_BUFFER + 4096
