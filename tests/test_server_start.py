@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -16,10 +16,11 @@ import pytest
 from aggregator import loops
 from aggregator.config import ServerConfig
 from aggregator.metrics import Metrics
-from aggregator.server import RECEIVE_BUFFER, start_server
+from aggregator.server import RECEIVE_BUFFER, Serving, start_server
 from tests.service import free_port
 
 HUB = ("https://hub.example/", "http://127.0.0.1/")
+T = TypeVar("T")
 
 
 def health() -> tuple[int, dict[str, Any]]:
@@ -117,30 +118,48 @@ def _families(host: str) -> set[socket.AddressFamily]:
     return {info[0] for info in infos}
 
 
+def _while_serving(
+    tmp_path: Path,
+    settings: ServerConfig,
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+    use: Callable[[Serving], Awaitable[T]],
+) -> T:
+    """`use(serving)` while `tmp_path` (an index page) is served on a loop of `new_loop`."""
+    (tmp_path / "index.html").write_text("<p>hello</p>\n")
+
+    async def main() -> T:
+        serving = await start_server(
+            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
+        )
+        assert serving is not None
+        try:
+            return await use(serving)
+        finally:
+            await serving.stop()
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(main())
+
+
+async def _page(url: str) -> str:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return (await client.get(url)).text
+
+
 @pytest.mark.parametrize("new_loop", LOOPS)
 def test_a_host_name_with_ipv4_and_ipv6_addresses_is_served_on_both(
     tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]
 ) -> None:
     if _families("localhost") != {socket.AF_INET, socket.AF_INET6}:
         pytest.skip("localhost does not name both an IPv4 and an IPv6 address here")
-    (tmp_path / "index.html").write_text("<p>hello</p>\n")
     settings = ServerConfig(host="localhost", port=free_port())
-    pages: list[str] = []
 
-    async def main() -> None:
-        serving = await start_server(
-            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
-        )
-        assert serving is not None
-        for address in ("127.0.0.1", "[::1]"):
-            async with httpx.AsyncClient(timeout=5) as client:
-                page = await client.get(f"http://{address}:{settings.port}/")
-            pages.append(page.text)
-        await serving.stop()
+    async def use(serving: Serving) -> list[str]:
+        return [
+            await _page(f"http://{address}:{settings.port}/") for address in ("127.0.0.1", "[::1]")
+        ]
 
-    with asyncio.Runner(loop_factory=new_loop) as runner:
-        runner.run(main())
-    assert pages == ["<p>hello</p>\n"] * 2
+    assert _while_serving(tmp_path, settings, new_loop, use) == ["<p>hello</p>\n"] * 2
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
@@ -149,21 +168,12 @@ def test_an_ipv6_address_is_served(
 ) -> None:
     if socket.AF_INET6 not in _families("::1"):
         pytest.skip("no IPv6 here")
-    (tmp_path / "index.html").write_text("<p>hello</p>\n")
     settings = ServerConfig(host="::1", port=free_port())
 
-    async def main() -> str:
-        serving = await start_server(
-            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
-        )
-        assert serving is not None
-        async with httpx.AsyncClient(timeout=5) as client:
-            page = await client.get(f"http://[::1]:{settings.port}/")
-        await serving.stop()
-        return page.text
+    async def use(serving: Serving) -> str:
+        return await _page(f"http://[::1]:{settings.port}/")
 
-    with asyncio.Runner(loop_factory=new_loop) as runner:
-        assert runner.run(main()) == "<p>hello</p>\n"
+    assert _while_serving(tmp_path, settings, new_loop, use) == "<p>hello</p>\n"
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
@@ -172,28 +182,22 @@ def test_connections_send_at_once_and_buffer_little(
 ) -> None:
     # TCP_NODELAY: small answers go out at once, not after the client's delayed ACK; a
     # small receive buffer: a client that sends without reading holds little (RECEIVE_BUFFER).
-    (tmp_path / "index.html").write_text("<p>hello</p>\n")
     settings = ServerConfig(port=free_port())
-    found: list[tuple[int, int]] = []
 
-    async def main() -> None:
-        serving = await start_server(
-            settings, tmp_path, health, Metrics(), lambda: 60, lambda: None
-        )
-        assert serving is not None
+    async def use(serving: Serving) -> list[tuple[int, int]]:
         reader, writer = await asyncio.open_connection("127.0.0.1", settings.port)
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        found = []
         for connection in serving.server._connections:
             assert connection.transport is not None
             sock = connection.transport.get_extra_info("socket")
             nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
             found.append((nodelay, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
         writer.close()
-        await serving.stop()
+        return found
 
-    with asyncio.Runner(loop_factory=new_loop) as runner:
-        runner.run(main())
+    found = _while_serving(tmp_path, settings, new_loop, use)
     assert len(found) == 1
     nodelay, received = found[0]
     assert nodelay and received <= 2 * RECEIVE_BUFFER + 4096
