@@ -124,8 +124,9 @@ class Service:
     def run(self) -> int:
         """Serve until stopped; 0 after a clean stop, 1 when the server could not start."""
         try:
-            # uvloop: the server answers with a fifth less CPU (docs/benchmarks.md, the ninth
-            # round); it takes its connections itself (`HttpServer._accept`), not libuv.
+            # uvloop: the server answers with about a fifth less CPU (docs/benchmarks.md,
+            # "Served feeds beside nginx"); it takes its connections itself
+            # (`HttpServer._accept`), not libuv.
             with asyncio.Runner(loop_factory=loops.new_event_loop) as runner:
                 code = runner.run(self._main())
         finally:
