@@ -237,6 +237,9 @@ class StaticFiles:
         self._lock = threading.Lock()
         self._inputs = self._header_inputs()
         """What the cached headers were made from, besides each file (see `reconfigured`)."""
+        self._generation = 0
+        """How many times the cache was forgotten (`clear`, `reconfigured`): a file read and
+        made into headers meanwhile is served to the request that read it, not kept."""
 
     def get(self, url_path: str) -> CachedFile | None:
         """The file at `url_path` (see `safe_relative`), as it is or was FRESH_SECONDS ago at
@@ -286,6 +289,7 @@ class StaticFiles:
             return cached
         if not Path(os.path.realpath(full)).is_relative_to(self.root):
             return None  # a symbolic link out of the directory
+        generation = self._generation
         try:
             with open(full, "rb") as handle:
                 body = handle.read(_MAX_FILE_BYTES + 1)
@@ -293,12 +297,14 @@ class StaticFiles:
             return None
         cached = self._load(relative, body, version, int(info.st_mtime))
         with self._lock:
-            self._cache[relative] = cached
+            if generation == self._generation:  # else made from what the config was
+                self._cache[relative] = cached
         return cached
 
     def clear(self) -> None:
         """Forget every cached file."""
         with self._lock:
+            self._generation += 1
             self._cache.clear()
             self._fresh = {}
 
@@ -314,6 +320,7 @@ class StaticFiles:
             if inputs == self._inputs:
                 return False
             self._inputs = inputs
+            self._generation += 1
             self._cache.clear()
             self._fresh = {}
         return True

@@ -359,6 +359,36 @@ def test_a_config_change_forgets_cached_files_only_when_their_headers_change(
     assert linked is not None and any(name == b"link" for name, _ in linked.plain.headers)
 
 
+def test_a_file_read_while_the_config_changes_is_not_kept_with_the_old_headers(
+    tmp_path: Path,
+) -> None:
+    """The config changes (on the scheduler's thread) while a request is reading a file and
+    making its headers from the old config: that answer may carry the old max age, the
+    next one the new."""
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "ai.atom").write_bytes(FEED)
+    max_age = [60]
+    files: StaticFiles
+
+    def asked() -> int:
+        value = max_age[0]
+        if value == 60 and asked_during_a_read[0]:  # the reload lands in the middle
+            asked_during_a_read[0] = False
+            max_age[0] = 300
+            assert files.reconfigured() is True
+        return value
+
+    asked_during_a_read = [False]
+    files = StaticFiles(tmp_path, asked)
+    asked_during_a_read[0] = True
+    during = files.get("/feeds/ai.atom")
+    assert during is not None
+    assert (b"cache-control", b"public, max-age=60") in during.plain.headers
+    after = files.get("/feeds/ai.atom")
+    assert after is not None
+    assert (b"cache-control", b"public, max-age=300") in after.plain.headers
+
+
 def _raw_answers(port: int, requests: list[bytes]) -> list[bytes]:
     """The raw bytes of the answers to `requests`, sent at once on one connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
