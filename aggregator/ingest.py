@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from typing import TYPE_CHECKING
 
 from aggregator.config import Config
@@ -35,7 +35,7 @@ from aggregator.scan import SeedFile, check_paths, scan
 from aggregator.store import StateStore, WorkerAccess
 from aggregator.stories import StoryRules
 from aggregator.topics import TopicRules
-from aggregator.worker import load_seed, start_worker
+from aggregator.worker import load_batch, load_seed, start_worker
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -183,11 +183,12 @@ def load_seeds(
         pool = start_workers(count)
         assert pool is not None
     chunk = max(1, min(256, total // (count * 8)))
+    batches = (files[start : start + chunk] for start in range(0, total, chunk))
     try:
-        results = pool.map(reader, files, chunksize=chunk)
+        results = pool.map(partial(load_batch, max_bytes=max_bytes), batches)
         if meanwhile is not None:
             meanwhile()
-        yield from _counted(results, total, progress)
+        yield from _counted(chain.from_iterable(results), total, progress)
     finally:
         if own:
             pool.shutdown(wait=True, cancel_futures=True)

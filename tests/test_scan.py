@@ -6,11 +6,13 @@ import os
 import pickle
 from pathlib import Path
 
+import pytest
 from msgspec import structs
 
+from aggregator import yamlsafe
 from aggregator.ingest import PARALLEL_THRESHOLD, load_seeds, start_workers
 from aggregator.scan import SeedFile, check_paths, is_candidate, read_seed, scan
-from aggregator.worker import load_seed
+from aggregator.worker import load_batch, load_seed
 from tests.conftest import Site, seed_text
 
 
@@ -91,6 +93,24 @@ def test_what_crosses_to_and_from_the_parse_workers_comes_back_the_same(site: Si
         if loaded.record is not None:  # every field, not only those the constructor needs
             again = pickle.loads(pickle.dumps(loaded.record))
             assert structs.astuple(again) == structs.astuple(loaded.record)
+
+
+def test_a_workers_batch_is_each_seed_as_load_seed_gives_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(yamlsafe, "ryml", yamlsafe.rapidyaml())  # as in a worker
+    monkeypatch.setattr(yamlsafe, "_fast_here", yamlsafe.ryml is not None)
+    site.add("a.md", title="First", topics=["AI"])
+    (site.seeds / "b.md").write_text("---\ntitle: x\n  b: 2\n---\n")  # rapidyaml refuses it
+    (site.seeds / "c.md").write_text("no front matter")
+    site.add("d.md", title="Last")
+    files = sorted(scan(site.seeds).files, key=lambda f: f.source)
+    batch = load_batch(files, 1 << 20)
+    assert batch == [load_seed(file, 1 << 20) for file in files]
+    assert [(b.source, b.error is None) for b in batch] == [
+        ("a.md", True), ("b.md", False), ("c.md", False), ("d.md", True),
+    ]  # fmt: skip
+    assert capfd.readouterr().err == ""
 
 
 def test_the_build_does_its_own_preparation_while_the_workers_parse(site: Site) -> None:

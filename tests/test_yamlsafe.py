@@ -538,6 +538,27 @@ def test_what_rapidyaml_refuses_leaves_nothing_on_standard_error(
     assert capfd.readouterr().err == "still here\n"
 
 
+def test_a_workers_batch_hides_rapidyaml_once_and_gives_standard_error_back(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    refused = "a: 1\n  b: 2\n"  # of the subset's lines, but not YAML: rapidyaml complains
+    with yamlsafe.parse_errors_hidden():
+        _same_as_pyyaml(refused, SeedLoader)
+        os.write(2, b"hidden\n")  # the block's, not given back by the document read in it
+        _same_as_pyyaml(refused, SeedLoader)
+    os.write(2, b"still here\n")
+    assert capfd.readouterr().err == "still here\n"
+
+
+def test_a_process_that_reads_only_with_libyaml_hides_nothing(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(yamlsafe, "_fast_here", False)  # the service's own threads log there
+    with yamlsafe.parse_errors_hidden():
+        os.write(2, b"a log line\n")
+    assert capfd.readouterr().err == "a log line\n"
+
+
 def _resident_kib() -> int:
     status = Path("/proc/self/status").read_text()
     return int(status.split("VmRSS:")[1].split()[0])
