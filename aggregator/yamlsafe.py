@@ -239,6 +239,11 @@ _NOT_KEPT = bytes(byte for byte in range(256) if 0x20 <= byte != 0x7F and byte !
 what `_in_subset` deletes to see the control characters and how quotes fall on lines."""
 _UNSAFE_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]|\xef(?:\xbb\xbf|\xbf[\xbe\xbf])")
 """The C1 control characters (NEL among them), LS, PS, BOM, U+FFFE and U+FFFF in UTF-8."""
+_ASCII = bytes(range(0x80))
+"""The bytes `_in_subset` deletes before looking for `_UNSAFE_UTF8`: no ASCII byte is part of
+a character of several bytes in UTF-8, so what is left is those characters whole, one after
+the other, and the search finds the same characters in it (in a seed with a few of them,
+1.8 µs against 15 for the whole document)."""
 _CHARS = r"[^\x00-\x2a\x2c\x3a-\x40\x5b-\x5e\x60\x7b-\x9f]"
 """In a plain value: letters, digits, `._/+-` and every character from U+00A0 on."""
 _PLAIN = (
@@ -293,7 +298,7 @@ def _in_subset(text: str, data: bytes) -> bool:
     subset with `_QUOTED` is asked."""
     kept = data.translate(None, _NOT_KEPT)  # control characters, line feeds, quotes
     if kept.translate(None, b'\n"') or (
-        not data.isascii() and _UNSAFE_UTF8.search(data) is not None
+        not data.isascii() and _UNSAFE_UTF8.search(data.translate(None, _ASCII)) is not None
     ):
         return False
     plain, paired, escaped = _subsets()
