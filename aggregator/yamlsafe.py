@@ -157,7 +157,8 @@ def read_fast_here() -> None:
 
     rapidyaml writes its parse errors to the process's standard error (file descriptor
     2), with no way to turn that off; `load` points descriptor 2 at /dev/null for the
-    moment of each such parse. Call this only in a process where nothing else writes to
+    moment of each such parse (or a worker for a whole batch: `parse_errors_hidden`).
+    Call this only in a process where nothing else writes to
     standard error meanwhile: a parse worker, whose other thread only waits. Elsewhere
     (the service's threads log there), libyaml reads everything."""
     global _fast_here, ryml
